@@ -1,0 +1,116 @@
+//! The root context: one per plugin and VM (so one per Envoy worker).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
+
+use super::http::RequestContext;
+use super::wasm_host::WasmHost;
+use crate::config::Config;
+use crate::exporter::{Exporter, Outcome};
+use crate::tracer::Tracer;
+use crate::{otlp, resource};
+
+/// What the root context shares with its HTTP contexts.
+pub struct Shared {
+    pub tracer: Tracer,
+    pub exporter: RefCell<Exporter>,
+    pub host: WasmHost,
+}
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Root {
+    fn configure(&mut self) -> Result<(), String> {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
+            .unwrap_or_default();
+        let config = Config::parse(&bytes).map_err(|e| e.to_string())?;
+        let tracer = Tracer::new(&config).map_err(|e| e.to_string())?;
+        let host = WasmHost::new();
+        let env = |k: &str| std::env::var(k).ok();
+        let attributes = resource::attributes(config.service_name.as_deref(), &env, &host);
+        let service = attributes
+            .first()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let exporter = Exporter::new(config.exporter.clone(), otlp::resource(attributes));
+        if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(exporter.tick_ms())) {
+            return Err(format!("cannot set the tick period: {s:?}"));
+        }
+        log::info!(
+            "meshtrace: service `{service}`, propagators {:?}, sampling {}%, exporting to cluster `{}`",
+            config.propagators,
+            config.sampling.random_sampling_percentage,
+            config.exporter.cluster,
+        );
+        self.shared = Some(Rc::new(Shared {
+            tracer,
+            exporter: RefCell::new(exporter),
+            host,
+        }));
+        Ok(())
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let retry_after = header("retry-after");
+        let outcome = match status {
+            Some(code) => Outcome::Status(code, retry_after.as_deref()),
+            None => Outcome::NoAnswer,
+        };
+        shared
+            .exporter
+            .borrow_mut()
+            .on_response(token_id, outcome, &shared.host);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match self.configure() {
+            Ok(()) => true,
+            Err(reason) => {
+                log::error!("meshtrace: invalid configuration: {reason}");
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.exporter.borrow_mut().on_tick(&shared.host);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(RequestContext::new(self.shared.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

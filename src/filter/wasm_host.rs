@@ -1,0 +1,87 @@
+//! [`Host`] over proxy-wasm hostcalls. Every hostcall result is handled:
+//! a failed call degrades to "absent", never to a panic.
+
+use std::cell::RefCell;
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, MetricType};
+
+use crate::host::{Callout, Counter, Host};
+use crate::propagation::HeaderEdit;
+
+pub struct WasmHost {
+    /// Metric ids, in the order of [`Counter::ALL`].
+    metrics: [Option<u32>; Counter::ALL.len()],
+    rng: RefCell<fastrand::Rng>,
+}
+
+impl WasmHost {
+    pub fn new() -> Self {
+        let metrics =
+            Counter::ALL.map(|c| hostcalls::define_metric(MetricType::Counter, c.name()).ok());
+        // Seeded once from the host's entropy (WASI random_get); ids need
+        // spread, not secrecy.
+        let seed = getrandom::u64().unwrap_or_else(|_| now_nanos());
+        WasmHost {
+            metrics,
+            rng: RefCell::new(fastrand::Rng::with_seed(seed)),
+        }
+    }
+}
+
+fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Host for WasmHost {
+    fn now_unix_nanos(&self) -> u64 {
+        now_nanos()
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.rng.borrow_mut().u64(..)
+    }
+
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn edit_request_headers(&self, edits: &[HeaderEdit]) {
+        for e in edits {
+            if let Err(status) =
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, &e.name, e.value.as_deref())
+            {
+                log::debug!("meshtrace: could not set header {}: {status:?}", e.name);
+            }
+        }
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn count(&self, counter: Counter, n: u64) {
+        let id = Counter::ALL
+            .iter()
+            .position(|c| *c == counter)
+            .and_then(|i| self.metrics.get(i).copied().flatten());
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn dispatch(&self, c: &Callout<'_>) -> Result<u32, String> {
+        hostcalls::dispatch_http_call(
+            c.cluster,
+            c.headers.clone(),
+            Some(c.body),
+            Vec::new(),
+            Duration::from_millis(c.timeout_ms),
+        )
+        .map_err(|status| format!("{status:?}"))
+    }
+}

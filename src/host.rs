@@ -1,0 +1,173 @@
+//! The host: everything the tracing logic needs from the proxy, behind one
+//! small trait, so the logic runs and is tested without one.
+
+use crate::propagation::HeaderEdit;
+
+/// The filter's counters, exported as proxy stats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    SpansStarted,
+    SpansSampled,
+    SpansExported,
+    SpansDropped,
+    ExportFailures,
+    MalformedHeaders,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 6] = [
+        Counter::SpansStarted,
+        Counter::SpansSampled,
+        Counter::SpansExported,
+        Counter::SpansDropped,
+        Counter::ExportFailures,
+        Counter::MalformedHeaders,
+    ];
+
+    /// The stat name (Envoy shows it under `wasmcustom.`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::SpansStarted => "meshtrace.spans_started",
+            Counter::SpansSampled => "meshtrace.spans_sampled",
+            Counter::SpansExported => "meshtrace.spans_exported",
+            Counter::SpansDropped => "meshtrace.spans_dropped",
+            Counter::ExportFailures => "meshtrace.export_failures",
+            Counter::MalformedHeaders => "meshtrace.malformed_headers",
+        }
+    }
+}
+
+/// An OTLP export request for the host to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Callout<'a> {
+    pub cluster: &'a str,
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub body: &'a [u8],
+    pub timeout_ms: u64,
+}
+
+pub trait Host {
+    /// Nanoseconds since the Unix epoch, by the proxy's clock.
+    fn now_unix_nanos(&self) -> u64;
+    fn random_u64(&self) -> u64;
+    /// The request headers, names lower-case, pseudo-headers included.
+    fn request_headers(&self) -> Vec<(String, String)>;
+    fn edit_request_headers(&self, edits: &[HeaderEdit]);
+    /// A proxy property (`["response", "code"]`), as the host serializes it.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    fn count(&self, counter: Counter, n: u64);
+    /// Starts an HTTP callout; its answer comes back with the returned token.
+    fn dispatch(&self, callout: &Callout<'_>) -> Result<u32, String>;
+
+    fn property_string(&self, path: &[&str]) -> Option<String> {
+        self.property(path)
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// An integer property: the host sends 8 little-endian bytes.
+    fn property_int(&self, path: &[&str]) -> Option<i64> {
+        let bytes: [u8; 8] = self.property(path)?.try_into().ok()?;
+        Some(i64::from_le_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+pub mod mock {
+    //! A scripted host for unit tests of the pure logic.
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    /// A callout as sent: cluster, headers, body.
+    pub type Sent = (String, Vec<(String, String)>, Vec<u8>);
+
+    #[derive(Default)]
+    pub struct MockHost {
+        pub now: Cell<u64>,
+        pub rng: Cell<u64>,
+        pub headers: RefCell<Vec<(String, String)>>,
+        pub properties: RefCell<HashMap<String, Vec<u8>>>,
+        pub counters: RefCell<HashMap<Counter, u64>>,
+        pub sent: RefCell<Vec<Sent>>,
+        pub next_token: Cell<u32>,
+        pub fail_dispatch: Cell<bool>,
+    }
+
+    impl MockHost {
+        pub fn with_headers(pairs: &[(&str, &str)]) -> Self {
+            let h = MockHost::default();
+            h.now.set(1_700_000_000_000_000_000);
+            h.rng.set(0x1234_5678);
+            *h.headers.borrow_mut() = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            h
+        }
+        pub fn set_property(&self, path: &str, value: &[u8]) {
+            self.properties
+                .borrow_mut()
+                .insert(path.to_string(), value.to_vec());
+        }
+        pub fn set_int(&self, path: &str, v: i64) {
+            self.set_property(path, &v.to_le_bytes());
+        }
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.headers
+                .borrow()
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+        pub fn counter(&self, c: Counter) -> u64 {
+            self.counters.borrow().get(&c).copied().unwrap_or(0)
+        }
+        pub fn advance_ms(&self, ms: u64) {
+            self.now.set(self.now.get() + ms * 1_000_000);
+        }
+    }
+
+    impl Host for MockHost {
+        fn now_unix_nanos(&self) -> u64 {
+            self.now.get()
+        }
+        fn random_u64(&self) -> u64 {
+            // splitmix64: distinct, well spread values.
+            let x = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            self.rng.set(x);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn request_headers(&self) -> Vec<(String, String)> {
+            self.headers.borrow().clone()
+        }
+        fn edit_request_headers(&self, edits: &[HeaderEdit]) {
+            crate::propagation::tests::apply(&mut self.headers.borrow_mut(), edits);
+        }
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.properties.borrow().get(&path.join(".")).cloned()
+        }
+        fn count(&self, counter: Counter, n: u64) {
+            *self.counters.borrow_mut().entry(counter).or_default() += n;
+        }
+        fn dispatch(&self, c: &Callout<'_>) -> Result<u32, String> {
+            if self.fail_dispatch.get() {
+                return Err("cluster not found".into());
+            }
+            let headers = c
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            self.sent
+                .borrow_mut()
+                .push((c.cluster.to_string(), headers, c.body.to_vec()));
+            let t = self.next_token.get() + 1;
+            self.next_token.set(t);
+            Ok(t)
+        }
+    }
+}

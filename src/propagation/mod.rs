@@ -1,0 +1,489 @@
+//! Propagation: reading a caller's trace context from request headers and
+//! writing ours back, in every format the configuration lists.
+//!
+//! Propagators never see proxy types: they read a plain header list
+//! (`&[(String, String)]`, names lower-case as Envoy keeps them) and return
+//! [`HeaderEdit`]s for the host to apply. One file per format; each file's
+//! second half is its table of rules.
+
+pub mod b3;
+pub mod baggage;
+pub mod jaeger;
+pub mod tracecontext;
+pub mod tracestate;
+
+use core::fmt;
+use std::borrow::Cow;
+
+use crate::ids::{SpanId, TraceId};
+pub use baggage::Baggage;
+pub use tracestate::TraceState;
+
+/// One propagation format, by its OTEL_PROPAGATORS name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    TraceContext,
+    Baggage,
+    B3,
+    B3Multi,
+    Jaeger,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::TraceContext,
+        Format::Baggage,
+        Format::B3,
+        Format::B3Multi,
+        Format::Jaeger,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::TraceContext => "tracecontext",
+            Format::Baggage => "baggage",
+            Format::B3 => "b3",
+            Format::B3Multi => "b3multi",
+            Format::Jaeger => "jaeger",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether the format carries a trace context (baggage does not).
+    pub fn carries_trace(self) -> bool {
+        !matches!(self, Format::Baggage)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The caller's sampling decision as its headers state it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// No decision was sent: the receiver decides (B3 "defer").
+    Deferred,
+    /// Not sampled; passed on as such.
+    Deny,
+    Accept,
+    /// Sampled and flagged for debug (B3 `d`/`x-b3-flags: 1`, Jaeger flag 0x02).
+    Debug,
+}
+
+impl Sampling {
+    /// The decision to follow, if any.
+    pub fn sampled(self) -> Option<bool> {
+        match self {
+            Sampling::Deferred => None,
+            Sampling::Deny => Some(false),
+            Sampling::Accept | Sampling::Debug => Some(true),
+        }
+    }
+}
+
+/// What a format found in the incoming headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// The caller's trace and span id; `None` when only a decision was sent
+    /// (`b3: 0`, `b3: 1`, a lone `x-b3-sampled`).
+    pub parent: Option<(TraceId, SpanId)>,
+    pub sampling: Sampling,
+    /// W3C Level 2 random flag of the caller's trace id.
+    pub random: bool,
+    pub tracestate: TraceState,
+}
+
+/// The result of one format's extraction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Extraction {
+    /// None of the format's headers are present.
+    Absent,
+    /// Present but invalid: ignored, and counted.
+    Malformed,
+    Found(Incoming),
+}
+
+/// The context of the span we made, as it is written onto the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanContext {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub sampled: bool,
+    pub debug: bool,
+    pub random: bool,
+    pub tracestate: TraceState,
+}
+
+/// A change to one request header: set it to a value, or remove it (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderEdit {
+    pub name: Cow<'static, str>,
+    pub value: Option<String>,
+}
+
+impl HeaderEdit {
+    pub fn set(name: impl Into<Cow<'static, str>>, value: String) -> Self {
+        HeaderEdit {
+            name: name.into(),
+            value: Some(value),
+        }
+    }
+    pub fn remove(name: impl Into<Cow<'static, str>>) -> Self {
+        HeaderEdit {
+            name: name.into(),
+            value: None,
+        }
+    }
+}
+
+/// Every header of every trace format we know: what inject replaces or removes
+/// so that no two formats disagree on the wire.
+pub const TRACE_HEADERS: [&str; 9] = [
+    tracecontext::TRACEPARENT,
+    tracecontext::TRACESTATE,
+    b3::SINGLE,
+    b3::TRACE_ID,
+    b3::SPAN_ID,
+    b3::PARENT_SPAN_ID,
+    b3::SAMPLED,
+    b3::FLAGS,
+    jaeger::UBER_TRACE_ID,
+];
+
+/// A header as the request has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Header<'a> {
+    Absent,
+    One(&'a str),
+    /// Sent more than once: ambiguous for a trace header, so treated as invalid.
+    Several,
+}
+
+/// The header `name` (lower-case) in `headers`.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Header<'a> {
+    let mut found = Header::Absent;
+    for (k, v) in headers {
+        if k == name {
+            match found {
+                Header::Absent => found = Header::One(v.as_str()),
+                _ => return Header::Several,
+            }
+        }
+    }
+    found
+}
+
+/// Every value of `name`, comma-joined (how list headers such as tracestate
+/// and baggage combine when sent more than once).
+pub fn joined<'a>(headers: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
+    let mut values = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+    let first = values.next()?;
+    match values.next() {
+        None => Some(Cow::Borrowed(first.as_str())),
+        Some(second) => {
+            let mut all = format!("{first},{second}");
+            for v in values {
+                all.push(',');
+                all.push_str(v);
+            }
+            Some(Cow::Owned(all))
+        }
+    }
+}
+
+/// Extraction outcome across the configured formats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extracted {
+    /// The winning format and what it found.
+    pub winner: Option<(Format, Incoming)>,
+    pub baggage: Baggage,
+    /// Trace and baggage headers that were present but invalid.
+    pub malformed: u32,
+}
+
+/// The configured formats in extraction order. B3 single and multi are one
+/// B3 family when both are listed: the single header wins, as the B3 spec says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Propagators {
+    formats: Vec<Format>,
+}
+
+impl Propagators {
+    pub fn new(listed: &[Format]) -> Self {
+        let mut formats: Vec<Format> = Vec::with_capacity(listed.len());
+        for &f in listed {
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        if let (Some(single), Some(multi)) = (
+            formats.iter().position(|f| *f == Format::B3),
+            formats.iter().position(|f| *f == Format::B3Multi),
+        ) {
+            if multi < single {
+                formats.swap(single, multi);
+            }
+        }
+        Propagators { formats }
+    }
+
+    pub fn formats(&self) -> &[Format] {
+        &self.formats
+    }
+
+    pub fn has(&self, f: Format) -> bool {
+        self.formats.contains(&f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.formats.is_empty()
+    }
+
+    /// Reads the caller's context: the first listed trace format whose headers
+    /// are present and valid wins; baggage is gathered from W3C `baggage` and
+    /// Jaeger `uberctx-*` when those formats are listed.
+    pub fn extract(&self, headers: &[(String, String)]) -> Extracted {
+        let mut out = Extracted::default();
+        for &format in &self.formats {
+            if !format.carries_trace() || out.winner.is_some() {
+                continue;
+            }
+            let extraction = match format {
+                Format::TraceContext => tracecontext::extract(headers),
+                Format::B3 => b3::extract_single(headers),
+                Format::B3Multi => b3::extract_multi(headers),
+                Format::Jaeger => jaeger::extract(headers),
+                Format::Baggage => Extraction::Absent,
+            };
+            match extraction {
+                Extraction::Absent => {}
+                Extraction::Malformed => out.malformed += 1,
+                Extraction::Found(incoming) => out.winner = Some((format, incoming)),
+            }
+        }
+        // A W3C tracestate belongs to its traceparent's trace: keep it when
+        // another format won with the same trace id.
+        if let Some((format, incoming)) = &mut out.winner {
+            if *format != Format::TraceContext && self.has(Format::TraceContext) {
+                if let (Some((trace_id, _)), Extraction::Found(w3c)) =
+                    (incoming.parent, tracecontext::extract(headers))
+                {
+                    if w3c.parent.map(|(t, _)| t) == Some(trace_id) {
+                        incoming.tracestate = w3c.tracestate;
+                    }
+                }
+            }
+        }
+        if self.has(Format::Baggage) {
+            out.malformed += baggage::extract_w3c(headers, &mut out.baggage);
+        }
+        if self.has(Format::Jaeger) {
+            out.malformed += jaeger::extract_baggage(headers, &mut out.baggage);
+        }
+        out
+    }
+
+    /// The header edits that put `ctx` and `baggage` on the request in every
+    /// listed format and remove what any other trace format we know left there.
+    /// Headers already holding the value to write are left alone.
+    pub fn inject(
+        &self,
+        ctx: &SpanContext,
+        baggage: &Baggage,
+        headers: &[(String, String)],
+    ) -> Vec<HeaderEdit> {
+        let mut edits = Vec::with_capacity(8);
+        if self.formats.is_empty() {
+            return edits;
+        }
+        for &format in &self.formats {
+            match format {
+                Format::TraceContext => tracecontext::inject(ctx, &mut edits),
+                Format::B3 => b3::inject_single(ctx, &mut edits),
+                Format::B3Multi => b3::inject_multi(ctx, &mut edits),
+                Format::Jaeger => {
+                    jaeger::inject(ctx, &mut edits);
+                    jaeger::inject_baggage(baggage, headers, &mut edits);
+                }
+                Format::Baggage => baggage::inject_w3c(baggage, headers, &mut edits),
+            }
+        }
+        for name in TRACE_HEADERS {
+            let written = edits.iter().any(|e| e.name == name);
+            if !written && !matches!(header(headers, name), Header::Absent) {
+                edits.push(HeaderEdit::remove(name));
+            }
+        }
+        edits.retain(|edit| match (&edit.value, header(headers, &edit.name)) {
+            (Some(v), Header::One(current)) => v != current,
+            (None, Header::Absent) => false,
+            _ => true,
+        });
+        edits
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Applies edits the way Envoy's set/remove header calls do.
+    pub fn apply(headers: &mut Vec<(String, String)>, edits: &[HeaderEdit]) {
+        for e in edits {
+            headers.retain(|(k, _)| k != &e.name);
+            if let Some(v) = &e.value {
+                headers.push((e.name.to_string(), v.clone()));
+            }
+        }
+    }
+
+    pub fn ctx() -> SpanContext {
+        SpanContext {
+            trace_id: TraceId::from_u128(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            span_id: SpanId::from_u64(0x00f0_67aa_0ba9_02b7),
+            sampled: true,
+            debug: false,
+            random: true,
+            tracestate: TraceState::default(),
+        }
+    }
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn first_listed_valid_format_wins() {
+        let h = hdrs(&[
+            ("traceparent", TP),
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ]);
+        let p = Propagators::new(&[Format::B3, Format::TraceContext]);
+        let (format, inc) = p.extract(&h).winner.unwrap();
+        assert_eq!(format, Format::B3, "b3 is listed first");
+        assert_eq!(
+            inc.parent.map(|(t, _)| t.to_string()).as_deref(),
+            Some("80f198ee56343ba864fe8b2a57d3eff7")
+        );
+        let p = Propagators::new(&[Format::TraceContext, Format::B3]);
+        let (format, _) = p.extract(&h).winner.unwrap();
+        assert_eq!(format, Format::TraceContext, "tracecontext is listed first");
+    }
+
+    #[test]
+    fn malformed_format_falls_through_to_the_next() {
+        let h = hdrs(&[
+            ("traceparent", "00-XYZ-00f067aa0ba902b7-01"),
+            ("uber-trace-id", "abc:def:0:1"),
+        ]);
+        let p = Propagators::new(&[Format::TraceContext, Format::Jaeger]);
+        let e = p.extract(&h);
+        assert_eq!(e.malformed, 1);
+        assert_eq!(e.winner.map(|(f, _)| f), Some(Format::Jaeger));
+    }
+
+    #[test]
+    fn single_b3_wins_over_multi_whatever_the_order() {
+        let h = hdrs(&[
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("x-b3-spanid", "0020000000000001"),
+        ]);
+        let p = Propagators::new(&[Format::B3Multi, Format::B3]);
+        assert_eq!(p.formats(), &[Format::B3, Format::B3Multi]);
+        assert_eq!(p.extract(&h).winner.map(|(f, _)| f), Some(Format::B3));
+    }
+
+    #[test]
+    fn tracestate_kept_when_another_format_wins_on_the_same_trace() {
+        let h = hdrs(&[
+            ("traceparent", TP),
+            ("tracestate", "vendor=value"),
+            ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+        ]);
+        let p = Propagators::new(&[Format::B3Multi, Format::TraceContext]);
+        let (_, inc) = p.extract(&h).winner.unwrap();
+        assert_eq!(
+            inc.tracestate.header_value().as_deref(),
+            Some("vendor=value")
+        );
+        let h2 = hdrs(&[
+            ("traceparent", TP),
+            ("tracestate", "vendor=value"),
+            ("x-b3-traceid", "11111111111111111111111111111111"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+        ]);
+        let (_, inc) = p.extract(&h2).winner.unwrap();
+        assert!(
+            inc.tracestate.is_empty(),
+            "different trace: tracestate dropped"
+        );
+    }
+
+    #[test]
+    fn inject_writes_every_listed_format_and_removes_the_others() {
+        let h = hdrs(&[
+            ("traceparent", TP),
+            ("b3", "0"),
+            ("x-b3-sampled", "1"),
+            ("uber-trace-id", "1:2:0:1"),
+            ("other", "kept"),
+        ]);
+        let p = Propagators::new(&[Format::TraceContext, Format::B3Multi]);
+        let mut out = h.clone();
+        apply(&mut out, &p.inject(&ctx(), &Baggage::default(), &h));
+        let get = |n: &str| match header(&out, n) {
+            Header::One(v) => Some(v.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            get("traceparent").as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03")
+        );
+        assert_eq!(
+            get("x-b3-traceid").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(get("x-b3-sampled").as_deref(), Some("1"));
+        assert_eq!(get("b3"), None, "stale single b3 removed");
+        assert_eq!(get("uber-trace-id"), None, "stale jaeger removed");
+        assert_eq!(get("other").as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn inject_skips_headers_that_already_hold_the_value() {
+        let p = Propagators::new(&[Format::TraceContext]);
+        let mut h = hdrs(&[]);
+        apply(&mut h, &p.inject(&ctx(), &Baggage::default(), &[]));
+        assert!(p.inject(&ctx(), &Baggage::default(), &h).is_empty());
+    }
+
+    #[test]
+    fn no_propagators_means_no_edits() {
+        let p = Propagators::new(&[]);
+        let h = hdrs(&[("traceparent", TP)]);
+        assert!(p.inject(&ctx(), &Baggage::default(), &h).is_empty());
+    }
+
+    #[test]
+    fn repeated_list_headers_are_comma_joined() {
+        let h = hdrs(&[("tracestate", "a=1"), ("x", "y"), ("tracestate", "b=2")]);
+        assert_eq!(joined(&h, "tracestate").as_deref(), Some("a=1,b=2"));
+        assert_eq!(joined(&h, "baggage"), None);
+        assert_eq!(header(&h, "tracestate"), Header::Several);
+    }
+}

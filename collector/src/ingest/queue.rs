@@ -1,0 +1,97 @@
+//! `Ingest`: the handle receivers submit spans through. Memory is bounded twice: by the number of spans
+//! waiting (a semaphore) and by the number of submissions waiting (the channel).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::IngestError;
+use crate::model::SpanRecord;
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Spans waiting for the store, at most.
+    pub max_spans: usize,
+    /// Submissions waiting for the store, at most.
+    pub max_batches: usize,
+}
+
+/// One submission: its spans, its share of the span budget, and where to say whether it is durable.
+pub(super) struct Submission {
+    pub records: Vec<SpanRecord>,
+    pub _permit: OwnedSemaphorePermit,
+    pub done: oneshot::Sender<Result<(), IngestError>>,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    tx: mpsc::Sender<Submission>,
+    budget: Arc<Semaphore>,
+    max_spans: usize,
+}
+
+impl Ingest {
+    pub(super) fn new(limits: QueueLimits) -> (Self, mpsc::Receiver<Submission>) {
+        let (tx, rx) = mpsc::channel(limits.max_batches.max(1));
+        let max_spans = limits.max_spans.max(1);
+        (
+            Self {
+                tx,
+                budget: Arc::new(Semaphore::new(max_spans)),
+                max_spans,
+            },
+            rx,
+        )
+    }
+
+    /// A read-only view of the queue depth (it does not keep the writer alive as a handle would).
+    pub fn depth(&self) -> QueueDepth {
+        QueueDepth {
+            budget: self.budget.clone(),
+            max_spans: self.max_spans,
+        }
+    }
+
+    /// Queues `records` and waits until they are durable. Refuses at once when the queue is full.
+    pub async fn submit(&self, records: Vec<SpanRecord>) -> Result<(), IngestError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // A submission larger than the whole budget takes the whole budget (it would never fit otherwise).
+        let want = u32::try_from(records.len().min(self.max_spans)).unwrap_or(u32::MAX);
+        let permit = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(want)
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
+                tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
+            })?;
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .try_send(Submission {
+                records,
+                _permit: permit,
+                done,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
+            })?;
+        wait.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+}
+
+/// How many spans wait for the store.
+#[derive(Clone)]
+pub struct QueueDepth {
+    budget: Arc<Semaphore>,
+    max_spans: usize,
+}
+
+impl QueueDepth {
+    pub fn queued_spans(&self) -> usize {
+        self.max_spans
+            .saturating_sub(self.budget.available_permits())
+    }
+}

@@ -1,0 +1,162 @@
+//! Command-line flags. Every flag has a `MESHTRACE_*` environment variable; a config file (`--config`)
+//! supplies values that neither a flag nor the environment set.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::query::parse_go_duration;
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "meshtrace-collector",
+    version,
+    about,
+    args_override_self = true
+)]
+pub struct Config {
+    /// TOML file with default values for the flags below (keys are flag names, e.g. `data-dir = "/var/lib/meshtrace"`).
+    #[arg(long, env = "MESHTRACE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// OTLP/HTTP receiver (POST /v1/traces).
+    #[arg(
+        long,
+        env = "MESHTRACE_OTLP_HTTP_ADDR",
+        default_value = "127.0.0.1:4318"
+    )]
+    pub otlp_http_addr: SocketAddr,
+
+    /// OTLP/gRPC receiver.
+    #[arg(
+        long,
+        env = "MESHTRACE_OTLP_GRPC_ADDR",
+        default_value = "127.0.0.1:4317"
+    )]
+    pub otlp_grpc_addr: SocketAddr,
+
+    /// Zipkin v2 JSON receiver (POST /api/v2/spans).
+    #[arg(long, env = "MESHTRACE_ZIPKIN_ADDR", default_value = "127.0.0.1:9411")]
+    pub zipkin_addr: SocketAddr,
+
+    /// Query API (Jaeger-compatible), /healthz, /readyz and /metrics.
+    #[arg(long, env = "MESHTRACE_HTTP_ADDR", default_value = "127.0.0.1:16686")]
+    pub http_addr: SocketAddr,
+
+    /// Directory of the embedded store.
+    #[arg(long, env = "MESHTRACE_DATA_DIR", default_value = "./meshtrace-data")]
+    pub data_dir: PathBuf,
+
+    /// Delete traces older than this (Go duration, e.g. 72h; 0 keeps them forever).
+    #[arg(long, env = "MESHTRACE_RETENTION_MAX_AGE", default_value = "72h", value_parser = parse_go_duration)]
+    pub retention_max_age: u64,
+
+    /// Keep traces with an error span this long instead (Go duration).
+    #[arg(long, env = "MESHTRACE_RETENTION_ERROR_MAX_AGE", value_parser = parse_go_duration)]
+    pub retention_error_max_age: Option<u64>,
+
+    /// Delete the oldest traces while the store holds more than this (e.g. 10GiB; 0: no limit).
+    #[arg(long, env = "MESHTRACE_RETENTION_MAX_BYTES", default_value = "10GiB", value_parser = parse_byte_size)]
+    pub retention_max_bytes: u64,
+
+    /// How often retention runs (Go duration).
+    #[arg(long, env = "MESHTRACE_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_go_duration)]
+    pub retention_interval: u64,
+
+    /// Largest request body after decompression (larger: 413).
+    #[arg(long, env = "MESHTRACE_MAX_BODY_BYTES", default_value = "20MiB", value_parser = parse_byte_size)]
+    pub max_body_bytes: u64,
+
+    /// Spans waiting for the store before receivers answer 429 / UNAVAILABLE.
+    #[arg(long, env = "MESHTRACE_QUEUE_MAX_SPANS", default_value_t = 100_000)]
+    pub queue_max_spans: usize,
+
+    /// Requests waiting for the store before receivers answer 429 / UNAVAILABLE.
+    #[arg(long, env = "MESHTRACE_QUEUE_MAX_REQUESTS", default_value_t = 1024)]
+    pub queue_max_requests: usize,
+
+    /// Page cache of the store.
+    #[arg(long, env = "MESHTRACE_STORE_CACHE_BYTES", default_value = "64MiB", value_parser = parse_byte_size)]
+    pub store_cache_bytes: u64,
+
+    /// File holding the bearer token senders must present (none: no token required).
+    #[arg(long, env = "MESHTRACE_INGEST_TOKEN_FILE")]
+    pub ingest_token_file: Option<PathBuf>,
+
+    /// File holding the bearer token the query API requires (none: no token required).
+    #[arg(long, env = "MESHTRACE_QUERY_TOKEN_FILE")]
+    pub query_token_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "MESHTRACE_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Log filter (`info`, `debug`, `meshtrace_collector=debug,info`, ...).
+    #[arg(long, env = "MESHTRACE_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// How long SIGTERM waits for receivers to drain and the store to flush (Go duration).
+    #[arg(long, env = "MESHTRACE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
+    pub shutdown_timeout: u64,
+}
+
+/// Parses `1048576`, `512KiB`, `20MiB`, `10GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_byte_size(input: &str) -> Result<u64, String> {
+    let s = input.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {input:?}"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} in {input:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size {input:?} out of range"))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_byte_size("20MiB"), Ok(20 << 20));
+        assert_eq!(parse_byte_size("1000"), Ok(1000));
+        assert_eq!(parse_byte_size("2GB"), Ok(2_000_000_000));
+        assert!(parse_byte_size("MiB").is_err());
+        assert!(parse_byte_size("5XB").is_err());
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = Config::try_parse_from(["meshtrace-collector"]).map_err(|e| e.to_string());
+        let addrs = c.map(|c| {
+            [
+                c.otlp_http_addr,
+                c.otlp_grpc_addr,
+                c.zipkin_addr,
+                c.http_addr,
+            ]
+        });
+        let addrs = addrs.unwrap_or_else(|e| panic!("{e}"));
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+        assert_eq!(addrs.map(|a| a.port()), [4318, 4317, 9411, 16686]);
+    }
+}

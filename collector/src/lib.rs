@@ -1,0 +1,15 @@
+//! meshtrace-collector: receives spans (OTLP/HTTP, OTLP/gRPC, Zipkin v2 JSON), keeps them durably in an
+//! embedded store and answers Jaeger's query API.
+//!
+//! Layout: `receivers/` decode and validate wire formats into the span model (`model/`), `ingest/` is the
+//! bounded queue and the group-commit writer in front of `store/`, `query/` is the Jaeger-compatible HTTP
+//! API, `telemetry/` holds logging and metrics, `init/` wires everything from the command line.
+
+pub mod auth;
+pub mod ingest;
+pub mod init;
+pub mod model;
+pub mod query;
+pub mod receivers;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,31 @@
+//! Store errors. Every one of them means "not written / not read"; none is the caller's fault.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the store: {0}")]
+    Database(#[from] redb::DatabaseError),
+    #[error("store transaction: {0}")]
+    Transaction(Box<redb::TransactionError>),
+    #[error("store table: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("store storage: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("store commit: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("store directory: {0}")]
+    Io(std::io::Error),
+}
+
+impl StoreError {
+    /// Whether trying the same operation again later may succeed (the sender should retry the spans).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StoreError::Database(_) | StoreError::Io(_))
+    }
+}
+
+// redb's transaction error is large; boxed so every `Result<_, StoreError>` stays small.
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        StoreError::Transaction(Box::new(e))
+    }
+}

@@ -1,0 +1,121 @@
+//! Retention: whole traces are expired oldest first (by their first span's start), by age and by stored
+//! size. Error traces may be kept longer than the others.
+
+use redb::ReadableTable;
+
+use super::keys::{self, TraceSummary};
+use super::schema::*;
+use super::{Store, StoreError};
+use crate::model::TraceId;
+
+/// Traces deleted per transaction, so that one retention pass never holds the writer for long.
+const CHUNK: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Traces older than this are deleted (0: never by age).
+    pub max_age_us: u64,
+    /// Traces with an error span are kept this long instead, when set.
+    pub error_max_age_us: Option<u64>,
+    /// When the stored bytes exceed this, the oldest traces go first (0: no size limit).
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub expired_by_age: usize,
+    pub expired_by_size: usize,
+}
+
+impl Store {
+    /// Runs one retention pass at `now_us`.
+    pub fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now_us: u64,
+    ) -> Result<RetentionReport, StoreError> {
+        let mut report = RetentionReport::default();
+        if policy.max_age_us > 0 {
+            let cutoff = now_us.saturating_sub(policy.max_age_us);
+            let error_cutoff = policy
+                .error_max_age_us
+                .map(|a| now_us.saturating_sub(a))
+                .unwrap_or(cutoff);
+            loop {
+                let batch = self.oldest(CHUNK, |start, s| {
+                    if start >= cutoff.max(error_cutoff) {
+                        return Pick::Stop;
+                    }
+                    let limit = if s.error { error_cutoff } else { cutoff };
+                    if start < limit {
+                        Pick::Take
+                    } else {
+                        Pick::Skip
+                    }
+                })?;
+                if batch.is_empty() {
+                    break;
+                }
+                report.expired_by_age += batch.len();
+                self.delete_traces(&batch)?;
+            }
+        }
+        if policy.max_bytes > 0 {
+            // Non-error traces go first; error traces only when nothing else is left to free.
+            for errors_too in [false, true] {
+                while self.stored_bytes()? > policy.max_bytes {
+                    let batch = self.oldest(CHUNK.min(64), |_, s| {
+                        if errors_too || !s.error {
+                            Pick::Take
+                        } else {
+                            Pick::Skip
+                        }
+                    })?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    report.expired_by_size += batch.len();
+                    self.delete_traces(&batch)?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Up to `n` traces, oldest first, that `pick` takes.
+    fn oldest(
+        &self,
+        n: usize,
+        pick: impl Fn(u64, &TraceSummary) -> Pick,
+    ) -> Result<Vec<TraceId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let age = txn.open_table(TRACE_AGE)?;
+        let traces = txn.open_table(TRACES)?;
+        let mut out = Vec::new();
+        for item in age.iter()? {
+            if out.len() >= n {
+                break;
+            }
+            let (k, _) = item?;
+            let Some((start, trace)) = keys::age_key_parts(k.value()) else {
+                continue;
+            };
+            let summary = traces
+                .get(trace.as_slice())?
+                .and_then(|v| TraceSummary::decode(v.value()))
+                .unwrap_or_default();
+            match pick(start, &summary) {
+                Pick::Take => out.push(trace),
+                Pick::Skip => {}
+                Pick::Stop => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+enum Pick {
+    Take,
+    Skip,
+    Stop,
+}

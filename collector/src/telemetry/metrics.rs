@@ -1,0 +1,158 @@
+//! Prometheus metrics, rendered in the text exposition format on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Which receiver a span came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Receiver {
+    OtlpHttp,
+    OtlpGrpc,
+    Zipkin,
+}
+
+impl Receiver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Receiver::OtlpHttp => "otlp_http",
+            Receiver::OtlpGrpc => "otlp_grpc",
+            Receiver::Zipkin => "zipkin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReceiverLabels {
+    receiver: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+fn query_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    received: Family<ReceiverLabels, Counter>,
+    accepted: Family<ReceiverLabels, Counter>,
+    rejected: Family<ReceiverLabels, Counter>,
+    refused: Family<ReceiverLabels, Counter>,
+    query_seconds: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    pub store_commits: Counter,
+    pub stored_bytes: Gauge,
+    pub store_file_bytes: Gauge,
+    pub queued_spans: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("meshtrace_collector");
+        let m = Self {
+            registry: Registry::default(),
+            received: Family::default(),
+            accepted: Family::default(),
+            rejected: Family::default(),
+            refused: Family::default(),
+            query_seconds: Family::new_with_constructor(query_histogram as fn() -> Histogram),
+            store_commits: Counter::default(),
+            stored_bytes: Gauge::default(),
+            store_file_bytes: Gauge::default(),
+            queued_spans: Gauge::default(),
+        };
+        registry.register(
+            "spans_received",
+            "Spans received, valid or not",
+            m.received.clone(),
+        );
+        registry.register(
+            "spans_accepted",
+            "Spans stored durably and acknowledged",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "spans_rejected",
+            "Spans rejected as invalid (never retried)",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "spans_refused",
+            "Valid spans refused for overload or store failure (retryable)",
+            m.refused.clone(),
+        );
+        registry.register(
+            "query_duration_seconds",
+            "Query API latency",
+            m.query_seconds.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Store transactions committed by the writer",
+            m.store_commits.clone(),
+        );
+        registry.register(
+            "store_stored_bytes",
+            "Logical bytes stored (spans and index keys)",
+            m.stored_bytes.clone(),
+        );
+        registry.register(
+            "store_file_bytes",
+            "Size of the store file on disk",
+            m.store_file_bytes.clone(),
+        );
+        registry.register(
+            "queue_spans",
+            "Spans waiting for the store",
+            m.queued_spans.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    pub fn received(&self, r: Receiver, n: usize) {
+        self.received
+            .get_or_create(&ReceiverLabels { receiver: r.name() })
+            .inc_by(n as u64);
+    }
+    pub fn accepted(&self, r: Receiver, n: usize) {
+        self.accepted
+            .get_or_create(&ReceiverLabels { receiver: r.name() })
+            .inc_by(n as u64);
+    }
+    pub fn rejected(&self, r: Receiver, n: usize) {
+        self.rejected
+            .get_or_create(&ReceiverLabels { receiver: r.name() })
+            .inc_by(n as u64);
+    }
+    pub fn refused(&self, r: Receiver, n: usize) {
+        self.refused
+            .get_or_create(&ReceiverLabels { receiver: r.name() })
+            .inc_by(n as u64);
+    }
+    pub fn observe_query(&self, endpoint: &'static str, seconds: f64) {
+        self.query_seconds
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,256 @@
+//! Test harness: starts the real `meshtrace-collector` binary on loopback ephemeral ports, learns its
+//! addresses from its JSON logs, and builds OTLP requests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    dead_code
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_meshtrace-collector");
+
+pub struct Collector {
+    pub child: Child,
+    pub otlp_http: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub zipkin: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Collector {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
+        let mut child = Command::new(BIN)
+            .args([
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json", "--log-level", "info"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("MESHTRACE_CONFIG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start collector");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addrs = std::collections::HashMap::new();
+        loop {
+            // A generous bound only so that a broken binary fails the test instead of hanging it.
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("collector did not become ready");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "listening" {
+                let name = v["listener"].as_str().unwrap().to_string();
+                addrs.insert(
+                    name,
+                    v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap(),
+                );
+            }
+            if v["message"] == "ready" {
+                break;
+            }
+            if v["level"] == "ERROR" {
+                panic!("collector failed to start: {line}");
+            }
+        }
+        Collector {
+            child,
+            otlp_http: addrs["otlp_http"],
+            otlp_grpc: addrs["otlp_grpc"],
+            zipkin: addrs["zipkin"],
+            http: addrs["http"],
+            data_dir: data_dir.to_path_buf(),
+            logs: rx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn otlp_url(&self) -> String {
+        format!("http://{}/v1/traces", self.otlp_http)
+    }
+
+    pub fn zipkin_url(&self) -> String {
+        format!("http://{}/api/v2/spans", self.zipkin)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        self.child.wait().expect("wait")
+    }
+
+    /// Log lines printed so far.
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A deterministic, distinct trace id per (seed, n).
+pub fn trace_id(seed: u64, n: u64) -> Vec<u8> {
+    let mut id = Vec::with_capacity(16);
+    id.extend_from_slice(&(seed | 1 << 63).to_be_bytes());
+    id.extend_from_slice(&n.to_be_bytes());
+    id
+}
+
+pub fn span_id(n: u64) -> Vec<u8> {
+    (n | 1 << 62).to_be_bytes().to_vec()
+}
+
+pub fn str_attr(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+pub struct SpanSpec<'a> {
+    pub trace: Vec<u8>,
+    pub id: Vec<u8>,
+    pub parent: Vec<u8>,
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_us: u64,
+    pub duration_us: u64,
+    pub attrs: Vec<KeyValue>,
+    pub error: bool,
+}
+
+impl<'a> SpanSpec<'a> {
+    pub fn new(trace: Vec<u8>, id: Vec<u8>, name: &'a str) -> Self {
+        SpanSpec {
+            trace,
+            id,
+            parent: vec![],
+            name,
+            kind: 2,
+            start_us: 1_700_000_000_000_000,
+            duration_us: 1000,
+            attrs: vec![],
+            error: false,
+        }
+    }
+
+    pub fn span(&self) -> Span {
+        Span {
+            trace_id: self.trace.clone(),
+            span_id: self.id.clone(),
+            parent_span_id: self.parent.clone(),
+            name: self.name.into(),
+            kind: self.kind,
+            start_time_unix_nano: self.start_us * 1000,
+            end_time_unix_nano: (self.start_us + self.duration_us) * 1000,
+            attributes: self.attrs.clone(),
+            status: self.error.then(|| Status {
+                code: 2,
+                message: "boom".into(),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// One request with all `spans` under one resource of `service`.
+pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![str_attr("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+pub fn encode(req: &ExportTraceServiceRequest) -> Vec<u8> {
+    prost::Message::encode_to_vec(req)
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub async fn post_protobuf(c: &Collector, body: Vec<u8>) -> reqwest::Response {
+    client()
+        .post(c.otlp_url())
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// GET a query API path and parse the JSON envelope.
+pub async fn get_json(c: &Collector, path: &str) -> (u16, serde_json::Value) {
+    let r = client().get(c.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")),
+    )
+}

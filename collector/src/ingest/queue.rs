@@ -95,3 +95,86 @@ impl QueueDepth {
             .saturating_sub(self.budget.available_permits())
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    fn records(n: usize) -> Vec<SpanRecord> {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        };
+        (0..n)
+            .map(|_| SpanRecord::new(Default::default(), Default::default(), span.clone()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn refuses_when_the_span_budget_is_used_up() {
+        let (ingest, mut rx) = Ingest::new(QueueLimits {
+            max_spans: 3,
+            max_batches: 10,
+        });
+        let first = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(records(3)).await }
+        });
+        // The writer side: take the submission but do not answer yet.
+        let pending = rx.recv().await.unwrap();
+        assert_eq!(ingest.depth().queued_spans(), 3);
+        assert!(matches!(
+            ingest.submit(records(1)).await,
+            Err(IngestError::Overloaded)
+        ));
+        let Submission {
+            done,
+            _permit: permit,
+            ..
+        } = pending;
+        drop(permit);
+        done.send(Ok(())).ok();
+        assert!(first.await.unwrap().is_ok());
+        assert_eq!(
+            ingest.depth().queued_spans(),
+            0,
+            "budget returned once answered"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_when_the_request_queue_is_full_and_reports_shutdown() {
+        let (ingest, rx) = Ingest::new(QueueLimits {
+            max_spans: 100,
+            max_batches: 1,
+        });
+        let waiting = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.submit(records(1)).await }
+        });
+        while ingest.depth().queued_spans() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            ingest.submit(records(1)).await,
+            Err(IngestError::Overloaded)
+        ));
+        drop(rx);
+        assert!(
+            matches!(waiting.await.unwrap(), Err(IngestError::ShuttingDown)),
+            "never acknowledged when not stored"
+        );
+        assert!(matches!(
+            ingest.submit(records(1)).await,
+            Err(IngestError::ShuttingDown)
+        ));
+    }
+}

@@ -63,9 +63,18 @@ impl Store {
         if policy.max_bytes > 0 {
             // Non-error traces go first; error traces only when nothing else is left to free.
             for errors_too in [false, true] {
-                while self.stored_bytes()? > policy.max_bytes {
-                    let batch = self.oldest(CHUNK.min(64), |_, s| {
-                        if errors_too || !s.error {
+                loop {
+                    let excess = self.stored_bytes()?.saturating_sub(policy.max_bytes);
+                    if excess == 0 {
+                        break;
+                    }
+                    // Just enough of the oldest traces to get under the limit.
+                    let mut freed = 0u64;
+                    let batch = self.oldest(CHUNK, |_, s| {
+                        if freed >= excess {
+                            Pick::Stop
+                        } else if errors_too || !s.error {
+                            freed += s.bytes;
                             Pick::Take
                         } else {
                             Pick::Skip
@@ -86,7 +95,7 @@ impl Store {
     fn oldest(
         &self,
         n: usize,
-        pick: impl Fn(u64, &TraceSummary) -> Pick,
+        mut pick: impl FnMut(u64, &TraceSummary) -> Pick,
     ) -> Result<Vec<TraceId>, StoreError> {
         let txn = self.db.begin_read()?;
         let age = txn.open_table(TRACE_AGE)?;

@@ -46,7 +46,7 @@ fn query(service: &str) -> TraceQuery {
 fn retried_writes_are_idempotent() {
     let (_dir, store) = open();
     let r = rec(1, 1, "a", 100, false);
-    store.write_spans(&[r.clone()]).unwrap();
+    store.write_spans(std::slice::from_ref(&r)).unwrap();
     let bytes = store.stored_bytes().unwrap();
     store.write_spans(&[r.clone(), r]).unwrap();
     assert_eq!(

@@ -3,6 +3,9 @@
 //! `service.name` comes from the configuration's `serviceName`, else the VM
 //! environment's `OTEL_SERVICE_NAME`, else Istio's node metadata
 //! (`WORKLOAD_NAME`, then the `app` label), else `unknown_service`.
+//!
+//! Node metadata is read as `node.metadata.*` (Istio's proxy) and, failing
+//! that, `xds.node.metadata.*` (upstream Envoy).
 
 use crate::host::Host;
 
@@ -14,8 +17,18 @@ pub fn attributes(
     env: &dyn Fn(&str) -> Option<String>,
     host: &dyn Host,
 ) -> Vec<(&'static str, String)> {
-    let meta = |key: &str| host.property_string(&["node", "metadata", key]);
-    let label = |key: &str| host.property_string(&["node", "metadata", "LABELS", key]);
+    let node = |path: &[&str]| {
+        let istio: Vec<&str> = ["node", "metadata"].iter().chain(path).copied().collect();
+        let envoy: Vec<&str> = ["xds", "node", "metadata"]
+            .iter()
+            .chain(path)
+            .copied()
+            .collect();
+        host.property_string(&istio)
+            .or_else(|| host.property_string(&envoy))
+    };
+    let meta = |key: &str| node(&[key]);
+    let label = |key: &str| node(&["LABELS", key]);
     let service = configured_name
         .map(str::to_string)
         .or_else(|| env("OTEL_SERVICE_NAME").filter(|s| !s.is_empty()))
@@ -79,7 +92,7 @@ mod tests {
     #[test]
     fn kubernetes_attributes_from_node_metadata() {
         let host = MockHost::with_headers(&[]);
-        host.set_property("node.metadata.NAMESPACE", b"shop");
+        host.set_property("xds.node.metadata.NAMESPACE", b"shop");
         host.set_property("node.metadata.NAME", b"cart-7d9f");
         host.set_property("node.metadata.LABELS.version", b"v2");
         let attrs = attributes(Some("cart"), &|_| None, &host);

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+use proxy_wasm::types::{BufferType, ContextType};
 
 use super::http::RequestContext;
-use super::wasm_host::WasmHost;
+use super::wasm_host::{callout_response_header, WasmHost};
 use crate::config::Config;
 use crate::exporter::{Exporter, Outcome};
 use crate::tracer::Tracer;
@@ -71,13 +71,8 @@ impl Context for Root {
         let Some(shared) = &self.shared else {
             return;
         };
-        let header = |name: &str| {
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
-                .ok()
-                .flatten()
-        };
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
-        let retry_after = header("retry-after");
+        let status = callout_response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        let retry_after = callout_response_header("retry-after");
         let outcome = match status {
             Some(code) => Outcome::Status(code, retry_after.as_deref()),
             None => Outcome::NoAnswer,

@@ -30,6 +30,18 @@ impl WasmHost {
     }
 }
 
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// A header of the current callout response, bytes decoded lossily.
+pub fn callout_response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+        .map(lossy)
+}
+
 fn now_nanos() -> u64 {
     hostcalls::get_current_time()
         .ok()
@@ -47,7 +59,14 @@ impl Host for WasmHost {
     }
 
     fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        // The bytes form: the SDK's string form panics on a value that is
+        // not UTF-8 (obs-text is legal HTTP). Lossy decoding turns such bytes
+        // into U+FFFD, which every parser rejects as malformed.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name, lossy(value)))
+            .collect()
     }
 
     fn edit_request_headers(&self, edits: &[HeaderEdit]) {

@@ -9,6 +9,8 @@
 pub mod b3;
 pub mod baggage;
 pub mod jaeger;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests;
 pub mod tracecontext;
 pub mod tracestate;
 

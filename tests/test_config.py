@@ -1,0 +1,33 @@
+"""Configuration: an invalid document is refused at start with one log line
+naming the field; the shipped Envoy configurations validate."""
+from pathlib import Path
+
+import pytest
+
+from harness import ENVOY, ROOT, Sidecar, wait_until
+
+BAD = [
+    ({"exporter": {"timeoutMs": "5s"}}, "exporter.timeoutMs: invalid type"),
+    ({"sampling": {"randomSamplingPercentage": 150}}, "sampling.randomSamplingPercentage: 150 is out of range"),
+    ({"propagators": ["tracecontext", "xray"]}, "propagators[1]: unsupported propagator `xray`"),
+    ({"samplin": {}}, "samplin: unknown field `samplin`"),
+]
+
+
+@pytest.mark.parametrize("config,message", BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_invalid_configuration_is_refused_naming_the_field(config, message):
+    with pytest.raises(AssertionError) as failed:
+        Sidecar(config)
+    text = str(failed.value)
+    assert f"meshtrace: invalid configuration: {message}" in text, text[-2000:]
+
+
+def test_envoy_configurations_in_the_repo_validate():
+    import subprocess
+
+    configs = sorted((ROOT / "envoy").glob("*.yaml"))
+    assert configs, "envoy/ has configurations"
+    for cfg in configs:
+        proc = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(cfg)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 0, f"{cfg.name}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"

@@ -120,12 +120,15 @@ impl SpanRecord {
         tags
     }
 
-    /// A stable 4-byte discriminator that keeps apart two spans sharing a span id (Zipkin's shared
-    /// client/server spans) while a retried duplicate maps onto the same key.
+    /// A stable 4-byte discriminator that keeps apart spans sharing a span id (Zipkin's shared
+    /// client/server spans; Envoy's Zipkin tracer sends several spans with one id) while a retried
+    /// duplicate maps onto the same key.
     pub fn discriminator(&self) -> [u8; 4] {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(self.service_name().as_bytes());
         hasher.update(&self.span.kind.to_be_bytes());
+        hasher.update(&self.span.start_time_unix_nano.to_be_bytes());
+        hasher.update(self.span.name.as_bytes());
         hasher.finalize().to_be_bytes()
     }
 

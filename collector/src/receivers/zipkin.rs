@@ -91,11 +91,13 @@ fn tag_string(v: &serde_json::Value) -> String {
 }
 
 /// The span id the server half of a shared span gets: derived from the shared id, stable across retries.
-pub fn server_half_id(shared: &SpanId) -> SpanId {
+pub fn server_half_id(shared: &SpanId, start_us: u64, name: &str) -> SpanId {
     let mut out = [0u8; 8];
     for (i, chunk) in out.chunks_mut(4).enumerate() {
         let mut h = crc32fast::Hasher::new();
         h.update(shared);
+        h.update(&start_us.to_be_bytes());
+        h.update(name.as_bytes());
         h.update(&[0x5a, i as u8]);
         chunk.copy_from_slice(&h.finalize().to_be_bytes());
     }
@@ -129,7 +131,11 @@ pub fn to_record(z: ZipkinSpan) -> Result<SpanRecord, &'static str> {
     };
     if kind == span::SpanKind::Server && z.shared == Some(true) {
         parent = Some(span_id);
-        span_id = server_half_id(&span_id);
+        span_id = server_half_id(
+            &span_id,
+            z.timestamp.unwrap_or(0),
+            z.name.as_deref().unwrap_or_default(),
+        );
     }
     let start_ns = z.timestamp.unwrap_or(0).saturating_mul(1000);
     let end_ns = start_ns.saturating_add(z.duration.unwrap_or(0).saturating_mul(1000));
@@ -326,6 +332,24 @@ mod tests {
         assert_eq!(rec.duration_us(), 1500);
         assert!(rec.is_error(), "error tag sets the error status");
         assert_eq!(rec.span.events.len(), 1);
+    }
+
+    #[test]
+    fn spans_sharing_one_id_are_all_kept() {
+        // Envoy 1.40's Zipkin tracer with shared_span_context on sends its spans with one id.
+        let body = br#"[
+            {"traceId":"09d4157483e954e4","id":"09d4157483e954e4","kind":"SERVER","shared":true,"name":"a","timestamp":10,"duration":5},
+            {"traceId":"09d4157483e954e4","id":"09d4157483e954e4","kind":"SERVER","shared":true,"name":"router back egress","timestamp":11,"duration":3},
+            {"traceId":"09d4157483e954e4","id":"09d4157483e954e4","kind":"SERVER","shared":true,"name":"a","timestamp":12,"duration":1}]"#;
+        let c = convert(body).unwrap();
+        let mut keys: Vec<_> = c
+            .records
+            .iter()
+            .map(|r| (r.span_id, r.discriminator()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 3, "three distinct spans, three distinct keys");
     }
 
     #[test]

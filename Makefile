@@ -57,9 +57,11 @@ wasm-test: setup-rust $(TEST_RUNNER)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(TEST_RUNNER)) \
 	  cargo test -p meshtrace --lib --target wasm32-unknown-unknown --no-default-features
 
-# The real-Envoy tests, including `envoy --mode validate` of every config in envoy/.
+# The real-Envoy tests, including `envoy --mode validate` of every config in
+# envoy/ and the filter exporting to the real collector (debug build).
 envoy-test: wasm $(VENV)/.ready
-	$(PYTHON) -m pytest -q tests
+	cargo build -p meshtrace-collector
+	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
 
 demo: build $(VENV)/.ready
 	$(PYTHON) integration/demo.py

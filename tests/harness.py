@@ -357,6 +357,9 @@ class Sidecar:
     concurrency: int = 1
     collector_port: int | None = None
     node: dict | None = None
+    # Send outbound traffic here instead of this sidecar's own upstream
+    # recorder (e.g. another sidecar's inbound port).
+    upstream_port: int | None = None
 
     def __post_init__(self):
         self.app = Recorder("app")
@@ -377,7 +380,7 @@ class Sidecar:
                 ],
                 "clusters": [
                     cluster("app", self.app.port),
-                    cluster("upstream", self.upstream.port),
+                    cluster("upstream", self.upstream_port or self.upstream.port),
                     cluster("meshtrace-collector", collector),
                 ],
             },

@@ -40,7 +40,7 @@ wasm: setup-rust
 	cp $(WASM_PROFILE_DIR)/meshtrace.wasm $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-test: fmt-check clippy unit-test wasm-test envoy-test collector-test
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -63,10 +63,8 @@ envoy-test: wasm $(VENV)/.ready
 	cargo build -p meshtrace-collector
 	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
 
-demo: build $(VENV)/.ready
-	$(PYTHON) integration/demo.py
-
 clean:
 	rm -rf dist target $(VENV) $(TOOLS)
 
 -include collector/collector.mk
+-include integration/integration.mk

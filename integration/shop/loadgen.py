@@ -81,9 +81,10 @@ def main() -> None:
     host, port = os.environ.get("TARGET", f"{ENTRY}:15006").rsplit(":", 1)
     rate = float(os.environ.get("RATE", "2"))
     duration = float(os.environ.get("DURATION", "600"))
-    for s in run((host, int(port)), rate, duration, on_sent=None):
-        pass
-    print("loadgen: done", flush=True)
+    sent = run((host, int(port)), rate, duration,
+               on_sent=lambda s: print(f"loadgen: {s.status} trace {s.trace_id or '-'} (context: {s.kind})",
+                                       flush=True))
+    print(f"loadgen: done, {sum(s.status == 200 for s in sent)} of {len(sent)} answered 200", flush=True)
 
 
 if __name__ == "__main__":

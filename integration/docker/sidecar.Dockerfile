@@ -17,4 +17,4 @@ COPY integration/shop/ /opt/shop/
 USER nobody
 # 15006 inbound (SERVER spans), 15001 outbound on loopback (CLIENT spans), 15000 admin on loopback.
 EXPOSE 15006
-ENTRYPOINT ["sh", "-c", "python /opt/shop/sidecar.py > /tmp/envoy.json && exec envoy -c /tmp/envoy.json --concurrency 1"]
+ENTRYPOINT ["sh", "-c", "python /opt/shop/sidecar.py > /tmp/envoy.json && exec envoy -c /tmp/envoy.json --concurrency 1 --disable-hot-restart"]

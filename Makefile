@@ -18,7 +18,7 @@ TEST_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-te
 
 CLIPPY_FLAGS := -D warnings
 
-.PHONY: build wasm setup-rust test fmt-check clippy unit-test wasm-test envoy-test demo clean
+.PHONY: build wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
 
 build: wasm collector-build
 
@@ -34,10 +34,17 @@ $(VENV)/.ready: tests/requirements.txt
 $(TEST_RUNNER):
 	cargo install -q wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 
-wasm: setup-rust
+# binaryen's wasm-opt shrinks the module after rustc (about 15%); the
+# features are those rustc emits for wasm32-wasip1.
+WASM_OPT_FLAGS := -Os --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+
+setup-wasm-opt:
+	@command -v wasm-opt >/dev/null || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; }
+
+wasm: setup-rust setup-wasm-opt
 	cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release
 	@mkdir -p dist
-	cp $(WASM_PROFILE_DIR)/meshtrace.wasm $(WASM)
+	wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/meshtrace.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test

@@ -30,7 +30,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         field: field.into(),
         reason: reason.into(),
@@ -57,6 +57,103 @@ pub struct Config {
     pub propagators: Vec<String>,
     pub sampling: SamplingConfig,
     pub exporter: ExporterConfig,
+    /// Tags added to every span, in the shape of Istio's Telemetry customTags.
+    pub custom_tags: BTreeMap<String, TagConfig>,
+    pub redaction: RedactionConfig,
+    pub limits: LimitsConfig,
+    pub span_name: SpanNameSource,
+}
+
+/// Where a span's name comes from when no sampling rule gives a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SpanNameSource {
+    /// `{METHOD}`.
+    #[default]
+    Method,
+    /// `{METHOD} {Envoy route name}` when the route has a name.
+    EnvoyRoute,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TagConfig {
+    pub literal: Option<LiteralTag>,
+    pub environment: Option<NamedTag>,
+    pub header: Option<NamedTag>,
+    pub property: Option<PropertyTag>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LiteralTag {
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedTag {
+    pub name: String,
+    pub default_value: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PropertyTag {
+    /// A dotted Envoy attribute path, e.g. `node.metadata.CLUSTER_ID`.
+    pub path: String,
+    pub default_value: Option<String>,
+}
+
+/// The default secret key patterns: matched case-insensitively anywhere in a
+/// header name or query parameter name.
+pub const DEFAULT_REDACTION_KEYS: [&str; 8] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api[-_ ]?key",
+    "authorization",
+    "cookie",
+    "set-cookie",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RedactionConfig {
+    /// Regexes; they replace the defaults when given.
+    pub keys: Vec<String>,
+    pub replacement: String,
+}
+
+impl Default for RedactionConfig {
+    fn default() -> Self {
+        RedactionConfig {
+            keys: DEFAULT_REDACTION_KEYS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            replacement: "***".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_attributes: usize,
+    pub max_attribute_length: usize,
+    pub max_path_length: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_attributes: 128,
+            max_attribute_length: 1024,
+            max_path_length: 256,
+        }
+    }
 }
 
 impl Default for Config {
@@ -67,6 +164,10 @@ impl Default for Config {
             propagators: vec!["tracecontext".into(), "baggage".into()],
             sampling: SamplingConfig::default(),
             exporter: ExporterConfig::default(),
+            custom_tags: BTreeMap::new(),
+            redaction: RedactionConfig::default(),
+            limits: LimitsConfig::default(),
+            span_name: SpanNameSource::Method,
         }
     }
 }
@@ -74,15 +175,106 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SamplingConfig {
-    /// Share of new traces sampled, 0 to 100. A caller's decision is followed.
+    /// Share of new traces sampled, 0 to 100.
     pub random_sampling_percentage: f64,
+    /// Follow a caller's sampled or not-sampled decision.
+    pub parent_based: bool,
+    /// Cap on new sampled traces per second for the whole Envoy; 0: none.
+    pub max_traces_per_second: f64,
+    /// Headers whose presence forces sampling (besides B3 debug,
+    /// `jaeger-debug-id` and `x-envoy-force-trace`).
+    pub force_headers: Vec<String>,
+    /// First match wins.
+    pub rules: Vec<RuleConfig>,
+    pub keep_errors: Option<KeepErrorsConfig>,
+    pub remote: Option<RemoteConfig>,
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
         SamplingConfig {
             random_sampling_percentage: 100.0,
+            parent_based: true,
+            max_traces_per_second: 0.0,
+            force_headers: Vec::new(),
+            rules: Vec::new(),
+            keep_errors: None,
+            remote: None,
         }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(rename = "match")]
+    pub matches: MatchConfig,
+    pub random_sampling_percentage: f64,
+    /// A route template (`/api/users/{id}`) used as http.route and in the span name.
+    pub route: Option<String>,
+    pub parent_based: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MatchConfig {
+    pub path_prefix: Option<String>,
+    pub path_exact: Option<String>,
+    pub path_regex: Option<String>,
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub route_name: Option<String>,
+    pub headers: BTreeMap<String, HeaderMatchConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderMatchConfig {
+    Exact(String),
+    Regex(RegexConfig),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexConfig {
+    pub regex: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct KeepErrorsConfig {
+    /// Status classes, codes and ranges: `"5xx"`, `"5xx,429"`, `"500-504"`.
+    pub status_codes: Option<String>,
+    pub slower_than_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RemoteConfig {
+    /// Envoy cluster of the Jaeger remote sampling endpoint.
+    pub cluster: String,
+    pub authority: Option<String>,
+    /// Path; `?service={service.name}` is appended.
+    pub path: String,
+    pub refresh_interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            cluster: "meshtrace-collector-query".into(),
+            authority: None,
+            path: "/api/sampling".into(),
+            refresh_interval_ms: 60_000,
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+impl RemoteConfig {
+    pub fn authority(&self) -> &str {
+        self.authority.as_deref().unwrap_or(&self.cluster)
     }
 }
 
@@ -154,14 +346,70 @@ impl Config {
             }
         }
         self.propagators()?;
-        let pct = self.sampling.random_sampling_percentage;
-        if !(0.0..=100.0).contains(&pct) {
-            return Err(invalid(
-                "sampling.randomSamplingPercentage",
-                format!("{pct} is out of range 0..100"),
-            ));
+        self.sampling.validate()?;
+        self.exporter.validate()?;
+        self.validate_tags()?;
+        let l = &self.limits;
+        let ranges: [(&str, usize, usize, usize); 3] = [
+            ("limits.maxAttributes", l.max_attributes, 8, 1024),
+            (
+                "limits.maxAttributeLength",
+                l.max_attribute_length,
+                16,
+                65_536,
+            ),
+            ("limits.maxPathLength", l.max_path_length, 8, 65_536),
+        ];
+        for (field, value, lo, hi) in ranges {
+            if !(lo..=hi).contains(&value) {
+                return Err(invalid(
+                    field,
+                    format!("{value} is out of range {lo}..{hi}"),
+                ));
+            }
         }
-        self.exporter.validate()
+        if self.redaction.replacement.is_empty() {
+            return Err(invalid("redaction.replacement", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn validate_tags(&self) -> Result<(), ConfigError> {
+        for (name, tag) in &self.custom_tags {
+            let field = format!("customTags.{name}");
+            if name.is_empty() {
+                return Err(invalid("customTags", "tag names must not be empty"));
+            }
+            let kinds = [
+                tag.literal.is_some(),
+                tag.environment.is_some(),
+                tag.header.is_some(),
+                tag.property.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return Err(invalid(
+                    field,
+                    "exactly one of literal, environment, header, property",
+                ));
+            }
+            let empty = match tag {
+                TagConfig {
+                    environment: Some(t),
+                    ..
+                }
+                | TagConfig {
+                    header: Some(t), ..
+                } => t.name.is_empty(),
+                TagConfig {
+                    property: Some(p), ..
+                } => p.path.is_empty(),
+                _ => false,
+            };
+            if empty {
+                return Err(invalid(field, "the name or path must not be empty"));
+            }
+        }
+        Ok(())
     }
 
     /// The propagators, validated. `none` alone turns propagation off.
@@ -189,6 +437,89 @@ impl Config {
         }
         Ok(Propagators::new(&formats))
     }
+}
+
+fn percentage(field: &str, pct: f64) -> Result<(), ConfigError> {
+    if (0.0..=100.0).contains(&pct) {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("{pct} is out of range 0..100")))
+    }
+}
+
+impl SamplingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        percentage(
+            "sampling.randomSamplingPercentage",
+            self.random_sampling_percentage,
+        )?;
+        if !(0.0..=1_000_000.0).contains(&self.max_traces_per_second) {
+            return Err(invalid(
+                "sampling.maxTracesPerSecond",
+                format!("{} is out of range 0..1000000", self.max_traces_per_second),
+            ));
+        }
+        for (i, name) in self.force_headers.iter().enumerate() {
+            if !is_header_name(name) {
+                return Err(invalid(
+                    format!("sampling.forceHeaders[{i}]"),
+                    "header names must be lower-case HTTP tokens",
+                ));
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            percentage(
+                &format!("sampling.rules[{i}].randomSamplingPercentage"),
+                rule.random_sampling_percentage,
+            )?;
+            if matches!(&rule.route, Some(r) if r.is_empty()) {
+                return Err(invalid(
+                    format!("sampling.rules[{i}].route"),
+                    "must not be empty",
+                ));
+            }
+        }
+        if let Some(keep) = &self.keep_errors {
+            if keep.status_codes.is_none() && keep.slower_than_ms.is_none() {
+                return Err(invalid(
+                    "sampling.keepErrors",
+                    "give statusCodes, slowerThanMs or both",
+                ));
+            }
+        }
+        if let Some(remote) = &self.remote {
+            if remote.cluster.trim().is_empty() {
+                return Err(invalid("sampling.remote.cluster", "must not be empty"));
+            }
+            if !remote.path.starts_with('/') {
+                return Err(invalid("sampling.remote.path", "must start with /"));
+            }
+            if !(1_000..=86_400_000).contains(&remote.refresh_interval_ms) {
+                return Err(invalid(
+                    "sampling.remote.refreshIntervalMs",
+                    format!(
+                        "{} is out of range 1000..86400000",
+                        remote.refresh_interval_ms
+                    ),
+                ));
+            }
+            if !(1..=60_000).contains(&remote.timeout_ms) {
+                return Err(invalid(
+                    "sampling.remote.timeoutMs",
+                    format!("{} is out of range 1..60000", remote.timeout_ms),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A lower-case HTTP token, as Envoy keeps header names.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
+        })
 }
 
 impl ExporterConfig {
@@ -241,11 +572,7 @@ impl ExporterConfig {
             ));
         }
         for name in self.headers.keys() {
-            let token = !name.is_empty()
-                && name.bytes().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
-                });
-            if !token {
+            if !is_header_name(name) {
                 return Err(invalid(
                     format!("exporter.headers.{name}"),
                     "header names must be lower-case HTTP tokens",

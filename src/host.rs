@@ -12,16 +12,24 @@ pub enum Counter {
     SpansDropped,
     ExportFailures,
     MalformedHeaders,
+    SpansKept,
+    TracesRateLimited,
+    RemoteSamplingUpdates,
+    RemoteSamplingFailures,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 10] = [
         Counter::SpansStarted,
         Counter::SpansSampled,
         Counter::SpansExported,
         Counter::SpansDropped,
         Counter::ExportFailures,
         Counter::MalformedHeaders,
+        Counter::SpansKept,
+        Counter::TracesRateLimited,
+        Counter::RemoteSamplingUpdates,
+        Counter::RemoteSamplingFailures,
     ];
 
     /// The stat name (Envoy shows it under `wasmcustom.`).
@@ -33,6 +41,10 @@ impl Counter {
             Counter::SpansDropped => "meshtrace.spans_dropped",
             Counter::ExportFailures => "meshtrace.export_failures",
             Counter::MalformedHeaders => "meshtrace.malformed_headers",
+            Counter::SpansKept => "meshtrace.spans_kept",
+            Counter::TracesRateLimited => "meshtrace.traces_rate_limited",
+            Counter::RemoteSamplingUpdates => "meshtrace.remote_sampling_updates",
+            Counter::RemoteSamplingFailures => "meshtrace.remote_sampling_failures",
         }
     }
 }
@@ -58,6 +70,10 @@ pub trait Host {
     fn count(&self, counter: Counter, n: u64);
     /// Starts an HTTP callout; its answer comes back with the returned token.
     fn dispatch(&self, callout: &Callout<'_>) -> Result<u32, String>;
+    /// A value shared by every VM of the proxy, with its compare-and-swap token.
+    fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)>;
+    /// Sets a shared value if `cas` still matches; false when it lost the race.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 
     fn property_string(&self, path: &[&str]) -> Option<String> {
         self.property(path)
@@ -92,6 +108,8 @@ pub mod mock {
         pub sent: RefCell<Vec<Sent>>,
         pub next_token: Cell<u32>,
         pub fail_dispatch: Cell<bool>,
+        pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        pub cas_always_fails: Cell<bool>,
     }
 
     impl MockHost {
@@ -168,6 +186,21 @@ pub mod mock {
             let t = self.next_token.get() + 1;
             self.next_token.set(t);
             Ok(t)
+        }
+        fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+            self.shared
+                .borrow()
+                .get(key)
+                .map(|(v, cas)| (v.clone(), Some(*cas)))
+        }
+        fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+            let mut shared = self.shared.borrow_mut();
+            let current = shared.get(key).map(|(_, c)| *c);
+            if self.cas_always_fails.get() || (cas.is_some() && cas != current) {
+                return false;
+            }
+            shared.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+            true
         }
     }
 }

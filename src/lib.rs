@@ -35,6 +35,7 @@ pub mod resource;
 pub mod sampler;
 pub mod semconv;
 pub mod span;
+pub mod tags;
 pub mod tracer;
 
 #[cfg(feature = "proxy")]

@@ -68,6 +68,7 @@ pub fn to_proto(span: Span) -> ProtoSpan {
             .into_iter()
             .map(|(k, v)| key_value(k.into_owned(), v))
             .collect(),
+        dropped_attributes_count: span.dropped_attributes,
         status: Some(Status {
             code: code as i32,
             message,
@@ -125,6 +126,7 @@ mod tests {
             start_unix_nanos: 10,
             end_unix_nanos: 20,
             attributes: vec![("http.response.status_code".into(), Value::Int(503))],
+            dropped_attributes: 2,
             status: StatusCode::Error,
         }
     }
@@ -148,6 +150,7 @@ mod tests {
         assert_eq!(s.flags, 0x301, "sampled, parent known to be remote");
         assert_eq!(s.status.as_ref().unwrap().code, 2, "ERROR");
         assert_eq!(s.trace_state, "a=1");
+        assert_eq!(s.dropped_attributes_count, 2);
         assert_eq!(s.end_time_unix_nano - s.start_time_unix_nano, 10);
         assert_eq!(
             s.attributes[0].value.as_ref().unwrap().value,

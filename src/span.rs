@@ -62,6 +62,8 @@ pub struct Span {
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
     pub attributes: Vec<Attribute>,
+    /// Attributes dropped by `limits.maxAttributes`.
+    pub dropped_attributes: u32,
     pub status: StatusCode,
 }
 

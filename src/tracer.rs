@@ -2,32 +2,36 @@
 //! stream completes.
 //!
 //! Start reads the request headers once, extracts the caller's context,
-//! decides sampling, and writes our span's context back onto the request in
-//! every configured format. Only a sampled span captures request attributes,
-//! and only at finish are the response properties read.
+//! finds the sampling rule, names the span, decides sampling, and writes our
+//! span's context back onto the request in every configured format. Request
+//! attributes are captured only when the span may be exported (sampled, or
+//! `keepErrors` is on), and the response properties are read only then.
 
-use crate::config::{Config, ConfigError, Direction};
+use std::borrow::Cow;
+
+use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
-use crate::propagation::{Propagators, Sampling, SpanContext, TraceState};
-use crate::sampler::{self, RatioSampler};
+use crate::propagation::{Propagators, SpanContext, TraceState};
+use crate::sampler::{Kept, Request, Sampler};
 use crate::semconv as sc;
 use crate::span::{Attribute, Span, SpanKind, Value};
-
-/// Longest attribute value kept, in bytes; longer values are cut at a
-/// character boundary.
-pub const MAX_ATTRIBUTE_LEN: usize = 1024;
+use crate::tags::Tags;
 
 /// Listener direction values of `xds.listener_direction`.
 const OUTBOUND: i64 = 2;
+/// Why an unsampled span was exported anyway (`error` or `slow`).
+pub const KEPT_REASON: &str = "meshtrace.sampling.kept";
 
 pub struct Tracer {
     propagators: Propagators,
-    ratio: RatioSampler,
+    pub sampler: Sampler,
+    pub tags: Tags,
     direction: Direction,
+    span_name: SpanNameSource,
 }
 
-/// What a sampled span keeps of its request headers.
+/// What a recorded span keeps of its request headers.
 #[derive(Debug, Default)]
 struct RequestFacts {
     method: String,
@@ -37,6 +41,8 @@ struct RequestFacts {
     user_agent: Option<String>,
     request_id: Option<String>,
     forwarded_for: Option<String>,
+    /// Values of the header custom tags, secrets masked.
+    tags: Vec<Option<String>>,
 }
 
 /// A span in progress.
@@ -46,6 +52,9 @@ pub struct ActiveSpan {
     pub context: SpanContext,
     pub parent: Option<SpanId>,
     pub start_unix_nanos: u64,
+    pub name: String,
+    /// The matching rule's route template.
+    pub route: Option<String>,
     request: Option<RequestFacts>,
 }
 
@@ -62,20 +71,9 @@ fn first<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn bounded(mut s: String) -> String {
-    if s.len() > MAX_ATTRIBUTE_LEN {
-        let mut cut = MAX_ATTRIBUTE_LEN;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
-}
-
 impl RequestFacts {
-    fn from_headers(headers: &[(String, String)]) -> Self {
-        let get = |n: &str| first(headers, n).map(|v| bounded(v.to_string()));
+    fn from_headers(headers: &[(String, String)], tags: &Tags) -> Self {
+        let get = |n: &str| first(headers, n).map(str::to_string);
         RequestFacts {
             method: get(":method").unwrap_or_default(),
             target: get(":path").unwrap_or_default(),
@@ -84,16 +82,20 @@ impl RequestFacts {
             user_agent: get("user-agent"),
             request_id: get("x-request-id"),
             forwarded_for: get("x-forwarded-for"),
+            tags: tags.capture(headers),
         }
     }
 }
 
 impl Tracer {
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+    /// Compiles a configuration; `env` is the VM's environment.
+    pub fn new(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(Tracer {
             propagators: config.propagators()?,
-            ratio: RatioSampler::from_percentage(config.sampling.random_sampling_percentage),
+            sampler: Sampler::new(&config.sampling)?,
+            tags: Tags::new(config, env)?,
             direction: config.direction,
+            span_name: config.span_name,
         })
     }
 
@@ -130,12 +132,41 @@ impl Tracer {
             Some((trace_id, _)) => (trace_id, random),
             None => (new_trace_id(host), true),
         };
-        let decision = sampler::decide(caller, &trace_id, &self.ratio);
+
+        // The rule, the route and the name; Envoy's route name is read at
+        // most once, and only when a rule or the span name needs it.
+        let method = first(&headers, ":method").unwrap_or_default();
+        let (path, _) = sc::split_target(first(&headers, ":path").unwrap_or_default());
+        let (host_name, _) = sc::host_port(first(&headers, ":authority").unwrap_or_default(), "");
+        let request = Request {
+            method,
+            path,
+            host: host_name,
+            headers: &headers,
+        };
+        let mut route_name: Option<Option<String>> = None;
+        let mut envoy_route = || {
+            route_name
+                .get_or_insert_with(|| host.property_string(&["xds", "route_name"]))
+                .clone()
+        };
+        let rule = self.sampler.rule(&request, &mut envoy_route);
+        let route = rule.and_then(|r| r.route.clone());
+        let name_route = match (&route, self.span_name) {
+            (Some(r), _) => Some(r.clone()),
+            (None, SpanNameSource::EnvoyRoute) => envoy_route(),
+            (None, SpanNameSource::Method) => None,
+        };
+        let name = sc::span_name(sc::method(method).0, name_route.as_deref());
+
+        let decision = self
+            .sampler
+            .decide(caller, &trace_id, rule, &name, &headers, host);
         let context = SpanContext {
             trace_id,
             span_id: new_span_id(host),
             sampled: decision.sampled(),
-            debug: caller == Some(Sampling::Debug),
+            debug: caller == Some(crate::propagation::Sampling::Debug),
             random,
             tracestate,
         };
@@ -146,38 +177,49 @@ impl Tracer {
             host.edit_request_headers(&edits);
         }
         host.count(Counter::SpansStarted, 1);
-        let request = if context.sampled {
+        if context.sampled {
             host.count(Counter::SpansSampled, 1);
-            Some(RequestFacts::from_headers(&headers))
-        } else {
-            None
-        };
+        }
+        let record = context.sampled || self.sampler.keep_errors.is_some();
         ActiveSpan {
             kind,
             parent: parent.map(|(_, span_id)| span_id),
             context,
             start_unix_nanos,
-            request,
+            name,
+            route,
+            request: record.then(|| RequestFacts::from_headers(&headers, &self.tags)),
         }
     }
 
-    /// Ends the span when the stream is done; `None` when it is not sampled.
+    /// Ends the span when the stream is done; `None` when it is not exported.
     pub fn finish(&self, span: ActiveSpan, host: &dyn Host) -> Option<Span> {
         let end_unix_nanos = host.now_unix_nanos().max(span.start_unix_nanos);
         let req = span.request?;
-        let code = host.property_int(&["response", "code"]).unwrap_or(0);
+        let code =
+            u32::try_from(host.property_int(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
+        let kept: Option<Kept> = if span.context.sampled {
+            None
+        } else {
+            let keep = self.sampler.keep_errors.as_ref()?;
+            Some(keep.keep(code, end_unix_nanos - span.start_unix_nanos)?)
+        };
         let flags =
             sc::response_flags(host.property_int(&["response", "flags"]).unwrap_or(0) as u64);
         let (method, unknown_method) = sc::method(&req.method);
-        let (status, error_type) = sc::status(span.kind, u32::try_from(code).unwrap_or(0), &flags);
+        let (status, error_type) = sc::status(span.kind, code, &flags);
         let (path, query) = sc::split_target(&req.target);
+        let query = query.map(|q| self.tags.redactor.query(q));
         let (server_address, server_port) = sc::host_port(&req.authority, &req.scheme);
 
-        let mut a: Vec<Attribute> = Vec::with_capacity(20);
-        let mut put = |k: &'static str, v: Value| a.push((k.into(), v));
+        let mut a: Vec<Attribute> = Vec::with_capacity(24);
+        let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
         put(sc::HTTP_REQUEST_METHOD, method.into());
         if unknown_method {
-            put(sc::HTTP_REQUEST_METHOD_ORIGINAL, req.method.clone().into());
+            put(sc::HTTP_REQUEST_METHOD_ORIGINAL, req.method.as_str().into());
+        }
+        if let Some(route) = &span.route {
+            put(sc::HTTP_ROUTE, route.as_str().into());
         }
         if !server_address.is_empty() {
             put(sc::SERVER_ADDRESS, server_address.into());
@@ -188,8 +230,8 @@ impl Tracer {
         let peer = match span.kind {
             SpanKind::Server => {
                 put(sc::URL_PATH, path.into());
-                if let Some(q) = query {
-                    put(sc::URL_QUERY, q.into());
+                if let Some(q) = &query {
+                    put(sc::URL_QUERY, q.as_ref().into());
                 }
                 put(sc::URL_SCHEME, req.scheme.as_str().into());
                 if let Some(ua) = &req.user_agent {
@@ -198,7 +240,11 @@ impl Tracer {
                 host.property_string(&["source", "address"])
             }
             SpanKind::Client => {
-                let full = bounded(format!("{}://{}{}", req.scheme, req.authority, req.target));
+                let mut full = format!("{}://{}{}", req.scheme, req.authority, path);
+                if let Some(q) = &query {
+                    full.push('?');
+                    full.push_str(q);
+                }
                 put(sc::URL_FULL, full.into());
                 host.property_string(&["upstream", "address"])
             }
@@ -221,7 +267,7 @@ impl Tracer {
             }
         }
         if code > 0 {
-            put(sc::HTTP_RESPONSE_STATUS_CODE, code.into());
+            put(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(code).into());
         }
         if let Some(v) = host.property_string(&["request", "protocol"]) {
             if let Some(version) = sc::protocol_version(&v) {
@@ -253,9 +299,15 @@ impl Tracer {
         if let Some(e) = error_type {
             put(sc::ERROR_TYPE, e.into());
         }
+        if let Some(k) = kept {
+            put(KEPT_REASON, k.reason().into());
+            host.count(Counter::SpansKept, 1);
+        }
+        self.tags.append(&mut a, &req.tags, host);
+        let dropped_attributes = self.tags.bound(&mut a);
 
         let ctx = span.context;
-        let mut trace_flags = 0x01;
+        let mut trace_flags = u8::from(ctx.sampled);
         if ctx.random {
             trace_flags |= 0x02;
         }
@@ -265,11 +317,12 @@ impl Tracer {
             parent_span_id: span.parent,
             trace_flags,
             tracestate: ctx.tracestate.header_value(),
-            name: sc::span_name(method, None),
+            name: span.name,
             kind: span.kind,
             start_unix_nanos: span.start_unix_nanos,
             end_unix_nanos,
             attributes: a,
+            dropped_attributes,
             status,
         })
     }
@@ -306,7 +359,7 @@ mod tests {
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     fn tracer(json: &str) -> Tracer {
-        Tracer::new(&Config::parse(json.as_bytes()).unwrap()).unwrap()
+        Tracer::new(&Config::parse(json.as_bytes()).unwrap(), &|_| None).unwrap()
     }
 
     fn request(extra: &[(&str, &str)]) -> MockHost {
@@ -494,6 +547,96 @@ mod tests {
         let Some(Value::Str(p)) = span.attribute("url.path") else {
             panic!("url.path")
         };
-        assert!(p.len() <= MAX_ATTRIBUTE_LEN);
+        assert!(p.len() <= 256, "maxPathLength by default");
+        assert_eq!(span.attribute(crate::tags::TRUNCATED), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn span_name_from_rule_route_then_envoy_route_then_method() {
+        let rules = r#""sampling": {"rules": [{"match": {"pathPrefix": "/cart"}, "randomSamplingPercentage": 100, "route": "/cart/items"}]}"#;
+        let t = tracer(&format!(
+            r#"{{"direction": "inbound", "spanName": "envoyRoute", {rules}}}"#
+        ));
+        let host = request(&[]);
+        host.set_property("xds.route_name", b"cart-route");
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(span.name, "GET /cart/items", "the rule's route wins");
+        assert_eq!(
+            span.attribute("http.route"),
+            Some(&Value::Str("/cart/items".into()))
+        );
+
+        let t = tracer(r#"{"direction": "inbound", "spanName": "envoyRoute"}"#);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(span.name, "GET cart-route", "then Envoy's route name");
+        assert_eq!(
+            span.attribute("http.route"),
+            None,
+            "a route name is not a template"
+        );
+
+        let t = tracer(r#"{"direction": "inbound"}"#);
+        assert_eq!(
+            t.finish(t.start(&host), &host).unwrap().name,
+            "GET",
+            "by default the method"
+        );
+    }
+
+    #[test]
+    fn keep_errors_exports_failed_unsampled_spans_only() {
+        let t = tracer(
+            r#"{"direction": "inbound", "sampling": {"randomSamplingPercentage": 0,
+                "keepErrors": {"statusCodes": "5xx", "slowerThanMs": 1000}}}"#,
+        );
+        let host = request(&[]);
+        host.set_int("response.code", 200);
+        assert!(
+            t.finish(t.start(&host), &host).is_none(),
+            "a fast 200 is not kept"
+        );
+
+        let active = t.start(&host);
+        assert!(!active.sampled());
+        host.set_int("response.code", 503);
+        let span = t.finish(active, &host).unwrap();
+        assert_eq!(
+            span.attribute(KEPT_REASON),
+            Some(&Value::Str("error".into()))
+        );
+        assert_eq!(span.trace_flags & 1, 0, "the trace stays unsampled");
+
+        host.set_int("response.code", 200);
+        let active = t.start(&host);
+        host.advance_ms(1500);
+        let span = t.finish(active, &host).unwrap();
+        assert_eq!(
+            span.attribute(KEPT_REASON),
+            Some(&Value::Str("slow".into()))
+        );
+        assert_eq!(host.counter(Counter::SpansKept), 2);
+    }
+
+    #[test]
+    fn secrets_never_reach_url_attributes() {
+        let t = tracer(r#"{"direction": "outbound"}"#);
+        let host = request(&[]);
+        host.headers.borrow_mut().retain(|(k, _)| k != ":path");
+        host.headers
+            .borrow_mut()
+            .push((":path".into(), "/login?user=a&password=hunter2".into()));
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(
+            span.attribute("url.full"),
+            Some(&Value::Str(
+                "http://cart.shop:8080/login?user=a&password=***".into()
+            ))
+        );
+        let t = tracer(r#"{"direction": "inbound"}"#);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(
+            span.attribute("url.query"),
+            Some(&Value::Str("user=a&password=***".into()))
+        );
     }
 }

@@ -46,6 +46,22 @@ def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class Client:
+    """A keep-alive HTTP/1.1 client, for many requests in a row."""
+
+    def __init__(self, port, timeout=10.0):
+        self.conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+
+    def get(self, path="/", headers=None):
+        self.conn.request("GET", path, headers=headers or {})
+        resp = self.conn.getresponse()
+        resp.read()
+        return resp.status
+
+    def close(self):
+        self.conn.close()
+
+
 def request(port, path="/", headers=None, method="GET", timeout=10.0, body=None):
     """One HTTP/1.1 request; returns (status, headers dict, body bytes)."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
@@ -73,6 +89,32 @@ class _Server:
         self.httpd.server_close()
 
 
+class JsonServer(_Server):
+    """Answers every GET with `self.status` and `self.body` (mutable)."""
+
+    def __init__(self, body: bytes = b"{}", status: int = 200):
+        self.body, self.status, self.hits = body, status, 0
+        srv = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small writes, no 40 ms delayed-ACK stalls
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                srv.hits += 1
+                srv.last_path = self.path
+                self.send_response(srv.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(srv.body)))
+                self.end_headers()
+                self.wfile.write(srv.body)
+
+        super().__init__(H)
+
+
 class Recorder(_Server):
     """An application or upstream: records every request's headers.
 
@@ -96,6 +138,7 @@ class Recorder(_Server):
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small writes, no 40 ms delayed-ACK stalls
 
             def log_message(self, *args):
                 pass
@@ -116,7 +159,8 @@ class Recorder(_Server):
                     fwd = {k: v[0] for k, v in headers.items()
                            if k in Recorder.FORWARD or k.startswith("uberctx-")}
                     fwd["host"] = "upstream.local"
-                    rest = "/" + "/".join(parts[1:])
+                    query = self.path.partition("?")[2]
+                    rest = "/" + "/".join(parts[1:]) + (f"?{query}" if query else "")
                     status, _, _ = request(rec.outbound_port, rest, headers=fwd)
                 body = json.dumps({"from": rec.name}).encode()
                 self.send_response(status)
@@ -161,6 +205,7 @@ class Sink(_Server):
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small writes, no 40 ms delayed-ACK stalls
 
             def log_message(self, *args):
                 pass
@@ -258,8 +303,15 @@ def cluster(name: str, port: int | None, timeout="5s") -> dict:
     }
 
 
-def listener(name: str, port: int, direction: str, target: str, filters: list) -> dict:
+def listener(name: str, port: int, direction: str, target: str, filters: list, exact_balance=False,
+             internal=False) -> dict:
+    extra = {"connection_balance_config": {"exact_balance": {}}} if exact_balance else {}
+    # Envoy strips x-envoy-* headers (x-envoy-force-trace among them) from
+    # requests it does not consider internal; a mesh trusts its own traffic.
+    trust = {"use_remote_address": True, "internal_address_config": {
+        "cidr_ranges": [{"address_prefix": LOOPBACK, "prefix_len": 32}]}} if internal else {}
     return {
+        **extra,
         "name": name,
         "traffic_direction": direction,
         "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
@@ -268,6 +320,7 @@ def listener(name: str, port: int, direction: str, target: str, filters: list) -
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": name,
+                **trust,
                 "route_config": {"virtual_hosts": [{
                     "name": "all", "domains": ["*"],
                     "routes": [{"name": f"{name}-route", "match": {"prefix": "/"},
@@ -324,6 +377,10 @@ class Envoy:
         _, _, body = request(self.admin_port, "/stats?format=json&filter=meshtrace")
         return {s["name"]: s.get("value", 0) for s in json.loads(body)["stats"] if "name" in s}
 
+    def stats_all(self) -> dict:
+        _, _, body = request(self.admin_port, "/stats?format=json")
+        return {s["name"]: s.get("value", 0) for s in json.loads(body)["stats"] if "name" in s}
+
     def stat(self, name: str) -> int:
         for k, v in self.stats().items():
             if k.endswith(name):
@@ -360,6 +417,12 @@ class Sidecar:
     # Send outbound traffic here instead of this sidecar's own upstream
     # recorder (e.g. another sidecar's inbound port).
     upstream_port: int | None = None
+    # More clusters: name -> port.
+    clusters: dict | None = None
+    # Spread connections evenly over the workers.
+    exact_balance: bool = False
+    # Treat loopback clients as internal (keeps x-envoy-* request headers).
+    internal: bool = False
 
     def __post_init__(self):
         self.app = Recorder("app")
@@ -375,13 +438,14 @@ class Sidecar:
         bootstrap = {
             "static_resources": {
                 "listeners": [
-                    listener("inbound", self.inbound_port, "INBOUND", "app", flt),
+                    listener("inbound", self.inbound_port, "INBOUND", "app", flt, self.exact_balance, self.internal),
                     listener("outbound", self.outbound_port, "OUTBOUND", "upstream", flt),
                 ],
                 "clusters": [
                     cluster("app", self.app.port),
                     cluster("upstream", self.upstream_port or self.upstream.port),
                     cluster("meshtrace-collector", collector),
+                    *(cluster(n, p) for n, p in (self.clusters or {}).items()),
                 ],
             },
         }

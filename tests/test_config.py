@@ -31,3 +31,21 @@ def test_envoy_configurations_in_the_repo_validate():
         proc = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(cfg)],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 0, f"{cfg.name}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+
+
+BAD_ENGINE = [
+    ({"sampling": {"rules": [{"match": {"pathRegex": "(["}, "randomSamplingPercentage": 5}]}},
+     "sampling.rules[0].match.pathRegex: invalid regex"),
+    ({"sampling": {"rules": [{"match": {}, "randomSamplingPercentage": 101}]}},
+     "sampling.rules[0].randomSamplingPercentage: 101 is out of range"),
+    ({"customTags": {"x": {"cookie": {"name": "a"}}}}, "customTags.x.cookie: unknown field `cookie`"),
+    ({"sampling": {"keepErrors": {"statusCodes": "9xx"}}}, "sampling.keepErrors.statusCodes: `9xx` is outside"),
+    ({"limits": {"maxAttributes": 0}}, "limits.maxAttributes: 0 is out of range"),
+]
+
+
+@pytest.mark.parametrize("config,message", BAD_ENGINE, ids=[m.split(":")[0] for _, m in BAD_ENGINE])
+def test_invalid_engine_configuration_is_refused(config, message):
+    with pytest.raises(AssertionError) as failed:
+        Sidecar(config)
+    assert f"meshtrace: invalid configuration: {message}" in str(failed.value)

@@ -29,7 +29,7 @@ def test_server_and_client_span_attributes(mesh):
 
     c = attrs(client)
     assert c["server.address"] == "upstream.local" and c["server.port"] == 80
-    assert c["url.full"] == "http://upstream.local/status/503"
+    assert c["url.full"] == "http://upstream.local/status/503?q=1"
     assert c["network.peer.address"] == "127.0.0.1"
     assert c["upstream_address"] == f"127.0.0.1:{mesh.upstream.port}"
     assert c["http.response.status_code"] == 503 and client.status.code == 2

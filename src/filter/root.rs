@@ -1,4 +1,6 @@
-//! The root context: one per plugin and VM (so one per Envoy worker).
+//! The root context: one per plugin and VM (so one per Envoy worker). It
+//! owns the configuration, the exporter and, when configured, the remote
+//! sampling poller; its tick drives both.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,6 +14,7 @@ use super::http::RequestContext;
 use super::wasm_host::{callout_response_header, WasmHost};
 use crate::config::Config;
 use crate::exporter::{Exporter, Outcome};
+use crate::sampler::remote::Poller;
 use crate::tracer::Tracer;
 use crate::{otlp, resource};
 
@@ -19,6 +22,7 @@ use crate::{otlp, resource};
 pub struct Shared {
     pub tracer: Tracer,
     pub exporter: RefCell<Exporter>,
+    pub poller: Option<RefCell<Poller>>,
     pub host: WasmHost,
 }
 
@@ -33,9 +37,9 @@ impl Root {
             .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
             .unwrap_or_default();
         let config = Config::parse(&bytes).map_err(|e| e.to_string())?;
-        let tracer = Tracer::new(&config).map_err(|e| e.to_string())?;
-        let host = WasmHost::new();
         let env = |k: &str| std::env::var(k).ok();
+        let tracer = Tracer::new(&config, &env).map_err(|e| e.to_string())?;
+        let host = WasmHost::new();
         let attributes = resource::attributes(config.service_name.as_deref(), &env, &host);
         let service = attributes
             .first()
@@ -45,15 +49,23 @@ impl Root {
         if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(exporter.tick_ms())) {
             return Err(format!("cannot set the tick period: {s:?}"));
         }
+        let poller = config
+            .sampling
+            .remote
+            .clone()
+            .map(|r| RefCell::new(Poller::new(r, &service)));
         log::info!(
-            "meshtrace: service `{service}`, propagators {:?}, sampling {}%, exporting to cluster `{}`",
+            "meshtrace: service `{service}`, propagators {:?}, sampling {}% with {} rules{}, exporting to cluster `{}`",
             config.propagators,
             config.sampling.random_sampling_percentage,
+            config.sampling.rules.len(),
+            if poller.is_some() { " and remote strategies" } else { "" },
             config.exporter.cluster,
         );
         self.shared = Some(Rc::new(Shared {
             tracer,
             exporter: RefCell::new(exporter),
+            poller,
             host,
         }));
         Ok(())
@@ -65,13 +77,23 @@ impl Context for Root {
         &mut self,
         token_id: u32,
         _headers: usize,
-        _body: usize,
+        body_size: usize,
         _trailers: usize,
     ) {
         let Some(shared) = &self.shared else {
             return;
         };
         let status = callout_response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        if let Some(poller) = shared.poller.as_ref().filter(|p| p.borrow().owns(token_id)) {
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            if let Some(strategies) = poller.borrow_mut().on_response(status, &body, &shared.host) {
+                shared.tracer.sampler.set_remote(strategies);
+            }
+            return;
+        }
         let retry_after = callout_response_header("retry-after");
         let outcome = match status {
             Some(code) => Outcome::Status(code, retry_after.as_deref()),
@@ -98,6 +120,9 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
             shared.exporter.borrow_mut().on_tick(&shared.host);
+            if let Some(poller) = &shared.poller {
+                poller.borrow_mut().on_tick(&shared.host);
+            }
         }
     }
 

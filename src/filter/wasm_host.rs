@@ -93,6 +93,17 @@ impl Host for WasmHost {
         }
     }
 
+    fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), cas)) => Some((value, cas)),
+            _ => None,
+        }
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+
     fn dispatch(&self, c: &Callout<'_>) -> Result<u32, String> {
         hostcalls::dispatch_http_call(
             c.cluster,

@@ -144,9 +144,9 @@ proptest! {
     fn no_request_panics_the_tracer(headers in any_headers(), pct in 0.0f64..=100.0) {
         let t = Tracer::new(&crate::config::Config {
             propagators: Format::ALL.iter().map(|f| f.name().to_string()).collect(),
-            sampling: crate::config::SamplingConfig { random_sampling_percentage: pct },
+            sampling: crate::config::SamplingConfig { random_sampling_percentage: pct, ..Default::default() },
             ..Default::default()
-        }).unwrap();
+        }, &|_| None).unwrap();
         let host = MockHost::with_headers(&[]);
         *host.headers.borrow_mut() = headers;
         host.set_int("response.code", 200);

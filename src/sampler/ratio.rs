@@ -1,5 +1,3 @@
-//! The sampling decision.
-//!
 //! Ratio decisions are a pure function of the trace id, so every sidecar of
 //! the mesh (and the collector) decides the same for the same trace. The
 //! algorithm is OpenTelemetry's consistent probability sampling: take the 56
@@ -8,7 +6,6 @@
 //! p = 1 gives T = 0 (all sampled); p = 0 gives T = 2^56 (none).
 
 use crate::ids::TraceId;
-use crate::propagation::Sampling;
 
 const MAX: u64 = 1 << 56;
 
@@ -34,32 +31,6 @@ impl RatioSampler {
 
     pub fn should_sample(&self, trace_id: &TraceId) -> bool {
         trace_id.randomness() >= self.threshold
-    }
-}
-
-/// Why a span was or was not sampled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Followed the caller's decision.
-    Parent(bool),
-    /// Decided by ratio on a trace with no decision from a caller.
-    Ratio(bool),
-}
-
-impl Decision {
-    pub fn sampled(self) -> bool {
-        match self {
-            Decision::Parent(s) | Decision::Ratio(s) => s,
-        }
-    }
-}
-
-/// Parent-based: a caller's sampled or not-sampled decision is followed;
-/// otherwise the ratio decides on the trace id.
-pub fn decide(caller: Option<Sampling>, trace_id: &TraceId, ratio: &RatioSampler) -> Decision {
-    match caller.and_then(Sampling::sampled) {
-        Some(s) => Decision::Parent(s),
-        None => Decision::Ratio(ratio.should_sample(trace_id)),
     }
 }
 
@@ -117,29 +88,5 @@ mod tests {
         }
         // Binomial(10000, 0.1): sd = 30; 5 sd either side.
         assert!((850..=1150).contains(&hits), "{hits}");
-    }
-
-    #[test]
-    fn parent_decision_is_followed() {
-        let none = RatioSampler::from_percentage(0.0);
-        let all = RatioSampler::from_percentage(100.0);
-        let id = TraceId::from_u128(42);
-        assert_eq!(
-            decide(Some(Sampling::Accept), &id, &none),
-            Decision::Parent(true)
-        );
-        assert_eq!(
-            decide(Some(Sampling::Debug), &id, &none),
-            Decision::Parent(true)
-        );
-        assert_eq!(
-            decide(Some(Sampling::Deny), &id, &all),
-            Decision::Parent(false)
-        );
-        assert_eq!(
-            decide(Some(Sampling::Deferred), &id, &all),
-            Decision::Ratio(true)
-        );
-        assert_eq!(decide(None, &id, &none), Decision::Ratio(false));
     }
 }

@@ -1,0 +1,379 @@
+//! What an operator adds to spans and what they must never carry: custom
+//! tags, redaction of secrets, and bounds on attributes.
+
+use std::borrow::Cow;
+
+use regex_lite::Regex;
+
+use crate::config::{invalid, Config, ConfigError, TagConfig};
+use crate::host::Host;
+use crate::span::{Attribute, Value};
+
+/// Counts the values cut by the limits, so nobody mistakes one for real.
+pub const TRUNCATED: &str = "meshtrace.truncated_attributes";
+
+#[derive(Debug)]
+enum Source {
+    /// Literal and environment tags: resolved once, at configuration.
+    Fixed(String),
+    /// Index into the header values captured at the request headers.
+    Header(usize),
+    Property(Vec<String>, Option<String>),
+}
+
+/// Masks the values of secret keys.
+#[derive(Debug)]
+pub struct Redactor {
+    keys: Vec<Regex>,
+    pub replacement: String,
+}
+
+impl Redactor {
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k.is_match(key))
+    }
+
+    /// A query string with the values of secret parameters replaced.
+    pub fn query<'a>(&self, query: &'a str) -> Cow<'a, str> {
+        let secret = |pair: &str| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+            pair.contains('=') && self.is_secret(&decoded)
+        };
+        if !query.split('&').any(secret) {
+            return Cow::Borrowed(query);
+        }
+        let parts: Vec<Cow<str>> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secret(pair) => Cow::Owned(format!("{k}={}", self.replacement)),
+                _ => Cow::Borrowed(pair),
+            })
+            .collect();
+        Cow::Owned(parts.join("&"))
+    }
+}
+
+#[derive(Debug)]
+pub struct Tags {
+    tags: Vec<(String, Source)>,
+    /// Header names whose values are captured at the request headers.
+    headers: Vec<(String, Option<String>)>,
+    pub redactor: Redactor,
+    pub max_attributes: usize,
+    pub max_attribute_length: usize,
+    pub max_path_length: usize,
+}
+
+impl Tags {
+    pub fn new(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Tags, ConfigError> {
+        let mut keys = Vec::with_capacity(config.redaction.keys.len());
+        for (i, k) in config.redaction.keys.iter().enumerate() {
+            let re = Regex::new(&format!("(?i){k}")).map_err(|e| {
+                invalid(
+                    format!("redaction.keys[{i}]"),
+                    format!("invalid regex: {e}"),
+                )
+            })?;
+            keys.push(re);
+        }
+        let mut tags = Vec::new();
+        let mut headers = Vec::new();
+        for (name, tag) in &config.custom_tags {
+            let source = match tag {
+                TagConfig {
+                    literal: Some(l), ..
+                } => Source::Fixed(l.value.clone()),
+                TagConfig {
+                    environment: Some(e),
+                    ..
+                } => match env(&e.name).or_else(|| e.default_value.clone()) {
+                    Some(v) => Source::Fixed(v),
+                    None => continue,
+                },
+                TagConfig {
+                    header: Some(h), ..
+                } => {
+                    let lower = h.name.to_ascii_lowercase();
+                    if !crate::config::is_header_name(&lower) {
+                        return Err(invalid(
+                            format!("customTags.{name}.header.name"),
+                            "not an HTTP header name",
+                        ));
+                    }
+                    headers.push((lower, h.default_value.clone()));
+                    Source::Header(headers.len() - 1)
+                }
+                TagConfig {
+                    property: Some(p), ..
+                } => Source::Property(
+                    p.path.split('.').map(String::from).collect(),
+                    p.default_value.clone(),
+                ),
+                _ => {
+                    return Err(invalid(
+                        format!("customTags.{name}"),
+                        "exactly one of literal, environment, header, property",
+                    ))
+                }
+            };
+            tags.push((name.clone(), source));
+        }
+        Ok(Tags {
+            tags,
+            headers,
+            redactor: Redactor {
+                keys,
+                replacement: config.redaction.replacement.clone(),
+            },
+            max_attributes: config.limits.max_attributes,
+            max_attribute_length: config.limits.max_attribute_length,
+            max_path_length: config.limits.max_path_length,
+        })
+    }
+
+    /// The header tags' values at the request headers, secrets masked.
+    pub fn capture(&self, headers: &[(String, String)]) -> Vec<Option<String>> {
+        self.headers
+            .iter()
+            .map(|(name, default)| {
+                let value = headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone());
+                match value {
+                    Some(_) if self.redactor.is_secret(name) => {
+                        Some(self.redactor.replacement.clone())
+                    }
+                    Some(v) => Some(v),
+                    None => default.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Appends the custom tags.
+    pub fn append(&self, attrs: &mut Vec<Attribute>, captured: &[Option<String>], host: &dyn Host) {
+        for (name, source) in &self.tags {
+            let value = match source {
+                Source::Fixed(v) => Some(v.clone()),
+                Source::Header(i) => captured.get(*i).cloned().flatten(),
+                Source::Property(path, default) => {
+                    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                    property(host, &path).or_else(|| default.clone())
+                }
+            };
+            if let Some(v) = value {
+                attrs.push((Cow::Owned(name.clone()), Value::Str(v)));
+            }
+        }
+    }
+
+    /// Applies the limits: strings cut to `maxAttributeLength` (`url.path` to
+    /// `maxPathLength`), at most `maxAttributes` kept. Returns the attributes
+    /// dropped; what was cut is counted in [`TRUNCATED`].
+    pub fn bound(&self, attrs: &mut Vec<Attribute>) -> u32 {
+        let mut truncated = 0i64;
+        for (key, value) in attrs.iter_mut() {
+            if let Value::Str(s) = value {
+                let max = if key == crate::semconv::URL_PATH {
+                    self.max_path_length
+                } else {
+                    self.max_attribute_length
+                };
+                if cut(s, max) {
+                    truncated += 1;
+                }
+            }
+        }
+        let dropped = attrs.len().saturating_sub(self.max_attributes);
+        attrs.truncate(self.max_attributes);
+        if truncated > 0 {
+            attrs.push((Cow::Borrowed(TRUNCATED), Value::Int(truncated)));
+        }
+        u32::try_from(dropped).unwrap_or(u32::MAX)
+    }
+}
+
+/// A property as text: Istio's `node.metadata.*` falls back to upstream
+/// Envoy's `xds.node.metadata.*`; integers are printed.
+fn property(host: &dyn Host, path: &[&str]) -> Option<String> {
+    let read = |p: &[&str]| {
+        let bytes = host.property(p)?;
+        match String::from_utf8(bytes) {
+            Ok(s) if !s.is_empty() && !s.contains('\0') => Some(s),
+            Ok(s) if s.len() == 8 => host.property_int(p).map(|i| i.to_string()),
+            _ => host.property_int(p).map(|i| i.to_string()),
+        }
+    };
+    read(path).or_else(|| match path.first() {
+        Some(&"node") => {
+            let xds: Vec<&str> = std::iter::once("xds").chain(path.iter().copied()).collect();
+            read(&xds)
+        }
+        _ => None,
+    })
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary; true if it cut.
+pub fn cut(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut at = max;
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    s.truncate(at);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::mock::MockHost;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn tags(json: &str) -> Result<Tags, ConfigError> {
+        let env = |k: &str| (k == "CLUSTER").then(|| "east".to_string());
+        Tags::new(&Config::parse(json.as_bytes())?, &env)
+    }
+
+    fn value(attrs: &[Attribute], key: &str) -> Option<Value> {
+        attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn every_tag_kind() {
+        let t = tags(
+            r#"{"customTags": {
+                "team": {"literal": {"value": "payments"}},
+                "cluster": {"environment": {"name": "CLUSTER"}},
+                "region": {"environment": {"name": "REGION", "defaultValue": "unknown"}},
+                "absent": {"environment": {"name": "NOPE"}},
+                "tenant": {"header": {"name": "X-Tenant"}},
+                "plan": {"header": {"name": "x-plan", "defaultValue": "free"}},
+                "mesh": {"property": {"path": "node.metadata.MESH_ID", "defaultValue": "none"}},
+                "route": {"property": {"path": "xds.route_name"}}
+            }}"#,
+        )
+        .unwrap();
+        let headers = vec![("x-tenant".to_string(), "acme".to_string())];
+        let captured = t.capture(&headers);
+        let host = MockHost::with_headers(&[]);
+        host.set_property("xds.node.metadata.MESH_ID", b"mesh-1");
+        host.set_property("xds.route_name", b"checkout");
+        let mut attrs = Vec::new();
+        t.append(&mut attrs, &captured, &host);
+        assert_eq!(value(&attrs, "team"), Some(Value::Str("payments".into())));
+        assert_eq!(value(&attrs, "cluster"), Some(Value::Str("east".into())));
+        assert_eq!(
+            value(&attrs, "region"),
+            Some(Value::Str("unknown".into())),
+            "environment default"
+        );
+        assert_eq!(
+            value(&attrs, "absent"),
+            None,
+            "no value, no default: no tag"
+        );
+        assert_eq!(
+            value(&attrs, "tenant"),
+            Some(Value::Str("acme".into())),
+            "header names are case-insensitive"
+        );
+        assert_eq!(
+            value(&attrs, "plan"),
+            Some(Value::Str("free".into())),
+            "header default"
+        );
+        assert_eq!(
+            value(&attrs, "mesh"),
+            Some(Value::Str("mesh-1".into())),
+            "node.* falls back to xds.node.*"
+        );
+        assert_eq!(value(&attrs, "route"), Some(Value::Str("checkout".into())));
+    }
+
+    #[test]
+    fn tag_kinds_are_checked() {
+        let err =
+            tags(r#"{"customTags": {"x": {"literal": {"value": "a"}, "header": {"name": "b"}}}}"#)
+                .unwrap_err();
+        assert_eq!(err.field, "customTags.x");
+        let err = tags(r#"{"customTags": {"x": {"request": {"name": "b"}}}}"#).unwrap_err();
+        assert_eq!(err.field, "customTags.x.request", "unknown tag kind");
+        let err = tags(r#"{"customTags": {"x": {}}}"#).unwrap_err();
+        assert_eq!(
+            err.reason,
+            "exactly one of literal, environment, header, property"
+        );
+        let err = tags(r#"{"redaction": {"keys": ["("]}}"#).unwrap_err();
+        assert_eq!(err.field, "redaction.keys[0]");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let t = tags(r#"{"customTags": {"auth": {"header": {"name": "authorization"}}, "c": {"header": {"name": "cookie"}}}}"#).unwrap();
+        let headers = vec![
+            ("authorization".into(), "Bearer abc".into()),
+            ("cookie".into(), "sid=1".into()),
+        ];
+        assert_eq!(
+            t.capture(&headers),
+            vec![Some("***".into()), Some("***".into())]
+        );
+        let r = &t.redactor;
+        let rows = [
+            ("a=1&password=hunter2&b=2", "a=1&password=***&b=2"),
+            ("access_token=x", "access_token=***"),
+            ("API-Key=k&apikey=k2", "API-Key=***&apikey=***"),
+            ("Secret=s", "Secret=***"),
+            ("pass%77ord=x", "pass%77ord=***"),
+            ("q=token", "q=token"),
+            ("token", "token"),
+            ("", ""),
+        ];
+        for (q, want) in rows {
+            assert_eq!(r.query(q), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn custom_redaction_keys_replace_the_defaults() {
+        let t = tags(r#"{"redaction": {"keys": ["^ssn$"], "replacement": "[redacted]"}}"#).unwrap();
+        assert_eq!(
+            t.redactor.query("ssn=123&password=x"),
+            "ssn=[redacted]&password=x"
+        );
+    }
+
+    #[test]
+    fn limits_cut_and_count() {
+        let t = tags(
+            r#"{"limits": {"maxAttributes": 8, "maxAttributeLength": 16, "maxPathLength": 10}}"#,
+        )
+        .unwrap();
+        let mut attrs: Vec<Attribute> = vec![
+            ("url.path".into(), Value::Str("/0123456789abcdef".into())),
+            ("long".into(), Value::Str("é".repeat(20))),
+            ("short".into(), Value::Str("ok".into())),
+        ];
+        for i in 0..10 {
+            attrs.push((format!("k{i}").into(), Value::Int(i)));
+        }
+        let dropped = t.bound(&mut attrs);
+        assert_eq!(dropped, 5);
+        assert_eq!(
+            value(&attrs, "url.path"),
+            Some(Value::Str("/012345678".into()))
+        );
+        let Some(Value::Str(long)) = value(&attrs, "long") else {
+            panic!("long")
+        };
+        assert!(long.len() <= 16 && long.chars().all(|c| c == 'é'));
+        assert_eq!(value(&attrs, TRUNCATED), Some(Value::Int(2)));
+        assert_eq!(attrs.len(), 9, "8 kept plus the truncation count");
+    }
+}

@@ -639,4 +639,18 @@ mod tests {
             Some(&Value::Str("user=a&password=***".into()))
         );
     }
+
+    #[test]
+    fn the_readme_complete_example_is_accepted() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split("A complete example, every feature on:\n\n```json\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the README has its complete example");
+        let config = Config::parse(block.as_bytes()).unwrap();
+        assert_eq!(config.sampling.rules.len(), 6);
+        assert_eq!(config.custom_tags.len(), 4);
+        Tracer::new(&config, &|_| None).unwrap();
+    }
 }

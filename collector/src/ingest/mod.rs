@@ -7,4 +7,4 @@ mod writer;
 
 pub use errors::IngestError;
 pub use queue::{Ingest, QueueDepth, QueueLimits};
-pub use writer::spawn_writer;
+pub use writer::{spawn_writer, Sinks};

@@ -8,27 +8,63 @@ use tokio::sync::mpsc;
 
 use super::queue::{Ingest, QueueLimits, Submission};
 use super::IngestError;
+use crate::exporters::ExportQueue;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// Spans per transaction, at most (a single larger submission still goes in one transaction).
 const MAX_SPANS_PER_COMMIT: usize = 20_000;
 
+/// Where the writer makes spans durable: the store (unless the collector is a pure gateway) and the
+/// exporters' persistent queue (when exporters are configured). Both commit with fsync before any
+/// submission is answered.
+#[derive(Clone)]
+pub struct Sinks {
+    pub store: Option<Arc<Store>>,
+    pub export: Option<Arc<ExportQueue>>,
+    /// Per exporter: spans queued before submissions are refused (429) instead of queued.
+    pub export_limits: Vec<(String, u64)>,
+}
+
+impl Sinks {
+    fn export_full(&self) -> bool {
+        self.export.as_ref().is_some_and(|q| {
+            self.export_limits
+                .iter()
+                .any(|(name, max)| q.queued(name) >= *max)
+        })
+    }
+
+    fn write(&self, records: &[crate::model::SpanRecord]) -> Result<(), IngestError> {
+        if let Some(store) = &self.store {
+            store
+                .write_spans(records)
+                .map_err(|e| IngestError::Store(e.to_string()))?;
+        }
+        if let Some(queue) = &self.export {
+            queue
+                .append(records)
+                .map_err(|e| IngestError::Store(format!("export queue: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
 /// Starts the writer. It runs until every `Ingest` handle is dropped and the queue is empty, so dropping
 /// the receivers' handles and joining the thread is a complete flush.
 pub fn spawn_writer(
-    store: Arc<Store>,
+    sinks: Sinks,
     limits: QueueLimits,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Ingest, JoinHandle<()>)> {
     let (ingest, rx) = Ingest::new(limits);
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(store, rx, metrics))?;
+        .spawn(move || run(sinks, rx, metrics))?;
     Ok((ingest, handle))
 }
 
-fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) {
+fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut spans = group.iter().map(|s| s.records.len()).sum::<usize>();
@@ -45,7 +81,11 @@ fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metri
             .iter_mut()
             .flat_map(|s| std::mem::take(&mut s.records))
             .collect();
-        let result = store.write_spans(&records);
+        let result = if sinks.export_full() {
+            Err(IngestError::Overloaded)
+        } else {
+            sinks.write(&records)
+        };
         if let Err(e) = &result {
             tracing::error!(error = %e, spans, "store write failed; spans refused");
         } else {
@@ -54,6 +94,7 @@ fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metri
         for submission in group {
             let answer = match &result {
                 Ok(()) => Ok(()),
+                Err(IngestError::Overloaded) => Err(IngestError::Overloaded),
                 Err(e) => Err(IngestError::Store(e.to_string())),
             };
             // The submitter may have gone away (client disconnected); the spans are stored regardless.

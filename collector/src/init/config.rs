@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::exporters::ExporterConfig;
 use crate::query::parse_go_duration;
+use crate::tail_sampling::TailSamplingConfig;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -97,9 +99,77 @@ pub struct Config {
     #[arg(long, env = "MESHTRACE_LOG", default_value = "info")]
     pub log_level: String,
 
+    /// Distinct (service, operation, kind) series of the span metrics; past this, `__overflow__`.
+    #[arg(
+        long,
+        env = "MESHTRACE_SPAN_METRICS_MAX_SERIES",
+        default_value_t = 10_000
+    )]
+    pub span_metrics_max_series: usize,
+
+    /// How long a span waits in memory for its service-graph partner (Go duration).
+    #[arg(long, env = "MESHTRACE_SERVICE_GRAPH_WAIT", default_value = "10s", value_parser = parse_go_duration)]
+    pub service_graph_wait: u64,
+
+    /// Spans waiting for a service-graph partner, at most (oldest dropped first).
+    #[arg(
+        long,
+        env = "MESHTRACE_SERVICE_GRAPH_MAX_ENTRIES",
+        default_value_t = 100_000
+    )]
+    pub service_graph_max_entries: usize,
+
+    /// Distinct service-graph edges tracked; past this, `__overflow__`.
+    #[arg(
+        long,
+        env = "MESHTRACE_SERVICE_GRAPH_MAX_EDGES",
+        default_value_t = 10_000
+    )]
+    pub service_graph_max_edges: usize,
+
+    /// Jaeger-format sampling strategies file served on /api/sampling (none: probabilistic 1.0).
+    #[arg(long, env = "MESHTRACE_SAMPLING_STRATEGIES_FILE")]
+    pub sampling_strategies_file: Option<PathBuf>,
+
+    /// Turns on adaptive sampling: the sampled traces per second wanted per operation.
+    #[arg(long, env = "MESHTRACE_ADAPTIVE_SAMPLING_TARGET_TPS")]
+    pub adaptive_sampling_target_tps: Option<f64>,
+
+    /// How often adaptive probabilities are recomputed (Go duration).
+    #[arg(long, env = "MESHTRACE_ADAPTIVE_SAMPLING_INTERVAL", default_value = "60s", value_parser = parse_go_duration)]
+    pub adaptive_sampling_interval: u64,
+
+    /// Adaptive probabilities never go below this.
+    #[arg(
+        long,
+        env = "MESHTRACE_ADAPTIVE_SAMPLING_MIN_PROBABILITY",
+        default_value_t = 0.001
+    )]
+    pub adaptive_sampling_min_probability: f64,
+
+    /// Keep spans in the embedded store (`--store=false`: a pure gateway that only forwards).
+    #[arg(long, env = "MESHTRACE_STORE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub store: bool,
+
+    /// Sections of the config file (`[tail-sampling]`, `[[exporters]]`); not flags.
+    #[arg(skip)]
+    pub sections: Sections,
+
     /// How long SIGTERM waits for receivers to drain and the store to flush (Go duration).
     #[arg(long, env = "MESHTRACE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
     pub shutdown_timeout: u64,
+}
+
+/// The config file's sections that are not flags.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Sections {
+    /// Tail sampling; off when absent.
+    #[serde(default)]
+    pub tail_sampling: Option<TailSamplingConfig>,
+    /// OTLP exporters; none when absent.
+    #[serde(default)]
+    pub exporters: Vec<ExporterConfig>,
 }
 
 /// Parses `1048576`, `512KiB`, `20MiB`, `10GiB` (also KB/MB/GB as powers of 1000).

@@ -7,7 +7,11 @@ use std::path::Path;
 
 use clap::Parser;
 
+use super::config::Sections;
 use super::Config;
+
+/// Keys of the config file that are sections, not flags.
+const SECTIONS: [&str; 2] = ["tail-sampling", "exporters"];
 
 /// Parses the process's command line, environment and config file.
 pub fn load_config() -> Result<Config, clap::Error> {
@@ -23,7 +27,7 @@ pub fn load_from(
     let Some(path) = path else {
         return Config::try_parse_from(args);
     };
-    let file_args = file_args(Path::new(&path), &env).map_err(|msg| {
+    let (file_args, sections) = file_args(Path::new(&path), &env).map_err(|msg| {
         clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{msg}\n"))
     })?;
     let mut all = Vec::with_capacity(args.len() + file_args.len());
@@ -31,7 +35,9 @@ pub fn load_from(
     all.extend(rest.next());
     all.extend(file_args.into_iter().map(OsString::from));
     all.extend(rest);
-    Config::try_parse_from(all)
+    let mut config = Config::try_parse_from(all)?;
+    config.sections = sections;
+    Ok(config)
 }
 
 fn config_path(args: &[OsString]) -> Option<OsString> {
@@ -48,15 +54,23 @@ fn config_path(args: &[OsString]) -> Option<OsString> {
     None
 }
 
-fn file_args(path: &Path, env: &impl Fn(&str) -> Option<OsString>) -> Result<Vec<String>, String> {
+fn file_args(
+    path: &Path,
+    env: &impl Fn(&str) -> Option<OsString>,
+) -> Result<(Vec<String>, Sections), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("reading config file {}: {e}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
     let mut out = Vec::new();
+    let mut sections = toml::Table::new();
     for (key, value) in table {
         let flag = key.replace('_', "-");
         if flag == "config" {
+            continue;
+        }
+        if SECTIONS.contains(&flag.as_str()) {
+            sections.insert(flag, value);
             continue;
         }
         let env_key = format!("MESHTRACE_{}", flag.replace('-', "_").to_ascii_uppercase());
@@ -78,7 +92,10 @@ fn file_args(path: &Path, env: &impl Fn(&str) -> Option<OsString>) -> Result<Vec
         };
         out.push(format!("--{flag}={value}"));
     }
-    Ok(out)
+    let sections: Sections = toml::Value::Table(sections)
+        .try_into()
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    Ok((out, sections))
 }
 
 #[cfg(test)]

@@ -6,19 +6,24 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Config;
+use crate::analytics::{ServiceGraph, ServiceGraphLimits, SpanMetrics};
 use crate::auth::{AuthConfigError, BearerAuth};
-use crate::ingest::{spawn_writer, QueueLimits};
+use crate::exporters::{run_exporter, Client, ExportQueue, ExporterMetrics};
+use crate::ingest::{spawn_writer, QueueLimits, Sinks};
 use crate::query::{self, QueryContext};
 use crate::receivers::{otlp_grpc, otlp_http, zipkin, ReceiverContext};
+use crate::sampling::{Adaptive, AdaptiveConfig, Sampling, StrategiesFile, StrategyError};
 use crate::store::{RetentionPolicy, Store, StoreError};
+use crate::tail_sampling::{PendingStore, TailMetrics, TailSampler};
 use crate::telemetry::Metrics;
+use crate::topology::{Analytics, Pipeline};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -37,6 +42,10 @@ pub enum InitError {
     Server(String),
     #[error("startup task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Sampling(#[from] StrategyError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, InitError> {
@@ -73,7 +82,62 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(config: Config) -> Result<(), InitError> {
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let span_metrics = SpanMetrics::new(metrics.root_registry(), config.span_metrics_max_series);
+    let service_graph = Arc::new(ServiceGraph::new(
+        metrics.root_registry(),
+        ServiceGraphLimits {
+            wait: Duration::from_micros(config.service_graph_wait),
+            max_entries: config.service_graph_max_entries,
+            max_edges: config.service_graph_max_edges,
+            keep: Duration::from_secs(7 * 24 * 3600),
+        },
+        now_us() / 1000,
+    ));
+    let tail_metrics = TailMetrics::register(metrics.collector_registry());
+    let exporters = config.sections.exporters.clone();
+    let exporter_metrics =
+        (!exporters.is_empty()).then(|| ExporterMetrics::register(metrics.collector_registry()));
+    let metrics = Arc::new(metrics);
+    for (i, e) in exporters.iter().enumerate() {
+        e.validate().map_err(InitError::Config)?;
+        if exporters.iter().skip(i + 1).any(|o| o.name == e.name) {
+            return Err(InitError::Config(format!(
+                "two exporters named {:?}",
+                e.name
+            )));
+        }
+    }
+    let strategies = match &config.sampling_strategies_file {
+        Some(path) => StrategiesFile::load(path)?,
+        None => StrategiesFile::default(),
+    };
+    let adaptive = match config.adaptive_sampling_target_tps {
+        Some(target) if target > 0.0 && target.is_finite() => Some(Arc::new(Adaptive::new(
+            AdaptiveConfig {
+                target_tps: target,
+                interval: Duration::from_micros(config.adaptive_sampling_interval.max(1_000)),
+                min_probability: config.adaptive_sampling_min_probability.clamp(1e-9, 1.0),
+                max_operations: 10_000,
+            },
+            Instant::now(),
+        ))),
+        Some(target) => {
+            return Err(InitError::Config(format!(
+                "adaptive-sampling-target-tps must be positive, not {target}"
+            )))
+        }
+        None => None,
+    };
+    let sampling = Arc::new(Sampling {
+        file: strategies,
+        adaptive: adaptive.clone(),
+    });
+    let analytics = Arc::new(Analytics {
+        span_metrics,
+        service_graph: service_graph.clone(),
+        adaptive,
+    });
     let ingest_auth = BearerAuth::from_file(config.ingest_token_file.as_deref())?;
     let query_auth = BearerAuth::from_file(config.query_token_file.as_deref())?;
     let data_dir = config.data_dir.clone();
@@ -88,8 +152,48 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         max_spans: config.queue_max_spans,
         max_batches: config.queue_max_requests,
     };
+    let export_queue = if exporters.is_empty() {
+        None
+    } else {
+        let names: Vec<String> = exporters.iter().map(|e| e.name.clone()).collect();
+        let dir = config.data_dir.clone();
+        let queue = tokio::task::spawn_blocking(move || ExportQueue::open(&dir, &names))
+            .await
+            .map_err(|e| InitError::Task(e.to_string()))??;
+        Some(Arc::new(queue))
+    };
+    if !config.store {
+        tracing::info!("store off: spans are only forwarded (gateway mode)");
+    }
+    let sinks = Sinks {
+        store: config.store.then(|| store.clone()),
+        export: export_queue.clone(),
+        export_limits: exporters
+            .iter()
+            .map(|e| (e.name.clone(), e.queue_max_spans))
+            .collect(),
+    };
     let (ingest, writer) =
-        spawn_writer(store.clone(), limits, metrics.clone()).map_err(InitError::Writer)?;
+        spawn_writer(sinks, limits, metrics.clone()).map_err(InitError::Writer)?;
+    let tail = match &config.sections.tail_sampling {
+        Some(tail_config) => {
+            let dir = config.data_dir.clone();
+            let pending = tokio::task::spawn_blocking(move || PendingStore::open(&dir))
+                .await
+                .map_err(|e| InitError::Task(e.to_string()))??;
+            let sampler = TailSampler::new(
+                tail_config,
+                Arc::new(pending),
+                ingest.clone(),
+                tail_metrics,
+                Instant::now(),
+            )
+            .map_err(InitError::Config)?;
+            tracing::info!(policies = tail_config.policies.len(), "tail sampling on");
+            Some(sampler)
+        }
+        None => None,
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let receivers_stop = CancellationToken::new();
     let query_stop = CancellationToken::new();
@@ -100,7 +204,11 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     let http_listener = bind("http", config.http_addr).await?;
 
     let ctx = ReceiverContext {
-        ingest: ingest.clone(),
+        pipeline: Pipeline {
+            ingest: ingest.clone(),
+            analytics,
+            tail: tail.clone(),
+        },
         metrics: metrics.clone(),
         auth: ingest_auth,
         max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
@@ -111,8 +219,16 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         auth: query_auth,
         ready: ready.clone(),
         queue: Some(ingest.depth()),
+        service_graph: Some(service_graph),
+        sampling,
+        store_enabled: config.store,
     };
     drop(ingest);
+    let tail_stop = CancellationToken::new();
+    let mut tail_task: JoinSet<()> = JoinSet::new();
+    if let Some(sampler) = tail {
+        tail_task.spawn(sampler.run(tail_stop.clone()));
+    }
 
     let mut receivers: JoinSet<Result<(), String>> = JoinSet::new();
     let stop = receivers_stop.clone();
@@ -156,6 +272,24 @@ pub async fn run(config: Config) -> Result<(), InitError> {
             .await
             .map_err(|e| format!("http: {e}"))
     });
+    if let (Some(queue), Some(exporter_metrics)) = (&export_queue, &exporter_metrics) {
+        for e in &exporters {
+            let client = Client::new(e).map_err(InitError::Config)?;
+            tracing::info!(exporter = %e.name, endpoint = %e.endpoint, protocol = ?e.protocol, "exporter on");
+            let run = run_exporter(
+                e.clone(),
+                client,
+                queue.clone(),
+                exporter_metrics.clone(),
+                query_stop.clone(),
+            );
+            others.spawn(async move {
+                run.await;
+                Ok(())
+            });
+        }
+    }
+    drop(export_queue);
     let policy = RetentionPolicy {
         max_age_us: config.retention_max_age,
         error_max_age_us: config.retention_error_max_age,
@@ -213,6 +347,9 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         tracing::warn!("receivers did not drain in time; aborting open connections");
         receivers.shutdown().await;
     }
+    // Spans held for a tail-sampling decision stay in the pending file; the next start decides them.
+    tail_stop.cancel();
+    while tail_task.join_next().await.is_some() {}
     // Every ingest handle is gone with the receivers: the writer commits what is queued and stops.
     let flushed =
         tokio::time::timeout(deadline, tokio::task::spawn_blocking(move || writer.join())).await;

@@ -149,21 +149,44 @@ struct DependencyLink {
     call_count: u64,
 }
 
+/// Dependencies in a window: edges counted live by the service graph since the collector started (complete
+/// even when tail sampling drops traces), plus, for the part of the window before that, edges derived from
+/// the stored traces.
 pub async fn dependencies(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) -> Response {
     let (start, end) = match params::dependency_window(raw.as_deref(), now_us()) {
         Ok(w) => w,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    match read(&ctx, "dependencies", move |s| s.dependencies(start, end)).await {
-        Ok(deps) => list(
-            deps.into_iter()
-                .map(|d| DependencyLink {
-                    parent: d.parent,
-                    child: d.child,
-                    call_count: d.call_count,
-                })
-                .collect(),
-        ),
-        Err(r) => r,
+    let mut edges: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    let mut store_end = end;
+    if let Some(graph) = &ctx.service_graph {
+        for e in graph.edges(start / 1000, end / 1000) {
+            *edges.entry((e.parent, e.child)).or_default() += e.calls;
+        }
+        store_end = store_end.min((graph.started_ms * 1000).saturating_sub(1));
     }
+    if ctx.store_enabled && start <= store_end {
+        match read(&ctx, "dependencies", move |s| {
+            s.dependencies(start, store_end)
+        })
+        .await
+        {
+            Ok(deps) => {
+                for d in deps {
+                    *edges.entry((d.parent, d.child)).or_default() += d.call_count;
+                }
+            }
+            Err(r) => return r,
+        }
+    }
+    list(
+        edges
+            .into_iter()
+            .map(|((parent, child), call_count)| DependencyLink {
+                parent,
+                child,
+                call_count,
+            })
+            .collect(),
+    )
 }

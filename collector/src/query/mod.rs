@@ -1,5 +1,5 @@
 //! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, plus `/healthz`, `/readyz`
-//! and `/metrics`.
+//! and `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
 
 mod admin;
 mod duration;
@@ -7,6 +7,7 @@ mod envelope;
 mod handlers;
 mod jaeger;
 mod params;
+mod sampling;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -18,8 +19,10 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
+use crate::analytics::ServiceGraph;
 use crate::auth::BearerAuth;
 use crate::ingest::QueueDepth;
+use crate::sampling::Sampling;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -35,6 +38,12 @@ pub struct QueryContext {
     pub ready: Arc<AtomicBool>,
     /// For the queue gauge on `/metrics`.
     pub queue: Option<QueueDepth>,
+    /// The live service graph (`/api/dependencies` since start; older windows come from the store).
+    pub service_graph: Option<Arc<ServiceGraph>>,
+    /// Remote and adaptive sampling strategies.
+    pub sampling: Arc<Sampling>,
+    /// False when the store is off (`--store=false`): dependencies come from the live graph only.
+    pub store_enabled: bool,
 }
 
 pub fn router(ctx: QueryContext) -> Router {
@@ -54,6 +63,8 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(admin::metrics))
+        .route("/api/sampling", get(sampling::strategy))
+        .route("/sampling", get(sampling::strategy))
         .merge(api)
         .with_state(ctx)
 }

@@ -11,15 +11,15 @@ pub mod zipkin;
 use std::sync::Arc;
 
 use crate::auth::BearerAuth;
-use crate::ingest::Ingest;
 use crate::telemetry::Metrics;
+use crate::topology::Pipeline;
 
 pub use otlp::{split_request, Conversion};
 
 /// What every receiver needs.
 #[derive(Clone)]
 pub struct ReceiverContext {
-    pub ingest: Ingest,
+    pub pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
     pub auth: BearerAuth,
     /// Largest accepted body after decompression, in bytes.
@@ -37,7 +37,7 @@ impl ReceiverContext {
         self.metrics.received(receiver, conversion.total());
         self.metrics.rejected(receiver, conversion.rejected);
         let result = self
-            .ingest
+            .pipeline
             .submit(std::mem::take(&mut conversion.records))
             .await;
         match &result {

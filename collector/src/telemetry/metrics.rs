@@ -60,7 +60,8 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("meshtrace_collector");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("meshtrace_collector");
         let m = Self {
             registry: Registry::default(),
             received: Family::default(),
@@ -118,7 +119,21 @@ impl Metrics {
             "Spans waiting for the store",
             m.queued_spans.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry: root,
+            ..m
+        }
+    }
+
+    /// Where metrics named for dashboards (`traces_*`) register, without a prefix.
+    pub fn root_registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Where the collector's own metrics register (prefixed `meshtrace_collector_`).
+    pub fn collector_registry(&mut self) -> &mut Registry {
+        self.registry
+            .sub_registry_with_prefix("meshtrace_collector")
     }
 
     pub fn received(&self, r: Receiver, n: usize) {

@@ -1,0 +1,410 @@
+//! The service graph: edges between services, from CLIENT->SERVER span pairs and from parent/child spans
+//! of different services.
+//!
+//! The two spans of a pair usually come from different sidecars in different batches, so each span waits
+//! in memory, keyed by `(trace id, span id)` as a possible parent and by `(trace id, parent id)` as a child,
+//! until its partner arrives. The wait is bounded in time (`wait`) and in entries (`max_entries`, oldest
+//! evicted first); a span whose partner does not arrive in time is counted as expired, not as an edge.
+//!
+//! Each matched pair counts one request on `traces_service_graph_request_total{client, server}` (and
+//! `..._failed_total` when either span is an error), observes the parent's duration on
+//! `traces_service_graph_request_client_seconds` and the child's on `..._server_seconds`, and adds one
+//! call to a per-minute edge table (by the time the pair completed) that `/api/dependencies` reads.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::span_metrics::DURATION_BUCKETS;
+use crate::model::{SpanId, SpanRecord, TraceId};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceGraphLimits {
+    /// How long a span waits for its partner.
+    pub wait: Duration,
+    /// Spans waiting, at most (oldest evicted first).
+    pub max_entries: usize,
+    /// Distinct edges tracked, at most (further edges are counted under `__overflow__`).
+    pub max_edges: usize,
+    /// How long per-minute edge counts are kept for `/api/dependencies`.
+    pub keep: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EdgeLabels {
+    client: String,
+    server: String,
+}
+
+/// One side of a possible pair.
+#[derive(Debug, Clone)]
+struct Side {
+    service: String,
+    kind: i32,
+    error: bool,
+    duration_s: f64,
+}
+
+impl Side {
+    fn of(r: &SpanRecord) -> Self {
+        Side {
+            service: r.service_name().to_string(),
+            kind: r.span.kind,
+            error: r.is_error(),
+            duration_s: r.duration_us() as f64 / 1e6,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    parent: Option<Side>,
+    children: Vec<Side>,
+}
+
+/// An edge with its call count over a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub parent: String,
+    pub child: String,
+    pub calls: u64,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<(TraceId, SpanId), Node>,
+    /// Insertion order for expiry: (inserted at, key).
+    order: VecDeque<(Instant, (TraceId, SpanId))>,
+    /// minute -> (parent, child) -> calls.
+    minutes: BTreeMap<u64, HashMap<(String, String), u64>>,
+    edges: std::collections::HashSet<(String, String)>,
+}
+
+pub struct ServiceGraph {
+    limits: ServiceGraphLimits,
+    state: Mutex<State>,
+    requests: Family<EdgeLabels, Counter>,
+    failed: Family<EdgeLabels, Counter>,
+    client_seconds: Family<EdgeLabels, Histogram, fn() -> Histogram>,
+    server_seconds: Family<EdgeLabels, Histogram, fn() -> Histogram>,
+    expired: Counter,
+    /// Edges are counted from this time (ms since the epoch) on; older windows come from the store.
+    pub started_ms: u64,
+}
+
+fn histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+const OVERFLOW: &str = "__overflow__";
+
+fn is_client(kind: i32) -> bool {
+    kind == 3 || kind == 4
+}
+
+impl ServiceGraph {
+    pub fn new(registry: &mut Registry, limits: ServiceGraphLimits, started_ms: u64) -> Self {
+        let g = Self {
+            limits,
+            state: Mutex::new(State::default()),
+            requests: Family::default(),
+            failed: Family::default(),
+            client_seconds: Family::new_with_constructor(histogram as fn() -> Histogram),
+            server_seconds: Family::new_with_constructor(histogram as fn() -> Histogram),
+            expired: Counter::default(),
+            started_ms,
+        };
+        registry.register(
+            "traces_service_graph_request",
+            "Requests between two services (client -> server)",
+            g.requests.clone(),
+        );
+        registry.register(
+            "traces_service_graph_request_failed",
+            "Failed requests between two services",
+            g.failed.clone(),
+        );
+        registry.register(
+            "traces_service_graph_request_client_seconds",
+            "Request duration seen by the calling side",
+            g.client_seconds.clone(),
+        );
+        registry.register(
+            "traces_service_graph_request_server_seconds",
+            "Request duration seen by the called side",
+            g.server_seconds.clone(),
+        );
+        registry.register(
+            "traces_service_graph_unpaired_spans",
+            "Spans whose partner did not arrive within the wait",
+            g.expired.clone(),
+        );
+        g
+    }
+
+    /// Feeds spans (in any order, in any batch) and counts every pair completed.
+    pub fn observe(&self, records: &[SpanRecord], now: Instant) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.expire(&mut state, now);
+        for r in records {
+            let side = Side::of(r);
+            // As a possible parent of spans already waiting.
+            let key = (r.trace_id, r.span_id);
+            let node = state.nodes.entry(key).or_default();
+            let fresh = node.parent.is_none() && node.children.is_empty();
+            let waiting = std::mem::take(&mut node.children);
+            if node.parent.is_none() {
+                node.parent = Some(side.clone());
+            }
+            if fresh {
+                state.order.push_back((now, key));
+            }
+            for child in &waiting {
+                self.pair(&mut state, &side, child, now_ms);
+            }
+            // As a child of a parent already seen, or waiting for it.
+            let Some(parent_id) = r.parent_span_id() else {
+                continue;
+            };
+            let pkey = (r.trace_id, parent_id);
+            let parent = state.nodes.get(&pkey).and_then(|n| n.parent.clone());
+            match parent {
+                Some(parent) => self.pair(&mut state, &parent, &side, now_ms),
+                None => {
+                    let node = state.nodes.entry(pkey).or_default();
+                    let fresh = node.children.is_empty();
+                    node.children.push(side);
+                    if fresh {
+                        state.order.push_back((now, pkey));
+                    }
+                }
+            }
+        }
+        self.evict(&mut state);
+    }
+
+    fn pair(&self, state: &mut State, parent: &Side, child: &Side, now_ms: u64) {
+        if parent.service == child.service {
+            return;
+        }
+        // A server span under a client span is the classic pair; any other cross-service parent/child is
+        // an edge too (an uninstrumented client, a message consumer).
+        let mut edge = (parent.service.clone(), child.service.clone());
+        if !state.edges.contains(&edge) {
+            if state.edges.len() >= self.limits.max_edges {
+                edge = (OVERFLOW.into(), OVERFLOW.into());
+            } else {
+                state.edges.insert(edge.clone());
+            }
+        }
+        let labels = EdgeLabels {
+            client: edge.0.clone(),
+            server: edge.1.clone(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        if parent.error || child.error {
+            self.failed.get_or_create(&labels).inc();
+        }
+        if is_client(parent.kind) {
+            self.client_seconds
+                .get_or_create(&labels)
+                .observe(parent.duration_s);
+        }
+        self.server_seconds
+            .get_or_create(&labels)
+            .observe(child.duration_s);
+        let minute = now_ms / 60_000;
+        *state
+            .minutes
+            .entry(minute)
+            .or_default()
+            .entry(edge)
+            .or_default() += 1;
+        let keep_minutes = self.limits.keep.as_secs() / 60 + 1;
+        while state.minutes.len() as u64 > keep_minutes {
+            state.minutes.pop_first();
+        }
+    }
+
+    fn expire(&self, state: &mut State, now: Instant) {
+        while let Some((at, key)) = state.order.front().copied() {
+            if now.saturating_duration_since(at) < self.limits.wait {
+                break;
+            }
+            state.order.pop_front();
+            self.drop_node(state, &key);
+        }
+    }
+
+    fn evict(&self, state: &mut State) {
+        while state.nodes.len() > self.limits.max_entries {
+            let Some((_, key)) = state.order.pop_front() else {
+                break;
+            };
+            self.drop_node(state, &key);
+        }
+    }
+
+    fn drop_node(&self, state: &mut State, key: &(TraceId, SpanId)) {
+        if let Some(node) = state.nodes.remove(key) {
+            // A parent that has been matched or that stood alone is no loss; waiting children are.
+            self.expired.inc_by(node.children.len() as u64);
+        }
+    }
+
+    /// Spans waiting for a partner.
+    pub fn waiting(&self) -> usize {
+        self.state.lock().map(|s| s.nodes.len()).unwrap_or(0)
+    }
+
+    /// Edge call counts for pairs completed in `[start_ms, end_ms]`.
+    pub fn edges(&self, start_ms: u64, end_ms: u64) -> Vec<Edge> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        let mut total: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (_, edges) in state.minutes.range(start_ms / 60_000..=end_ms / 60_000) {
+            for (edge, calls) in edges {
+                *total.entry(edge.clone()).or_default() += calls;
+            }
+        }
+        total
+            .into_iter()
+            .map(|((parent, child), calls)| Edge {
+                parent,
+                child,
+                calls,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::model::string_attribute;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+
+    fn rec(service: &str, id: u8, parent: Option<u8>, kind: i32, error: bool) -> SpanRecord {
+        let resource = Resource {
+            attributes: vec![string_attribute("service.name", service)],
+            ..Default::default()
+        };
+        let span = Span {
+            trace_id: vec![9; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            kind,
+            start_time_unix_nano: 120_000_000_000,
+            end_time_unix_nano: 120_010_000_000,
+            status: error.then(|| Status {
+                code: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        SpanRecord::new(resource, Default::default(), span).unwrap()
+    }
+
+    fn limits() -> ServiceGraphLimits {
+        ServiceGraphLimits {
+            wait: Duration::from_secs(10),
+            max_entries: 1000,
+            max_edges: 100,
+            keep: Duration::from_secs(3600),
+        }
+    }
+
+    fn render(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn pairs_client_and_server_across_batches_in_any_order() {
+        let mut registry = Registry::default();
+        let g = ServiceGraph::new(&mut registry, limits(), 0);
+        let now = Instant::now();
+        // Server first (its sidecar flushed first), then the client, in separate batches.
+        g.observe(&[rec("cart", 2, Some(1), 2, true)], now);
+        g.observe(&[rec("front", 1, Some(7), 3, false)], now);
+        // Same-service parent/child: no edge.
+        g.observe(&[rec("front", 7, None, 2, false)], now);
+        assert_eq!(
+            g.edges(0, u64::MAX / 2),
+            vec![Edge {
+                parent: "front".into(),
+                child: "cart".into(),
+                calls: 1
+            }]
+        );
+        let text = render(&registry);
+        assert!(
+            text.contains("traces_service_graph_request_total{client=\"front\",server=\"cart\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "traces_service_graph_request_failed_total{client=\"front\",server=\"cart\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("traces_service_graph_request_client_seconds_count{client=\"front\",server=\"cart\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn parent_child_without_client_span_is_an_edge_and_unmatched_spans_expire() {
+        let mut registry = Registry::default();
+        let g = ServiceGraph::new(&mut registry, limits(), 0);
+        let now = Instant::now();
+        g.observe(&[rec("gateway", 1, None, 2, false)], now);
+        g.observe(&[rec("users", 2, Some(1), 2, false)], now);
+        assert_eq!(g.edges(0, u64::MAX / 2).len(), 1);
+        g.observe(&[rec("orphan", 5, Some(4), 2, false)], now);
+        assert!(g.waiting() > 0);
+        g.observe(&[], now + Duration::from_secs(11));
+        assert_eq!(g.waiting(), 0, "bounded wait");
+        assert!(
+            render(&registry).contains("traces_service_graph_unpaired_spans_total 1"),
+            "the orphan's wait expired"
+        );
+    }
+
+    #[test]
+    fn entries_are_bounded() {
+        let mut registry = Registry::default();
+        let g = ServiceGraph::new(
+            &mut registry,
+            ServiceGraphLimits {
+                max_entries: 10,
+                ..limits()
+            },
+            0,
+        );
+        let now = Instant::now();
+        for i in 1..100u8 {
+            g.observe(&[rec("a", i, Some(i + 101), 2, false)], now);
+        }
+        assert!(g.waiting() <= 10);
+    }
+}

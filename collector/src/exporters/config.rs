@@ -1,0 +1,98 @@
+//! One `[[exporters]]` entry of the config file.
+//!
+//! ```toml
+//! [[exporters]]
+//! name = "tempo"
+//! protocol = "grpc"                       # or "http"
+//! endpoint = "http://tempo:4317"          # http: the full URL, e.g. http://otelcol:4318/v1/traces
+//! headers = { authorization = "Bearer s3cr3t" }
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::query::parse_go_duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Grpc,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_go_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn default_batch() -> usize {
+    2048
+}
+fn default_batch_timeout() -> u64 {
+    200_000
+}
+fn default_timeout() -> u64 {
+    10_000_000
+}
+fn default_max_backoff() -> u64 {
+    30_000_000
+}
+fn default_queue_max_spans() -> u64 {
+    5_000_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExporterConfig {
+    /// Names the queue table and the metrics' `exporter` label (letters, digits, `-`, `_`).
+    pub name: String,
+    pub protocol: Protocol,
+    pub endpoint: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Spans per request, at most.
+    #[serde(default = "default_batch")]
+    pub batch_max_spans: usize,
+    /// How long a partial batch waits for more spans (µs; Go duration in the file).
+    #[serde(default = "default_batch_timeout", deserialize_with = "duration")]
+    pub batch_timeout: u64,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: u64,
+    /// Longest wait between retries.
+    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    pub max_backoff: u64,
+    /// Spans queued for this exporter before receivers answer 429 (nothing is ever dropped to make room).
+    #[serde(default = "default_queue_max_spans")]
+    pub queue_max_spans: u64,
+}
+
+impl ExporterConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "exporter name {:?}: use letters, digits, - and _",
+                self.name
+            ));
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "exporter {}: endpoint {:?} must start with http:// or https://",
+                self.name, self.endpoint
+            ));
+        }
+        if self.batch_max_spans == 0 {
+            return Err(format!(
+                "exporter {}: batch-max-spans must be > 0",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! Tail sampling: spans are held per trace until a decision wait from the trace's first span has passed
+//! (or the bound on traces held forces an early decision), then the policies decide whether the whole
+//! trace goes on to the store and the exporters.
+//!
+//! Durability: spans waiting for a decision are written to `tail-pending.redb` (fsync) before the receiver
+//! acknowledges them, so a crash or restart while they wait loses nothing: on start the pending spans are
+//! loaded and decided again. A sampled trace is removed from the pending file only once the writer made it
+//! durable in the store and the export queues. A trace the policies drop is a decision, not a loss: it is
+//! counted on `/metrics` (`meshtrace_collector_tail_sampling_decisions_total{decision="dropped"}`).
+//!
+//! `config` is the TOML section, `policy` evaluates, `pending` is the durable holding area, `sampler` the
+//! buffer, the decision cache and the decision loop.
+
+mod config;
+mod pending;
+mod policy;
+mod sampler;
+
+pub use config::{PolicyConfig, TailSamplingConfig};
+pub use pending::PendingStore;
+pub use policy::Policy;
+pub use sampler::{TailMetrics, TailSampler};

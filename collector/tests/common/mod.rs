@@ -254,3 +254,48 @@ pub async fn get_json(c: &Collector, path: &str) -> (u16, serde_json::Value) {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")),
     )
 }
+
+/// GET a path and return the body as text.
+pub async fn get_text(c: &Collector, path: &str) -> (u16, String) {
+    let r = client().get(c.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The value of one sample line of `/metrics` (exact series text before the value), if present.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+/// Sends `spans` of `service` over OTLP/HTTP and requires a 200.
+pub async fn send_spans(c: &Collector, service: &str, spans: Vec<Span>) {
+    let r = post_protobuf(c, encode(&request(service, spans))).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+/// A loopback port that was free a moment ago (for a server that must start later on a known port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` (every 100 ms) until it returns true; panics with `what` after `limit` tries. The bound
+/// only stops a broken collector from hanging the test; passing never depends on timing.
+pub async fn eventually<F, Fut>(what: &str, limit: usize, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}

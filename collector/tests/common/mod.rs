@@ -34,13 +34,19 @@ pub struct Collector {
 
 impl Collector {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
+        let mut args = vec![
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_at(data_dir, &args)
+    }
+
+    /// Like `start`, but `extra` must give the OTLP addresses itself.
+    pub fn start_at(data_dir: &Path, extra: &[&str]) -> Collector {
         let mut child = Command::new(BIN)
-            .args([
-                "--otlp-http-addr",
-                "127.0.0.1:0",
-                "--otlp-grpc-addr",
-                "127.0.0.1:0",
-            ])
             .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log-level", "info"])
             .arg("--data-dir")

@@ -33,7 +33,7 @@ def envoy_bin() -> str:
 
 
 class Collector:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, extra_args=()):
         self.proc = subprocess.Popen(
             [
                 collector_bin(),
@@ -43,6 +43,7 @@ class Collector:
                 "--http-addr", "127.0.0.1:0",
                 "--data-dir", str(data_dir),
                 "--log-format", "json",
+                *extra_args,
             ],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -76,6 +77,23 @@ class Collector:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://{self.addrs['http']}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    def post_otlp_json(self, body: dict):
+        request = urllib.request.Request(
+            f"http://{self.addrs['otlp_http']}/v1/traces",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
 
     def wait_for_traces(self, service: str, want_spans: int, deadline_s: float = 60.0):
         """Polls the query API until a trace of `service` has `want_spans` spans; returns the traces seen."""

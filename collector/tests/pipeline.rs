@@ -278,3 +278,75 @@ max-backoff = "500ms"
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exporter_waits_at_least_retry_after() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    // A fake upstream: 503 with Retry-After: 2 the first time, then 200.
+    let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut c = seen.lock().unwrap();
+                    c.push(Instant::now());
+                    c.len()
+                };
+                if n == 1 {
+                    (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        [("retry-after", "2")],
+                        "busy",
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        [("content-type", "application/x-protobuf")],
+                        "",
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[[exporters]]\nname = \"up\"\nprotocol = \"http\"\nendpoint = \"http://{addr}/v1/traces\"\nmax-backoff = \"100ms\"\nbatch-timeout = \"0s\"\n"
+        ),
+    );
+    let c = Collector::start(&dir.path().join("d"), &["--config", &cfg]);
+    send_spans(
+        &c,
+        "svc",
+        vec![SpanSpec::new(trace_id(24, 1), span_id(1), "op").span()],
+    )
+    .await;
+    eventually("delivered on the second attempt", 600, || async {
+        calls.lock().unwrap().len() >= 2
+    })
+    .await;
+    let times = calls.lock().unwrap().clone();
+    assert!(
+        times[1].duration_since(times[0]) >= Duration::from_secs(2),
+        "the retry came before Retry-After (backoff alone would be 100 ms): {:?}",
+        times[1].duration_since(times[0])
+    );
+    eventually("queue empty after delivery", 600, || async {
+        let (_, m) = get_text(&c, "/metrics").await;
+        metric_value(
+            &m,
+            "meshtrace_collector_exporter_sent_spans_total{exporter=\"up\"}",
+        ) == Some(1.0)
+    })
+    .await;
+}

@@ -82,6 +82,20 @@ fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
+/// How long to wait before retrying: the backoff with jitter, capped by `max_backoff`, but never less than
+/// the upstream's `Retry-After`.
+pub fn retry_wait(
+    backoff: Duration,
+    retry_after: Option<Duration>,
+    max_backoff: Duration,
+) -> Duration {
+    let wait = jitter(backoff).min(max_backoff);
+    match retry_after {
+        Some(after) => wait.max(after),
+        None => wait,
+    }
+}
+
 /// Runs until `stop`. Whatever is not yet delivered stays in the queue for the next start.
 pub async fn run_exporter(
     config: ExporterConfig,
@@ -155,9 +169,7 @@ pub async fn run_exporter(
                         kind: "retryable",
                     })
                     .inc();
-                let wait = jitter(backoff)
-                    .max(e.retry_after().unwrap_or_default())
-                    .min(max_backoff.max(e.retry_after().unwrap_or_default()));
+                let wait = retry_wait(backoff, e.retry_after(), max_backoff);
                 tracing::warn!(exporter = %name, error = %e, retry_in_ms = wait.as_millis() as u64, spans, "export failed; will retry");
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -190,5 +202,22 @@ pub async fn run_exporter(
                 Err(_) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_a_floor_and_backoff_is_capped() {
+        let ms = Duration::from_millis;
+        assert!(
+            retry_wait(ms(100), Some(Duration::from_secs(7)), ms(500)) >= Duration::from_secs(7)
+        );
+        let w = retry_wait(ms(400), None, ms(500));
+        assert!(w >= ms(400) && w <= ms(500), "{w:?}");
+        assert!(retry_wait(Duration::from_secs(60), None, ms(500)) <= ms(500));
     }
 }

@@ -74,32 +74,30 @@ fn table(name: &str) -> String {
     format!("queue:{name}")
 }
 
+/// exporter name -> spans queued, kept in the same transactions as the queue tables.
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("queued_spans");
+
 impl ExportQueue {
     pub fn open(data_dir: &Path, names: &[String]) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
         let db = Database::create(data_dir.join("export-queue.redb"))?;
         let txn = db.begin_write()?;
-        for name in names {
-            txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-        }
-        txn.commit()?;
-        let queue = Self {
-            db,
-            names: names.to_vec(),
-            queued: names.iter().map(|_| AtomicU64::new(0)).collect(),
-            appended: Arc::new(Notify::new()),
-        };
-        for (i, name) in names.iter().enumerate() {
-            let spans: u64 = queue
-                .peek(name, usize::MAX)?
-                .iter()
-                .map(|(_, r)| span_count(r) as u64)
-                .sum();
-            if let Some(q) = queue.queued.get(i) {
-                q.store(spans, Ordering::SeqCst);
+        let mut queued = Vec::with_capacity(names.len());
+        {
+            let counts = txn.open_table(COUNTS)?;
+            for name in names {
+                txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
+                let spans = counts.get(name.as_str())?.map(|v| v.value()).unwrap_or(0);
+                queued.push(AtomicU64::new(spans));
             }
         }
-        Ok(queue)
+        txn.commit()?;
+        Ok(Self {
+            db,
+            names: names.to_vec(),
+            queued,
+            appended: Arc::new(Notify::new()),
+        })
     }
 
     /// Spans queued for `name`.
@@ -119,10 +117,15 @@ impl ExportQueue {
         }
         let bytes = to_request(records).encode_to_vec();
         let txn = self.db.begin_write()?;
-        for name in &self.names {
-            let mut t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-            let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
-            t.insert(next, bytes.as_slice())?;
+        {
+            let mut counts = txn.open_table(COUNTS)?;
+            for name in &self.names {
+                let mut t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
+                let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
+                t.insert(next, bytes.as_slice())?;
+                let spans = counts.get(name.as_str())?.map(|v| v.value()).unwrap_or(0);
+                counts.insert(name.as_str(), spans + records.len() as u64)?;
+            }
         }
         txn.commit()?;
         for q in &self.queued {
@@ -177,6 +180,14 @@ impl ExportQueue {
             for seq in seqs {
                 t.remove(*seq)?;
             }
+            let mut counts = txn.open_table(COUNTS)?;
+            let left = if t.is_empty()? {
+                0
+            } else {
+                let queued = counts.get(name)?.map(|v| v.value()).unwrap_or(0);
+                queued.saturating_sub(spans)
+            };
+            counts.insert(name, left)?;
         }
         txn.commit()?;
         if let Some(q) = self
@@ -188,6 +199,9 @@ impl ExportQueue {
             let _ = q.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
                 Some(v.saturating_sub(spans))
             });
+            if self.entries(name)? == 0 {
+                q.store(0, Ordering::SeqCst);
+            }
         }
         Ok(())
     }

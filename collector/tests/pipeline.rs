@@ -350,3 +350,43 @@ async fn exporter_waits_at_least_retry_after() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_traces_the_oldest_are_decided_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "[tail-sampling]\ndecision-wait = \"1h\"\nmax-traces = 2\n[[tail-sampling.policies]]\ntype = \"statusCode\"\n",
+    );
+    let c = Collector::start(&dir.path().join("data"), &["--config", &cfg]);
+    let traces: Vec<Vec<u8>> = (0..5).map(|n| trace_id(25, n)).collect();
+    for t in &traces {
+        let mut s = SpanSpec::new(t.clone(), span_id(1), "GET /pay");
+        s.error = true;
+        send_spans(&c, "shop", vec![s.span()]).await;
+    }
+    // The wait is an hour: only the bound can have decided the three oldest.
+    for t in &traces[..3] {
+        eventually("oldest traces decided early and stored", 600, || async {
+            trace_status(&c, t).await.0 == 200
+        })
+        .await;
+    }
+    let (_, m) = get_text(&c, "/metrics").await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "meshtrace_collector_tail_sampling_early_decisions_total"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric_value(&m, "meshtrace_collector_tail_sampling_traces_held"),
+        Some(2.0)
+    );
+    assert_eq!(
+        trace_status(&c, &traces[4]).await.0,
+        404,
+        "the newest still waits"
+    );
+}

@@ -105,14 +105,17 @@ pub struct PropertyTag {
     pub default_value: Option<String>,
 }
 
-/// The default secret key patterns: matched case-insensitively anywhere in a
-/// header name or query parameter name.
-pub const DEFAULT_REDACTION_KEYS: [&str; 8] = [
+/// The default secret keys: matched case-insensitively anywhere in a header
+/// name or query parameter name.
+pub const DEFAULT_REDACTION_KEYS: [&str; 11] = [
     "password",
     "passwd",
     "secret",
     "token",
-    "api[-_ ]?key",
+    "apikey",
+    "api-key",
+    "api_key",
+    "api key",
     "authorization",
     "cookie",
     "set-cookie",

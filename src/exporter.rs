@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::config::ExporterConfig;
 use crate::host::{Callout, Counter, Host};
-use crate::otlp::{self, OtlpSpan};
+use crate::otlp::Framing;
 
 /// Sends in flight at once, per VM.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -60,8 +60,9 @@ impl Outcome<'_> {
 
 pub struct Exporter {
     config: ExporterConfig,
-    resource: Resource,
-    queue: Vec<OtlpSpan>,
+    framing: Framing,
+    /// Finished spans, each already encoded (see [`Framing`]).
+    queue: Vec<Vec<u8>>,
     in_flight: Vec<(u32, Batch)>,
     retries: VecDeque<Batch>,
     /// Spans held anywhere: queue, in flight, awaiting retry.
@@ -74,7 +75,7 @@ impl Exporter {
         Exporter {
             queue: Vec::with_capacity(config.max_batch_spans),
             config,
-            resource,
+            framing: Framing::new(&resource),
             in_flight: Vec::new(),
             retries: VecDeque::new(),
             held: 0,
@@ -91,8 +92,8 @@ impl Exporter {
         self.held
     }
 
-    /// Queues a finished span; drops it (counted) when the queue is full.
-    pub fn push(&mut self, span: OtlpSpan, host: &dyn Host) {
+    /// Queues a finished, encoded span; drops it (counted) when the queue is full.
+    pub fn push(&mut self, span: Vec<u8>, host: &dyn Host) {
         if self.held >= self.config.max_queue_spans {
             host.count(Counter::SpansDropped, 1);
             return;
@@ -122,8 +123,10 @@ impl Exporter {
             }
             self.last_flush_nanos = now;
             let n = self.queue.len().min(self.config.max_batch_spans);
-            let spans: Vec<OtlpSpan> = self.queue.drain(..n).collect();
-            let body = otlp::encode(&self.resource, spans);
+            let body = self
+                .framing
+                .request(self.queue.get(..n).unwrap_or_default());
+            self.queue.drain(..n);
             let batch = Batch {
                 body,
                 spans: n,
@@ -244,14 +247,18 @@ mod tests {
             headers: [("authorization".to_string(), "Bearer t".to_string())].into(),
             ..Default::default()
         };
-        Exporter::new(config, otlp::resource(vec![("service.name", "s".into())]))
+        Exporter::new(
+            config,
+            crate::otlp::resource(vec![("service.name", "s".into())]),
+        )
     }
 
-    fn span(i: u64) -> OtlpSpan {
-        OtlpSpan {
+    fn span(i: u64) -> Vec<u8> {
+        crate::otlp::OtlpSpan {
             span_id: i.to_be_bytes().to_vec(),
             ..Default::default()
         }
+        .encode_to_vec()
     }
 
     fn spans_in(body: &[u8]) -> usize {

@@ -41,11 +41,19 @@ impl TraceId {
     }
     /// 16 hex digits for a 64-bit id, 32 otherwise.
     pub fn to_short_hex(&self) -> String {
-        if self.is_64bit() {
-            hex(&self.0[8..])
+        let mut out = String::with_capacity(32);
+        self.push_short_hex(&mut out);
+        out
+    }
+
+    /// Appends [`TraceId::to_short_hex`] to `out`.
+    pub fn push_short_hex(&self, out: &mut String) {
+        let bytes = if self.is_64bit() {
+            self.0.get(8..).unwrap_or_default()
         } else {
-            hex(&self.0)
-        }
+            &self.0[..]
+        };
+        push_hex(out, bytes);
     }
 }
 
@@ -90,14 +98,20 @@ impl fmt::Debug for SpanId {
     }
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+/// Appends the lower-case hex of `bytes` to `out` (no allocation of its own:
+/// ids are written straight into header values).
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
     for b in bytes {
         for nibble in [b >> 4, b & 0xf] {
             out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
         }
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
     out
 }
 

@@ -22,15 +22,49 @@ enum Source {
 }
 
 /// Masks the values of secret keys.
+///
+/// Keys without regex syntax (all the defaults) are matched as lower-case
+/// substrings: this runs on every query parameter of every recorded request,
+/// and a regex engine there was a quarter of the per-request instructions.
 #[derive(Debug)]
 pub struct Redactor {
-    keys: Vec<Regex>,
+    literals: Vec<String>,
+    patterns: Vec<Regex>,
     pub replacement: String,
 }
 
+/// Characters that make a key a regex rather than a plain word.
+const REGEX_SYNTAX: &[char] = &[
+    '\\', '.', '^', '$', '|', '?', '*', '+', '(', ')', '[', ']', '{', '}',
+];
+
 impl Redactor {
+    pub fn new(keys: &[String], replacement: &str) -> Result<Redactor, ConfigError> {
+        let mut literals = Vec::new();
+        let mut patterns = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let field = || format!("redaction.keys[{i}]");
+            if k.is_empty() {
+                return Err(invalid(field(), "must not be empty"));
+            } else if k.contains(REGEX_SYNTAX) {
+                let re = Regex::new(&format!("(?i){k}"))
+                    .map_err(|e| invalid(field(), format!("invalid regex: {e}")))?;
+                patterns.push(re);
+            } else {
+                literals.push(k.to_ascii_lowercase());
+            }
+        }
+        Ok(Redactor {
+            literals,
+            patterns,
+            replacement: replacement.to_string(),
+        })
+    }
+
     pub fn is_secret(&self, key: &str) -> bool {
-        self.keys.iter().any(|k| k.is_match(key))
+        let lower = key.to_ascii_lowercase();
+        self.literals.iter().any(|l| lower.contains(l.as_str()))
+            || self.patterns.iter().any(|p| p.is_match(key))
     }
 
     /// A query string with the values of secret parameters replaced.
@@ -67,16 +101,7 @@ pub struct Tags {
 
 impl Tags {
     pub fn new(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Tags, ConfigError> {
-        let mut keys = Vec::with_capacity(config.redaction.keys.len());
-        for (i, k) in config.redaction.keys.iter().enumerate() {
-            let re = Regex::new(&format!("(?i){k}")).map_err(|e| {
-                invalid(
-                    format!("redaction.keys[{i}]"),
-                    format!("invalid regex: {e}"),
-                )
-            })?;
-            keys.push(re);
-        }
+        let redactor = Redactor::new(&config.redaction.keys, &config.redaction.replacement)?;
         let mut tags = Vec::new();
         let mut headers = Vec::new();
         for (name, tag) in &config.custom_tags {
@@ -122,10 +147,7 @@ impl Tags {
         Ok(Tags {
             tags,
             headers,
-            redactor: Redactor {
-                keys,
-                replacement: config.redaction.replacement.clone(),
-            },
+            redactor,
             max_attributes: config.limits.max_attributes,
             max_attribute_length: config.limits.max_attribute_length,
             max_path_length: config.limits.max_path_length,
@@ -309,7 +331,9 @@ mod tests {
             err.reason,
             "exactly one of literal, environment, header, property"
         );
-        let err = tags(r#"{"redaction": {"keys": ["("]}}"#).unwrap_err();
+        let err = tags(r#"{"redaction": {"keys": ["ok", "("]}}"#).unwrap_err();
+        assert_eq!(err.field, "redaction.keys[1]");
+        let err = tags(r#"{"redaction": {"keys": [""]}}"#).unwrap_err();
         assert_eq!(err.field, "redaction.keys[0]");
     }
 
@@ -337,6 +361,19 @@ mod tests {
         ];
         for (q, want) in rows {
             assert_eq!(r.query(q), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn literal_and_regex_keys_agree() {
+        let literal = tags(r#"{"redaction": {"keys": ["token"]}}"#).unwrap();
+        let regex = tags(r#"{"redaction": {"keys": ["t(o)ken"]}}"#).unwrap();
+        for name in ["token", "X-Auth-TOKEN", "access_token", "tok", "t0ken"] {
+            assert_eq!(
+                literal.redactor.is_secret(name),
+                regex.redactor.is_secret(name),
+                "{name}"
+            );
         }
     }
 

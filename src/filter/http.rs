@@ -39,7 +39,7 @@ impl HttpContext for RequestContext {
             shared
                 .exporter
                 .borrow_mut()
-                .push(otlp::to_proto(finished), &shared.host);
+                .push(otlp::encode_span(&finished), &shared.host);
         }
     }
 }

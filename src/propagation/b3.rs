@@ -5,7 +5,7 @@
 //! the debug flag implies sampled and is written instead of it.
 
 use super::{header, Extraction, Header, HeaderEdit, Incoming, Sampling, SpanContext, TraceState};
-use crate::ids::{parse_hex_exact, SpanId, TraceId};
+use crate::ids::{parse_hex_exact, push_hex, SpanId, TraceId};
 
 pub const SINGLE: &str = "b3";
 pub const TRACE_ID: &str = "x-b3-traceid";
@@ -128,12 +128,12 @@ fn decision_char(ctx: &SpanContext) -> &'static str {
 }
 
 pub fn inject_single(ctx: &SpanContext, edits: &mut Vec<HeaderEdit>) {
-    let value = format!(
-        "{}-{}-{}",
-        ctx.trace_id.to_short_hex(),
-        ctx.span_id,
-        decision_char(ctx)
-    );
+    let mut value = String::with_capacity(52);
+    ctx.trace_id.push_short_hex(&mut value);
+    value.push('-');
+    push_hex(&mut value, &ctx.span_id.0);
+    value.push('-');
+    value.push_str(decision_char(ctx));
     edits.push(HeaderEdit::set(SINGLE, value));
 }
 

@@ -13,7 +13,7 @@ use super::baggage::{is_token, Member};
 use super::{
     header, Baggage, Extraction, Header, HeaderEdit, Incoming, Sampling, SpanContext, TraceState,
 };
-use crate::ids::{hex_digit, SpanId, TraceId};
+use crate::ids::{hex_digit, push_hex, SpanId, TraceId};
 
 pub const UBER_TRACE_ID: &str = "uber-trace-id";
 pub const BAGGAGE_PREFIX: &str = "uberctx-";
@@ -80,11 +80,13 @@ pub fn format(ctx: &SpanContext) -> String {
     if ctx.debug {
         flags |= FLAG_DEBUG;
     }
-    format!(
-        "{}:{}:0:{flags:x}",
-        ctx.trace_id.to_short_hex(),
-        ctx.span_id
-    )
+    let mut out = String::with_capacity(52);
+    ctx.trace_id.push_short_hex(&mut out);
+    out.push(':');
+    push_hex(&mut out, &ctx.span_id.0);
+    out.push_str(":0:");
+    out.push(char::from_digit(u32::from(flags), 16).unwrap_or('0'));
+    out
 }
 
 pub fn inject(ctx: &SpanContext, edits: &mut Vec<HeaderEdit>) {

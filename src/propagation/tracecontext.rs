@@ -7,7 +7,7 @@
 
 use super::tracestate::TraceState;
 use super::{header, joined, Extraction, Header, HeaderEdit, Incoming, Sampling, SpanContext};
-use crate::ids::{hex, parse_hex_exact, SpanId, TraceId};
+use crate::ids::{parse_hex_exact, push_hex, SpanId, TraceId};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -90,11 +90,11 @@ pub fn format_traceparent(ctx: &SpanContext) -> String {
     }
     let mut out = String::with_capacity(V00_LEN);
     out.push_str("00-");
-    out.push_str(&ctx.trace_id.to_string());
+    push_hex(&mut out, &ctx.trace_id.0);
     out.push('-');
-    out.push_str(&ctx.span_id.to_string());
+    push_hex(&mut out, &ctx.span_id.0);
     out.push('-');
-    out.push_str(&hex(&[flags]));
+    push_hex(&mut out, &[flags]);
     out
 }
 

@@ -1,0 +1,132 @@
+//! The filter's per-request work without a proxy, for profiling:
+//! `valgrind --tool=callgrind target/release/examples/per_request 20000`.
+//!
+//! Each request: a realistic header set with a W3C parent, extract, sample
+//! (100%), inject in three formats, finish with the response properties,
+//! convert to OTLP and queue; the exporter encodes a batch every 512 spans.
+
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use meshtrace::config::Config;
+use meshtrace::exporter::{Exporter, Outcome};
+use meshtrace::host::{Callout, Counter, Host};
+use meshtrace::propagation::HeaderEdit;
+use meshtrace::tracer::Tracer;
+use meshtrace::{otlp, resource};
+
+struct BenchHost {
+    now: Cell<u64>,
+    rng: Cell<u64>,
+    token: Cell<u32>,
+    headers: RefCell<Vec<(String, String)>>,
+}
+
+impl Host for BenchHost {
+    fn now_unix_nanos(&self) -> u64 {
+        self.now.set(self.now.get() + 250_000);
+        self.now.get()
+    }
+    fn random_u64(&self) -> u64 {
+        let x = self
+            .rng
+            .get()
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.rng.set(x);
+        x ^ (x >> 33)
+    }
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.headers.borrow().clone()
+    }
+    fn edit_request_headers(&self, edits: &[HeaderEdit]) {
+        std::hint::black_box(edits);
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let v: &[u8] = match path {
+            ["response", "code"] => &200i64.to_le_bytes(),
+            ["response", "flags"] | ["request", "size"] => &0i64.to_le_bytes(),
+            ["response", "size"] => &1234i64.to_le_bytes(),
+            ["source", "address"] => b"10.0.0.7:51000",
+            ["upstream", "address"] => b"127.0.0.1:8080",
+            ["request", "protocol"] => b"HTTP/1.1",
+            ["xds", "cluster_name"] => b"inbound|8080||",
+            _ => return None,
+        };
+        Some(v.to_vec())
+    }
+    fn count(&self, counter: Counter, n: u64) {
+        std::hint::black_box((counter, n));
+    }
+    fn dispatch(&self, c: &Callout<'_>) -> Result<u32, String> {
+        std::hint::black_box(c.body.len());
+        self.token.set(self.token.get() + 1);
+        Ok(self.token.get())
+    }
+    fn shared_data(&self, _key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        None
+    }
+    fn set_shared_data(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> bool {
+        true
+    }
+}
+
+fn main() {
+    let n: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let config = Config::parse(
+        br#"{"direction": "inbound", "propagators": ["tracecontext", "baggage", "b3"],
+             "exporter": {"maxBatchSpans": 512, "flushIntervalMs": 1000}}"#,
+    )
+    .unwrap_or_default();
+    let tracer = match Tracer::new(&config, &|_| None) {
+        Ok(t) => t,
+        Err(e) => return eprintln!("{e}"),
+    };
+    let pairs = [
+        (":authority", "cart.shop.svc.cluster.local:8080"),
+        (":path", "/api/cart/items?id=42&view=full"),
+        (":method", "GET"),
+        (":scheme", "http"),
+        ("user-agent", "Go-http-client/1.1"),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "9a3f2c1e-4b5d-4e6f-8a7b-1c2d3e4f5a6b"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "congo=t61rcWkgMzE"),
+        ("baggage", "tenant=acme,user=42"),
+    ];
+    let host = BenchHost {
+        now: Cell::new(1_700_000_000_000_000_000),
+        rng: Cell::new(7),
+        token: Cell::new(0),
+        headers: RefCell::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    };
+    let resource = otlp::resource(resource::attributes(Some("cart"), &|_| None, &host));
+    let mut exporter = Exporter::new(config.exporter.clone(), resource);
+    let started = Instant::now();
+    for _ in 0..n {
+        let span = tracer.start(&host);
+        if let Some(done) = tracer.finish(span, &host) {
+            exporter.push(otlp::encode_span(&done), &host);
+        }
+        if exporter.held() >= 512 {
+            exporter.on_tick(&host);
+            let token = host.token.get();
+            exporter.on_response(token, Outcome::Status(200, None), &host);
+        }
+    }
+    let per = started.elapsed().as_nanos() / u128::from(n.max(1));
+    println!("{n} requests, {per} ns/request (native; informational)");
+}

@@ -18,7 +18,7 @@ TEST_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-te
 
 CLIPPY_FLAGS := -D warnings
 
-.PHONY: build wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
+.PHONY: build bench wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
 
 build: wasm collector-build
 
@@ -69,6 +69,17 @@ wasm-test: setup-rust $(TEST_RUNNER)
 envoy-test: wasm $(VENV)/.ready
 	cargo build -p meshtrace-collector
 	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
+
+# `make bench` (not part of `make test`): writes BENCHMARKS.md. It installs
+# wrk, hyperfine and binaryen from Debian and rotel into the venv itself.
+$(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench: build $(VENV)/.bench-ready
+	@command -v wrk >/dev/null && command -v hyperfine >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq wrk hyperfine >/dev/null; }
+	$(PYTHON) bench/run.py
 
 clean:
 	rm -rf dist target $(VENV) $(TOOLS)

@@ -1,0 +1,50 @@
+"""The module: its size, and the time Envoy takes to load it.
+
+Load time is what the module adds to `envoy --mode validate` (which creates
+the VM and runs the plugin's configuration) over the same configuration
+without the filter, timed by hyperfine over repeated runs.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import ENVOY, WASM, cluster, free_port, listener, wasm_filter  # noqa: E402
+
+
+def bootstrap(with_filter: bool) -> dict:
+    filters = [wasm_filter({"direction": "inbound"})] if with_filter else []
+    return {"static_resources": {
+        "listeners": [listener("inbound", free_port(), "INBOUND", "app", filters)],
+        "clusters": [cluster("app", free_port()), cluster("meshtrace-collector", free_port())]}}
+
+
+def run(runs=10):
+    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-module-"))
+    cmds = {}
+    for name, with_filter in (("without", False), ("with", True)):
+        cfg = tmp / f"{name}.json"
+        cfg.write_text(json.dumps(bootstrap(with_filter)))
+        cmds[name] = f"{ENVOY} --mode validate -c {cfg} -l error --use-dynamic-base-id"
+    out = tmp / "hyperfine.json"
+    subprocess.run(["hyperfine", "--warmup", "2", "--runs", str(runs), "--export-json", str(out),
+                    "-n", "without", cmds["without"], "-n", "with", cmds["with"]],
+                   check=True, capture_output=True)
+    res = {r["command"]: r for r in json.loads(out.read_text())["results"]}
+    return {
+        "wasm_bytes": WASM.stat().st_size,
+        "validate_without_ms": res["without"]["median"] * 1000,
+        "validate_with_ms": res["with"]["median"] * 1000,
+        "load_ms": (res["with"]["median"] - res["without"]["median"]) * 1000,
+        "runs": runs,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=1))

@@ -1,0 +1,165 @@
+"""Sidecar overhead: what tracing costs every request.
+
+One sidecar Envoy (one worker) per mode, all in front of the same backend (an
+Envoy answering at once with a direct response), driven over loopback by wrk.
+Modes alternate within one run, in a new random order each round, so a noisy
+neighbour hurts them alike; figures are ratios to "no tracing" in the same run.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import LOOPBACK, Envoy, cluster, free_port, wasm_filter  # noqa: E402
+
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = {"name": "envoy.filters.http.router",
+          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def hcm_listener(name, port, route, filters=(), tracing=None):
+    hcm = {"@type": HCM, "stat_prefix": name, "route_config": {"virtual_hosts": [
+        {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}]},
+        "http_filters": [*filters, ROUTER]}
+    if tracing:
+        hcm["tracing"] = tracing
+    return {"name": name, "traffic_direction": "INBOUND",
+            "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": hcm}]}]}
+
+
+def backend():
+    """An Envoy that answers every request at once: the app and the OTLP sink."""
+    app, sink = free_port(), free_port()
+    direct = {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}}
+    env = Envoy({"static_resources": {"listeners": [
+        hcm_listener("app", app, direct), hcm_listener("sink", sink, {"direct_response": {"status": 200}})]}},
+        concurrency=1)
+    return env, app, sink
+
+
+def envoy_otel_tracing(sink_cluster):
+    return {"random_sampling": {"value": 100}, "provider": {
+        "name": "envoy.tracers.opentelemetry",
+        "typed_config": {"@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                         "service_name": "bench",
+                         "http_service": {"http_uri": {"uri": "http://sink/v1/traces", "cluster": sink_cluster,
+                                                       "timeout": "1s"}}}}}
+
+
+def sidecar(mode, app_port, sink_port):
+    port = free_port()
+    route = {"route": {"cluster": "app"}}
+    filters, tracing = [], None
+    if mode == "envoy-otel-100":
+        tracing = envoy_otel_tracing("sink")
+    elif mode.startswith("meshtrace-"):
+        pct = float(mode.split("-")[1])
+        filters = [wasm_filter({"direction": "inbound", "serviceName": "bench",
+                                "propagators": ["tracecontext", "baggage", "b3"],
+                                "sampling": {"randomSamplingPercentage": pct},
+                                "exporter": {"cluster": "sink"}})]
+    env = Envoy({"static_resources": {
+        "listeners": [hcm_listener("ingress", port, route, filters, tracing)],
+        "clusters": [cluster("app", app_port), cluster("sink", sink_port)]}}, concurrency=1)
+    return env, port
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / 100.0
+
+
+def rss_mib(pid):
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) / 1024 if m else 0.0
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(port, seconds, connections):
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          f"http://{LOOPBACK}:{port}/"], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = {}
+    for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M):
+        lat[pct] = float(value) * UNITS[unit]
+    return {"rps": rps, "requests": total, "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
+
+
+MODES = ["no-tracing", "envoy-otel-100", "meshtrace-100", "meshtrace-1", "meshtrace-0"]
+
+
+def run(rounds=5, seconds=5, connections=16, soak_seconds=20):
+    be, app_port, sink_port = backend()
+    be.start()
+    sidecars = {}
+    try:
+        for mode in MODES:
+            env, port = sidecar(mode, app_port, sink_port)
+            env.start()
+            sidecars[mode] = (env, port)
+        for env, port in sidecars.values():  # warm-up
+            wrk(port, 1, connections)
+        samples = {m: [] for m in MODES}
+        rng = random.Random(1)
+        for _ in range(rounds):
+            order = MODES[:]
+            rng.shuffle(order)
+            for mode in order:
+                env, port = sidecars[mode]
+                cpu0 = cpu_seconds(env.proc.pid)
+                r = wrk(port, seconds, connections)
+                r["cpu_us_per_request"] = (cpu_seconds(env.proc.pid) - cpu0) / max(r["requests"], 1) * 1e6
+                samples[mode].append(r)
+        # Memory after a soak at 100% sampling: the sidecar's resident set,
+        # against the no-tracing sidecar's after the same soak.
+        for mode in ("no-tracing", "meshtrace-100"):
+            wrk(sidecars[mode][1], soak_seconds, connections)
+        time.sleep(2)
+        rss = {m: rss_mib(env.proc.pid) for m, (env, _) in sidecars.items()}
+        exported = sidecars["meshtrace-100"][0].stat("spans_exported")
+        dropped = sidecars["meshtrace-100"][0].stat("spans_dropped")
+    finally:
+        for env, _ in sidecars.values():
+            env.stop()
+        be.stop()
+
+    def med(mode, key):
+        return statistics.median(s[key] for s in samples[mode])
+
+    base = {k: med("no-tracing", k) for k in ("rps", "p50_ms", "p99_ms")}
+    rows = []
+    for mode in MODES:
+        rows.append({
+            "mode": mode,
+            "rps": med(mode, "rps"),
+            "throughput_ratio": med(mode, "rps") / base["rps"],
+            "p50_ms": med(mode, "p50_ms"),
+            "p50_ratio": med(mode, "p50_ms") / base["p50_ms"],
+            "p99_ms": med(mode, "p99_ms"),
+            "p99_ratio": med(mode, "p99_ms") / base["p99_ms"],
+            "cpu_us_per_request": med(mode, "cpu_us_per_request"),
+            "rss_mib": rss[mode],
+            "rounds": [round(s["rps"]) for s in samples[mode]],
+        })
+    return {"rounds": rounds, "seconds": seconds, "connections": connections, "rows": rows,
+            "soak": {"seconds": soak_seconds, "meshtrace_exported": exported, "meshtrace_dropped": dropped}}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(rounds=int(sys.argv[1]) if len(sys.argv) > 1 else 3,
+                         seconds=int(sys.argv[2]) if len(sys.argv) > 2 else 3), indent=1))

@@ -73,6 +73,18 @@ def request(port, path="/", headers=None, method="GET", timeout=10.0, body=None)
         conn.close()
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive, no access log, and TCP_NODELAY: the test servers
+    answer in small writes, which Nagle's algorithm would hold for a delayed
+    ACK (40 ms a request)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+
 class _Server:
     """A threaded HTTP server on a free loopback port."""
 
@@ -96,12 +108,7 @@ class JsonServer(_Server):
         self.body, self.status, self.hits = body, status, 0
         srv = self
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # small writes, no 40 ms delayed-ACK stalls
-
-            def log_message(self, *args):
-                pass
+        class H(QuietHandler):
 
             def do_GET(self):
                 srv.hits += 1
@@ -136,12 +143,7 @@ class Recorder(_Server):
     def _handler(self):
         rec = self
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # small writes, no 40 ms delayed-ACK stalls
-
-            def log_message(self, *args):
-                pass
+        class H(QuietHandler):
 
             def do_GET(self):
                 headers = {}
@@ -203,12 +205,7 @@ class Sink(_Server):
     def _handler(self):
         sink = self
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # small writes, no 40 ms delayed-ACK stalls
-
-            def log_message(self, *args):
-                pass
+        class H(QuietHandler):
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))

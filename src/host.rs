@@ -19,6 +19,7 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// Every counter, in declaration order (`counter as usize` indexes it).
     pub const ALL: [Counter; 10] = [
         Counter::SpansStarted,
         Counter::SpansSampled,
@@ -85,6 +86,20 @@ pub trait Host {
     fn property_int(&self, path: &[&str]) -> Option<i64> {
         let bytes: [u8; 8] = self.property(path)?.try_into().ok()?;
         Some(i64::from_le_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counter;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn counters_are_indexed_by_their_discriminant() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{}", c.name());
+        }
     }
 }
 

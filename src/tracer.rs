@@ -227,6 +227,8 @@ impl Tracer {
         if let Some(port) = server_port {
             put(sc::SERVER_PORT, i64::from(port).into());
         }
+        // Each property read is a hostcall: the upstream address is read once.
+        let upstream = host.property_string(&["upstream", "address"]);
         let peer = match span.kind {
             SpanKind::Server => {
                 put(sc::URL_PATH, path.into());
@@ -246,7 +248,7 @@ impl Tracer {
                     full.push_str(q);
                 }
                 put(sc::URL_FULL, full.into());
-                host.property_string(&["upstream", "address"])
+                upstream.clone()
             }
         };
         if let Some(peer) = &peer {
@@ -286,12 +288,8 @@ impl Tracer {
         if let Some(c) = host.property_string(&["xds", "cluster_name"]) {
             put(sc::UPSTREAM_CLUSTER, c.into());
         }
-        if span.kind == SpanKind::Server {
-            if let Some(u) = host.property_string(&["upstream", "address"]) {
-                put(sc::UPSTREAM_ADDRESS, u.into());
-            }
-        } else if let Some(u) = &peer {
-            put(sc::UPSTREAM_ADDRESS, u.as_str().into());
+        if let Some(u) = upstream {
+            put(sc::UPSTREAM_ADDRESS, u.into());
         }
         if !flags.is_empty() {
             put(sc::RESPONSE_FLAGS, flags.into());

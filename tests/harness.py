@@ -378,6 +378,20 @@ class Envoy:
         _, _, body = request(self.admin_port, "/stats?format=json")
         return {s["name"]: s.get("value", 0) for s in json.loads(body)["stats"] if "name" in s}
 
+    def settled(self, name: str) -> int:
+        """A counter once the filter has flushed what it counted: the module
+        adds its counts to Envoy's stats on the root context's tick (at most
+        every 200 ms), so a value is settled when it holds across two ticks."""
+        last = self.stat(name)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.45)
+            now = self.stat(name)
+            if now == last:
+                return now
+            last = now
+        return last
+
     def stat(self, name: str) -> int:
         for k, v in self.stats().items():
             if k.endswith(name):

@@ -102,13 +102,13 @@ def test_rate_cap_holds_across_two_workers(sidecar):
     elapsed = time.monotonic() - start
     per_worker = re.compile(rf"listener\.127\.0\.0\.1_{sc.inbound_port}\.worker_\d+\.downstream_cx_total")
     workers = [v for k, v in sc.envoy.stats_all().items() if per_worker.fullmatch(k)]
-    sampled = sc.envoy.stat("spans_sampled")
-    started = sc.envoy.stat("spans_started")
+    sampled = sc.envoy.settled("spans_sampled")
+    started = sc.envoy.settled("spans_started")
     assert len([w for w in workers if w > 0]) == 2, f"both workers served requests: {workers}"
     assert started > 3 * cap * elapsed, "the load was well above the cap"
     # One second of burst plus the rate over the run, for the whole Envoy.
     assert cap <= sampled <= cap * (1 + elapsed) + 1, (sampled, elapsed)
-    assert sc.envoy.stat("traces_rate_limited") == started - sampled
+    assert sc.envoy.settled("traces_rate_limited") == started - sampled
 
 
 def test_forcing_samples_whatever_the_rules_say(sidecar):
@@ -146,7 +146,7 @@ def test_keep_errors_exports_failed_and_slow_unsampled_spans(sidecar):
     sc.get("/status/500")
     spans_of(sc.sink, trace_of(sc), 1)  # exported after the plain ones
     assert not [s for _, s in sc.sink.spans() if hexid(s.trace_id) in plain]
-    assert sc.envoy.stat("spans_kept") == 3
+    assert sc.envoy.settled("spans_kept") == 3
 
 
 def strategies(default, per_op):

@@ -95,7 +95,7 @@ def test_outbound_connection_failure_is_recorded(sidecar):
 
 
 def test_every_request_is_counted(mesh):
-    before = mesh.envoy.stat("spans_started")
+    before = mesh.envoy.settled("spans_started")
     for _ in range(5):
         request(mesh.inbound_port, "/")
-    assert mesh.envoy.stat("spans_started") == before + 5
+    assert mesh.envoy.settled("spans_started") == before + 5

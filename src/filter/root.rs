@@ -123,6 +123,7 @@ impl RootContext for Root {
             if let Some(poller) = &shared.poller {
                 poller.borrow_mut().on_tick(&shared.host);
             }
+            shared.host.flush_counters();
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`Host`] over proxy-wasm hostcalls. Every hostcall result is handled:
 //! a failed call degrades to "absent", never to a panic.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -13,6 +13,9 @@ use crate::propagation::HeaderEdit;
 pub struct WasmHost {
     /// Metric ids, in the order of [`Counter::ALL`].
     metrics: [Option<u32>; Counter::ALL.len()],
+    /// Counts not yet added to the proxy's stats. The root context's tick
+    /// flushes them, so the request path makes no hostcall to count.
+    pending: [Cell<u64>; Counter::ALL.len()],
     rng: RefCell<fastrand::Rng>,
 }
 
@@ -25,7 +28,18 @@ impl WasmHost {
         let seed = getrandom::u64().unwrap_or_else(|_| now_nanos());
         WasmHost {
             metrics,
+            pending: std::array::from_fn(|_| Cell::new(0)),
             rng: RefCell::new(fastrand::Rng::with_seed(seed)),
+        }
+    }
+
+    /// Adds the pending counts to the proxy's stats.
+    pub fn flush_counters(&self) {
+        for (id, pending) in self.metrics.iter().zip(&self.pending) {
+            let n = pending.replace(0);
+            if let (Some(id), true) = (id, n > 0) {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
     }
 }
@@ -84,12 +98,8 @@ impl Host for WasmHost {
     }
 
     fn count(&self, counter: Counter, n: u64) {
-        let id = Counter::ALL
-            .iter()
-            .position(|c| *c == counter)
-            .and_then(|i| self.metrics.get(i).copied().flatten());
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        if let Some(pending) = self.pending.get(counter as usize) {
+            pending.set(pending.get().saturating_add(n));
         }
     }
 

@@ -73,7 +73,7 @@ def test_filter_applies_adaptive_probabilities_from_the_collector(tmp_path):
                 break
         else:
             pytest.fail("the filter never applied the collector's probability")
-        assert sc.envoy.stat("remote_sampling_updates") >= 1
+        assert sc.envoy.settled("remote_sampling_updates") >= 1
         for i in range(5):
             sc.get(f"/quiet/{i}")
             assert sampled_at_app(sc), "quiet operation sampled"

@@ -14,12 +14,17 @@ pub enum StoreError {
     Commit(#[from] redb::CommitError),
     #[error("store directory: {0}")]
     Io(std::io::Error),
+    #[error("store format: {0}")]
+    Format(String),
 }
 
 impl StoreError {
     /// Whether trying the same operation again later may succeed (the sender should retry the spans).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StoreError::Database(_) | StoreError::Io(_))
+        !matches!(
+            self,
+            StoreError::Database(_) | StoreError::Io(_) | StoreError::Format(_)
+        )
     }
 }
 

@@ -6,13 +6,19 @@ use redb::{ReadOnlyTable, ReadableTable};
 
 use super::keys::{self, TraceSummary};
 use super::schema::*;
-use super::{Store, StoreError};
+use super::{part, Store, StoreError};
 use crate::model::{kind_name, SpanRecord, TraceId};
 
 /// Upper bound on index entries one search looks at, so a broad query cannot run unbounded.
 const MAX_SCANNED: usize = 500_000;
+/// Upper bound on traces one search reads to check conditions the chosen index does not answer.
+const MAX_VERIFIED: usize = 20_000;
 /// Upper bound on traces the dependency graph reads.
 const MAX_DEPENDENCY_TRACES: usize = 20_000;
+/// An index entry carries the earliest start of the spans behind it; a part whose spans start up to this
+/// long before the searched window may still hold a span inside it, so the scan reaches that far back
+/// (and checks such candidates against their spans).
+const PART_SPREAD_US: u64 = 3_600_000_000;
 
 /// A trace search, as Jaeger's `/api/traces` asks it: a trace matches when one of its spans matches all
 /// the conditions.
@@ -26,6 +32,31 @@ pub struct TraceQuery {
     pub min_duration_us: Option<u64>,
     pub max_duration_us: Option<u64>,
     pub limit: usize,
+}
+
+impl TraceQuery {
+    /// Whether `rec` alone satisfies every condition.
+    fn matches(&self, rec: &SpanRecord) -> bool {
+        let start = rec.start_us();
+        let duration = rec.duration_us();
+        if rec.service_name() != self.service
+            || start < self.start_us
+            || start > self.end_us
+            || self.min_duration_us.is_some_and(|m| duration < m)
+            || self.max_duration_us.is_some_and(|m| duration > m)
+            || self
+                .operation
+                .as_deref()
+                .is_some_and(|op| op != rec.span.name)
+        {
+            return false;
+        }
+        if self.tags.is_empty() {
+            return true;
+        }
+        let tags = rec.searchable_tags();
+        self.tags.iter().all(|want| tags.contains(want))
+    }
 }
 
 /// An edge of the service dependency graph.
@@ -75,115 +106,92 @@ impl Store {
         Ok(out)
     }
 
-    /// All spans of a trace, in key order.
+    /// All spans of a trace (each once).
     pub fn trace(&self, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let spans = txn.open_table(SPANS)?;
-        read_trace(&spans, trace)
+        let parts = txn.open_table(PARTS)?;
+        read_trace(&parts, trace)
     }
 
     /// Trace ids matching `q`, newest first, at most `q.limit`.
+    ///
+    /// One index gives the candidates: the first indexed tag, else the operation, else the service. An
+    /// entry whose start lies in the window answers the query by itself when that index covers every
+    /// condition; otherwise (more tags, an unindexed tag, durations, an entry from before the window) the
+    /// candidate's spans are checked, once per trace.
     pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
         let txn = self.db.begin_read()?;
-        let spans = txn.open_table(SPANS)?;
-        let use_duration_index = q.operation.is_none()
-            && q.tags.is_empty()
-            && (q.min_duration_us.is_some() || q.max_duration_us.is_some());
-        let (table, prefix, verify_op, verify_tags) = if let Some((k, v)) = q.tags.first() {
+        let parts = txn.open_table(PARTS)?;
+        let indexed_tag = q
+            .tags
+            .iter()
+            .position(|(k, v)| keys::tag_indexed(&self.unindexed, k, v));
+        let (table, prefix, covered) = if let Some((k, v)) = indexed_tag.and_then(|i| q.tags.get(i))
+        {
             (
                 txn.open_table(BY_TAG)?,
                 keys::tag_prefix(&q.service, k, v),
-                q.operation.is_some(),
-                q.tags.len() > 1,
+                q.tags.len() == 1 && q.operation.is_none(),
             )
         } else if let Some(op) = &q.operation {
             (
                 txn.open_table(BY_OPERATION)?,
                 keys::operation_prefix(&q.service, op),
-                false,
-                false,
-            )
-        } else if use_duration_index {
-            (
-                txn.open_table(BY_DURATION)?,
-                keys::service_prefix(&q.service),
-                false,
-                false,
+                q.tags.is_empty(),
             )
         } else {
             (
                 txn.open_table(BY_SERVICE)?,
                 keys::service_prefix(&q.service),
-                false,
-                false,
+                q.tags.is_empty(),
             )
         };
-        let (lo, hi) = if use_duration_index {
-            (
-                q.min_duration_us.unwrap_or(0),
-                q.max_duration_us.unwrap_or(u64::MAX),
-            )
-        } else {
-            (q.start_us, q.end_us)
-        };
+        let covered = covered && q.min_duration_us.is_none() && q.max_duration_us.is_none();
+        let lo = q.start_us.saturating_sub(PART_SPREAD_US);
         let lower = [prefix.as_slice(), &lo.to_be_bytes()].concat();
         let upper = [
             prefix.as_slice(),
-            &hi.to_be_bytes(),
-            &[0xff; keys::SPAN_REF_LEN],
+            &q.end_us.to_be_bytes(),
+            &[0xff; keys::PART_REF_LEN],
         ]
         .concat();
 
         let mut found = Vec::new();
-        let mut seen = HashSet::new();
+        let mut decided = HashSet::new();
+        let mut verified = 0usize;
         for item in table
             .range(lower.as_slice()..=upper.as_slice())?
             .rev()
             .take(MAX_SCANNED)
         {
-            if found.len() >= q.limit {
+            if found.len() >= q.limit || verified >= MAX_VERIFIED {
                 break;
             }
             let (k, v) = item?;
             let key = k.value();
-            let Some(sref) = keys::span_ref_suffix(key) else {
+            let Some(trace) = keys::part_ref_suffix(key).and_then(keys::trace_of) else {
                 continue;
             };
-            let Some(trace) = keys::trace_of(sref) else {
-                continue;
-            };
-            if seen.contains(&trace) {
+            if decided.contains(&trace) {
                 continue;
             }
-            let (start, duration) = if use_duration_index {
-                (v.value(), keys::u64_before_ref(key).unwrap_or(0))
-            } else {
-                (keys::u64_before_ref(key).unwrap_or(0), v.value())
-            };
-            if start < q.start_us || start > q.end_us {
-                continue;
-            }
-            if q.min_duration_us.is_some_and(|m| duration < m)
-                || q.max_duration_us.is_some_and(|m| duration > m)
+            let (min_dur, max_dur) = keys::unpack_durations(v.value());
+            if q.min_duration_us.is_some_and(|m| max_dur < m)
+                || q.max_duration_us.is_some_and(|m| min_dur > m)
             {
                 continue;
             }
-            if verify_op || verify_tags {
-                let Some(rec) = spans.get(sref)?.and_then(|v| SpanRecord::decode(v.value())) else {
-                    continue;
-                };
-                if verify_op && q.operation.as_deref() != Some(rec.span.name.as_str()) {
-                    continue;
-                }
-                if verify_tags {
-                    let tags = rec.searchable_tags();
-                    if !q.tags.iter().all(|want| tags.contains(want)) {
-                        continue;
-                    }
-                }
+            let start = keys::u64_before_ref(key).unwrap_or(0);
+            let matched = if covered && start >= q.start_us {
+                true
+            } else {
+                verified += 1;
+                read_trace(&parts, &trace)?.iter().any(|r| q.matches(r))
+            };
+            decided.insert(trace);
+            if matched {
+                found.push(trace);
             }
-            seen.insert(trace);
-            found.push(trace);
         }
         Ok(found)
     }
@@ -191,20 +199,24 @@ impl Store {
     /// Service-to-service call counts from traces that started in `[start_us, end_us]`.
     pub fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>, StoreError> {
         let txn = self.db.begin_read()?;
-        let spans = txn.open_table(SPANS)?;
+        let parts = txn.open_table(PARTS)?;
         let age = txn.open_table(TRACE_AGE)?;
         let lower = keys::age_key(start_us, &[0; 16]);
         let upper = keys::age_key(end_us, &[0xff; 16]);
         let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for item in age
-            .range(lower.as_slice()..=upper.as_slice())?
-            .take(MAX_DEPENDENCY_TRACES)
-        {
+        let mut seen = HashSet::new();
+        for item in age.range(lower.as_slice()..=upper.as_slice())? {
+            if seen.len() >= MAX_DEPENDENCY_TRACES {
+                break;
+            }
             let (k, _) = item?;
             let Some((_, trace)) = keys::age_key_parts(k.value()) else {
                 continue;
             };
-            let records = read_trace(&spans, &trace)?;
+            if !seen.insert(trace) {
+                continue;
+            }
+            let records = read_trace(&parts, &trace)?;
             let service_of: HashMap<[u8; 8], &str> = records
                 .iter()
                 .map(|r| (r.span_id, r.service_name()))
@@ -233,26 +245,43 @@ impl Store {
             .collect())
     }
 
-    /// The summary of one trace, if stored.
+    /// The summary of one trace (all its parts), if stored.
     pub fn trace_summary(&self, trace: &TraceId) -> Result<Option<TraceSummary>, StoreError> {
         let txn = self.db.begin_read()?;
-        let traces = txn.open_table(TRACES)?;
-        Ok(traces
-            .get(trace.as_slice())?
-            .and_then(|v| TraceSummary::decode(v.value())))
+        let parts = txn.open_table(PARTS)?;
+        summarize(&parts, trace)
     }
 }
 
+/// The summary of one trace from its parts' headers.
+pub(super) fn summarize(
+    parts: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+    trace: &TraceId,
+) -> Result<Option<TraceSummary>, StoreError> {
+    let upper = keys::part_ref(trace, u64::MAX);
+    let mut out: Option<TraceSummary> = None;
+    for item in parts.range(trace.as_slice()..=upper.as_slice())? {
+        let (_, v) = item?;
+        if let Some(s) = part::summary_of(v.value()) {
+            out = Some(out.map_or(s, |o| o.merge(s)));
+        }
+    }
+    Ok(out)
+}
+
 fn read_trace(
-    spans: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+    parts: &ReadOnlyTable<&'static [u8], &'static [u8]>,
     trace: &TraceId,
 ) -> Result<Vec<SpanRecord>, StoreError> {
-    let upper = [trace.as_slice(), &[0xff; 12]].concat();
+    let upper = keys::part_ref(trace, u64::MAX);
     let mut out = Vec::new();
-    for item in spans.range(trace.as_slice()..=upper.as_slice())? {
+    let mut seen = HashSet::new();
+    for item in parts.range(trace.as_slice()..=upper.as_slice())? {
         let (_, v) = item?;
-        if let Some(rec) = SpanRecord::decode(v.value()) {
-            out.push(rec);
+        for rec in part::decode_value(v.value()).unwrap_or_default() {
+            if seen.insert((rec.span_id, rec.discriminator())) {
+                out.push(rec);
+            }
         }
     }
     Ok(out)

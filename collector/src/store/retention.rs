@@ -1,9 +1,12 @@
 //! Retention: whole traces are expired oldest first (by their first span's start), by age and by stored
 //! size. Error traces may be kept longer than the others.
 
+use std::collections::HashSet;
+
 use redb::ReadableTable;
 
 use super::keys::{self, TraceSummary};
+use super::read::summarize;
 use super::schema::*;
 use super::{Store, StoreError};
 use crate::model::TraceId;
@@ -99,8 +102,10 @@ impl Store {
     ) -> Result<Vec<TraceId>, StoreError> {
         let txn = self.db.begin_read()?;
         let age = txn.open_table(TRACE_AGE)?;
-        let traces = txn.open_table(TRACES)?;
+        let parts = txn.open_table(PARTS)?;
         let mut out = Vec::new();
+        // A trace has one age entry per distinct part start; the first one seen is its oldest.
+        let mut seen = HashSet::new();
         for item in age.iter()? {
             if out.len() >= n {
                 break;
@@ -109,10 +114,10 @@ impl Store {
             let Some((start, trace)) = keys::age_key_parts(k.value()) else {
                 continue;
             };
-            let summary = traces
-                .get(trace.as_slice())?
-                .and_then(|v| TraceSummary::decode(v.value()))
-                .unwrap_or_default();
+            if !seen.insert(trace) {
+                continue;
+            }
+            let summary = summarize(&parts, &trace)?.unwrap_or_default();
             match pick(start, &summary) {
                 Pick::Take => out.push(trace),
                 Pick::Skip => {}

@@ -167,3 +167,149 @@ fn dependencies_count_cross_service_edges() {
         "outside the window"
     );
 }
+
+fn tagged(trace: u8, span: u8, start_us: u64, dur_us: u64, tags: &[(&str, &str)]) -> SpanRecord {
+    let mut r = rec(trace, span, "a", start_us, false);
+    r.span.end_time_unix_nano = (start_us + dur_us) * 1000;
+    r.span.attributes = tags.iter().map(|(k, v)| string_attribute(k, *v)).collect();
+    r
+}
+
+#[test]
+fn one_span_must_match_every_condition() {
+    let (_dir, store) = open();
+    // Trace 1: one span has route=/x, another is slow: no single span matches both.
+    store
+        .write_spans(&[
+            tagged(1, 1, 100, 5, &[("http.route", "/x")]),
+            tagged(1, 2, 100, 500, &[("http.route", "/y")]),
+            tagged(2, 1, 200, 500, &[("http.route", "/x")]),
+        ])
+        .unwrap();
+    let q = TraceQuery {
+        tags: vec![("http.route".into(), "/x".into())],
+        min_duration_us: Some(100),
+        ..query("a")
+    };
+    assert_eq!(store.find_traces(&q).unwrap(), vec![[2u8; 16]]);
+    let q = TraceQuery {
+        max_duration_us: Some(10),
+        ..query("a")
+    };
+    assert_eq!(
+        store.find_traces(&q).unwrap(),
+        vec![[1u8; 16]],
+        "duration only"
+    );
+    let q = TraceQuery {
+        tags: vec![
+            ("http.route".into(), "/x".into()),
+            ("http.route".into(), "/y".into()),
+        ],
+        ..query("a")
+    };
+    assert!(
+        store.find_traces(&q).unwrap().is_empty(),
+        "two tags, two spans"
+    );
+}
+
+#[test]
+fn unindexed_tags_are_found_by_filtering() {
+    let (_dir, store) = open();
+    store
+        .write_spans(&[
+            tagged(1, 1, 100, 5, &[("client.address", "10.0.0.1")]),
+            tagged(2, 1, 200, 5, &[("client.address", "10.0.0.2")]),
+        ])
+        .unwrap();
+    let q = TraceQuery {
+        tags: vec![("client.address".into(), "10.0.0.1".into())],
+        ..query("a")
+    };
+    assert_eq!(store.find_traces(&q).unwrap(), vec![[1u8; 16]]);
+    // Long values are not indexed either, and are still found.
+    let long = "v".repeat(keys::MAX_KEY_STRING + 1);
+    store
+        .write_spans(&[tagged(3, 1, 300, 5, &[("note", long.as_str())])])
+        .unwrap();
+    let q = TraceQuery {
+        tags: vec![("note".into(), long)],
+        ..query("a")
+    };
+    assert_eq!(store.find_traces(&q).unwrap(), vec![[3u8; 16]]);
+}
+
+#[test]
+fn parts_of_one_trace_from_several_commits_read_as_one() {
+    let (_dir, store) = open();
+    store.write_spans(&[rec(1, 1, "a", 100, false)]).unwrap();
+    store
+        .write_spans(&[rec(1, 2, "b", 150, true), rec(1, 1, "a", 100, false)])
+        .unwrap();
+    assert_eq!(store.trace(&[1; 16]).unwrap().len(), 2, "span 1 shown once");
+    let s = store.trace_summary(&[1; 16]).unwrap().unwrap();
+    assert_eq!((s.start_us, s.end_us, s.error), (100, 160, true));
+    assert_eq!(store.find_traces(&query("b")).unwrap(), vec![[1u8; 16]]);
+    // Time window: only the part that starts inside it answers.
+    let q = TraceQuery {
+        start_us: 140,
+        ..query("a")
+    };
+    assert!(
+        store.find_traces(&q).unwrap().is_empty(),
+        "a's span starts before the window"
+    );
+    store.delete_traces(&[[1; 16]]).unwrap();
+    assert!(store.trace(&[1; 16]).unwrap().is_empty());
+    assert!(store.find_traces(&query("a")).unwrap().is_empty());
+    assert!(store.find_traces(&query("b")).unwrap().is_empty());
+    assert_eq!(
+        store.stored_bytes().unwrap(),
+        0,
+        "every byte counted is freed"
+    );
+}
+
+#[test]
+fn a_store_in_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A format-1 store: its tables exist, no format version.
+        let db = redb::Database::create(dir.path().join("traces.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("spans");
+            txn.open_table(def).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open(dir.path(), 1 << 20).err().unwrap();
+    assert!(matches!(err, StoreError::Format(_)), "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("format 1"), "{err}");
+}
+
+#[test]
+fn the_unindexed_list_is_fixed_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(1 << 20);
+    opts.unindexed_tags = vec!["k".into()];
+    {
+        let store = Store::open_with(dir.path(), &opts).unwrap();
+        store
+            .write_spans(&[tagged(1, 1, 100, 5, &[("k", "v")])])
+            .unwrap();
+    }
+    opts.unindexed_tags.clear();
+    let store = Store::open_with(dir.path(), &opts).unwrap();
+    assert!(store.unindexed.contains("k"));
+    store.delete_traces(&[[1; 16]]).unwrap();
+    let txn = store.db.begin_read().unwrap();
+    let tags = txn.open_table(schema::BY_TAG).unwrap();
+    assert_eq!(
+        redb::ReadableTableMetadata::len(&tags).unwrap(),
+        0,
+        "no entry left behind"
+    );
+}

@@ -1,0 +1,266 @@
+"""Collector ingest and query figures, with rotel (receive-only) as the peer.
+
+Load: wrk POSTs OTLP/HTTP protobuf batches of realistic sidecar spans (about
+15 attributes each, 100 spans a batch) over loopback. Every request carries
+new trace ids (bench/otlp_post.lua), so the store keeps every span.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import LOOPBACK, free_port, request, wait_until  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
+
+COLLECTOR = ROOT / "dist" / "meshtrace-collector"
+SPANS_PER_BATCH = 100
+MARKER = b"\xab" * 8
+SERVICES = ["frontend", "cart", "catalog", "payment", "shipping"]
+ROUTES = ["/api/cart", "/api/items/{id}", "/api/checkout", "/api/users/{id}", "/healthz"]
+
+
+def kv(k, v):
+    if isinstance(v, int):
+        return KeyValue(key=k, value=AnyValue(int_value=v))
+    return KeyValue(key=k, value=AnyValue(string_value=v))
+
+
+def batch(rng: random.Random) -> bytes:
+    """One sidecar's export: 100 spans of 50 two-span traces (SERVER + CLIENT)."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    svc = rng.choice(SERVICES)
+    rs.resource.attributes.extend([kv("service.name", svc), kv("k8s.namespace.name", "shop"),
+                                   kv("k8s.pod.name", f"{svc}-7d9f{rng.randrange(100)}"),
+                                   kv("telemetry.sdk.name", "meshtrace")])
+    ss = rs.scope_spans.add()
+    ss.scope.name = "meshtrace"
+    now = time.time_ns()
+    for _ in range(SPANS_PER_BATCH // 2):
+        trace_id = MARKER + rng.getrandbits(64).to_bytes(8, "big")
+        server_id = rng.getrandbits(64).to_bytes(8, "big")
+        route = rng.choice(ROUTES)
+        status = rng.choice([200] * 30 + [404, 500])
+        start = now - rng.randrange(10**9)
+        for kind, span_id, parent in ((2, server_id, b""), (3, rng.getrandbits(64).to_bytes(8, "big"), server_id)):
+            s = ss.spans.add()
+            s.trace_id, s.span_id, s.parent_span_id = trace_id, span_id, parent
+            s.name, s.kind = f"GET {route}", kind
+            s.start_time_unix_nano = start
+            s.end_time_unix_nano = start + rng.randrange(1_000_000, 200_000_000)
+            s.flags = 0x301
+            s.attributes.extend([
+                kv("http.request.method", "GET"), kv("http.route", route), kv("url.path", route.replace("{id}", "42")),
+                kv("url.scheme", "http"), kv("server.address", f"{svc}.shop"), kv("server.port", 8080),
+                kv("client.address", "10.0.0.7"), kv("network.peer.address", "10.0.0.7"),
+                kv("network.peer.port", 51000), kv("user_agent.original", "Go-http-client/1.1"),
+                kv("http.response.status_code", status), kv("network.protocol.version", "1.1"),
+                kv("guid:x-request-id", f"{rng.getrandbits(128):032x}"), kv("upstream_cluster", f"inbound|8080||{svc}"),
+                kv("http.response.body.size", rng.randrange(100, 5000)),
+            ])
+            if status >= 500:
+                s.status.code = 2
+    return req.SerializeToString()
+
+
+def write_batches(directory: Path, n: int, seed=3) -> None:
+    rng = random.Random(seed)
+    for i in range(1, n + 1):
+        (directory / f"{i}.pb").write_bytes(batch(rng))
+
+
+def rss_mib(pid):
+    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) / 1024 if m else 0.0
+
+
+class Proc:
+    def __init__(self, argv, ready_port, ready_path=None, env=None):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+        def ready():
+            assert self.proc.poll() is None, f"{argv[0]} exited"
+            try:
+                if ready_path:
+                    return request(ready_port, ready_path, timeout=1)[0] == 200
+                with __import__("socket").create_connection((LOOPBACK, ready_port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(ready, timeout=30, what=f"{argv[0]} ready")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def meshtrace_collector(data_dir):
+    ports = {k: free_port() for k in ("http", "grpc", "zipkin", "query")}
+    p = Proc([str(COLLECTOR), "--data-dir", str(data_dir), "--log-level", "warn",
+              "--otlp-http-addr", f"{LOOPBACK}:{ports['http']}", "--otlp-grpc-addr", f"{LOOPBACK}:{ports['grpc']}",
+              "--zipkin-addr", f"{LOOPBACK}:{ports['zipkin']}", "--http-addr", f"{LOOPBACK}:{ports['query']}",
+              "--retention-max-age", "0", "--retention-max-bytes", "0"],
+             ports["query"], "/readyz")
+    return p, ports["http"], ports["query"]
+
+
+def rotel(tmp):
+    import rotel as rotel_pkg
+    agent = Path(rotel_pkg.__file__).parent / "rotel-agent"
+    http, grpc = free_port(), free_port()
+    p = Proc([str(agent), "start", "--exporter", "blackhole", "--otlp-http-endpoint", f"{LOOPBACK}:{http}",
+              "--otlp-grpc-endpoint", f"{LOOPBACK}:{grpc}", "--pid-file", str(Path(tmp) / "rotel.pid")], http)
+    return p, http
+
+
+def wrk_ingest(port, batches_dir, n_batches, seconds, connections=8, salt=None):
+    salt = salt if salt is not None else random.randrange(1, 2**15)
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          "-s", str(ROOT / "bench" / "otlp_post.lua"), f"http://{LOOPBACK}:{port}/",
+                          "--", str(batches_dir), str(n_batches), str(salt)],
+                         capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"(\d+) requests in ([\d.]+)(s|m)", out).group(1))
+    dur = float(re.search(r"requests in ([\d.]+)s", out).group(1)) if "s," in out else seconds
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    return {"requests": total, "refused": non2xx, "spans_per_s": (total - non2xx) * SPANS_PER_BATCH / dur}
+
+
+def sample_rss(pid, stop, out):
+    while not stop.is_set():
+        try:
+            out.append(rss_mib(pid))
+        except OSError:
+            return
+        time.sleep(0.5)
+
+
+def ingest(proc, port, batches, n, seconds):
+    stop, rss = threading.Event(), []
+    t = threading.Thread(target=sample_rss, args=(proc.proc.pid, stop, rss))
+    t.start()
+    r = wrk_ingest(port, batches, n, seconds)
+    stop.set()
+    t.join()
+    r["rss_mib_max"] = max(rss) if rss else None
+    return r
+
+
+def queries(query_port, stop, latencies, path_fn):
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        request(query_port, path_fn())
+        latencies.append((time.perf_counter() - t0) * 1000)
+
+
+def percentile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+
+
+def trace_ids(query_port, n=200):
+    status, _, body = request(query_port, "/api/traces?service=cart&limit=%d" % n)
+    return [t["traceID"] for t in json.loads(body)["data"]]
+
+
+def query_latencies(query_port, n=300):
+    ids = trace_ids(query_port)
+    by_id, search = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        request(query_port, f"/api/traces/{ids[i % len(ids)]}")
+        by_id.append((time.perf_counter() - t0) * 1000)
+    tags = json.dumps({"http.response.status_code": "500"})
+    for _ in range(max(n // 5, 20)):
+        t0 = time.perf_counter()
+        request(query_port, "/api/traces?service=cart&minDuration=150ms&limit=20&tags="
+                + __import__("urllib.parse").parse.quote(tags))
+        search.append((time.perf_counter() - t0) * 1000)
+    return {"by_id_p50_ms": percentile(by_id, 50), "by_id_p99_ms": percentile(by_id, 99),
+            "search_p50_ms": percentile(search, 50), "search_p99_ms": percentile(search, 99)}
+
+
+def fill(port, batches, n, target_spans):
+    """Ingests until the store holds `target_spans` spans."""
+    stored = 0
+    while stored < target_spans:
+        r = wrk_ingest(port, batches, n, 10)
+        stored += r["requests"] * SPANS_PER_BATCH - r["refused"] * SPANS_PER_BATCH
+    return stored
+
+
+def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
+    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-bench-"))
+    batches = tmp / "batches"
+    batches.mkdir()
+    write_batches(batches, n_batches)
+    results = {"batch_bytes": statistics.mean(p.stat().st_size for p in batches.iterdir())}
+    try:
+        data = tmp / "store"
+        coll, coll_port, query_port = meshtrace_collector(data)
+        rot, rot_port = rotel(tmp)
+        try:
+            ingest(coll, coll_port, batches, n_batches, 2)  # warm-up
+            ingest(rot, rot_port, batches, n_batches, 2)
+            samples = {"meshtrace": [], "rotel": []}
+            for _ in range(rounds):
+                samples["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds))
+                samples["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds))
+            # Ingest while queries run.
+            stop, lat = threading.Event(), []
+            qt = threading.Thread(target=queries, args=(query_port, stop, lat,
+                                                        lambda: "/api/traces?service=cart&limit=20"))
+            qt.start()
+            with_queries = ingest(coll, coll_port, batches, n_batches, seconds)
+            stop.set()
+            qt.join()
+        finally:
+            rot.stop()
+        med = {k: statistics.median(s["spans_per_s"] for s in v) for k, v in samples.items()}
+        results["ingest"] = {
+            "meshtrace_spans_per_s": med["meshtrace"], "rotel_spans_per_s": med["rotel"],
+            "ratio": med["meshtrace"] / med["rotel"],
+            "meshtrace_rss_mib_max": max(s["rss_mib_max"] or 0 for s in samples["meshtrace"]),
+            "rotel_rss_mib_max": max(s["rss_mib_max"] or 0 for s in samples["rotel"]),
+            "meshtrace_refused_requests": sum(s["refused"] for s in samples["meshtrace"]),
+            "rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in samples.items()},
+            "with_queries_spans_per_s": with_queries["spans_per_s"],
+            "with_queries_ratio": with_queries["spans_per_s"] / med["meshtrace"],
+            "queries_during_ingest": len(lat), "query_p50_ms": percentile(lat, 50), "query_p99_ms": percentile(lat, 99),
+        }
+        # Query latency at each store size.
+        results["query"] = []
+        stored = 0
+        for size in sizes:
+            stored += fill(coll_port, batches, n_batches, size - stored)
+            time.sleep(2)
+            q = query_latencies(query_port)
+            q["stored_spans"] = stored
+            q["store_bytes"] = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+            results["query"].append(q)
+        coll.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+if __name__ == "__main__":
+    sizes = tuple(int(s) for s in os.environ.get("BENCH_SIZES", "1000000").split(","))
+    print(json.dumps(run(seconds=int(os.environ.get("BENCH_SECONDS", "5")), rounds=2, sizes=sizes), indent=1))

@@ -50,7 +50,7 @@ def sidecar_section(r) -> str:
 `python bench/sidecar.py` (part of `make bench`): one sidecar Envoy per mode, one worker each, in front
 of an Envoy answering at once with a direct response; wrk over loopback, 1 thread, {r['connections']}
 connections, {r['seconds']} s per measurement, {r['rounds']} rounds with the modes in a new random order
-each round; medians. Ratios are to no tracing in the same run.
+each round; medians. Ratios are to no tracing in the same run. {"Sidecars pinned to CPU 0, the backend and wrk to CPU 1 (taskset)." if r.get("pinned") else "Not pinned (one CPU)."}
 
 | mode | req/s | throughput vs no tracing | p50 ms | p99 ms | sidecar CPU µs/request | RSS MiB after soak |
 | --- | --- | --- | --- | --- | --- | --- |

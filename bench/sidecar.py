@@ -4,10 +4,14 @@ One sidecar Envoy (one worker) per mode, all in front of the same backend (an
 Envoy answering at once with a direct response), driven over loopback by wrk.
 Modes alternate within one run, in a new random order each round, so a noisy
 neighbour hurts them alike; figures are ratios to "no tracing" in the same run.
+With two or more CPUs the sidecars are pinned to the first and the backend and
+wrk to the second, so a sidecar's throughput is its own cost, not the
+scheduler's.
 """
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import statistics
@@ -20,6 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import LOOPBACK, Envoy, cluster, free_port, wasm_filter  # noqa: E402
+
+PINNED = (os.cpu_count() or 1) >= 2
+SIDECAR_CPU, LOAD_CPU = ("0", "1") if PINNED else (None, None)
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = {"name": "envoy.filters.http.router",
@@ -44,7 +51,7 @@ def backend():
     direct = {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}}
     env = Envoy({"static_resources": {"listeners": [
         hcm_listener("app", app, direct), hcm_listener("sink", sink, {"direct_response": {"status": 200}})]}},
-        concurrency=1)
+        concurrency=1, cpus=LOAD_CPU)
     return env, app, sink
 
 
@@ -71,7 +78,7 @@ def sidecar(mode, app_port, sink_port):
                                 "exporter": {"cluster": "sink"}})]
     env = Envoy({"static_resources": {
         "listeners": [hcm_listener("ingress", port, route, filters, tracing)],
-        "clusters": [cluster("app", app_port), cluster("sink", sink_port)]}}, concurrency=1)
+        "clusters": [cluster("app", app_port), cluster("sink", sink_port)]}}, concurrency=1, cpus=SIDECAR_CPU)
     return env, port
 
 
@@ -90,7 +97,8 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def wrk(port, seconds, connections):
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+    pin = ["taskset", "-c", LOAD_CPU] if LOAD_CPU else []
+    out = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                           f"http://{LOOPBACK}:{port}/"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -156,7 +164,7 @@ def run(rounds=5, seconds=5, connections=16, soak_seconds=20):
             "rss_mib": rss[mode],
             "rounds": [round(s["rps"]) for s in samples[mode]],
         })
-    return {"rounds": rounds, "seconds": seconds, "connections": connections, "rows": rows,
+    return {"rounds": rounds, "seconds": seconds, "connections": connections, "rows": rows, "pinned": PINNED,
             "soak": {"seconds": soak_seconds, "meshtrace_exported": exported, "meshtrace_dropped": dropped}}
 
 

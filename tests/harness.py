@@ -335,7 +335,7 @@ def listener(name: str, port: int, direction: str, target: str, filters: list, e
 class Envoy:
     """A real Envoy process with a generated JSON bootstrap."""
 
-    def __init__(self, bootstrap: dict, concurrency=1):
+    def __init__(self, bootstrap: dict, concurrency=1, cpus: str | None = None):
         self.admin_port = free_port()
         bootstrap = dict(bootstrap)
         bootstrap["admin"] = {"address": {"socket_address": {"address": LOOPBACK, "port_value": self.admin_port}}}
@@ -344,12 +344,15 @@ class Envoy:
         self.config_path.write_text(json.dumps(bootstrap, indent=1))
         self.log_path = Path(self.dir.name) / "envoy.log"
         self.concurrency = concurrency
+        # Pin to these CPUs (taskset list), for benchmarks.
+        self.cpus = cpus
         self.proc = None
 
     def start(self, expect_ready=True):
         self.log = open(self.log_path, "wb")
+        pin = ["taskset", "-c", self.cpus] if self.cpus else []
         self.proc = subprocess.Popen(
-            [str(ENVOY), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
+            [*pin, str(ENVOY), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
              "--use-dynamic-base-id", "--disable-hot-restart", "-l", "info",
              "--component-log-level", "wasm:debug"],
             stdout=self.log, stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // redb: the exporters' queue and tail sampling's pending file.
     #[error("opening the store: {0}")]
     Database(#[from] redb::DatabaseError),
     #[error("store transaction: {0}")]
@@ -12,10 +13,17 @@ pub enum StoreError {
     Storage(#[from] redb::StorageError),
     #[error("store commit: {0}")]
     Commit(#[from] redb::CommitError),
+    // fjall: the trace store.
+    #[error("store: {0}")]
+    Keyspace(#[from] fjall::Error),
+    #[error("store tree: {0}")]
+    Tree(#[from] fjall::LsmError),
     #[error("store directory: {0}")]
     Io(std::io::Error),
     #[error("store format: {0}")]
     Format(String),
+    #[error("store writer lock poisoned")]
+    Poisoned,
 }
 
 impl StoreError {
@@ -23,7 +31,10 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            StoreError::Database(_) | StoreError::Io(_) | StoreError::Format(_)
+            StoreError::Database(_)
+                | StoreError::Io(_)
+                | StoreError::Format(_)
+                | StoreError::Poisoned
         )
     }
 }

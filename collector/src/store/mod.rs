@@ -1,4 +1,4 @@
-//! The embedded trace store, on redb (see DESIGN.md for the layout and the durability argument).
+//! The embedded trace store, on fjall (see DESIGN.md for the layout and the durability argument).
 //!
 //! `schema` names the tables, `keys` builds their keys, `part` encodes trace parts, `write` adds spans,
 //! `read` answers queries, `retention` expires old traces.
@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use redb::{Database, ReadableTable, TableHandle};
+use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 pub use errors::StoreError;
 pub use keys::TraceSummary;
@@ -57,7 +57,7 @@ pub const DEFAULT_UNINDEXED_TAGS: &[&str] = &[
 /// Settings of a new store (an existing store keeps the ones it was created with).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// redb's page cache.
+    /// The LSM's block cache.
     pub cache_bytes: usize,
     /// Tag keys that get no index entries.
     pub unindexed_tags: Vec<String>,
@@ -75,14 +75,29 @@ impl StoreOptions {
     }
 }
 
-/// The trace store: a single redb file under the data directory.
+/// The trace store: an fjall keyspace (an LSM tree per partition, one shared write-ahead journal) under
+/// `<data-dir>/traces`.
 pub struct Store {
-    db: Database,
+    keyspace: Keyspace,
+    parts: PartitionHandle,
+    age: PartitionHandle,
+    by_service: PartitionHandle,
+    by_operation: PartitionHandle,
+    by_tag: PartitionHandle,
+    services: PartitionHandle,
+    operations: PartitionHandle,
+    meta: PartitionHandle,
     path: PathBuf,
     unindexed: HashSet<String>,
-    /// Service names and operation keys known to be in their tables (they are never deleted), so the
-    /// writer does not rewrite those tables' pages for every commit.
-    known: Mutex<HashSet<Vec<u8>>>,
+    /// Serializes writers (ingest and retention) and holds the stored-bytes total they update.
+    writer: Mutex<WriterState>,
+}
+
+struct WriterState {
+    stored_bytes: u64,
+    /// Service names and operation keys known to be stored (they are never deleted), so the writer does
+    /// not rewrite them for every batch.
+    known: HashSet<Vec<u8>>,
 }
 
 impl Store {
@@ -91,89 +106,115 @@ impl Store {
         Self::open_with(data_dir, &StoreOptions::new(cache_bytes))
     }
 
-    /// Opens (or creates) the store under `data_dir`. After a crash redb recovers to the last commit. A
-    /// store written in another format is refused (`StoreError::Format`).
+    /// Opens (or creates) the store under `data_dir`. After a crash fjall replays its journal up to the
+    /// last complete batch. A store written in another format is refused (`StoreError::Format`).
     pub fn open_with(data_dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
-        let path = data_dir.join("traces.redb");
-        let db = Database::builder()
-            .set_cache_size(options.cache_bytes)
-            .create(&path)?;
-        let txn = db.begin_write()?;
-        let existing: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
-        let unindexed;
-        {
-            let format = if existing.iter().any(|t| t == schema::META.name()) {
-                let meta = txn.open_table(schema::META)?;
-                let format = meta.get(schema::META_FORMAT)?.map(|v| v.value());
-                format
-            } else {
-                None
-            };
-            match format {
-                Some(schema::FORMAT_VERSION) => {}
-                None if existing.is_empty() => {}
-                found => {
-                    return Err(StoreError::Format(format!(
-                        "{} holds store format {} but this collector reads format {}; move it away \
-                         (or delete it) to start an empty store, or run the collector version that wrote it",
-                        path.display(),
-                        found.unwrap_or(1),
-                        schema::FORMAT_VERSION
-                    )))
-                }
+        let old = data_dir.join("traces.redb");
+        if old.exists() {
+            return Err(StoreError::Format(format!(
+                "{} is a store of format 1 or 2 (redb); this collector reads format {} under {}. Move the \
+                 old file away (or delete it) to start an empty store, or run the collector version that \
+                 wrote it",
+                old.display(),
+                schema::FORMAT_VERSION,
+                data_dir.join("traces").display()
+            )));
+        }
+        let path = data_dir.join("traces");
+        let keyspace = Config::new(&path)
+            .cache_size(options.cache_bytes as u64)
+            .open()?;
+        let open = |name: &str| keyspace.open_partition(name, PartitionCreateOptions::default());
+        // Data without a format version (not even a new store's first batch, which writes it) is not ours.
+        let has_data = keyspace
+            .list_partitions()
+            .iter()
+            .any(|p| p.as_ref() != schema::META);
+        let meta = open(schema::META)?;
+        let format = meta
+            .get(schema::META_FORMAT)?
+            .and_then(|v| schema::u64_value(&v));
+        match format {
+            Some(schema::FORMAT_VERSION) => {}
+            None if !has_data => {}
+            found => {
+                return Err(StoreError::Format(format!(
+                    "{} holds store format {} but this collector reads format {}; move it away (or \
+                     delete it) to start an empty store",
+                    path.display(),
+                    found.map_or_else(|| "unknown".to_string(), |f| f.to_string()),
+                    schema::FORMAT_VERSION
+                )))
             }
-            schema::create_all(&txn)?;
-            let mut meta = txn.open_table(schema::META)?;
-            meta.insert(schema::META_FORMAT, schema::FORMAT_VERSION)?;
-            let mut settings = txn.open_table(schema::SETTINGS)?;
-            let wanted = options.unindexed_tags.join(",");
-            let stored = settings
-                .get(schema::SETTING_UNINDEXED)?
-                .map(|v| v.value().to_string());
-            let list = match stored {
-                Some(stored) => {
-                    if stored != wanted {
-                        tracing::warn!(
-                            stored = %stored,
-                            "the store keeps the unindexed tag list it was created with; the configured one is ignored"
-                        );
-                    }
-                    stored
+        }
+        let wanted = options.unindexed_tags.join(",");
+        let list = match meta.get(schema::META_UNINDEXED)? {
+            Some(stored) => {
+                let stored = String::from_utf8_lossy(&stored).into_owned();
+                if stored != wanted {
+                    tracing::warn!(
+                        stored = %stored,
+                        "the store keeps the unindexed tag list it was created with; the configured one is ignored"
+                    );
                 }
-                None => {
-                    settings.insert(schema::SETTING_UNINDEXED, wanted.as_str())?;
-                    wanted
-                }
-            };
-            unindexed = list
+                stored
+            }
+            None => wanted,
+        };
+        let stored_bytes = meta
+            .get(schema::META_STORED_BYTES)?
+            .and_then(|v| schema::u64_value(&v))
+            .unwrap_or(0);
+        let mut batch = keyspace.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(
+            &meta,
+            schema::META_FORMAT,
+            schema::FORMAT_VERSION.to_be_bytes().to_vec(),
+        );
+        batch.insert(&meta, schema::META_UNINDEXED, list.as_bytes().to_vec());
+        batch.commit()?;
+        let store = Self {
+            parts: open(schema::PARTS)?,
+            age: open(schema::TRACE_AGE)?,
+            by_service: open(schema::BY_SERVICE)?,
+            by_operation: open(schema::BY_OPERATION)?,
+            by_tag: open(schema::BY_TAG)?,
+            services: open(schema::SERVICES)?,
+            operations: open(schema::OPERATIONS)?,
+            meta,
+            keyspace,
+            path,
+            unindexed: list
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
-                .collect();
-        }
-        txn.commit()?;
-        Ok(Self {
-            db,
-            path,
-            unindexed,
-            known: Mutex::new(HashSet::new()),
-        })
+                .collect(),
+            writer: Mutex::new(WriterState {
+                stored_bytes,
+                known: HashSet::new(),
+            }),
+        };
+        Ok(store)
     }
 
     /// The logical size of what is stored (part bytes plus index keys), the figure size retention uses.
     pub fn stored_bytes(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(schema::META)?;
-        Ok(meta
-            .get(schema::META_STORED_BYTES)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        Ok(self
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .stored_bytes)
     }
 
-    /// The size of the database file on disk.
+    /// The size of the store on disk (tables and journal).
     pub fn file_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.keyspace.disk_space()
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -1,5 +1,6 @@
 //! The value of a trace part: a `TraceSummary` header, then the part's spans as one OTLP `TracesData`
-//! (spans that share a resource and scope share one `ResourceSpans`/`ScopeSpans`), LZ4-compressed.
+//! (spans that share a resource and scope share one `ResourceSpans`/`ScopeSpans`). The LSM
+//! compresses its blocks (LZ4), many parts at a time, which beats compressing each small part alone.
 
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
 use prost::Message;
@@ -43,16 +44,11 @@ pub fn encode_spans(records: &[&SpanRecord]) -> Vec<u8> {
     data.encode_to_vec()
 }
 
-/// The compressed form of `encode_spans`'s output.
-pub fn compress(spans: &[u8]) -> Vec<u8> {
-    lz4_flex::block::compress_prepend_size(spans)
-}
-
-/// The stored value: header then the compressed spans.
-pub fn encode_value(summary: &TraceSummary, compressed: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(TraceSummary::LEN + compressed.len());
+/// The stored value: header then the encoded spans.
+pub fn encode_value(summary: &TraceSummary, spans: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TraceSummary::LEN + spans.len());
     out.extend_from_slice(&summary.encode());
-    out.extend_from_slice(compressed);
+    out.extend_from_slice(spans);
     out
 }
 
@@ -62,9 +58,7 @@ pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
 
 /// The spans of a stored value; `None` when it does not decode.
 pub fn decode_value(value: &[u8]) -> Option<Vec<SpanRecord>> {
-    let compressed = value.get(TraceSummary::LEN..)?;
-    let raw = lz4_flex::block::decompress_size_prepended(compressed).ok()?;
-    let data = TracesData::decode(raw.as_slice()).ok()?;
+    let data = TracesData::decode(value.get(TraceSummary::LEN..)?).ok()?;
     let mut out = Vec::new();
     for rs in data.resource_spans {
         let resource = rs.resource.unwrap_or_default();

@@ -1,8 +1,8 @@
-//! Answering queries from read transactions (MVCC snapshots: readers never block the writer).
+//! Answering queries from snapshots (MVCC: readers never block the writer and see whole batches only).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use redb::{ReadOnlyTable, ReadableTable};
+use fjall::Snapshot;
 
 use super::keys::{self, TraceSummary};
 use super::schema::*;
@@ -69,11 +69,9 @@ pub struct Dependency {
 
 impl Store {
     pub fn services(&self) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SERVICES)?;
         let mut out = Vec::new();
-        for item in table.iter()? {
-            out.push(item?.0.value().to_string());
+        for item in self.services.snapshot().keys() {
+            out.push(String::from_utf8_lossy(&item?).into_owned());
         }
         Ok(out)
     }
@@ -84,13 +82,10 @@ impl Store {
         service: &str,
         kind: Option<&str>,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(OPERATIONS)?;
         let prefix = keys::service_prefix(service);
         let mut out = Vec::new();
-        for item in table.range(prefix.as_slice()..)? {
+        for item in self.operations.snapshot().prefix(&prefix) {
             let (k, _) = item?;
-            let k = k.value();
             let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
                 break;
             };
@@ -108,9 +103,7 @@ impl Store {
 
     /// All spans of a trace (each once).
     pub fn trace(&self, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let parts = txn.open_table(PARTS)?;
-        read_trace(&parts, trace)
+        read_trace(&self.parts.snapshot(), trace)
     }
 
     /// Trace ids matching `q`, newest first, at most `q.limit`.
@@ -120,8 +113,8 @@ impl Store {
     /// condition; otherwise (more tags, an unindexed tag, durations, an entry from before the window) the
     /// candidate's spans are checked, once per trace.
     pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let parts = txn.open_table(PARTS)?;
+        let at = self.keyspace.instant();
+        let parts = self.parts.snapshot_at(at);
         let indexed_tag = q
             .tags
             .iter()
@@ -129,19 +122,19 @@ impl Store {
         let (table, prefix, covered) = if let Some((k, v)) = indexed_tag.and_then(|i| q.tags.get(i))
         {
             (
-                txn.open_table(BY_TAG)?,
+                self.by_tag.snapshot_at(at),
                 keys::tag_prefix(&q.service, k, v),
                 q.tags.len() == 1 && q.operation.is_none(),
             )
         } else if let Some(op) = &q.operation {
             (
-                txn.open_table(BY_OPERATION)?,
+                self.by_operation.snapshot_at(at),
                 keys::operation_prefix(&q.service, op),
                 q.tags.is_empty(),
             )
         } else {
             (
-                txn.open_table(BY_SERVICE)?,
+                self.by_service.snapshot_at(at),
                 keys::service_prefix(&q.service),
                 q.tags.is_empty(),
             )
@@ -160,28 +153,27 @@ impl Store {
         let mut decided = HashSet::new();
         let mut verified = 0usize;
         for item in table
-            .range(lower.as_slice()..=upper.as_slice())?
+            .range(lower.as_slice()..=upper.as_slice())
             .rev()
             .take(MAX_SCANNED)
         {
             if found.len() >= q.limit || verified >= MAX_VERIFIED {
                 break;
             }
-            let (k, v) = item?;
-            let key = k.value();
-            let Some(trace) = keys::part_ref_suffix(key).and_then(keys::trace_of) else {
+            let (key, v) = item?;
+            let Some(trace) = keys::part_ref_suffix(&key).and_then(keys::trace_of) else {
                 continue;
             };
             if decided.contains(&trace) {
                 continue;
             }
-            let (min_dur, max_dur) = keys::unpack_durations(v.value());
+            let (min_dur, max_dur) = keys::unpack_durations(u64_value(&v).unwrap_or(u64::MAX));
             if q.min_duration_us.is_some_and(|m| max_dur < m)
                 || q.max_duration_us.is_some_and(|m| min_dur > m)
             {
                 continue;
             }
-            let start = keys::u64_before_ref(key).unwrap_or(0);
+            let start = keys::u64_before_ref(&key).unwrap_or(0);
             let matched = if covered && start >= q.start_us {
                 true
             } else {
@@ -198,19 +190,19 @@ impl Store {
 
     /// Service-to-service call counts from traces that started in `[start_us, end_us]`.
     pub fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let parts = txn.open_table(PARTS)?;
-        let age = txn.open_table(TRACE_AGE)?;
+        let at = self.keyspace.instant();
+        let parts = self.parts.snapshot_at(at);
+        let age = self.age.snapshot_at(at);
         let lower = keys::age_key(start_us, &[0; 16]);
         let upper = keys::age_key(end_us, &[0xff; 16]);
         let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut seen = HashSet::new();
-        for item in age.range(lower.as_slice()..=upper.as_slice())? {
+        for item in age.range(lower.as_slice()..=upper.as_slice()) {
             if seen.len() >= MAX_DEPENDENCY_TRACES {
                 break;
             }
             let (k, _) = item?;
-            let Some((_, trace)) = keys::age_key_parts(k.value()) else {
+            let Some((_, trace)) = keys::age_key_parts(&k) else {
                 continue;
             };
             if !seen.insert(trace) {
@@ -247,38 +239,31 @@ impl Store {
 
     /// The summary of one trace (all its parts), if stored.
     pub fn trace_summary(&self, trace: &TraceId) -> Result<Option<TraceSummary>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let parts = txn.open_table(PARTS)?;
-        summarize(&parts, trace)
+        summarize(&self.parts.snapshot(), trace)
     }
 }
 
 /// The summary of one trace from its parts' headers.
 pub(super) fn summarize(
-    parts: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+    parts: &Snapshot,
     trace: &TraceId,
 ) -> Result<Option<TraceSummary>, StoreError> {
-    let upper = keys::part_ref(trace, u64::MAX);
     let mut out: Option<TraceSummary> = None;
-    for item in parts.range(trace.as_slice()..=upper.as_slice())? {
+    for item in parts.prefix(trace) {
         let (_, v) = item?;
-        if let Some(s) = part::summary_of(v.value()) {
+        if let Some(s) = part::summary_of(&v) {
             out = Some(out.map_or(s, |o| o.merge(s)));
         }
     }
     Ok(out)
 }
 
-fn read_trace(
-    parts: &ReadOnlyTable<&'static [u8], &'static [u8]>,
-    trace: &TraceId,
-) -> Result<Vec<SpanRecord>, StoreError> {
-    let upper = keys::part_ref(trace, u64::MAX);
+fn read_trace(parts: &Snapshot, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    for item in parts.range(trace.as_slice()..=upper.as_slice())? {
+    for item in parts.prefix(trace) {
         let (_, v) = item?;
-        for rec in part::decode_value(v.value()).unwrap_or_default() {
+        for rec in part::decode_value(&v).unwrap_or_default() {
             if seen.insert((rec.span_id, rec.discriminator())) {
                 out.push(rec);
             }

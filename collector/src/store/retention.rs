@@ -3,11 +3,8 @@
 
 use std::collections::HashSet;
 
-use redb::ReadableTable;
-
 use super::keys::{self, TraceSummary};
 use super::read::summarize;
-use super::schema::*;
 use super::{Store, StoreError};
 use crate::model::TraceId;
 
@@ -100,18 +97,18 @@ impl Store {
         n: usize,
         mut pick: impl FnMut(u64, &TraceSummary) -> Pick,
     ) -> Result<Vec<TraceId>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let age = txn.open_table(TRACE_AGE)?;
-        let parts = txn.open_table(PARTS)?;
+        let at = self.keyspace.instant();
+        let age = self.age.snapshot_at(at);
+        let parts = self.parts.snapshot_at(at);
         let mut out = Vec::new();
         // A trace has one age entry per distinct part start; the first one seen is its oldest.
         let mut seen = HashSet::new();
-        for item in age.iter()? {
+        for item in age.keys() {
             if out.len() >= n {
                 break;
             }
-            let (k, _) = item?;
-            let Some((start, trace)) = keys::age_key_parts(k.value()) else {
+            let k = item?;
+            let Some((start, trace)) = keys::age_key_parts(&k) else {
                 continue;
             };
             if !seen.insert(trace) {

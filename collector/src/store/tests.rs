@@ -274,20 +274,25 @@ fn parts_of_one_trace_from_several_commits_read_as_one() {
 #[test]
 fn a_store_in_another_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        // A format-1 store: its tables exist, no format version.
-        let db = redb::Database::create(dir.path().join("traces.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("spans");
-            txn.open_table(def).unwrap();
-        }
-        txn.commit().unwrap();
-    }
+    // A format 1 or 2 store is a redb file.
+    std::fs::write(dir.path().join("traces.redb"), b"old").unwrap();
     let err = Store::open(dir.path(), 1 << 20).err().unwrap();
     assert!(matches!(err, StoreError::Format(_)), "{err}");
     assert!(!err.is_retryable());
-    assert!(err.to_string().contains("format 1"), "{err}");
+    assert!(err.to_string().contains("format 1 or 2"), "{err}");
+    assert!(
+        !dir.path().join("traces").exists(),
+        "nothing created next to it"
+    );
+}
+
+#[test]
+fn a_new_store_records_its_format_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), 1 << 20).unwrap());
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let format = store.meta.get(schema::META_FORMAT).unwrap().unwrap();
+    assert_eq!(schema::u64_value(&format), Some(schema::FORMAT_VERSION));
 }
 
 #[test]
@@ -305,11 +310,7 @@ fn the_unindexed_list_is_fixed_at_creation() {
     let store = Store::open_with(dir.path(), &opts).unwrap();
     assert!(store.unindexed.contains("k"));
     store.delete_traces(&[[1; 16]]).unwrap();
-    let txn = store.db.begin_read().unwrap();
-    let tags = txn.open_table(schema::BY_TAG).unwrap();
-    assert_eq!(
-        redb::ReadableTableMetadata::len(&tags).unwrap(),
-        0,
-        "no entry left behind"
-    );
+    assert!(store.by_tag.is_empty().unwrap(), "no entry left behind");
+    assert!(store.by_service.is_empty().unwrap());
+    assert!(store.age.is_empty().unwrap());
 }

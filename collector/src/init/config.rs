@@ -83,12 +83,6 @@ pub struct Config {
     #[arg(long, env = "MESHTRACE_STORE_CACHE_BYTES", default_value = "64MiB", value_parser = parse_byte_size)]
     pub store_cache_bytes: u64,
 
-    /// Comma-separated tag keys the store does not index (searches on them filter candidates instead);
-    /// empty: index every tag. Default: request ids, peer addresses and ports, sizes, user agents, full
-    /// URLs. Fixed when the store is created; an existing store keeps its list.
-    #[arg(long, env = "MESHTRACE_STORE_UNINDEXED_TAGS")]
-    pub store_unindexed_tags: Option<String>,
-
     /// File holding the bearer token senders must present (none: no token required).
     #[arg(long, env = "MESHTRACE_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,

@@ -142,15 +142,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     let query_auth = BearerAuth::from_file(config.query_token_file.as_deref())?;
     let data_dir = config.data_dir.clone();
     let cache = usize::try_from(config.store_cache_bytes).unwrap_or(usize::MAX);
-    let mut store_options = StoreOptions::new(cache);
-    if let Some(list) = &config.store_unindexed_tags {
-        store_options.unindexed_tags = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-    }
+    let store_options = StoreOptions::new(cache);
     let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, &store_options))
         .await
         .map_err(|e| InitError::Task(e.to_string()))??;

@@ -2,14 +2,15 @@
 //! bytes) so that no separator byte has to be reserved; integers are big-endian.
 //!
 //! The unit of storage is a *trace part*: the spans of one trace that arrived in one commit. It is stored
-//! once, under `trace(16) hash(8)`, and indexed once per distinct (service), (service, operation) and
-//! (service, tag key, tag value) among its spans. Every index key ends with `start(8) trace(16) hash(8)`.
+//! once, under `trace(16) hash(8)`, and has one search entry per service among its spans, keyed
+//! `lp(service) start(8) trace(16) hash(8)`, whose value lists hashes of its operations and tags.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use crate::model::{SpanRecord, TraceId};
 
-/// Longest string put into a key; longer tag values are not indexed (searches on them filter candidates).
+/// Longest service name put into a key (longer names share the entries of their first 256 bytes; a
+/// search checks the spans).
 pub const MAX_KEY_STRING: usize = 256;
 /// `trace(16) hash(8)`: the key of a trace part, and the tail of every index key.
 pub const PART_REF_LEN: usize = 24;
@@ -62,123 +63,129 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Which index an entry belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Index {
-    Service,
-    Operation,
-    Tag,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexEntry {
-    pub index: Index,
-    pub key: Vec<u8>,
-    pub value: u64,
-}
-
-/// The shortest and longest duration of the spans behind an index entry, packed in its value so that a
-/// duration search can skip entries without reading the trace. Each half is µs saturated at `u32::MAX`.
-pub fn pack_durations(min_us: u64, max_us: u64) -> u64 {
-    let sat = |d: u64| u64::from(u32::try_from(d).unwrap_or(u32::MAX));
-    (sat(min_us) << 32) | sat(max_us)
-}
-
-/// `(min, max)` durations in µs; a saturated maximum reads as unbounded.
-pub fn unpack_durations(v: u64) -> (u64, u64) {
-    let min = v >> 32;
-    let max = v & u64::from(u32::MAX);
-    let max = if max == u64::from(u32::MAX) {
-        u64::MAX
-    } else {
-        max
-    };
-    (min, max)
-}
-
 pub fn service_prefix(service: &str) -> Vec<u8> {
     let mut k = Vec::new();
     lp(&mut k, service);
     k
 }
 
-pub fn operation_prefix(service: &str, operation: &str) -> Vec<u8> {
-    let mut k = service_prefix(service);
-    lp(&mut k, operation);
-    k
+/// One search entry of a trace part: per service among its spans, keyed by service and the earliest
+/// start of that service's spans in the part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchEntry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
 }
 
-pub fn tag_prefix(service: &str, key: &str, value: &str) -> Vec<u8> {
-    let mut k = service_prefix(service);
-    lp(&mut k, key);
-    lp(&mut k, value);
-    k
+/// The 32-bit hash a search condition and a span's attribute are compared by.
+fn condition_hash(kind: u8, key: &str, value: &str) -> u32 {
+    let mut bytes = Vec::with_capacity(2 + key.len() + value.len());
+    bytes.push(kind);
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(value.as_bytes());
+    let h = fnv64(&bytes);
+    (h ^ (h >> 32)) as u32
 }
 
-/// Whether a tag gets index entries: not listed as unindexed, and short enough to go into a key.
-pub fn tag_indexed(unindexed: &HashSet<String>, key: &str, value: &str) -> bool {
-    key.len() <= MAX_KEY_STRING && value.len() <= MAX_KEY_STRING && !unindexed.contains(key)
+pub fn operation_hash(operation: &str) -> u32 {
+    condition_hash(b'o', "", operation)
 }
 
-#[derive(Clone, Copy)]
-struct Stats {
+pub fn tag_hash(key: &str, value: &str) -> u32 {
+    condition_hash(b't', key, value)
+}
+
+/// A search entry's value: the shortest and longest span duration (µs), then the sorted hashes of every
+/// operation and tag of the service's spans in the part. A search skips an entry whose durations or
+/// hashes rule it out without reading the trace; a hash match is checked against the spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchValue<'a> {
+    pub min_dur: u64,
+    pub max_dur: u64,
+    hashes: &'a [u8],
+}
+
+impl<'a> SearchValue<'a> {
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let hashes = bytes.get(16..)?;
+        if hashes.len() % 4 != 0 {
+            return None;
+        }
+        Some(Self {
+            min_dur: u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
+            max_dur: u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?),
+            hashes,
+        })
+    }
+
+    /// Whether `hash` may be among the part's operations and tags (binary search on sorted hashes).
+    pub fn may_contain(&self, hash: u32) -> bool {
+        let at = |i: usize| {
+            self.hashes
+                .get(i * 4..i * 4 + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0)
+        };
+        let (mut lo, mut hi) = (0usize, self.hashes.len() / 4);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match at(mid).cmp(&hash) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+}
+
+struct Acc {
     start: u64,
     min_dur: u64,
     max_dur: u64,
+    hashes: Vec<u32>,
 }
 
-impl Stats {
-    fn add(&mut self, start: u64, dur: u64) {
-        self.start = self.start.min(start);
-        self.min_dur = self.min_dur.min(dur);
-        self.max_dur = self.max_dur.max(dur);
-    }
-}
-
-/// Every index entry a trace part contributes: one per distinct service, (service, operation) and indexed
-/// (service, key, value), keyed by the earliest start among the spans behind it. Deterministic in the
-/// part's spans, so deleting a part recomputes exactly what writing it added.
-pub fn part_index_entries<'a>(
+/// The search entries of a trace part: one per distinct service among its spans. Deterministic in the
+/// part's spans, so deleting a part recomputes exactly the keys writing it added.
+pub fn part_search_entries<'a>(
     records: impl IntoIterator<Item = &'a SpanRecord>,
     part: &PartRef,
-    unindexed: &HashSet<String>,
-) -> Vec<IndexEntry> {
-    let mut acc: BTreeMap<(Index, Vec<u8>), Stats> = BTreeMap::new();
-    let mut add = |index: Index, prefix: Vec<u8>, start: u64, dur: u64| {
-        acc.entry((index, prefix))
-            .and_modify(|s| s.add(start, dur))
-            .or_insert(Stats {
-                start,
-                min_dur: dur,
-                max_dur: dur,
-            });
-    };
+) -> Vec<SearchEntry> {
+    let mut acc: BTreeMap<&'a str, Acc> = BTreeMap::new();
     for rec in records {
-        let service = rec.service_name();
         let start = rec.start_us();
         let dur = rec.duration_us();
-        add(Index::Service, service_prefix(service), start, dur);
-        add(
-            Index::Operation,
-            operation_prefix(service, &rec.span.name),
+        let a = acc.entry(rec.service_name()).or_insert(Acc {
             start,
-            dur,
-        );
+            min_dur: dur,
+            max_dur: dur,
+            hashes: Vec::new(),
+        });
+        a.start = a.start.min(start);
+        a.min_dur = a.min_dur.min(dur);
+        a.max_dur = a.max_dur.max(dur);
+        a.hashes.push(operation_hash(&rec.span.name));
         for (k, v) in rec.searchable_tags() {
-            if tag_indexed(unindexed, &k, &v) {
-                add(Index::Tag, tag_prefix(service, &k, &v), start, dur);
-            }
+            a.hashes.push(tag_hash(&k, &v));
         }
     }
     acc.into_iter()
-        .map(|((index, mut key), s)| {
-            key.extend_from_slice(&s.start.to_be_bytes());
+        .map(|(service, mut a)| {
+            let mut key = service_prefix(service);
+            key.extend_from_slice(&a.start.to_be_bytes());
             key.extend_from_slice(part);
-            IndexEntry {
-                index,
-                key,
-                value: pack_durations(s.min_dur, s.max_dur),
+            a.hashes.sort_unstable();
+            a.hashes.dedup();
+            let mut value = Vec::with_capacity(16 + a.hashes.len() * 4);
+            value.extend_from_slice(&a.min_dur.to_be_bytes());
+            value.extend_from_slice(&a.max_dur.to_be_bytes());
+            for h in a.hashes {
+                value.extend_from_slice(&h.to_be_bytes());
             }
+            SearchEntry { key, value }
         })
         .collect()
 }
@@ -266,7 +273,11 @@ mod tests {
     #[test]
     fn length_prefix_keeps_prefixes_apart() {
         // Without a length prefix "ab"+"c" and "a"+"bc" would collide.
-        assert_ne!(operation_prefix("ab", "c"), operation_prefix("a", "bc"));
+        let mut a = service_prefix("ab");
+        lp(&mut a, "c");
+        let mut b = service_prefix("a");
+        lp(&mut b, "bc");
+        assert_ne!(a, b);
     }
 
     #[test]
@@ -292,15 +303,35 @@ mod tests {
     }
 
     #[test]
-    fn durations_pack_without_losing_bounds() {
-        assert_eq!(unpack_durations(pack_durations(3, 9)), (3, 9));
-        let (min, max) = unpack_durations(pack_durations(u64::MAX, u64::MAX));
-        assert_eq!(
-            min,
-            u64::from(u32::MAX),
-            "a saturated minimum stays a lower bound"
+    fn search_values_answer_membership() {
+        use crate::model::string_attribute;
+        let mut rec = SpanRecord::new(
+            Default::default(),
+            Default::default(),
+            opentelemetry_proto::tonic::trace::v1::Span {
+                trace_id: vec![1; 16],
+                span_id: vec![1; 8],
+                name: "GET /x".into(),
+                start_time_unix_nano: 5_000,
+                end_time_unix_nano: 9_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        rec.span.attributes = vec![string_attribute("k", "v")];
+        let entries = part_search_entries([&rec], &part_ref(&[1; 16], 7));
+        assert_eq!(entries.len(), 1);
+        let v = SearchValue::decode(&entries[0].value).unwrap();
+        assert_eq!((v.min_dur, v.max_dur), (4, 4));
+        assert!(v.may_contain(operation_hash("GET /x")));
+        assert!(v.may_contain(tag_hash("k", "v")));
+        assert!(!v.may_contain(tag_hash("k", "w")));
+        assert!(!v.may_contain(operation_hash("GET /y")));
+        assert_eq!(u64_before_ref(&entries[0].key), Some(5));
+        assert!(
+            SearchValue::decode(&[0; 17]).is_none(),
+            "truncated hash list"
         );
-        assert_eq!(max, u64::MAX, "a saturated maximum reads as unbounded");
     }
 
     #[test]

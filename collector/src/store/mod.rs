@@ -22,56 +22,16 @@ pub use keys::TraceSummary;
 pub use read::{Dependency, TraceQuery};
 pub use retention::{RetentionPolicy, RetentionReport};
 
-/// Tag keys that get no index entries by default: per-request ids, peer addresses and ports, sizes and
-/// user agents. Almost every value is distinct, so indexing them costs an entry per trace and saves
-/// nothing; a search on one of them filters the candidates of the service (or operation) index instead.
-pub const DEFAULT_UNINDEXED_TAGS: &[&str] = &[
-    "guid:x-request-id",
-    "x-request-id",
-    "http.request_id",
-    "client.address",
-    "client.port",
-    "source.address",
-    "source.port",
-    "network.peer.address",
-    "network.peer.port",
-    "network.local.address",
-    "network.local.port",
-    "net.peer.ip",
-    "net.peer.port",
-    "net.sock.peer.addr",
-    "net.sock.peer.port",
-    "peer.address",
-    "http.client_ip",
-    "user_agent.original",
-    "http.user_agent",
-    "http.request.body.size",
-    "http.response.body.size",
-    "http.request_content_length",
-    "http.response_content_length",
-    "url.full",
-    "url.query",
-    "http.url",
-];
-
 /// Settings of a new store (an existing store keeps the ones it was created with).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// The LSM's block cache.
     pub cache_bytes: usize,
-    /// Tag keys that get no index entries.
-    pub unindexed_tags: Vec<String>,
 }
 
 impl StoreOptions {
     pub fn new(cache_bytes: usize) -> Self {
-        Self {
-            cache_bytes,
-            unindexed_tags: DEFAULT_UNINDEXED_TAGS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        }
+        Self { cache_bytes }
     }
 }
 
@@ -81,14 +41,11 @@ pub struct Store {
     keyspace: Keyspace,
     parts: PartitionHandle,
     age: PartitionHandle,
-    by_service: PartitionHandle,
-    by_operation: PartitionHandle,
-    by_tag: PartitionHandle,
+    search: PartitionHandle,
     services: PartitionHandle,
     operations: PartitionHandle,
     meta: PartitionHandle,
     path: PathBuf,
-    unindexed: HashSet<String>,
     /// Serializes writers (ingest and retention) and holds the stored-bytes total they update.
     writer: Mutex<WriterState>,
 }
@@ -148,20 +105,6 @@ impl Store {
                 )))
             }
         }
-        let wanted = options.unindexed_tags.join(",");
-        let list = match meta.get(schema::META_UNINDEXED)? {
-            Some(stored) => {
-                let stored = String::from_utf8_lossy(&stored).into_owned();
-                if stored != wanted {
-                    tracing::warn!(
-                        stored = %stored,
-                        "the store keeps the unindexed tag list it was created with; the configured one is ignored"
-                    );
-                }
-                stored
-            }
-            None => wanted,
-        };
         let stored_bytes = meta
             .get(schema::META_STORED_BYTES)?
             .and_then(|v| schema::u64_value(&v))
@@ -172,24 +115,16 @@ impl Store {
             schema::META_FORMAT,
             schema::FORMAT_VERSION.to_be_bytes().to_vec(),
         );
-        batch.insert(&meta, schema::META_UNINDEXED, list.as_bytes().to_vec());
         batch.commit()?;
         let store = Self {
             parts: open(schema::PARTS)?,
             age: open(schema::TRACE_AGE)?,
-            by_service: open(schema::BY_SERVICE)?,
-            by_operation: open(schema::BY_OPERATION)?,
-            by_tag: open(schema::BY_TAG)?,
+            search: open(schema::SEARCH)?,
             services: open(schema::SERVICES)?,
             operations: open(schema::OPERATIONS)?,
             meta,
             keyspace,
             path,
-            unindexed: list
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
             writer: Mutex::new(WriterState {
                 stored_bytes,
                 known: HashSet::new(),

@@ -5,17 +5,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use fjall::Snapshot;
 
 use super::keys::{self, TraceSummary};
-use super::schema::*;
 use super::{part, Store, StoreError};
 use crate::model::{kind_name, SpanRecord, TraceId};
 
-/// Upper bound on index entries one search looks at, so a broad query cannot run unbounded.
+/// Upper bound on search entries one search looks at, so a broad query cannot run unbounded.
 const MAX_SCANNED: usize = 500_000;
 /// Upper bound on traces one search reads to check conditions the chosen index does not answer.
 const MAX_VERIFIED: usize = 20_000;
 /// Upper bound on traces the dependency graph reads.
 const MAX_DEPENDENCY_TRACES: usize = 20_000;
-/// An index entry carries the earliest start of the spans behind it; a part whose spans start up to this
+/// A search entry carries the earliest start of the spans behind it; a part whose spans start up to this
 /// long before the searched window may still hold a span inside it, so the scan reaches that far back
 /// (and checks such candidates against their spans).
 const PART_SPREAD_US: u64 = 3_600_000_000;
@@ -108,38 +107,21 @@ impl Store {
 
     /// Trace ids matching `q`, newest first, at most `q.limit`.
     ///
-    /// One index gives the candidates: the first indexed tag, else the operation, else the service. An
-    /// entry whose start lies in the window answers the query by itself when that index covers every
-    /// condition; otherwise (more tags, an unindexed tag, durations, an entry from before the window) the
-    /// candidate's spans are checked, once per trace.
+    /// Scans the service's search entries newest first within the window. An entry whose durations or
+    /// operation and tag hashes rule the query out is skipped without reading anything else; the others
+    /// are checked against the trace's spans, once per trace (a service-only search whose entry starts
+    /// inside the window needs no check).
     pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
         let at = self.keyspace.instant();
         let parts = self.parts.snapshot_at(at);
-        let indexed_tag = q
-            .tags
-            .iter()
-            .position(|(k, v)| keys::tag_indexed(&self.unindexed, k, v));
-        let (table, prefix, covered) = if let Some((k, v)) = indexed_tag.and_then(|i| q.tags.get(i))
-        {
-            (
-                self.by_tag.snapshot_at(at),
-                keys::tag_prefix(&q.service, k, v),
-                q.tags.len() == 1 && q.operation.is_none(),
-            )
-        } else if let Some(op) = &q.operation {
-            (
-                self.by_operation.snapshot_at(at),
-                keys::operation_prefix(&q.service, op),
-                q.tags.is_empty(),
-            )
-        } else {
-            (
-                self.by_service.snapshot_at(at),
-                keys::service_prefix(&q.service),
-                q.tags.is_empty(),
-            )
-        };
-        let covered = covered && q.min_duration_us.is_none() && q.max_duration_us.is_none();
+        let search = self.search.snapshot_at(at);
+        let prefix = keys::service_prefix(&q.service);
+        let mut wanted: Vec<u32> = q.tags.iter().map(|(k, v)| keys::tag_hash(k, v)).collect();
+        wanted.extend(q.operation.as_deref().map(keys::operation_hash));
+        let covered = wanted.is_empty()
+            && q.min_duration_us.is_none()
+            && q.max_duration_us.is_none()
+            && q.service.len() <= keys::MAX_KEY_STRING;
         let lo = q.start_us.saturating_sub(PART_SPREAD_US);
         let lower = [prefix.as_slice(), &lo.to_be_bytes()].concat();
         let upper = [
@@ -152,7 +134,7 @@ impl Store {
         let mut found = Vec::new();
         let mut decided = HashSet::new();
         let mut verified = 0usize;
-        for item in table
+        for item in search
             .range(lower.as_slice()..=upper.as_slice())
             .rev()
             .take(MAX_SCANNED)
@@ -160,16 +142,19 @@ impl Store {
             if found.len() >= q.limit || verified >= MAX_VERIFIED {
                 break;
             }
-            let (key, v) = item?;
+            let (key, value) = item?;
             let Some(trace) = keys::part_ref_suffix(&key).and_then(keys::trace_of) else {
                 continue;
             };
             if decided.contains(&trace) {
                 continue;
             }
-            let (min_dur, max_dur) = keys::unpack_durations(u64_value(&v).unwrap_or(u64::MAX));
-            if q.min_duration_us.is_some_and(|m| max_dur < m)
-                || q.max_duration_us.is_some_and(|m| min_dur > m)
+            let Some(v) = keys::SearchValue::decode(&value) else {
+                continue;
+            };
+            if q.min_duration_us.is_some_and(|m| v.max_dur < m)
+                || q.max_duration_us.is_some_and(|m| v.min_dur > m)
+                || !wanted.iter().all(|h| v.may_contain(*h))
             {
                 continue;
             }

@@ -10,12 +10,9 @@ pub const FORMAT_VERSION: u64 = 3;
 pub const PARTS: &str = "parts";
 /// `first start µs(8) trace(16)` -> (): parts oldest first, for retention and dependencies.
 pub const TRACE_AGE: &str = "trace_age";
-/// `lp(service) start µs(8) part(24)` -> packed (min, max) duration µs, u64 big-endian.
-pub const BY_SERVICE: &str = "idx_service";
-/// `lp(service) lp(operation) start µs(8) part(24)` -> packed (min, max) duration µs.
-pub const BY_OPERATION: &str = "idx_operation";
-/// `lp(service) lp(tag key) lp(tag value) start µs(8) part(24)` -> packed (min, max) duration µs.
-pub const BY_TAG: &str = "idx_tag";
+/// `lp(service) start µs(8) part(24)` -> min duration µs(8), max duration µs(8), sorted u32 hashes of
+/// the operations and tags of that service's spans in the part (`keys::SearchValue`).
+pub const SEARCH: &str = "search";
 /// service -> ().
 pub const SERVICES: &str = "services";
 /// `lp(service) kind(1) operation` -> ().
@@ -26,8 +23,6 @@ pub const META: &str = "meta";
 pub const META_STORED_BYTES: &str = "stored_bytes";
 /// u64 big-endian.
 pub const META_FORMAT: &str = "format_version";
-/// Comma-separated tag keys that get no index entries, fixed when the store is created.
-pub const META_UNINDEXED: &str = "unindexed_tags";
 
 /// A big-endian u64 value.
 pub fn u64_value(bytes: &[u8]) -> Option<u64> {

@@ -2,14 +2,14 @@
 //! (`PersistMode::SyncAll`) before `write_spans` returns, so when it returns `Ok` every span in it
 //! survives a crash. The batch is atomic: after a crash it is either wholly there or not at all.
 //!
-//! The spans of a call are grouped by trace; each group is one trace part (see `keys`): one value and a
-//! handful of deduplicated index entries, instead of one value and ~20 index entries per span.
+//! The spans of a call are grouped by trace; each group is one trace part (see `keys`): one value, one
+//! age entry and one search entry per service, instead of one value and ~20 index entries per span.
 
 use std::collections::{HashMap, HashSet};
 
 use fjall::{Batch, PersistMode};
 
-use super::keys::{self, Index, TraceSummary};
+use super::keys::{self, TraceSummary};
 use super::schema::*;
 use super::{part, Store, StoreError};
 use crate::model::{SpanRecord, TraceId};
@@ -79,14 +79,6 @@ impl Store {
         Ok(freed)
     }
 
-    fn index(&self, index: Index) -> &fjall::PartitionHandle {
-        match index {
-            Index::Service => &self.by_service,
-            Index::Operation => &self.by_operation,
-            Index::Tag => &self.by_tag,
-        }
-    }
-
     /// Adds one trace part to `batch`; returns the bytes it adds (0 when it is already stored).
     fn put_part(
         &self,
@@ -102,7 +94,7 @@ impl Store {
         if self.parts.contains_key(part_ref)? {
             return Ok(0);
         }
-        let entries = keys::part_index_entries(group.iter().copied(), &part_ref, &self.unindexed);
+        let entries = keys::part_search_entries(group.iter().copied(), &part_ref);
         let mut summary = TraceSummary {
             start_us: first.start_us(),
             end_us: first.span.end_time_unix_nano / 1_000,
@@ -123,7 +115,7 @@ impl Store {
         batch.insert(&self.parts, part_ref, part::encode_value(&summary, &spans));
         batch.insert(&self.age, keys::age_key(summary.start_us, trace), []);
         for e in entries {
-            batch.insert(self.index(e.index), e.key, e.value.to_be_bytes());
+            batch.insert(&self.search, e.key, e.value);
         }
         Ok(summary.bytes)
     }
@@ -142,8 +134,8 @@ impl Store {
                 freed += summary.bytes;
             }
             let records = part::decode_value(&value).unwrap_or_default();
-            for e in keys::part_index_entries(records.iter(), &part_ref, &self.unindexed) {
-                batch.remove(self.index(e.index), e.key);
+            for e in keys::part_search_entries(records.iter(), &part_ref) {
+                batch.remove(&self.search, e.key);
             }
         }
         Ok(freed)

@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::IngestError;
 use crate::model::SpanRecord;
+use crate::store::{Prepared, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
@@ -19,6 +20,10 @@ pub struct QueueLimits {
 /// One submission: its spans, its share of the span budget, and where to say whether it is durable.
 pub(super) struct Submission {
     pub records: Vec<SpanRecord>,
+    /// The records encoded for the store (when there is one), by the submitting task.
+    pub prepared: Option<Prepared>,
+    /// How many spans were submitted (`records` is left empty when only the store needs them).
+    pub spans: usize,
     pub _permit: OwnedSemaphorePermit,
     pub done: oneshot::Sender<Result<(), IngestError>>,
 }
@@ -28,10 +33,18 @@ pub struct Ingest {
     tx: mpsc::Sender<Submission>,
     budget: Arc<Semaphore>,
     max_spans: usize,
+    /// Whether submissions are encoded for the store before they are queued.
+    prepare: bool,
+    /// Whether the writer needs the records themselves (the export queue does).
+    keep_records: bool,
 }
 
 impl Ingest {
-    pub(super) fn new(limits: QueueLimits) -> (Self, mpsc::Receiver<Submission>) {
+    pub(super) fn new(
+        limits: QueueLimits,
+        prepare: bool,
+        keep_records: bool,
+    ) -> (Self, mpsc::Receiver<Submission>) {
         let (tx, rx) = mpsc::channel(limits.max_batches.max(1));
         let max_spans = limits.max_spans.max(1);
         (
@@ -39,6 +52,8 @@ impl Ingest {
                 tx,
                 budget: Arc::new(Semaphore::new(max_spans)),
                 max_spans,
+                prepare,
+                keep_records,
             },
             rx,
         )
@@ -67,10 +82,22 @@ impl Ingest {
                 tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
                 tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
             })?;
+        // Encoding for the store happens here, on the receivers' threads, so that the one writer thread
+        // only inserts and commits.
+        let prepared = self.prepare.then(|| Store::prepare(&records));
+        let spans = records.len();
+        // Dropped here rather than on the writer thread when only the store needed them.
+        let records = if self.keep_records || !self.prepare {
+            records
+        } else {
+            Vec::new()
+        };
         let (done, wait) = oneshot::channel();
         self.tx
             .try_send(Submission {
                 records,
+                prepared,
+                spans,
                 _permit: permit,
                 done,
             })
@@ -120,10 +147,14 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_when_the_span_budget_is_used_up() {
-        let (ingest, mut rx) = Ingest::new(QueueLimits {
-            max_spans: 3,
-            max_batches: 10,
-        });
+        let (ingest, mut rx) = Ingest::new(
+            QueueLimits {
+                max_spans: 3,
+                max_batches: 10,
+            },
+            false,
+            true,
+        );
         let first = tokio::spawn({
             let ingest = ingest.clone();
             async move { ingest.submit(records(3)).await }
@@ -152,10 +183,14 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_when_the_request_queue_is_full_and_reports_shutdown() {
-        let (ingest, rx) = Ingest::new(QueueLimits {
-            max_spans: 100,
-            max_batches: 1,
-        });
+        let (ingest, rx) = Ingest::new(
+            QueueLimits {
+                max_spans: 100,
+                max_batches: 1,
+            },
+            true,
+            false,
+        );
         let waiting = tokio::spawn({
             let ingest = ingest.clone();
             async move { ingest.submit(records(1)).await }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use super::queue::{Ingest, QueueLimits, Submission};
 use super::IngestError;
 use crate::exporters::ExportQueue;
-use crate::store::Store;
+use crate::store::{Prepared, Store};
 use crate::telemetry::Metrics;
 
 /// Spans per transaction, at most (a single larger submission still goes in one transaction).
@@ -35,10 +35,14 @@ impl Sinks {
         })
     }
 
-    fn write(&self, records: &[crate::model::SpanRecord]) -> Result<(), IngestError> {
+    fn write(
+        &self,
+        records: &[crate::model::SpanRecord],
+        prepared: &[Prepared],
+    ) -> Result<(), IngestError> {
         if let Some(store) = &self.store {
             store
-                .write_spans(records)
+                .write_prepared(prepared)
                 .map_err(|e| IngestError::Store(e.to_string()))?;
         }
         if let Some(queue) = &self.export {
@@ -57,7 +61,7 @@ pub fn spawn_writer(
     limits: QueueLimits,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Ingest, JoinHandle<()>)> {
-    let (ingest, rx) = Ingest::new(limits);
+    let (ingest, rx) = Ingest::new(limits, sinks.store.is_some(), sinks.export.is_some());
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(sinks, rx, metrics))?;
@@ -67,24 +71,37 @@ pub fn spawn_writer(
 fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
-        let mut spans = group.iter().map(|s| s.records.len()).sum::<usize>();
+        let mut spans = group.iter().map(|s| s.spans).sum::<usize>();
         while spans < MAX_SPANS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(next) => {
-                    spans += next.records.len();
+                    spans += next.spans;
                     group.push(next);
                 }
                 Err(_) => break,
             }
         }
-        let records: Vec<_> = group
-            .iter_mut()
-            .flat_map(|s| std::mem::take(&mut s.records))
-            .collect();
+        let mut prepared = Vec::with_capacity(group.len());
+        for s in group.iter_mut() {
+            match s.prepared.take() {
+                Some(p) => prepared.push(p),
+                None if sinks.store.is_some() => prepared.push(Store::prepare(&s.records)),
+                None => {}
+            }
+        }
+        // Only the export queue needs the records themselves.
+        let records: Vec<_> = if sinks.export.is_some() {
+            group
+                .iter_mut()
+                .flat_map(|s| std::mem::take(&mut s.records))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let result = if sinks.export_full() {
             Err(IngestError::Overloaded)
         } else {
-            sinks.write(&records)
+            sinks.write(&records, &prepared)
         };
         if let Err(e) = &result {
             tracing::error!(error = %e, spans, "store write failed; spans refused");

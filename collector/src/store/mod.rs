@@ -21,6 +21,7 @@ pub use errors::StoreError;
 pub use keys::TraceSummary;
 pub use read::{Dependency, TraceQuery};
 pub use retention::{RetentionPolicy, RetentionReport};
+pub use write::Prepared;
 
 /// Settings of a new store (an existing store keeps the ones it was created with).
 #[derive(Debug, Clone)]

@@ -120,6 +120,42 @@ impl SpanRecord {
         tags
     }
 
+    /// Calls `f` with every searchable tag (the same ones, in the same order, as `searchable_tags`)
+    /// without allocating for string attributes.
+    pub fn for_each_tag(&self, mut f: impl FnMut(&str, &str)) {
+        for kv in self
+            .span
+            .attributes
+            .iter()
+            .chain(self.resource.attributes.iter())
+        {
+            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => f(&kv.key, s),
+                Some(_) => {
+                    if let Some(v) = attribute_string(kv) {
+                        f(&kv.key, &v);
+                    }
+                }
+                None => {}
+            }
+        }
+        let kind = self.kind_name();
+        if !kind.is_empty() {
+            f("span.kind", kind);
+        }
+        if self.is_error() {
+            f("error", "true");
+            f("otel.status_code", "ERROR");
+        } else if self
+            .span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == status::StatusCode::Ok as i32)
+        {
+            f("otel.status_code", "OK");
+        }
+    }
+
     /// A stable 4-byte discriminator that keeps apart spans sharing a span id (Zipkin's shared
     /// client/server spans; Envoy's Zipkin tracer sends several spans with one id) while a retried
     /// duplicate maps onto the same key.
@@ -239,6 +275,35 @@ mod tests {
             Ok(None),
             "all-zero parent means root"
         );
+    }
+
+    #[test]
+    fn for_each_tag_sees_the_searchable_tags() {
+        let resource = Resource {
+            attributes: vec![string_attribute("service.name", "cart")],
+            ..Default::default()
+        };
+        let mut s = span(vec![7; 16], vec![3; 8], vec![]);
+        s.kind = 2;
+        s.attributes = vec![
+            string_attribute("a", "x"),
+            KeyValue {
+                key: "n".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(7)),
+                }),
+                ..Default::default()
+            },
+        ];
+        s.status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+            code: status::StatusCode::Error as i32,
+            ..Default::default()
+        });
+        let rec = SpanRecord::new(resource, InstrumentationScope::default(), s).unwrap();
+        let mut seen = Vec::new();
+        rec.for_each_tag(|k, v| seen.push((k.to_string(), v.to_string())));
+        assert_eq!(seen, rec.searchable_tags());
+        assert_eq!(seen.len(), 6, "{seen:?}");
     }
 
     #[test]

@@ -55,7 +55,12 @@ pub fn u64_before_ref(key: &[u8]) -> Option<u64> {
 
 /// 64-bit FNV-1a: a stable content hash (the same bytes give the same part key in every build).
 pub fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv64_more(FNV_OFFSET, bytes)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv64_more(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -77,14 +82,12 @@ pub struct SearchEntry {
     pub value: Vec<u8>,
 }
 
-/// The 32-bit hash a search condition and a span's attribute are compared by.
+/// The 32-bit hash a search condition and a span's attribute are compared by: FNV-1a 64 over
+/// `kind key 0 value`, folded.
 fn condition_hash(kind: u8, key: &str, value: &str) -> u32 {
-    let mut bytes = Vec::with_capacity(2 + key.len() + value.len());
-    bytes.push(kind);
-    bytes.extend_from_slice(key.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(value.as_bytes());
-    let h = fnv64(&bytes);
+    let h = [&[kind][..], key.as_bytes(), &[0], value.as_bytes()]
+        .iter()
+        .fold(FNV_OFFSET, |h, bytes| fnv64_more(h, bytes));
     (h ^ (h >> 32)) as u32
 }
 
@@ -168,9 +171,7 @@ pub fn part_search_entries<'a>(
         a.min_dur = a.min_dur.min(dur);
         a.max_dur = a.max_dur.max(dur);
         a.hashes.push(operation_hash(&rec.span.name));
-        for (k, v) in rec.searchable_tags() {
-            a.hashes.push(tag_hash(&k, &v));
-        }
+        rec.for_each_tag(|k, v| a.hashes.push(tag_hash(k, v)));
     }
     acc.into_iter()
         .map(|(service, mut a)| {

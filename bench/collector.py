@@ -131,8 +131,13 @@ def rotel(tmp):
     return p, http
 
 
+_SALTS = iter(range(random.randrange(1, 2**14), 2**15))
+
+
 def wrk_ingest(port, batches_dir, n_batches, seconds, connections=8, salt=None):
-    salt = salt if salt is not None else random.randrange(1, 2**15)
+    # Distinct per run (a random salt per run repeated one in ~100-run fills, and the repeated run's
+    # traces were duplicates the store rightly ignored while the fill counted them).
+    salt = salt if salt is not None else next(_SALTS)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                           "-s", str(ROOT / "bench" / "otlp_post.lua"), f"http://{LOOPBACK}:{port}/",
                           "--", str(batches_dir), str(n_batches), str(salt)],
@@ -254,6 +259,9 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             q = query_latencies(query_port)
             q["stored_spans"] = stored
             q["store_bytes"] = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+            # The journal holds recent batches until the LSM flushes them (bounded, 512 MiB at most).
+            q["journal_bytes"] = sum(f.stat().st_size for f in data.rglob("journals/*") if f.is_file())
+            q["bytes_per_span"] = q["store_bytes"] / max(stored, 1)
             results["query"].append(q)
         coll.stop()
     finally:
@@ -263,4 +271,5 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
 
 if __name__ == "__main__":
     sizes = tuple(int(s) for s in os.environ.get("BENCH_SIZES", "1000000").split(","))
-    print(json.dumps(run(seconds=int(os.environ.get("BENCH_SECONDS", "5")), rounds=2, sizes=sizes), indent=1))
+    print(json.dumps(run(seconds=int(os.environ.get("BENCH_SECONDS", "5")),
+                         rounds=int(os.environ.get("BENCH_ROUNDS", "3")), sizes=sizes), indent=1))

@@ -1,5 +1,5 @@
 //! The path from a receiver to the store: a bounded queue (`queue`) and one writer thread (`writer`) that
-//! commits what is queued in group transactions and only then acknowledges each submission.
+//! commits what is queued in group batches (one fsync each) and only then acknowledges each submission.
 
 mod errors;
 mod queue;

@@ -1,5 +1,5 @@
 //! The writer thread: takes every waiting submission (up to a batch size), writes them in one durable
-//! transaction, then answers each. Group commit keeps fsyncs per span low under load.
+//! batch, then answers each. Group commit keeps fsyncs per span low under load.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,7 +12,7 @@ use crate::exporters::ExportQueue;
 use crate::store::{Prepared, Store};
 use crate::telemetry::Metrics;
 
-/// Spans per transaction, at most (a single larger submission still goes in one transaction).
+/// Spans per batch, at most (a single larger submission still goes in one batch).
 const MAX_SPANS_PER_COMMIT: usize = 20_000;
 
 /// Where the writer makes spans durable: the store (unless the collector is a pure gateway) and the

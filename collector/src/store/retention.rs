@@ -8,7 +8,7 @@ use super::read::summarize;
 use super::{Store, StoreError};
 use crate::model::TraceId;
 
-/// Traces deleted per transaction, so that one retention pass never holds the writer for long.
+/// Traces deleted per batch, so that one retention pass never holds the writer for long.
 const CHUNK: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE))
 
 import collector as collector_bench  # noqa: E402
 import module as module_bench  # noqa: E402
+import filter_profile as profile_bench  # noqa: E402
 import sidecar as sidecar_bench  # noqa: E402
 
 
@@ -122,6 +123,8 @@ def main():
                                            seconds=int(os.environ.get("BENCH_SECONDS", "5")))
     print("module ...", flush=True)
     results["module"] = module_bench.run()
+    print("filter profile ...", flush=True)
+    results["profile"] = profile_bench.run()
     print("collector ...", flush=True)
     results["collector"] = collector_bench.run(seconds=int(os.environ.get("BENCH_SECONDS", "5")),
                                                rounds=3, sizes=sizes)
@@ -139,7 +142,10 @@ least rotel's receive-only rate; trace by id under 10 ms p99 at 10M spans.
 {sidecar_section(results['sidecar'])}
 {module_section(results['module'])}
 {collector_section(results['collector'])}
-{(HERE / 'PROFILE.md').read_text() if (HERE / 'PROFILE.md').exists() else ''}"""
+{(HERE / 'PROFILE.md').read_text() if (HERE / 'PROFILE.md').exists() else ''}
+This run (`python bench/filter_profile.py`, the callgrind command above): **{results['profile']['per_request']:,.0f}
+instructions per request** over {results['profile']['requests']} requests.
+"""
     (ROOT / "BENCHMARKS.md").write_text(doc)
     print("wrote BENCHMARKS.md")
 

@@ -351,7 +351,15 @@ async fn zipkin_v2_json_is_mapped_to_the_same_model() {
     let r = client()
         .post(c.zipkin_url())
         .header("content-type", "application/x-protobuf")
-        .body("x")
+        .body("\u{ff}\u{ff}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "protobuf that is not a ListOfSpans");
+    let r = client()
+        .post(c.zipkin_url())
+        .header("content-type", "application/xml")
+        .body("<spans/>")
         .send()
         .await
         .unwrap();

@@ -48,6 +48,7 @@ impl Collector {
     pub fn start_at(data_dir: &Path, extra: &[&str]) -> Collector {
         let mut child = Command::new(BIN)
             .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--sampling-addr", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log-level", "info"])
             .arg("--data-dir")
             .arg(data_dir)

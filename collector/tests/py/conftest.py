@@ -40,6 +40,7 @@ class Collector:
                 "--otlp-http-addr", "127.0.0.1:0",
                 "--otlp-grpc-addr", "127.0.0.1:0",
                 "--zipkin-addr", "127.0.0.1:0",
+                "--sampling-addr", "127.0.0.1:0",
                 "--http-addr", "127.0.0.1:0",
                 "--data-dir", str(data_dir),
                 "--log-format", "json",

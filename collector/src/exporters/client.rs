@@ -69,7 +69,8 @@ impl Client {
                     .timeout(timeout)
                     .connect_timeout(timeout);
                 let channel = if config.is_https() {
-                    let tls = client_config(&config.tls, &[b"h2"])
+                    // No ALPN here: the connector's `enable_http2` sets h2 (and refuses a preset list).
+                    let tls = client_config(&config.tls, &[])
                         .map_err(|e| format!("exporter {name}: {e}"))?;
                     let connector = hyper_rustls::HttpsConnectorBuilder::new()
                         .with_tls_config(tls)

@@ -77,15 +77,14 @@ pub fn handshake_failure(err: &(dyn Error + 'static)) -> Option<String> {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        // io::Error hides its payload from `source()`: look inside.
-        let inner = e
+        // io::Error hides its payload from `source()` (it answers the payload's source): walk into it.
+        next = match e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-        if let Some(tls) = inner {
-            return Some(tls.to_string());
-        }
-        next = e.source();
+        {
+            Some(inner) => Some(inner as &(dyn Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -106,6 +105,15 @@ mod tests {
         );
         let reason = handshake_failure(&Wrapper(io)).unwrap();
         assert!(reason.contains("UnknownIssuer"), "{reason}");
+        let nested = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        ));
+        let reason = handshake_failure(&Wrapper(nested)).unwrap();
+        assert!(
+            reason.contains("CertificateRequired"),
+            "io inside io: {reason}"
+        );
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(
             handshake_failure(&Wrapper(refused)),

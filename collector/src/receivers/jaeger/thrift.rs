@@ -573,6 +573,43 @@ mod tests {
         }
     }
 
+    /// Packets captured from the real clients (`testdata/`): Python's jaeger-client sends compact, the
+    /// Node.js client binary; each reported a server span "parent" and its child "child" with a log.
+    #[test]
+    fn decodes_packets_real_clients_sent() {
+        let cases: [(&[u8], Protocol, &str); 2] = [
+            (
+                include_bytes!("testdata/python-jaeger-client-4.8.0.compact.bin"),
+                Protocol::Compact,
+                "py-svc",
+            ),
+            (
+                include_bytes!("testdata/node-jaeger-client-3.19.0.binary.bin"),
+                Protocol::Binary,
+                "node-svc",
+            ),
+        ];
+        for (packet, protocol, service) in cases {
+            let batch = read_emit_batch(packet, protocol).unwrap();
+            assert_eq!(batch.process.as_ref().unwrap().service_name, service);
+            let find = |name: &str| {
+                batch
+                    .spans
+                    .iter()
+                    .find(|s| s.operation_name == name)
+                    .unwrap_or_else(|| panic!("{service}: no span {name}"))
+            };
+            let (parent, child) = (find("parent"), find("child"));
+            assert_eq!(child.trace_id, parent.trace_id, "{service}");
+            assert_eq!(child.parent_span_id, parent.span_id, "{service}");
+            assert_eq!(child.logs.len(), 1, "{service}");
+            assert!(
+                child.start_unix_nano > 1_600_000_000_000_000_000,
+                "{service}: µs to ns"
+            );
+        }
+    }
+
     #[test]
     fn other_agent_methods_are_refused_by_name() {
         let mut out = Vec::new();

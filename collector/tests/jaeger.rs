@@ -289,7 +289,10 @@ async fn the_agents_sampling_port_serves_strategies() {
     for path in ["/sampling?service=batch", "/?service=batch"] {
         let v = get_value(format!("{base}{path}")).await;
         assert_eq!(v["strategyType"], "RATE_LIMITING", "{path}");
-        assert_eq!(v["rateLimitingSampling"]["maxTracesPerSecond"], 5.0, "{path}");
+        assert_eq!(
+            v["rateLimitingSampling"]["maxTracesPerSecond"], 5.0,
+            "{path}"
+        );
     }
     let (_, query_port) = get_json(&c, "/api/sampling?service=batch").await;
     let agent = get_value(format!("{base}/?service=batch")).await;

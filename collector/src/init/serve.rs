@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::InitError;
-use crate::tls::{ServerTls, TlsIncoming};
+use crate::tls::{Incoming, ServerTls};
 
 /// Binds listeners, all with the same TLS configuration (or none).
 #[derive(Clone)]
@@ -59,7 +59,7 @@ pub fn serve(
         listener,
         tls,
     } = bound;
-    let incoming = TlsIncoming::new(name, listener, tls);
+    let incoming = Incoming::new(name, listener, tls);
     tasks.spawn(async move {
         axum::serve(incoming, app)
             .with_graceful_shutdown(stop.cancelled_owned())

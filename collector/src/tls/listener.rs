@@ -23,16 +23,17 @@ const MAX_HANDSHAKES: usize = 1024;
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-pub struct TlsIncoming {
+/// One listener's accepted connections, as axum's serve loop takes them.
+pub struct Incoming {
     name: &'static str,
     listener: TcpListener,
     tls: Option<ServerTls>,
     handshakes: JoinSet<Option<(Conn, SocketAddr)>>,
 }
 
-impl TlsIncoming {
+impl Incoming {
     pub fn new(name: &'static str, listener: TcpListener, tls: Option<ServerTls>) -> Self {
-        TlsIncoming {
+        Incoming {
             name,
             listener,
             tls,
@@ -41,7 +42,7 @@ impl TlsIncoming {
     }
 }
 
-impl axum::serve::Listener for TlsIncoming {
+impl axum::serve::Listener for Incoming {
     type Io = Conn;
     type Addr = SocketAddr;
 

@@ -227,9 +227,14 @@ max-backoff = "500ms"
         v["data"].as_array().is_none_or(|d| d.is_empty()),
         "gateway mode stores nothing"
     );
+    // The keyspace holds the export queue, but no store partition.
+    let partitions: Vec<String> = std::fs::read_dir(gateway_data.join("db").join("partitions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(
-        !gateway_data.join("traces").exists(),
-        "--store=false opens no store"
+        partitions.iter().any(|p| p == "export_queue") && !partitions.iter().any(|p| p == "parts"),
+        "--store=false opens no store: {partitions:?}"
     );
     // Restart the gateway mid-outage, the hard way.
     eventually("exporters tried and failed", 600, || async {

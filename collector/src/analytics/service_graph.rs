@@ -12,7 +12,7 @@
 //! call to a per-minute edge table (by the time the pair completed) that `/api/dependencies` reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::span_metrics::DURATION_BUCKETS;
-use crate::model::{SpanId, SpanRecord, TraceId};
+use crate::model::{SpanBatch, SpanId, SpanRef, TraceId};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceGraphLimits {
@@ -45,19 +45,19 @@ struct EdgeLabels {
 /// One side of a possible pair.
 #[derive(Debug, Clone)]
 struct Side {
-    service: String,
+    service: Arc<str>,
     kind: i32,
     error: bool,
     duration_s: f64,
 }
 
 impl Side {
-    fn of(r: &SpanRecord) -> Self {
+    fn of(span: &SpanRef<'_>, service: Arc<str>) -> Self {
         Side {
-            service: r.service_name().to_string(),
-            kind: r.span.kind,
-            error: r.is_error(),
-            duration_s: r.duration_us() as f64 / 1e6,
+            service,
+            kind: span.kind(),
+            error: span.is_error(),
+            duration_s: span.duration_us() as f64 / 1e6,
         }
     }
 }
@@ -149,7 +149,7 @@ impl ServiceGraph {
     }
 
     /// Feeds spans (in any order, in any batch) and counts every pair completed.
-    pub fn observe(&self, records: &[SpanRecord], now: Instant) {
+    pub fn observe(&self, batch: &SpanBatch, now: Instant) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -158,10 +158,21 @@ impl ServiceGraph {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         self.expire(&mut state, now);
-        for r in records {
-            let side = Side::of(r);
+        // Service names shared by the batch's spans (a batch has a few).
+        let mut services: Vec<Arc<str>> = Vec::new();
+        for r in batch.spans() {
+            let name = r.service_name();
+            let service = match services.iter().find(|s| &***s == name) {
+                Some(s) => s.clone(),
+                None => {
+                    let s: Arc<str> = Arc::from(name);
+                    services.push(s.clone());
+                    s
+                }
+            };
+            let side = Side::of(&r, service);
             // As a possible parent of spans already waiting.
-            let key = (r.trace_id, r.span_id);
+            let key = (r.trace_id(), r.span_id());
             let node = state.nodes.entry(key).or_default();
             let fresh = node.parent.is_none() && node.children.is_empty();
             let waiting = std::mem::take(&mut node.children);
@@ -178,7 +189,7 @@ impl ServiceGraph {
             let Some(parent_id) = r.parent_span_id() else {
                 continue;
             };
-            let pkey = (r.trace_id, parent_id);
+            let pkey = (r.trace_id(), parent_id);
             let parent = state.nodes.get(&pkey).and_then(|n| n.parent.clone());
             match parent {
                 Some(parent) => self.pair(&mut state, &parent, &side, now_ms),
@@ -201,7 +212,7 @@ impl ServiceGraph {
         }
         // A server span under a client span is the classic pair; any other cross-service parent/child is
         // an edge too (an uninstrumented client, a message consumer).
-        let mut edge = (parent.service.clone(), child.service.clone());
+        let mut edge = (parent.service.to_string(), child.service.to_string());
         if !state.edges.contains(&edge) {
             if state.edges.len() >= self.limits.max_edges {
                 edge = (OVERFLOW.into(), OVERFLOW.into());
@@ -300,7 +311,7 @@ impl ServiceGraph {
 )]
 mod tests {
     use super::*;
-    use crate::model::string_attribute;
+    use crate::model::{string_attribute, SpanRecord};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
@@ -346,10 +357,19 @@ mod tests {
         let g = ServiceGraph::new(&mut registry, limits(), 0);
         let now = Instant::now();
         // Server first (its sidecar flushed first), then the client, in separate batches.
-        g.observe(&[rec("cart", 2, Some(1), 2, true)], now);
-        g.observe(&[rec("front", 1, Some(7), 3, false)], now);
+        g.observe(
+            &SpanBatch::from_records(&[rec("cart", 2, Some(1), 2, true)]),
+            now,
+        );
+        g.observe(
+            &SpanBatch::from_records(&[rec("front", 1, Some(7), 3, false)]),
+            now,
+        );
         // Same-service parent/child: no edge.
-        g.observe(&[rec("front", 7, None, 2, false)], now);
+        g.observe(
+            &SpanBatch::from_records(&[rec("front", 7, None, 2, false)]),
+            now,
+        );
         assert_eq!(
             g.edges(0, u64::MAX / 2),
             vec![Edge {
@@ -377,12 +397,21 @@ mod tests {
         let mut registry = Registry::default();
         let g = ServiceGraph::new(&mut registry, limits(), 0);
         let now = Instant::now();
-        g.observe(&[rec("gateway", 1, None, 2, false)], now);
-        g.observe(&[rec("users", 2, Some(1), 2, false)], now);
+        g.observe(
+            &SpanBatch::from_records(&[rec("gateway", 1, None, 2, false)]),
+            now,
+        );
+        g.observe(
+            &SpanBatch::from_records(&[rec("users", 2, Some(1), 2, false)]),
+            now,
+        );
         assert_eq!(g.edges(0, u64::MAX / 2).len(), 1);
-        g.observe(&[rec("orphan", 5, Some(4), 2, false)], now);
+        g.observe(
+            &SpanBatch::from_records(&[rec("orphan", 5, Some(4), 2, false)]),
+            now,
+        );
         assert!(g.waiting() > 0);
-        g.observe(&[], now + Duration::from_secs(11));
+        g.observe(&SpanBatch::from_records(&[]), now + Duration::from_secs(11));
         assert_eq!(g.waiting(), 0, "bounded wait");
         assert!(
             render(&registry).contains("traces_service_graph_unpaired_spans_total 1"),
@@ -403,7 +432,10 @@ mod tests {
         );
         let now = Instant::now();
         for i in 1..100u8 {
-            g.observe(&[rec("a", i, Some(i + 101), 2, false)], now);
+            g.observe(
+                &SpanBatch::from_records(&[rec("a", i, Some(i + 101), 2, false)]),
+                now,
+            );
         }
         assert!(g.waiting() <= 10);
     }

@@ -5,7 +5,7 @@
 //! combination is counted under `operation_name="__overflow__"` (and `service_name="__overflow__"` too
 //! when the service itself is new), so the number of series stays bounded whatever the senders do.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::model::SpanRecord;
+use crate::model::{SpanBatch, SpanRef};
 
 /// The label value used past the cardinality limit.
 pub const OVERFLOW: &str = "__overflow__";
@@ -58,18 +58,18 @@ pub struct SpanMetrics {
 }
 
 /// The span kind label: `server`, `client`, `internal`, `producer`, `consumer` or `unspecified`.
-pub fn kind_label(record: &SpanRecord) -> &'static str {
-    match record.kind_name() {
+pub fn kind_label(span: &SpanRef<'_>) -> &'static str {
+    match span.kind_name() {
         "" => "unspecified",
         k => k,
     }
 }
 
 /// The status label: `error`, `ok` or `unset`.
-pub fn status_label(record: &SpanRecord) -> &'static str {
-    match record.span.status.as_ref().map(|s| s.code) {
-        Some(2) => "error",
-        Some(1) => "ok",
+pub fn status_label(span: &SpanRef<'_>) -> &'static str {
+    match span.status_code() {
+        2 => "error",
+        1 => "ok",
         _ => "unset",
     }
 }
@@ -102,8 +102,15 @@ impl SpanMetrics {
         m
     }
 
-    /// Maps a (service, operation, kind) to the labels it is counted under, applying the series limit.
-    fn labels(&self, service: &str, operation: &str, kind: &'static str) -> (String, String) {
+    /// Maps a (service, operation, kind) of `spans` spans to the labels it is counted under, applying the
+    /// series limit.
+    fn labels(
+        &self,
+        service: &str,
+        operation: &str,
+        kind: &'static str,
+        spans: u64,
+    ) -> (String, String) {
         let Ok(mut seen) = self.seen.lock() else {
             return (OVERFLOW.into(), OVERFLOW.into());
         };
@@ -116,7 +123,7 @@ impl SpanMetrics {
             seen.series.insert(key.clone());
             return (key.0, key.1);
         }
-        self.overflowed.inc();
+        self.overflowed.inc_by(spans);
         if seen.services.contains(service) {
             (key.0, OVERFLOW.into())
         } else {
@@ -124,25 +131,46 @@ impl SpanMetrics {
         }
     }
 
-    pub fn observe(&self, records: &[SpanRecord]) {
-        for r in records {
-            let kind = kind_label(r);
-            let (service_name, operation_name) = self.labels(r.service_name(), &r.span.name, kind);
+    /// Counts the spans of `batch`: grouped first (in the order series first appear), so the labels of
+    /// a series are looked up once per batch rather than once per span.
+    pub fn observe(&self, batch: &SpanBatch) {
+        type Series<'a> = (&'a str, &'a str, &'static str, &'static str);
+        let mut index: HashMap<Series<'_>, usize> = HashMap::new();
+        let mut groups: Vec<(Series<'_>, Vec<f64>)> = Vec::new();
+        for span in batch.spans() {
+            let series = (
+                span.service_name(),
+                span.name(),
+                kind_label(&span),
+                status_label(&span),
+            );
+            let at = *index.entry(series).or_insert_with(|| {
+                groups.push((series, Vec::new()));
+                groups.len() - 1
+            });
+            if let Some((_, durations)) = groups.get_mut(at) {
+                durations.push(span.duration_us() as f64 / 1e6);
+            }
+        }
+        for ((service, operation, kind, status), durations) in groups {
+            let spans = durations.len() as u64;
+            let (service_name, operation_name) = self.labels(service, operation, kind, spans);
             self.calls
                 .get_or_create(&CallLabels {
                     service_name: service_name.clone(),
                     operation_name: operation_name.clone(),
                     span_kind: kind,
-                    status: status_label(r),
+                    status,
                 })
-                .inc();
-            self.duration
-                .get_or_create(&DurationLabels {
-                    service_name,
-                    operation_name,
-                    span_kind: kind,
-                })
-                .observe(r.duration_us() as f64 / 1e6);
+                .inc_by(spans);
+            let histogram = self.duration.get_or_create(&DurationLabels {
+                service_name,
+                operation_name,
+                span_kind: kind,
+            });
+            for d in durations {
+                histogram.observe(d);
+            }
         }
     }
 }
@@ -156,7 +184,7 @@ impl SpanMetrics {
 )]
 mod tests {
     use super::*;
-    use crate::model::string_attribute;
+    use crate::model::{string_attribute, SpanRecord};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
@@ -191,11 +219,11 @@ mod tests {
     fn counts_calls_and_durations_per_status() {
         let mut registry = Registry::default();
         let m = SpanMetrics::new(&mut registry, 100);
-        m.observe(&[
+        m.observe(&SpanBatch::from_records(&[
             rec("cart", "GET /cart", false, 3),
             rec("cart", "GET /cart", true, 20),
             rec("cart", "GET /cart", false, 3),
-        ]);
+        ]));
         let text = render(&registry);
         assert!(
             text.contains("traces_total{service_name=\"cart\",operation_name=\"GET /cart\",span_kind=\"server\",status=\"unset\"} 2"),
@@ -217,7 +245,7 @@ mod tests {
             .map(|i| rec("cart", &format!("GET /item/{i}"), false, 1))
             .chain([rec("new-service", "x", false, 1)])
             .collect();
-        m.observe(&spans);
+        m.observe(&SpanBatch::from_records(&spans));
         let text = render(&registry);
         assert!(text.contains("operation_name=\"GET /item/0\""), "{text}");
         assert!(!text.contains("GET /item/2\""), "limited: {text}");

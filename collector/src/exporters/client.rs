@@ -6,6 +6,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -101,7 +103,8 @@ impl Client {
         }
     }
 
-    pub async fn send(&mut self, request: ExportTraceServiceRequest) -> Result<(), ExportError> {
+    /// Sends one encoded `TracesData` (the wire form of an `ExportTraceServiceRequest`).
+    pub async fn send(&mut self, payload: Bytes) -> Result<(), ExportError> {
         match self {
             Client::Http {
                 client,
@@ -111,7 +114,7 @@ impl Client {
                 let mut builder = client
                     .post(url.as_str())
                     .header("content-type", "application/x-protobuf")
-                    .body(request.encode_to_vec());
+                    .body(payload);
                 for (k, v) in headers.iter() {
                     builder = builder.header(k.as_str(), v.as_str());
                 }
@@ -146,6 +149,10 @@ impl Client {
                 endpoint,
                 headers,
             } => {
+                // tonic's client takes the message: the queued bytes are decoded (they were validated
+                // when received, so a failure here means a corrupt entry, which retrying cannot fix).
+                let request = ExportTraceServiceRequest::decode(payload)
+                    .map_err(|e| ExportError::Permanent(format!("undecodable queue entry: {e}")))?;
                 let mut req = tonic::Request::new(request);
                 for (k, v) in headers.iter() {
                     req.metadata_mut().insert(k.clone(), v.clone());

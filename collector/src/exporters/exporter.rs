@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
 use super::config::ExporterConfig;
-use super::queue::{span_count, ExportQueue};
+use super::queue::ExportQueue;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ExporterLabels {
@@ -61,16 +60,6 @@ impl ExporterMetrics {
         );
         m
     }
-}
-
-fn merge(batch: Vec<(u64, ExportTraceServiceRequest)>) -> (Vec<u64>, ExportTraceServiceRequest) {
-    let mut seqs = Vec::with_capacity(batch.len());
-    let mut request = ExportTraceServiceRequest::default();
-    for (seq, r) in batch {
-        seqs.push(seq);
-        request.resource_spans.extend(r.resource_spans);
-    }
-    (seqs, request)
 }
 
 /// A little jitter from the clock, so many collectors do not retry in lockstep.
@@ -136,24 +125,23 @@ pub async fn run_exporter(
         let q = queue.clone();
         let n = name.clone();
         let max = config.batch_max_spans;
-        let batch = match tokio::task::spawn_blocking(move || q.peek(&n, max)).await {
-            Ok(Ok(batch)) => batch,
+        let pending = match tokio::task::spawn_blocking(move || q.peek(&n, max)).await {
+            Ok(Ok(Some(pending))) => pending,
+            Ok(Ok(None)) => {
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(100)) => {} }
+                continue;
+            }
             Ok(Err(e)) => {
-                tracing::error!(exporter = %name, error = %e, "export queue read failed");
+                tracing::error!(exporter = %name, error = %e, retryable = e.is_retryable(), "export queue read failed");
                 tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
                 continue;
             }
             Err(_) => return,
         };
-        if batch.is_empty() {
-            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(100)) => {} }
-            continue;
-        }
-        let (seqs, request) = merge(batch);
-        let spans = span_count(&request) as u64;
+        let spans = pending.spans as u64;
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            r = client.send(request) => r,
+            r = client.send(pending.payload.clone()) => r,
         };
         let delivered = match result {
             Ok(()) => {
@@ -194,7 +182,7 @@ pub async fn run_exporter(
         if delivered {
             let q = queue.clone();
             let n = name.clone();
-            match tokio::task::spawn_blocking(move || q.remove(&n, &seqs, spans)).await {
+            match tokio::task::spawn_blocking(move || q.done(&n, &pending)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(exporter = %name, error = %e, "export queue delete failed (the batch may be sent again)")

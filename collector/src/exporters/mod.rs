@@ -1,10 +1,10 @@
 //! Exporters: forward every span the collector keeps to other OTLP backends (Tempo, Jaeger, an
 //! OpenTelemetry Collector, another meshtrace collector), over OTLP/HTTP or OTLP/gRPC.
 //!
-//! The writer appends each group of spans to a persistent queue (`<data-dir>/export-queue.redb`, one table
-//! per exporter) in the same step that makes them durable, before the receiver acknowledges. Each exporter
-//! drains its table in batches and deletes a batch only after the upstream accepted it, retrying with
-//! exponential backoff (honouring `Retry-After`) while the upstream fails. An outage or a restart therefore
+//! The writer appends each group of spans to a persistent queue (partitions of the one keyspace, see
+//! `queue`) in the same fsynced batch that stores them, before the receiver acknowledges. Each exporter
+//! drains the queue in batches from its own cursor and moves the cursor only after the upstream accepted
+//! a batch, retrying with exponential backoff (honouring `Retry-After`) while the upstream fails. An outage or a restart therefore
 //! loses nothing; a batch sent but not yet deleted when the collector stops is sent again: delivery is at
 //! least once.
 //!
@@ -21,4 +21,4 @@ pub use client::Client;
 pub use config::{ExporterConfig, Protocol};
 pub use errors::ExportError;
 pub use exporter::{run_exporter, ExporterMetrics};
-pub use queue::{to_request, ExportQueue};
+pub use queue::{ExportQueue, QueueError};

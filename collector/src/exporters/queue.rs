@@ -1,210 +1,327 @@
-//! The persistent export queue: `<data-dir>/export-queue.redb`, a table `queue:<exporter>` per exporter,
-//! key = sequence number (u64), value = an encoded `ExportTraceServiceRequest`. `append` adds one entry to
-//! every exporter's table in one fsync'd transaction; an exporter deletes entries only after the upstream
-//! accepted them.
+//! The persistent export queue, two partitions of the one keyspace:
+//!
+//! - `export_queue`: `seq(8)` -> `spans before(8) spans(4)` + an encoded `TracesData`. One entry per group
+//!   commit, written in the writer's batch next to the store's (so one fsync covers both), and shared by
+//!   every exporter: the spans are kept once however many exporters there are.
+//! - `export_cursors`: exporter name -> `next seq(8) spans before it(8)`: where each exporter is. An
+//!   exporter moves its cursor only after the upstream accepted (or permanently refused) what it sent, so
+//!   delivery is at least once; an entry is deleted once every exporter's cursor has passed it.
+//!
+//! Spans queued for an exporter = spans ever appended - spans before its cursor, so counting never needs
+//! to read the queue.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-use prost::Message;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use bytes::Bytes;
+use fjall::{Batch, PartitionCreateOptions, PartitionHandle};
 use tokio::sync::Notify;
 
-use crate::model::SpanRecord;
-use crate::store::StoreError;
+use crate::store::{fjall_retryable, Database, StoreError};
 
-/// Groups records by (resource, scope) into one request.
-pub fn to_request(records: &[SpanRecord]) -> ExportTraceServiceRequest {
-    let mut by_resource: Vec<ResourceSpans> = Vec::new();
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    for r in records {
-        let key = r.resource.encode_to_vec();
-        let slot = *index.entry(key).or_insert_with(|| {
-            by_resource.push(ResourceSpans {
-                resource: Some(r.resource.clone()),
-                scope_spans: Vec::new(),
-                schema_url: String::new(),
-            });
-            by_resource.len() - 1
-        });
-        let Some(rs) = by_resource.get_mut(slot) else {
-            continue;
-        };
-        match rs
-            .scope_spans
-            .iter_mut()
-            .find(|ss| ss.scope.as_ref() == Some(&r.scope))
-        {
-            Some(ss) => ss.spans.push(r.span.clone()),
-            None => rs.scope_spans.push(ScopeSpans {
-                scope: Some(r.scope.clone()),
-                spans: vec![r.span.clone()],
-                schema_url: String::new(),
-            }),
+const ENTRIES: &str = "export_queue";
+const CURSORS: &str = "export_cursors";
+/// `spans before(8) spans(4)` in front of an entry's spans.
+const HEADER: usize = 12;
+
+/// Why the queue could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("export queue: {0}")]
+    Storage(#[from] fjall::Error),
+    #[error("export queue: {0}")]
+    Open(#[from] StoreError),
+    #[error("export queue: undecodable entry {0}")]
+    Corrupt(u64),
+}
+
+impl QueueError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            QueueError::Storage(e) => fjall_retryable(e),
+            QueueError::Open(e) => e.is_retryable(),
+            QueueError::Corrupt(_) => false,
         }
-    }
-    ExportTraceServiceRequest {
-        resource_spans: by_resource,
     }
 }
 
-pub fn span_count(request: &ExportTraceServiceRequest) -> usize {
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|rs| rs.scope_spans.iter())
-        .map(|ss| ss.spans.len())
-        .sum()
+/// Queued spans waiting for one exporter, oldest first.
+pub struct Pending {
+    /// The cursor after these entries.
+    next: Position,
+    pub spans: usize,
+    /// The entries' spans, concatenated: one `TracesData`.
+    pub payload: Bytes,
+}
+
+/// A place in the queue: the next entry and how many spans came before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Position {
+    seq: u64,
+    spans_before: u64,
+}
+
+impl Position {
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (slot, byte) in out.iter_mut().zip(
+            self.seq
+                .to_be_bytes()
+                .into_iter()
+                .chain(self.spans_before.to_be_bytes()),
+        ) {
+            *slot = byte;
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self {
+            seq: u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
+            spans_before: u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?),
+        })
+    }
+}
+
+struct Exporter {
+    name: String,
+    /// The cursor's `spans_before` (read without the lock by `queued`).
+    delivered: AtomicU64,
+    cursor: Mutex<Position>,
 }
 
 pub struct ExportQueue {
-    db: Database,
-    names: Vec<String>,
-    /// Spans queued per exporter (same order as `names`).
-    queued: Vec<AtomicU64>,
+    db: Arc<Database>,
+    entries: PartitionHandle,
+    cursors: PartitionHandle,
+    exporters: Vec<Exporter>,
+    /// The next entry to append. Only the writer appends.
+    head: Mutex<Position>,
+    /// `head.spans_before`, readable without the lock.
+    appended_spans: AtomicU64,
+    /// The oldest entry not yet deleted.
+    floor: Mutex<u64>,
     /// Woken after every append.
     pub appended: Arc<Notify>,
 }
 
-fn table(name: &str) -> String {
-    format!("queue:{name}")
+/// An entry added to a batch that is not committed yet; `committed` publishes it.
+pub struct Appended<'a> {
+    queue: &'a ExportQueue,
+    head: Position,
 }
 
-/// exporter name -> spans queued, kept in the same transactions as the queue tables.
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("queued_spans");
+impl Appended<'_> {
+    pub fn committed(self) {
+        if let Ok(mut head) = self.queue.head.lock() {
+            *head = self.head;
+        }
+        self.queue
+            .appended_spans
+            .store(self.head.spans_before, Ordering::SeqCst);
+        self.queue.appended.notify_waiters();
+    }
+}
 
 impl ExportQueue {
-    pub fn open(data_dir: &Path, names: &[String]) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
-        let db = Database::create(data_dir.join("export-queue.redb"))?;
-        let txn = db.begin_write()?;
-        let mut queued = Vec::with_capacity(names.len());
-        {
-            let counts = txn.open_table(COUNTS)?;
-            for name in names {
-                txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-                let spans = counts.get(name.as_str())?.map(|v| v.value()).unwrap_or(0);
-                queued.push(AtomicU64::new(spans));
-            }
+    /// Opens the queue for the configured exporters. A new exporter starts with what is appended from now
+    /// on; an exporter no longer configured loses its cursor (its spans are dropped, and logged).
+    pub fn open(db: Arc<Database>, names: &[String]) -> Result<Self, QueueError> {
+        let entries = db.partition(ENTRIES, PartitionCreateOptions::default())?;
+        let cursors = db.partition(CURSORS, PartitionCreateOptions::default())?;
+        let mut head = Position::default();
+        if let Some((k, v)) = entries.last_key_value()? {
+            let seq = u64::from_be_bytes((*k).try_into().map_err(|_| QueueError::Corrupt(0))?);
+            let (before, spans) = header(&v).ok_or(QueueError::Corrupt(seq))?;
+            head = Position {
+                seq: seq + 1,
+                spans_before: before + u64::from(spans),
+            };
         }
-        txn.commit()?;
-        Ok(Self {
+        let mut known = Vec::new();
+        for item in cursors.iter() {
+            let (k, v) = item?;
+            let position = Position::decode(&v).ok_or(QueueError::Corrupt(0))?;
+            // With the queue drained and compacted away, the cursors remember where it was.
+            if position.seq > head.seq {
+                head = position;
+            }
+            known.push((String::from_utf8_lossy(&k).into_owned(), position));
+        }
+        let mut batch = db.batch(true);
+        let mut exporters = Vec::new();
+        for name in names {
+            let position = match known.iter().find(|(n, _)| n == name) {
+                Some((_, p)) => *p,
+                None => {
+                    batch.insert(&cursors, name.as_str(), head.encode());
+                    head
+                }
+            };
+            exporters.push(Exporter {
+                name: name.clone(),
+                delivered: AtomicU64::new(position.spans_before),
+                cursor: Mutex::new(position),
+            });
+        }
+        for (name, position) in known.iter().filter(|(n, _)| !names.contains(n)) {
+            tracing::warn!(
+                exporter = %name,
+                spans = head.spans_before.saturating_sub(position.spans_before),
+                "exporter no longer configured: the spans queued for it are dropped"
+            );
+            batch.remove(&cursors, name.as_str());
+        }
+        if !batch.is_empty() {
+            batch.commit()?;
+        }
+        let floor = match entries.first_key_value()? {
+            Some((k, _)) => {
+                u64::from_be_bytes((*k).try_into().map_err(|_| QueueError::Corrupt(0))?)
+            }
+            None => head.seq,
+        };
+        let queue = Self {
             db,
-            names: names.to_vec(),
-            queued,
+            entries,
+            cursors,
+            exporters,
+            appended_spans: AtomicU64::new(head.spans_before),
+            head: Mutex::new(head),
+            floor: Mutex::new(floor),
             appended: Arc::new(Notify::new()),
-        })
+        };
+        queue.collect()?;
+        Ok(queue)
+    }
+
+    fn exporter(&self, name: &str) -> Option<&Exporter> {
+        self.exporters.iter().find(|e| e.name == name)
     }
 
     /// Spans queued for `name`.
     pub fn queued(&self, name: &str) -> u64 {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .and_then(|i| self.queued.get(i))
-            .map(|q| q.load(Ordering::SeqCst))
-            .unwrap_or(0)
+        self.exporter(name).map_or(0, |e| {
+            self.appended_spans
+                .load(Ordering::SeqCst)
+                .saturating_sub(e.delivered.load(Ordering::SeqCst))
+        })
     }
 
-    /// Durably appends `records` for every exporter (fsync before returning).
-    pub fn append(&self, records: &[SpanRecord]) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let bytes = to_request(records).encode_to_vec();
-        let txn = self.db.begin_write()?;
-        {
-            let mut counts = txn.open_table(COUNTS)?;
-            for name in &self.names {
-                let mut t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-                let next = t.last()?.map(|(k, _)| k.value() + 1).unwrap_or(0);
-                t.insert(next, bytes.as_slice())?;
-                let spans = counts.get(name.as_str())?.map(|v| v.value()).unwrap_or(0);
-                counts.insert(name.as_str(), spans + records.len() as u64)?;
-            }
-        }
-        txn.commit()?;
-        for q in &self.queued {
-            q.fetch_add(records.len() as u64, Ordering::SeqCst);
-        }
-        self.appended.notify_waiters();
-        Ok(())
+    /// Whether some exporter has `max` spans queued or more (`limits`: name, max).
+    pub fn full(&self, limits: &[(String, u64)]) -> bool {
+        limits.iter().any(|(name, max)| self.queued(name) >= *max)
     }
 
-    /// The oldest entries for `name`, up to about `max_spans` spans (at least one entry).
-    pub fn peek(
-        &self,
-        name: &str,
-        max_spans: usize,
-    ) -> Result<Vec<(u64, ExportTraceServiceRequest)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-        let mut out = Vec::new();
+    /// Adds `spans` spans (an encoded `TracesData` in `pieces`, concatenated) to `batch` as the next
+    /// entry. Only the writer appends.
+    pub fn append(&self, batch: &mut Batch, pieces: &[Bytes], spans: usize) -> Appended<'_> {
+        let head = self.head.lock().map(|h| *h).unwrap_or_default();
+        let spans = u32::try_from(spans).unwrap_or(u32::MAX);
+        let len = HEADER + pieces.iter().map(Bytes::len).sum::<usize>();
+        let mut value = Vec::with_capacity(len);
+        value.extend_from_slice(&head.spans_before.to_be_bytes());
+        value.extend_from_slice(&spans.to_be_bytes());
+        for piece in pieces {
+            value.extend_from_slice(piece);
+        }
+        batch.insert(&self.entries, head.seq.to_be_bytes(), value);
+        Appended {
+            queue: self,
+            head: Position {
+                seq: head.seq + 1,
+                spans_before: head.spans_before + u64::from(spans),
+            },
+        }
+    }
+
+    /// The oldest spans queued for `name`, up to about `max_spans` (at least one entry), as one payload.
+    pub fn peek(&self, name: &str, max_spans: usize) -> Result<Option<Pending>, QueueError> {
+        let Some(exporter) = self.exporter(name) else {
+            return Ok(None);
+        };
+        let from = exporter.cursor.lock().map(|c| *c).unwrap_or_default();
+        let mut payload = Vec::new();
+        let mut next = from;
         let mut spans = 0usize;
-        for item in t.iter()? {
+        for item in self.entries.range(from.seq.to_be_bytes()..) {
             let (k, v) = item?;
-            let Ok(request) = ExportTraceServiceRequest::decode(v.value()) else {
+            let seq = u64::from_be_bytes((*k).try_into().map_err(|_| QueueError::Corrupt(0))?);
+            let Some((before, n)) = header(&v) else {
                 tracing::error!(
                     exporter = name,
-                    seq = k.value(),
+                    seq,
                     "undecodable export queue entry skipped"
                 );
                 continue;
             };
-            let n = span_count(&request);
-            if !out.is_empty() && spans + n > max_spans {
+            let n = n as usize;
+            if spans > 0 && spans + n > max_spans {
                 break;
             }
             spans += n;
-            out.push((k.value(), request));
-        }
-        Ok(out)
-    }
-
-    /// Entries queued for `name`.
-    pub fn entries(&self, name: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-        Ok(t.len()?)
-    }
-
-    /// Deletes delivered (or permanently rejected) entries.
-    pub fn remove(&self, name: &str, seqs: &[u64], spans: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&table(name)))?;
-            for seq in seqs {
-                t.remove(*seq)?;
-            }
-            let mut counts = txn.open_table(COUNTS)?;
-            let left = if t.is_empty()? {
-                0
-            } else {
-                let queued = counts.get(name)?.map(|v| v.value()).unwrap_or(0);
-                queued.saturating_sub(spans)
+            payload.extend_from_slice(v.get(HEADER..).unwrap_or_default());
+            next = Position {
+                seq: seq + 1,
+                spans_before: before + n as u64,
             };
-            counts.insert(name, left)?;
         }
-        txn.commit()?;
-        if let Some(q) = self
-            .names
+        Ok((next != from).then(|| Pending {
+            next,
+            spans,
+            payload: payload.into(),
+        }))
+    }
+
+    /// Moves `name`'s cursor past `pending` (delivered, or refused for good) and deletes the entries
+    /// every exporter has passed. Not fsynced: lost in a crash, the spans are sent again.
+    pub fn done(&self, name: &str, pending: &Pending) -> Result<(), QueueError> {
+        let Some(exporter) = self.exporter(name) else {
+            return Ok(());
+        };
+        let mut batch = self.db.batch(false);
+        batch.insert(&self.cursors, name, pending.next.encode());
+        batch.commit()?;
+        if let Ok(mut cursor) = exporter.cursor.lock() {
+            *cursor = pending.next;
+        }
+        exporter
+            .delivered
+            .store(pending.next.spans_before, Ordering::SeqCst);
+        self.collect()
+    }
+
+    /// Deletes the entries below every exporter's cursor.
+    fn collect(&self) -> Result<(), QueueError> {
+        let Some(lowest) = self
+            .exporters
             .iter()
-            .position(|n| n == name)
-            .and_then(|i| self.queued.get(i))
-        {
-            let _ = q.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-                Some(v.saturating_sub(spans))
-            });
-            if self.entries(name)? == 0 {
-                q.store(0, Ordering::SeqCst);
-            }
+            .filter_map(|e| e.cursor.lock().ok().map(|c| c.seq))
+            .min()
+        else {
+            return Ok(());
+        };
+        let Ok(mut floor) = self.floor.lock() else {
+            return Ok(());
+        };
+        if lowest <= *floor {
+            return Ok(());
         }
+        let mut batch = self.db.batch(false);
+        for seq in *floor..lowest {
+            batch.remove(&self.entries, seq.to_be_bytes());
+        }
+        batch.commit()?;
+        *floor = lowest;
         Ok(())
     }
+}
+
+fn header(value: &[u8]) -> Option<(u64, u32)> {
+    Some((
+        u64::from_be_bytes(value.get(..8)?.try_into().ok()?),
+        u32::from_be_bytes(value.get(8..12)?.try_into().ok()?),
+    ))
 }
 
 #[cfg(test)]
@@ -216,44 +333,112 @@ impl ExportQueue {
 )]
 mod tests {
     use super::*;
-    use crate::model::string_attribute;
+    use crate::model::{string_attribute, SpanBatch, SpanRecord};
+    use crate::store::StoreOptions;
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::Span;
+    use opentelemetry_proto::tonic::trace::v1::{Span, TracesData};
+    use prost::Message;
 
-    fn rec(service: &str, id: u8) -> SpanRecord {
-        let resource = Resource {
-            attributes: vec![string_attribute("service.name", service)],
-            ..Default::default()
-        };
-        let span = Span {
-            trace_id: vec![4; 16],
-            span_id: vec![id; 8],
-            ..Default::default()
-        };
-        SpanRecord::new(resource, Default::default(), span).unwrap()
+    fn payload(service: &str, ids: &[u8]) -> Bytes {
+        let records: Vec<SpanRecord> = ids
+            .iter()
+            .map(|id| {
+                let resource = Resource {
+                    attributes: vec![string_attribute("service.name", service)],
+                    ..Default::default()
+                };
+                let span = Span {
+                    trace_id: vec![4; 16],
+                    span_id: vec![*id; 8],
+                    ..Default::default()
+                };
+                SpanRecord::new(resource, Default::default(), span).unwrap()
+            })
+            .collect();
+        SpanBatch::from_records(&records).encode_all()
+    }
+
+    fn append(db: &Database, q: &ExportQueue, ids: &[u8]) {
+        let mut batch = db.batch(true);
+        let appended = q.append(&mut batch, &[payload("a", ids)], ids.len());
+        batch.commit().unwrap();
+        appended.committed();
+    }
+
+    fn span_ids(p: &Pending) -> Vec<u8> {
+        TracesData::decode(p.payload.as_ref())
+            .unwrap()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter())
+            .flat_map(|ss| ss.spans.iter())
+            .map(|s| s.span_id[0])
+            .collect()
     }
 
     #[test]
-    fn groups_by_resource_and_survives_reopen() {
-        let req = to_request(&[rec("a", 1), rec("b", 2), rec("a", 3)]);
-        assert_eq!(req.resource_spans.len(), 2);
-        assert_eq!(span_count(&req), 3);
-
+    fn exporters_drain_at_their_own_pace_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let names = vec!["up1".to_string(), "up2".to_string()];
+        let open = || {
+            let db = Arc::new(Database::open(dir.path(), &StoreOptions::new(1 << 20)).unwrap());
+            let q = ExportQueue::open(db.clone(), &names).unwrap();
+            (db, q)
+        };
         {
-            let q = ExportQueue::open(dir.path(), &names).unwrap();
-            q.append(&[rec("a", 1), rec("a", 2)]).unwrap();
-            q.append(&[rec("a", 3)]).unwrap();
-            let first = q.peek("up1", 2).unwrap();
-            assert_eq!(first.len(), 1, "batch limited to about max spans");
-            q.remove("up1", &[first[0].0], 2).unwrap();
+            let (db, q) = open();
+            append(&db, &q, &[1, 2]);
+            append(&db, &q, &[3]);
+            let first = q.peek("up1", 2).unwrap().unwrap();
+            assert_eq!(
+                span_ids(&first),
+                vec![1, 2],
+                "batch limited to about max spans"
+            );
+            q.done("up1", &first).unwrap();
             assert_eq!(q.queued("up1"), 1);
             assert_eq!(q.queued("up2"), 3);
         }
-        let q = ExportQueue::open(dir.path(), &names).unwrap();
+        let (db, q) = open();
         assert_eq!(q.queued("up1"), 1, "counted again after reopen");
-        assert_eq!(q.entries("up2").unwrap(), 2);
-        assert_eq!(q.peek("up2", 100).unwrap().len(), 2);
+        assert_eq!(q.queued("up2"), 3);
+        let all = q.peek("up2", 100).unwrap().unwrap();
+        assert_eq!(span_ids(&all), vec![1, 2, 3], "one payload of both entries");
+        q.done("up2", &all).unwrap();
+        let rest = q.peek("up1", 100).unwrap().unwrap();
+        assert_eq!(span_ids(&rest), vec![3]);
+        q.done("up1", &rest).unwrap();
+        assert!(q.peek("up1", 100).unwrap().is_none(), "drained");
+        assert_eq!(
+            q.entries.len().unwrap(),
+            0,
+            "entries every exporter passed are deleted"
+        );
+        append(&db, &q, &[4]);
+        drop((db, q));
+        let (_db, q) = open();
+        assert_eq!(
+            (q.queued("up1"), q.queued("up2")),
+            (1, 1),
+            "new entries after a drained queue"
+        );
+    }
+
+    #[test]
+    fn a_new_exporter_starts_now_and_a_removed_one_stops_holding_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::open(dir.path(), &StoreOptions::new(1 << 20)).unwrap());
+        let q = ExportQueue::open(db.clone(), &["old".to_string()]).unwrap();
+        append(&db, &q, &[1, 2]);
+        drop(q);
+        let q = ExportQueue::open(db.clone(), &["new".to_string()]).unwrap();
+        assert_eq!(
+            q.queued("new"),
+            0,
+            "a new exporter does not get the backlog"
+        );
+        assert_eq!(q.entries.len().unwrap(), 0, "nobody needs the old entry");
+        append(&db, &q, &[3]);
+        assert_eq!(span_ids(&q.peek("new", 10).unwrap().unwrap()), vec![3]);
     }
 }

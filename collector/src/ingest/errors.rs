@@ -2,39 +2,95 @@
 
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IngestError {
-    /// The queue in front of the store is full: the store cannot keep up.
+    /// The queue in front of the writer (or an exporter's queue) is full: storage cannot keep up.
     #[error("the collector is overloaded, retry later")]
     Overloaded,
     /// The collector is shutting down and takes no new spans.
     #[error("the collector is shutting down")]
     ShuttingDown,
-    /// The store failed to commit the spans.
-    #[error("the spans could not be stored: {0}")]
-    Store(String),
+    /// Writing failed in a way that may pass (an I/O error): the spans were not stored.
+    #[error("the spans could not be stored, retry later: {0}")]
+    Unavailable(String),
+    /// Storage failed for good (a failed journal fsync poisons the keyspace; corrupt data): nothing will
+    /// be stored until the collector is restarted, so the sender is told not to retry.
+    #[error("the collector's storage failed: {0}")]
+    Failed(String),
 }
 
 impl IngestError {
-    /// All of these are temporary from the sender's point of view: the spans were not stored and sending
-    /// them again later is right.
+    /// Whether sending the same spans again later is right: everything but a failed storage.
     pub fn is_retryable(&self) -> bool {
-        true
+        !matches!(self, IngestError::Failed(_))
     }
 
-    /// What to put in `Retry-After`.
-    pub fn retry_after(&self) -> Duration {
+    /// What to put in `Retry-After` (nothing when retrying is pointless).
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            IngestError::Overloaded => Duration::from_secs(1),
-            IngestError::ShuttingDown | IngestError::Store(_) => Duration::from_secs(5),
+            IngestError::Overloaded => Some(Duration::from_secs(1)),
+            IngestError::ShuttingDown | IngestError::Unavailable(_) => Some(Duration::from_secs(5)),
+            IngestError::Failed(_) => None,
         }
     }
 
-    /// HTTP status: 429 when we are overloaded, 503 when we are unavailable.
+    /// HTTP status: 429 when overloaded, 503 when briefly unavailable, 500 when storage failed. OTLP
+    /// clients retry 429 and 503 and drop on 500.
     pub fn http_status(&self) -> u16 {
         match self {
             IngestError::Overloaded => 429,
-            IngestError::ShuttingDown | IngestError::Store(_) => 503,
+            IngestError::ShuttingDown | IngestError::Unavailable(_) => 503,
+            IngestError::Failed(_) => 500,
+        }
+    }
+
+    /// The gRPC status: `UNAVAILABLE` (retried by OTLP clients) or `INTERNAL` (not retried).
+    pub fn grpc_status(&self) -> tonic::Status {
+        match self {
+            IngestError::Failed(_) => tonic::Status::internal(self.to_string()),
+            _ => tonic::Status::unavailable(self.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failed_storage_is_final() {
+        let cases = [
+            (
+                IngestError::Overloaded,
+                429,
+                Some(1),
+                tonic::Code::Unavailable,
+            ),
+            (
+                IngestError::ShuttingDown,
+                503,
+                Some(5),
+                tonic::Code::Unavailable,
+            ),
+            (
+                IngestError::Unavailable("disk".into()),
+                503,
+                Some(5),
+                tonic::Code::Unavailable,
+            ),
+            (
+                IngestError::Failed("fsync".into()),
+                500,
+                None,
+                tonic::Code::Internal,
+            ),
+        ];
+        for (e, status, retry, code) in cases {
+            assert_eq!(e.http_status(), status, "{e}");
+            assert_eq!(e.retry_after().map(|d| d.as_secs()), retry, "{e}");
+            assert_eq!(e.grpc_status().code(), code, "{e}");
+            assert_eq!(e.is_retryable(), retry.is_some(), "{e}");
         }
     }
 }

@@ -1,28 +1,44 @@
-//! `Ingest`: the handle receivers submit spans through. Memory is bounded twice: by the number of spans
-//! waiting (a semaphore) and by the number of submissions waiting (the channel).
+//! `Ingest`: the handle receivers and tail sampling submit through. Memory is bounded twice: by the
+//! number of spans waiting (a semaphore) and by the number of submissions waiting (the channel).
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::IngestError;
-use crate::model::SpanRecord;
+use crate::model::SpanBatch;
 use crate::store::{Prepared, Store};
+use crate::tail_sampling::{HeldSpan, PendingKey};
 
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
-    /// Spans waiting for the store, at most.
+    /// Spans waiting for the writer, at most.
     pub max_spans: usize,
-    /// Submissions waiting for the store, at most.
+    /// Submissions waiting for the writer, at most.
     pub max_batches: usize,
 }
 
-/// One submission: its spans, its share of the span budget, and where to say whether it is durable.
+/// What one submission asks the writer to make durable, prepared by the submitting task so that the
+/// writer only adds it to its batch.
+#[derive(Default)]
+pub struct Work {
+    /// Trace parts for the store.
+    pub store: Option<Prepared>,
+    /// The spans for the exporters, as an encoded `TracesData`.
+    pub export: Option<Bytes>,
+    /// Spans the store and the exporters get.
+    pub spans: usize,
+    /// Tail sampling: spans to hold until their trace is decided.
+    pub hold: Vec<HeldSpan>,
+    /// Tail sampling: decided spans to forget.
+    pub release: Vec<PendingKey>,
+}
+
+/// One submission: its work, its share of the span budget, and where to say whether it is durable.
 pub(super) struct Submission {
-    pub records: Vec<SpanRecord>,
-    /// The records encoded for the store (when there is one), by the submitting task.
-    pub prepared: Option<Prepared>,
-    /// How many spans were submitted (`records` is left empty when only the store needs them).
+    pub work: Work,
+    /// Spans it holds of the budget.
     pub spans: usize,
     pub _permit: OwnedSemaphorePermit,
     pub done: oneshot::Sender<Result<(), IngestError>>,
@@ -33,17 +49,17 @@ pub struct Ingest {
     tx: mpsc::Sender<Submission>,
     budget: Arc<Semaphore>,
     max_spans: usize,
-    /// Whether submissions are encoded for the store before they are queued.
-    prepare: bool,
-    /// Whether the writer needs the records themselves (the export queue does).
-    keep_records: bool,
+    /// Whether spans go to the store.
+    store: bool,
+    /// Whether spans go to the exporters' queue.
+    export: bool,
 }
 
 impl Ingest {
     pub(super) fn new(
         limits: QueueLimits,
-        prepare: bool,
-        keep_records: bool,
+        store: bool,
+        export: bool,
     ) -> (Self, mpsc::Receiver<Submission>) {
         let (tx, rx) = mpsc::channel(limits.max_batches.max(1));
         let max_spans = limits.max_spans.max(1);
@@ -52,8 +68,8 @@ impl Ingest {
                 tx,
                 budget: Arc::new(Semaphore::new(max_spans)),
                 max_spans,
-                prepare,
-                keep_records,
+                store,
+                export,
             },
             rx,
         )
@@ -67,36 +83,56 @@ impl Ingest {
         }
     }
 
-    /// Queues `records` and waits until they are durable. Refuses at once when the queue is full.
-    pub async fn submit(&self, records: Vec<SpanRecord>) -> Result<(), IngestError> {
-        if records.is_empty() {
+    /// The work that stores and exports `batch`: trace parts encoded here, on the caller's thread.
+    pub fn work(&self, batch: &SpanBatch) -> Work {
+        Work {
+            store: self.store.then(|| Store::prepare(batch)),
+            export: self.export.then(|| batch.encode_all()),
+            spans: batch.len(),
+            ..Default::default()
+        }
+    }
+
+    /// Makes `batch` durable (store and exporters) and waits until it is. Refuses at once when the queue
+    /// is full.
+    pub async fn submit(&self, batch: &SpanBatch) -> Result<(), IngestError> {
+        if batch.is_empty() {
             return Ok(());
         }
+        let permit = self.reserve(batch.len())?;
+        let work = self.work(batch);
+        self.send(permit, work).await
+    }
+
+    /// Submits prepared work holding `spans` of the budget and waits until it is durable.
+    pub async fn submit_work(&self, work: Work, spans: usize) -> Result<(), IngestError> {
+        let permit = self.reserve(spans)?;
+        self.send(permit, work).await
+    }
+
+    fn reserve(&self, spans: usize) -> Result<(OwnedSemaphorePermit, usize), IngestError> {
         // A submission larger than the whole budget takes the whole budget (it would never fit otherwise).
-        let want = u32::try_from(records.len().min(self.max_spans)).unwrap_or(u32::MAX);
+        let want = spans.min(self.max_spans);
         let permit = self
             .budget
             .clone()
-            .try_acquire_many_owned(want)
+            .try_acquire_many_owned(u32::try_from(want).unwrap_or(u32::MAX))
             .map_err(|e| match e {
                 tokio::sync::TryAcquireError::Closed => IngestError::ShuttingDown,
                 tokio::sync::TryAcquireError::NoPermits => IngestError::Overloaded,
             })?;
-        // Encoding for the store happens here, on the receivers' threads, so that the one writer thread
-        // only inserts and commits.
-        let prepared = self.prepare.then(|| Store::prepare(&records));
-        let spans = records.len();
-        // Dropped here rather than on the writer thread when only the store needed them.
-        let records = if self.keep_records || !self.prepare {
-            records
-        } else {
-            Vec::new()
-        };
+        Ok((permit, want))
+    }
+
+    async fn send(
+        &self,
+        (permit, spans): (OwnedSemaphorePermit, usize),
+        work: Work,
+    ) -> Result<(), IngestError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .try_send(Submission {
-                records,
-                prepared,
+                work,
                 spans,
                 _permit: permit,
                 done,
@@ -109,7 +145,7 @@ impl Ingest {
     }
 }
 
-/// How many spans wait for the store.
+/// How many spans wait for the writer.
 #[derive(Clone)]
 pub struct QueueDepth {
     budget: Arc<Semaphore>,
@@ -132,17 +168,21 @@ impl QueueDepth {
 )]
 mod tests {
     use super::*;
+    use crate::model::SpanRecord;
     use opentelemetry_proto::tonic::trace::v1::Span;
 
-    fn records(n: usize) -> Vec<SpanRecord> {
-        let span = Span {
-            trace_id: vec![1; 16],
-            span_id: vec![1; 8],
-            ..Default::default()
-        };
-        (0..n)
-            .map(|_| SpanRecord::new(Default::default(), Default::default(), span.clone()).unwrap())
-            .collect()
+    fn batch(n: u8) -> SpanBatch {
+        let records: Vec<SpanRecord> = (1..=n)
+            .map(|i| {
+                let span = Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![i; 8],
+                    ..Default::default()
+                };
+                SpanRecord::new(Default::default(), Default::default(), span).unwrap()
+            })
+            .collect();
+        SpanBatch::from_records(&records)
     }
 
     #[tokio::test]
@@ -157,13 +197,14 @@ mod tests {
         );
         let first = tokio::spawn({
             let ingest = ingest.clone();
-            async move { ingest.submit(records(3)).await }
+            async move { ingest.submit(&batch(3)).await }
         });
         // The writer side: take the submission but do not answer yet.
         let pending = rx.recv().await.unwrap();
         assert_eq!(ingest.depth().queued_spans(), 3);
+        assert!(pending.work.export.is_some() && pending.work.store.is_none());
         assert!(matches!(
-            ingest.submit(records(1)).await,
+            ingest.submit(&batch(1)).await,
             Err(IngestError::Overloaded)
         ));
         let Submission {
@@ -193,13 +234,13 @@ mod tests {
         );
         let waiting = tokio::spawn({
             let ingest = ingest.clone();
-            async move { ingest.submit(records(1)).await }
+            async move { ingest.submit(&batch(1)).await }
         });
         while ingest.depth().queued_spans() == 0 {
             tokio::task::yield_now().await;
         }
         assert!(matches!(
-            ingest.submit(records(1)).await,
+            ingest.submit(&batch(1)).await,
             Err(IngestError::Overloaded)
         ));
         drop(rx);
@@ -208,7 +249,7 @@ mod tests {
             "never acknowledged when not stored"
         );
         assert!(matches!(
-            ingest.submit(records(1)).await,
+            ingest.submit(&batch(1)).await,
             Err(IngestError::ShuttingDown)
         ));
     }

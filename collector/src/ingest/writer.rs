@@ -1,54 +1,126 @@
-//! The writer thread: takes every waiting submission (up to a batch size), writes them in one durable
-//! batch, then answers each. Group commit keeps fsyncs per span low under load.
+//! The writer thread: takes every waiting submission (up to a batch size), adds all of it (trace parts,
+//! the exporters' entry, tail sampling's held and released spans) to one fjall batch, commits it with
+//! one journal fsync, then answers each submission. Group commit keeps fsyncs per span low under load.
+//!
+//! A storage failure that cannot pass (a failed fsync poisons the keyspace) is logged once with its
+//! cause; from then on every submission is answered at once with `IngestError::Failed` (HTTP 500, gRPC
+//! INTERNAL) instead of a "retry later" that would never come true.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::queue::{Ingest, QueueLimits, Submission};
 use super::IngestError;
 use crate::exporters::ExportQueue;
-use crate::store::{Prepared, Store};
+use crate::store::{Database, Prepared, Store, StoreError};
+use crate::tail_sampling::PendingSet;
 use crate::telemetry::Metrics;
 
 /// Spans per batch, at most (a single larger submission still goes in one batch).
 const MAX_SPANS_PER_COMMIT: usize = 20_000;
 
-/// Where the writer makes spans durable: the store (unless the collector is a pure gateway) and the
-/// exporters' persistent queue (when exporters are configured). Both commit with fsync before any
-/// submission is answered.
+/// Where the writer makes spans durable, all in the one keyspace `db`: the store (unless the collector
+/// is a pure gateway), the exporters' queue (when exporters are configured) and tail sampling's pending
+/// set (when tail sampling is on).
 #[derive(Clone)]
 pub struct Sinks {
+    pub db: Option<Arc<Database>>,
     pub store: Option<Arc<Store>>,
     pub export: Option<Arc<ExportQueue>>,
     /// Per exporter: spans queued before submissions are refused (429) instead of queued.
     pub export_limits: Vec<(String, u64)>,
+    pub pending: Option<Arc<PendingSet>>,
+    /// A failure the next commit reports instead of writing (tests of the failure paths).
+    #[cfg(test)]
+    pub(crate) fault: Arc<std::sync::Mutex<Option<StoreError>>>,
 }
 
 impl Sinks {
-    fn export_full(&self) -> bool {
-        self.export.as_ref().is_some_and(|q| {
-            self.export_limits
-                .iter()
-                .any(|(name, max)| q.queued(name) >= *max)
-        })
-    }
-
-    fn write(
-        &self,
-        records: &[crate::model::SpanRecord],
-        prepared: &[Prepared],
-    ) -> Result<(), IngestError> {
-        if let Some(store) = &self.store {
-            store
-                .write_prepared(prepared)
-                .map_err(|e| IngestError::Store(e.to_string()))?;
+    pub fn new(
+        db: Option<Arc<Database>>,
+        store: Option<Arc<Store>>,
+        export: Option<Arc<ExportQueue>>,
+        export_limits: Vec<(String, u64)>,
+        pending: Option<Arc<PendingSet>>,
+    ) -> Self {
+        Self {
+            db,
+            store,
+            export,
+            export_limits,
+            pending,
+            #[cfg(test)]
+            fault: Arc::default(),
         }
-        if let Some(queue) = &self.export {
-            queue
-                .append(records)
-                .map_err(|e| IngestError::Store(format!("export queue: {e}")))?;
+    }
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            IngestError::Unavailable(e.to_string())
+        } else {
+            IngestError::Failed(e.to_string())
+        }
+    }
+}
+
+impl Sinks {
+    /// Writes the group in one durable batch.
+    fn commit(&self, group: &mut [Submission]) -> Result<(), IngestError> {
+        #[cfg(test)]
+        if let Some(e) = self.fault.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e.into());
+        }
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
+        if self
+            .export
+            .as_ref()
+            .is_some_and(|q| q.full(&self.export_limits))
+        {
+            return Err(IngestError::Overloaded);
+        }
+        let mut batch = db.batch(true);
+        let prepared: Vec<Prepared> = group
+            .iter_mut()
+            .filter_map(|s| s.work.store.take())
+            .collect();
+        let written = match &self.store {
+            Some(store) if !prepared.is_empty() => Some(store.add(&mut batch, &prepared)?),
+            _ => None,
+        };
+        let mut exports: Vec<Bytes> = Vec::new();
+        let mut export_spans = 0;
+        for s in group.iter_mut() {
+            if let Some(payload) = s.work.export.take() {
+                exports.push(payload);
+                export_spans += s.work.spans;
+            }
+        }
+        let appended = match &self.export {
+            Some(queue) if export_spans > 0 => {
+                Some(queue.append(&mut batch, &exports, export_spans))
+            }
+            _ => None,
+        };
+        if let Some(pending) = &self.pending {
+            for s in group.iter() {
+                pending.add(&mut batch, &s.work.hold, &s.work.release);
+            }
+        }
+        if !batch.is_empty() {
+            batch.commit().map_err(StoreError::from)?;
+        }
+        if let Some(written) = written {
+            written.committed();
+        }
+        if let Some(appended) = appended {
+            appended.committed();
         }
         Ok(())
     }
@@ -69,6 +141,8 @@ pub fn spawn_writer(
 }
 
 fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) {
+    // Set once storage failed for good; every later submission gets this answer.
+    let mut failed: Option<IngestError> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut spans = group.iter().map(|s| s.spans).sum::<usize>();
@@ -81,42 +155,89 @@ fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) 
                 Err(_) => break,
             }
         }
-        let mut prepared = Vec::with_capacity(group.len());
-        for s in group.iter_mut() {
-            match s.prepared.take() {
-                Some(p) => prepared.push(p),
-                None if sinks.store.is_some() => prepared.push(Store::prepare(&s.records)),
-                None => {}
+        let result = match &failed {
+            Some(e) => Err(e.clone()),
+            None => sinks.commit(&mut group),
+        };
+        match &result {
+            Ok(()) => {
+                metrics.store_commits.inc();
             }
-        }
-        // Only the export queue needs the records themselves.
-        let records: Vec<_> = if sinks.export.is_some() {
-            group
-                .iter_mut()
-                .flat_map(|s| std::mem::take(&mut s.records))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let result = if sinks.export_full() {
-            Err(IngestError::Overloaded)
-        } else {
-            sinks.write(&records, &prepared)
-        };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, spans, "store write failed; spans refused");
-        } else {
-            metrics.store_commits.inc();
+            Err(e @ IngestError::Failed(_)) if failed.is_none() => {
+                tracing::error!(error = %e, spans, "storage failed for good: every span is refused (HTTP 500, gRPC INTERNAL) until the collector is restarted");
+                failed = Some(e.clone());
+            }
+            Err(IngestError::Failed(_)) => {}
+            Err(e) => tracing::warn!(error = %e, spans, "spans not stored; senders retry"),
         }
         for submission in group {
-            let answer = match &result {
-                Ok(()) => Ok(()),
-                Err(IngestError::Overloaded) => Err(IngestError::Overloaded),
-                Err(e) => Err(IngestError::Store(e.to_string())),
-            };
             // The submitter may have gone away (client disconnected); the spans are stored regardless.
-            let _ = submission.done.send(answer);
+            let _ = submission.done.send(result.clone());
         }
     }
     tracing::info!("store writer drained");
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::ingest::Work;
+    use crate::store::StoreOptions;
+
+    fn writer(dir: &std::path::Path) -> (Sinks, Ingest, JoinHandle<()>) {
+        let db = Arc::new(Database::open(dir, &StoreOptions::new(1 << 20)).unwrap());
+        let sinks = Sinks::new(Some(db), None, None, Vec::new(), None);
+        let limits = QueueLimits {
+            max_spans: 100,
+            max_batches: 10,
+        };
+        let (ingest, writer) =
+            spawn_writer(sinks.clone(), limits, Arc::new(Metrics::new())).unwrap();
+        (sinks, ingest, writer)
+    }
+
+    fn fail_next(sinks: &Sinks, e: StoreError) {
+        *sinks.fault.lock().unwrap() = Some(e);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_passing_failure_asks_for_a_retry_and_the_next_commit_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sinks, ingest, writer) = writer(dir.path());
+        fail_next(
+            &sinks,
+            StoreError::Keyspace(fjall::Error::Io(std::io::Error::other("disk full"))),
+        );
+        let e = ingest.submit_work(Work::default(), 1).await.unwrap_err();
+        assert!(matches!(e, IngestError::Unavailable(_)), "{e:?}");
+        assert_eq!(e.http_status(), 503);
+        assert!(ingest.submit_work(Work::default(), 1).await.is_ok());
+        drop(ingest);
+        writer.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_permanent_failure_is_answered_500_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sinks, ingest, writer) = writer(dir.path());
+        assert!(ingest.submit_work(Work::default(), 1).await.is_ok());
+        fail_next(&sinks, StoreError::Keyspace(fjall::Error::Poisoned));
+        for attempt in 0..3 {
+            let e = ingest.submit_work(Work::default(), 1).await.unwrap_err();
+            assert!(
+                matches!(e, IngestError::Failed(_)),
+                "attempt {attempt}: {e:?}"
+            );
+            assert_eq!((e.http_status(), e.retry_after()), (500, None));
+            assert_eq!(e.grpc_status().code(), tonic::Code::Internal);
+        }
+        drop(ingest);
+        writer.join().unwrap();
+    }
 }

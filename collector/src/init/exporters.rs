@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Config, InitError};
 use crate::exporters::{run_exporter, Client, ExportQueue, ExporterConfig, ExporterMetrics};
+use crate::store::Database;
 
 /// Refuses an invalid `[[exporters]]` entry or two entries with one name.
 pub fn validate(exporters: &[ExporterConfig]) -> Result<(), InitError> {
@@ -22,15 +23,18 @@ pub fn validate(exporters: &[ExporterConfig]) -> Result<(), InitError> {
     Ok(())
 }
 
-/// The queue every exporter drains (`<data-dir>/export-queue.redb`); none without exporters.
-pub async fn open_queue(config: &Config) -> Result<Option<Arc<ExportQueue>>, InitError> {
+/// The queue every exporter drains (partitions of the keyspace); none without exporters.
+pub async fn open_queue(
+    config: &Config,
+    db: Option<&Arc<Database>>,
+) -> Result<Option<Arc<ExportQueue>>, InitError> {
     let exporters = &config.sections.exporters;
-    if exporters.is_empty() {
+    let (false, Some(db)) = (exporters.is_empty(), db) else {
         return Ok(None);
-    }
+    };
     let names: Vec<String> = exporters.iter().map(|e| e.name.clone()).collect();
-    let dir = config.data_dir.clone();
-    let queue = tokio::task::spawn_blocking(move || ExportQueue::open(&dir, &names))
+    let db = db.clone();
+    let queue = tokio::task::spawn_blocking(move || ExportQueue::open(db, &names))
         .await
         .map_err(|e| InitError::Task(e.to_string()))??;
     Ok(Some(Arc::new(queue)))

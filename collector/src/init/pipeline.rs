@@ -9,10 +9,10 @@ use crate::analytics::{ServiceGraph, ServiceGraphLimits, SpanMetrics};
 use crate::exporters::ExportQueue;
 use crate::ingest::{spawn_writer, QueueDepth, QueueLimits, Sinks};
 use crate::sampling::{Adaptive, AdaptiveConfig, Sampling, StrategiesFile};
-use crate::store::Store;
-use crate::tail_sampling::{PendingStore, TailMetrics, TailSampler};
+use crate::store::{Database, Store};
+use crate::tail_sampling::{PendingSet, TailMetrics, TailSampler};
 use crate::telemetry::Metrics;
-use crate::topology::{Analytics, Pipeline};
+use crate::topology::{Analytics, AnalyticsFeed, Pipeline};
 
 /// How long the service graph keeps per-minute edge counts.
 const SERVICE_GRAPH_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -86,39 +86,45 @@ pub struct Built {
     pub depth: QueueDepth,
 }
 
-/// Starts the writer over the store and the export queue, and the tail sampler when configured.
+/// Starts the writer over the store, the export queue and the pending set (all in `db`), the analytics
+/// thread, and the tail sampler when configured.
 pub async fn build(
     config: &Config,
+    db: Option<Arc<Database>>,
     store: Option<Arc<Store>>,
     export: Option<Arc<ExportQueue>>,
     analytics: Arc<Analytics>,
     tail_metrics: TailMetrics,
     metrics: Arc<Metrics>,
 ) -> Result<Built, InitError> {
-    let sinks = Sinks {
-        store,
-        export,
-        export_limits: config
-            .sections
-            .exporters
-            .iter()
-            .map(|e| (e.name.clone(), e.queue_max_spans))
-            .collect(),
+    let pending = match (&config.sections.tail_sampling, &db) {
+        (Some(_), Some(db)) => {
+            let db = db.clone();
+            let pending = tokio::task::spawn_blocking(move || PendingSet::open(&db))
+                .await
+                .map_err(|e| InitError::Task(e.to_string()))??;
+            Some(Arc::new(pending))
+        }
+        _ => None,
     };
+    let export_limits = config
+        .sections
+        .exporters
+        .iter()
+        .map(|e| (e.name.clone(), e.queue_max_spans))
+        .collect();
+    let sinks = Sinks::new(db, store, export, export_limits, pending.clone());
     let limits = QueueLimits {
         max_spans: config.queue_max_spans,
         max_batches: config.queue_max_requests,
     };
-    let (ingest, writer) = spawn_writer(sinks, limits, metrics).map_err(InitError::Writer)?;
-    let tail = match &config.sections.tail_sampling {
-        Some(tail_config) => {
-            let dir = config.data_dir.clone();
-            let pending = tokio::task::spawn_blocking(move || PendingStore::open(&dir))
-                .await
-                .map_err(|e| InitError::Task(e.to_string()))??;
+    let (ingest, writer) =
+        spawn_writer(sinks, limits, metrics).map_err(|e| InitError::Thread("store writer", e))?;
+    let tail = match (&config.sections.tail_sampling, &pending) {
+        (Some(tail_config), Some(pending)) => {
             let sampler = TailSampler::new(
                 tail_config,
-                Arc::new(pending),
+                pending,
                 ingest.clone(),
                 tail_metrics,
                 Instant::now(),
@@ -127,8 +133,10 @@ pub async fn build(
             tracing::info!(policies = tail_config.policies.len(), "tail sampling on");
             Some(sampler)
         }
-        None => None,
+        _ => None,
     };
+    let analytics =
+        AnalyticsFeed::start(analytics).map_err(|e| InitError::Thread("analytics", e))?;
     Ok(Built {
         depth: ingest.depth(),
         pipeline: Pipeline {

@@ -17,12 +17,12 @@ use super::receivers::Receivers;
 use super::serve::Listeners;
 use super::{exporters, pipeline, store, Config};
 use crate::auth::{AuthConfigError, BearerAuth};
-use crate::exporters::ExporterMetrics;
+use crate::exporters::{ExporterMetrics, QueueError};
 use crate::query::QueryContext;
 use crate::receivers::ReceiverContext;
 use crate::sampling::StrategyError;
 use crate::store::StoreError;
-use crate::tail_sampling::TailMetrics;
+use crate::tail_sampling::{PendingError, TailMetrics};
 use crate::telemetry::Metrics;
 use crate::tls::{ServerFiles, ServerTls, TlsError};
 
@@ -31,14 +31,18 @@ pub enum InitError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Pending(#[from] PendingError),
+    #[error(transparent)]
     Auth(#[from] AuthConfigError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("starting the store writer: {0}")]
-    Writer(std::io::Error),
+    #[error("starting the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
     #[error("a server stopped: {0}")]
     Server(String),
     #[error("startup task failed: {0}")]
@@ -69,10 +73,12 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         .then(|| ExporterMetrics::register(registry.collector_registry()));
     let metrics = Arc::new(registry);
 
-    let store = store::open(&config).await?;
-    let export_queue = exporters::open_queue(&config).await?;
+    let db = store::open_database(&config).await?;
+    let store = store::open(&config, db.as_ref()).await?;
+    let export_queue = exporters::open_queue(&config, db.as_ref()).await?;
     let built = pipeline::build(
         &config,
+        db.clone(),
         store.clone(),
         export_queue.clone(),
         derived.analytics,
@@ -193,6 +199,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     .await;
     others.shutdown().await;
     drop(store);
+    drop(db);
     tracing::info!("stopped");
     match failure {
         Some(msg) => Err(InitError::Server(msg)),

@@ -1,4 +1,5 @@
-//! The embedded store: opened only when it is on (`--store=false` opens nothing), and its retention task.
+//! The keyspace (opened when anything is kept durably), the embedded store in it (only when it is on:
+//! `--store=false` opens no store), and the store's retention task.
 
 use std::sync::Arc;
 
@@ -7,18 +8,37 @@ use tokio_util::sync::CancellationToken;
 
 use super::{now_us, Config, InitError};
 use crate::duration::as_micros;
-use crate::store::{RetentionPolicy, Store, StoreOptions};
+use crate::store::{Database, RetentionPolicy, Store, StoreOptions};
 
-/// Opens `<data-dir>/traces/` unless the store is off.
-pub async fn open(config: &Config) -> Result<Option<Arc<Store>>, InitError> {
-    if !config.store {
-        tracing::info!("store off: spans are only forwarded (gateway mode)");
+/// Opens the keyspace `<data-dir>/db/` when something is kept durably: the store, an exporter's queue
+/// or tail sampling's pending set. A gateway with none of them opens nothing.
+pub async fn open_database(config: &Config) -> Result<Option<Arc<Database>>, InitError> {
+    let durable = config.store
+        || !config.sections.exporters.is_empty()
+        || config.sections.tail_sampling.is_some();
+    if !durable {
         return Ok(None);
     }
     let data_dir = config.data_dir.clone();
     let options =
         StoreOptions::new(usize::try_from(config.store_cache_bytes).unwrap_or(usize::MAX));
-    let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, &options))
+    let db = tokio::task::spawn_blocking(move || Database::open(&data_dir, &options))
+        .await
+        .map_err(|e| InitError::Task(e.to_string()))??;
+    Ok(Some(Arc::new(db)))
+}
+
+/// Opens the store's partitions unless the store is off.
+pub async fn open(
+    config: &Config,
+    db: Option<&Arc<Database>>,
+) -> Result<Option<Arc<Store>>, InitError> {
+    let (true, Some(db)) = (config.store, db) else {
+        tracing::info!("store off: spans are only forwarded (gateway mode)");
+        return Ok(None);
+    };
+    let db = db.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_in(db))
         .await
         .map_err(|e| InitError::Task(e.to_string()))??;
     tracing::info!(data_dir = %config.data_dir.display(), "store open");

@@ -1,8 +1,13 @@
-//! The span model every receiver maps into: an OTLP span with its resource and scope.
+//! The span model. On the way in, a `SpanBatch` holds a request's spans as OTLP protobuf bytes validated
+//! and indexed in place (`wire` reads them); on the way out, the store decodes `SpanRecord`s (an OTLP
+//! span with its resource and scope), which the receivers of other formats also build.
 
+mod batch;
 mod ids;
 mod record;
+pub mod wire;
 
+pub use batch::{AttributeValue, SpanBatch, SpanRef};
 pub use ids::{
     parse_span_id, parse_trace_id, span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId,
 };

@@ -1,5 +1,5 @@
-//! Receivers: each one decodes a wire format into `SpanRecord`s and hands them to `Ingest`, answering only
-//! once they are durable.
+//! Receivers: each one reads a wire format into a `SpanBatch` (OTLP protobuf in place; the others through
+//! `SpanRecord`s) and hands it to the pipeline, answering only once the spans are durable.
 
 mod body;
 pub mod jaeger;
@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::BearerAuth;
 use crate::ingest::IngestError;
+use crate::model::SpanBatch;
 use crate::telemetry::Metrics;
 use crate::topology::Pipeline;
 
-pub use otlp::{split_request, Conversion};
+pub use otlp::{response, Conversion};
 
 /// What every receiver needs.
 #[derive(Clone)]
@@ -37,14 +38,23 @@ impl ReceiverContext {
         &self,
         receiver: crate::telemetry::Receiver,
         conversion: &mut Conversion,
-    ) -> Result<(), crate::ingest::IngestError> {
-        let valid = conversion.records.len();
-        self.metrics.received(receiver, conversion.total());
-        self.metrics.rejected(receiver, conversion.rejected);
-        let result = self
-            .pipeline
-            .submit(std::mem::take(&mut conversion.records))
-            .await;
+    ) -> Result<(), IngestError> {
+        let batch = SpanBatch::from_records(&std::mem::take(&mut conversion.records));
+        self.submit(receiver, batch, conversion.rejected).await
+    }
+
+    /// Counts what came in (`batch` and `rejected` spans left out of it), stores the batch durably and
+    /// counts the outcome.
+    pub async fn submit(
+        &self,
+        receiver: crate::telemetry::Receiver,
+        batch: SpanBatch,
+        rejected: usize,
+    ) -> Result<(), IngestError> {
+        let valid = batch.len();
+        self.metrics.received(receiver, valid + rejected);
+        self.metrics.rejected(receiver, rejected);
+        let result = self.pipeline.submit(batch).await;
         match &result {
             Ok(()) => self.metrics.accepted(receiver, valid),
             Err(e) => {
@@ -61,13 +71,22 @@ pub(crate) fn plain_error(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
-/// Spans refused for overload or a store failure: 429 or 503 with `Retry-After`.
+/// Spans refused: 429 or 503 with `Retry-After` (overload, a passing failure), or 500 when storage failed
+/// for good.
 pub(crate) fn refused(e: &IngestError) -> Response {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = plain_error(status, e.to_string());
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(e.retry_after().as_secs()),
-    );
+    with_retry_after(plain_error(ingest_status(e), e.to_string()), e)
+}
+
+pub(crate) fn ingest_status(e: &IngestError) -> StatusCode {
+    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// Adds `Retry-After` when retrying is worth it.
+pub(crate) fn with_retry_after(mut response: Response, e: &IngestError) -> Response {
+    if let Some(after) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+    }
     response
 }

@@ -1,13 +1,14 @@
-//! From an OTLP export request to validated span records, shared by OTLP/HTTP and OTLP/gRPC.
+//! What the receivers share: the spans of one request with the count of those rejected (`Conversion`,
+//! for receivers that build span structs), and the OTLP response.
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 
 use crate::model::SpanRecord;
 
-/// The spans of one request, split into the ones to store and a count of the rejected ones.
+/// The spans of one request as records (Jaeger, Zipkin), split into the ones to store and a count of the
+/// rejected ones.
 #[derive(Debug, Default)]
 pub struct Conversion {
     pub records: Vec<SpanRecord>,
@@ -30,34 +31,21 @@ impl Conversion {
 
     /// The OTLP response: `partial_success` only when something was rejected.
     pub fn response(&self) -> ExportTraceServiceResponse {
-        ExportTraceServiceResponse {
-            partial_success: (self.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: i64::try_from(self.rejected).unwrap_or(i64::MAX),
-                error_message: format!(
-                    "{} span(s) rejected: {}",
-                    self.rejected,
-                    self.first_error.as_deref().unwrap_or("invalid span")
-                ),
-            }),
-        }
+        response(self.rejected, self.first_error.as_deref())
     }
 }
 
-pub fn split_request(req: ExportTraceServiceRequest) -> Conversion {
-    let mut out = Conversion::default();
-    for rs in req.resource_spans {
-        let resource = rs.resource.unwrap_or_default();
-        for ss in rs.scope_spans {
-            let scope = ss.scope.unwrap_or_default();
-            for span in ss.spans {
-                match SpanRecord::new(resource.clone(), scope.clone(), span) {
-                    Ok(rec) => out.records.push(rec),
-                    Err(why) => out.reject(why),
-                }
-            }
-        }
+/// The OTLP response for a request of which `rejected` spans were left out (`partial_success` only then).
+pub fn response(rejected: usize, first_error: Option<&str>) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message: format!(
+                "{rejected} span(s) rejected: {}",
+                first_error.unwrap_or("invalid span")
+            ),
+        }),
     }
-    out
 }
 
 #[cfg(test)]
@@ -69,7 +57,10 @@ pub fn split_request(req: ExportTraceServiceRequest) -> Conversion {
 )]
 mod tests {
     use super::*;
+    use crate::model::SpanBatch;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
 
     #[test]
     fn rejects_only_the_bad_spans() {
@@ -93,9 +84,10 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let c = split_request(req);
-        assert_eq!((c.records.len(), c.rejected), (1, 2));
-        let partial = c.response().partial_success;
+        let batch = SpanBatch::parse(req.encode_to_vec().into()).unwrap();
+        let (rejected, why) = batch.rejected();
+        assert_eq!((batch.len(), rejected), (1, 2));
+        let partial = response(rejected, why).partial_success;
         assert_eq!(partial.map(|p| p.rejected_spans), Some(2));
         assert_eq!(
             Conversion::default().response().partial_success,

@@ -9,7 +9,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
-use super::{split_request, ReceiverContext};
+use prost::Message;
+
+use super::{response, ReceiverContext};
+use crate::model::SpanBatch;
 use crate::telemetry::Receiver;
 
 pub struct OtlpGrpc {
@@ -38,11 +41,14 @@ impl TraceService for OtlpGrpc {
         if !self.ctx.auth.allows(authorization) {
             return Err(Status::unauthenticated("missing or wrong bearer token"));
         }
-        let mut conversion = split_request(request.into_inner());
-        match self.ctx.store(Receiver::OtlpGrpc, &mut conversion).await {
-            Ok(()) => Ok(Response::new(conversion.response())),
-            // Every ingest error is retryable: UNAVAILABLE is the code OTLP clients retry on.
-            Err(e) => Err(Status::unavailable(e.to_string())),
+        // tonic decoded the request already; it is encoded again to go the way of every other request.
+        let batch = SpanBatch::parse(request.into_inner().encode_to_vec().into())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (rejected, first_error) = batch.rejected();
+        match self.ctx.submit(Receiver::OtlpGrpc, batch, rejected).await {
+            Ok(()) => Ok(Response::new(response(rejected, first_error))),
+            // UNAVAILABLE is what OTLP clients retry on; INTERNAL when storage failed for good.
+            Err(e) => Err(e.grpc_status()),
         }
     }
 }

@@ -11,7 +11,8 @@ use prost::Message;
 
 use super::body::read_body;
 use super::rpc_status::{self, RpcStatus};
-use super::{split_request, ReceiverContext};
+use super::{ingest_status, response, with_retry_after, ReceiverContext};
+use crate::model::SpanBatch;
 use crate::telemetry::Receiver;
 
 pub const PROTOBUF: &str = "application/x-protobuf";
@@ -117,15 +118,15 @@ async fn export(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Bo
         }
     };
     let decoded = match encoding {
-        Encoding::Protobuf => {
-            ExportTraceServiceRequest::decode(bytes.as_slice()).map_err(|e| e.to_string())
-        }
-        Encoding::Json => {
-            serde_json::from_slice::<ExportTraceServiceRequest>(&bytes).map_err(|e| e.to_string())
-        }
+        Encoding::Protobuf => SpanBatch::parse(bytes.into()).map_err(|e| e.to_string()),
+        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|request| {
+                SpanBatch::parse(request.encode_to_vec().into()).map_err(|e| e.to_string())
+            }),
     };
-    let request = match decoded {
-        Ok(request) => request,
+    let batch = match decoded {
+        Ok(batch) => batch,
         Err(e) => {
             return error(
                 encoding,
@@ -135,18 +136,16 @@ async fn export(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Bo
             )
         }
     };
-    let mut conversion = split_request(request);
-    match ctx.store(Receiver::OtlpHttp, &mut conversion).await {
-        Ok(()) => reply(encoding, StatusCode::OK, &conversion.response()),
+    let (rejected, first_error) = batch.rejected();
+    match ctx.submit(Receiver::OtlpHttp, batch, rejected).await {
+        Ok(()) => reply(encoding, StatusCode::OK, &response(rejected, first_error)),
         Err(e) => {
-            let status =
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = error(encoding, status, rpc_status::UNAVAILABLE, e.to_string());
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(e.retry_after().as_secs()),
-            );
-            response
+            let code = if e.is_retryable() {
+                rpc_status::UNAVAILABLE
+            } else {
+                rpc_status::INTERNAL
+            };
+            with_retry_after(error(encoding, ingest_status(&e), code, e.to_string()), &e)
         }
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::model::SpanRecord;
+use crate::model::SpanBatch;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AdaptiveConfig {
@@ -56,22 +56,27 @@ impl Adaptive {
         0.0
     }
 
-    /// Counts the root spans among `records`.
-    pub fn observe(&self, records: &[SpanRecord], now: Instant) {
+    /// Counts the root spans of `batch`.
+    pub fn observe(&self, batch: &SpanBatch, now: Instant) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
         self.recompute_if_due(&mut state, now);
-        for r in records.iter().filter(|r| r.parent_span_id().is_none()) {
-            let key = (r.service_name().to_string(), r.span.name.clone());
+        // Counted per operation first: a batch has many roots of few operations.
+        let mut counts: HashMap<(&str, &str), u64> = HashMap::new();
+        for r in batch.spans().filter(|r| r.parent_span_id().is_none()) {
+            *counts.entry((r.service_name(), r.name())).or_default() += 1;
+        }
+        for ((service, name), roots) in counts {
+            let key = (service.to_string(), name.to_string());
             let len = state.ops.len();
             match state.ops.get_mut(&key) {
-                Some(op) => op.roots += 1,
+                Some(op) => op.roots += roots,
                 None if len < self.config.max_operations => {
                     state.ops.insert(
                         key,
                         Operation {
-                            roots: 1,
+                            roots,
                             probability: 1.0,
                         },
                     );
@@ -133,7 +138,7 @@ impl Adaptive {
 )]
 mod tests {
     use super::*;
-    use crate::model::string_attribute;
+    use crate::model::{string_attribute, SpanRecord};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::Span;
 
@@ -173,7 +178,10 @@ mod tests {
             let sampled = (1000.0 * p) as usize;
             let mut batch = roots("api", "GET /noisy", sampled);
             batch.extend(roots("api", "GET /quiet", 2));
-            a.observe(&batch, t0 + Duration::from_secs(second - 1));
+            a.observe(
+                &SpanBatch::from_records(&batch),
+                t0 + Duration::from_secs(second - 1),
+            );
             let probs = a.probabilities_at("api", t0 + Duration::from_secs(second));
             p = probs.iter().find(|(op, _)| op == "GET /noisy").unwrap().1;
             let quiet = probs.iter().find(|(op, _)| op == "GET /quiet").unwrap().1;

@@ -2,18 +2,6 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    // redb: the exporters' queue and tail sampling's pending file.
-    #[error("opening the store: {0}")]
-    Database(#[from] redb::DatabaseError),
-    #[error("store transaction: {0}")]
-    Transaction(Box<redb::TransactionError>),
-    #[error("store table: {0}")]
-    Table(#[from] redb::TableError),
-    #[error("store storage: {0}")]
-    Storage(#[from] redb::StorageError),
-    #[error("store commit: {0}")]
-    Commit(#[from] redb::CommitError),
-    // fjall: the trace store.
     #[error("store: {0}")]
     Keyspace(#[from] fjall::Error),
     #[error("store tree: {0}")]
@@ -27,21 +15,70 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying the same operation again later may succeed (the sender should retry the spans).
+    /// Whether trying the same operation again later may succeed. An I/O error may pass (a full disk
+    /// that is cleaned up); a failed journal fsync poisons the keyspace for good, and corrupt or
+    /// foreign data stays what it is.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            StoreError::Database(_)
-                | StoreError::Io(_)
-                | StoreError::Format(_)
-                | StoreError::Poisoned
-        )
+        match self {
+            StoreError::Keyspace(e) => fjall_retryable(e),
+            StoreError::Tree(e) => lsm_retryable(e),
+            StoreError::Io(_) | StoreError::Format(_) | StoreError::Poisoned => false,
+        }
     }
 }
 
-// redb's transaction error is large; boxed so every `Result<_, StoreError>` stays small.
-impl From<redb::TransactionError> for StoreError {
-    fn from(e: redb::TransactionError) -> Self {
-        StoreError::Transaction(Box::new(e))
+/// Whether an fjall operation that failed with `e` may succeed later. After a failed fsync fjall refuses
+/// every write (`Poisoned`): that is permanent until the collector restarts and recovers the journal.
+pub fn fjall_retryable(e: &fjall::Error) -> bool {
+    match e {
+        fjall::Error::Io(_) => true,
+        fjall::Error::Storage(e) => lsm_retryable(e),
+        _ => false,
+    }
+}
+
+fn lsm_retryable(e: &fjall::LsmError) -> bool {
+    matches!(e, fjall::LsmError::Io(_))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_keyspace_is_permanent_and_io_is_not() {
+        let io = || std::io::Error::other("disk full");
+        let cases: &[(StoreError, bool, &str)] = &[
+            (
+                StoreError::Keyspace(fjall::Error::Io(io())),
+                true,
+                "an I/O error may pass",
+            ),
+            (
+                StoreError::Tree(fjall::LsmError::Io(io())),
+                true,
+                "in the tree too",
+            ),
+            (
+                StoreError::Keyspace(fjall::Error::Poisoned),
+                false,
+                "a failed fsync poisons for good",
+            ),
+            (
+                StoreError::Tree(fjall::LsmError::Unrecoverable),
+                false,
+                "corruption stays",
+            ),
+            (
+                StoreError::Format("3".into()),
+                false,
+                "a foreign format stays",
+            ),
+            (StoreError::Poisoned, false, "a panicked writer"),
+        ];
+        for (e, retryable, why) in cases {
+            assert_eq!(e.is_retryable(), *retryable, "{why}");
+        }
     }
 }

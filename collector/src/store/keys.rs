@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{SpanRecord, TraceId};
+use crate::model::{SpanBatch, TraceId};
 
 /// Longest service name put into a key (longer names share the entries of their first 256 bytes; a
 /// search checks the spans).
@@ -51,11 +51,6 @@ pub fn u64_before_ref(key: &[u8]) -> Option<u64> {
     let end = key.len().checked_sub(PART_REF_LEN)?;
     let bytes: [u8; 8] = key.get(end.checked_sub(8)?..end)?.try_into().ok()?;
     Some(u64::from_be_bytes(bytes))
-}
-
-/// 64-bit FNV-1a: a stable content hash (the same bytes give the same part key in every build).
-pub fn fnv64(bytes: &[u8]) -> u64 {
-    fnv64_more(FNV_OFFSET, bytes)
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -151,14 +146,12 @@ struct Acc {
     hashes: Vec<u32>,
 }
 
-/// The search entries of a trace part: one per distinct service among its spans. Deterministic in the
-/// part's spans, so deleting a part recomputes exactly the keys writing it added.
-pub fn part_search_entries<'a>(
-    records: impl IntoIterator<Item = &'a SpanRecord>,
-    part: &PartRef,
-) -> Vec<SearchEntry> {
-    let mut acc: BTreeMap<&'a str, Acc> = BTreeMap::new();
-    for rec in records {
+/// The search entries of a trace part (the spans of `batch` at `indexes`): one per distinct service
+/// among its spans. Deterministic in the part's spans, so deleting a part recomputes exactly the keys
+/// writing it added.
+pub fn part_search_entries(batch: &SpanBatch, indexes: &[u32], part: &PartRef) -> Vec<SearchEntry> {
+    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
+    for rec in indexes.iter().filter_map(|i| batch.span(*i as usize)) {
         let start = rec.start_us();
         let dur = rec.duration_us();
         let a = acc.entry(rec.service_name()).or_insert(Acc {
@@ -170,7 +163,7 @@ pub fn part_search_entries<'a>(
         a.start = a.start.min(start);
         a.min_dur = a.min_dur.min(dur);
         a.max_dur = a.max_dur.max(dur);
-        a.hashes.push(operation_hash(&rec.span.name));
+        a.hashes.push(operation_hash(rec.name()));
         rec.for_each_tag(|k, v| a.hashes.push(tag_hash(k, v)));
     }
     acc.into_iter()
@@ -305,7 +298,7 @@ mod tests {
 
     #[test]
     fn search_values_answer_membership() {
-        use crate::model::string_attribute;
+        use crate::model::{string_attribute, SpanRecord};
         let mut rec = SpanRecord::new(
             Default::default(),
             Default::default(),
@@ -320,7 +313,8 @@ mod tests {
         )
         .unwrap();
         rec.span.attributes = vec![string_attribute("k", "v")];
-        let entries = part_search_entries([&rec], &part_ref(&[1; 16], 7));
+        let batch = SpanBatch::from_records(&[rec]);
+        let entries = part_search_entries(&batch, &[0], &part_ref(&[1; 16], 7));
         assert_eq!(entries.len(), 1);
         let v = SearchValue::decode(&entries[0].value).unwrap();
         assert_eq!((v.min_dur, v.max_dur), (4, 4));

@@ -1,90 +1,24 @@
 //! The value of a trace part: a `TraceSummary` header, then the part's spans as one OTLP `TracesData`
-//! (spans that share a resource and scope share one `ResourceSpans`/`ScopeSpans`). The LSM
-//! compresses its blocks (LZ4), many parts at a time, which beats compressing each small part alone.
+//! (spans that share a resource and scope share one `ResourceSpans`/`ScopeSpans`; written by
+//! `SpanBatch::encode_into`, which copies every span's bytes as received). The LSM compresses its blocks
+//! (LZ4), many parts at a time, which beats compressing each small part alone.
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
-use prost::encoding::{self, WireType};
 use prost::Message;
 
 use super::keys::TraceSummary;
-use crate::model::SpanRecord;
-
-/// The encoding of `records` (in order) as an OTLP `TracesData`, written field by field so that no span
-/// is cloned: runs of spans sharing a resource share one `ResourceSpans`, runs sharing a scope within it
-/// one `ScopeSpans`.
-pub fn encode_spans(records: &[&SpanRecord]) -> Vec<u8> {
-    // Runs of equal resources, and within them runs of equal scopes, as index ranges.
-    let mut resources: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
-    for (i, rec) in records.iter().enumerate() {
-        let same_resource = resources
-            .last()
-            .and_then(|(first, _)| records.get(*first))
-            .is_some_and(|r| r.resource == rec.resource);
-        if !same_resource {
-            resources.push((i, Vec::new()));
-        }
-        let Some((_, scopes)) = resources.last_mut() else {
-            continue;
-        };
-        match scopes.last_mut() {
-            Some((first, end)) if records.get(*first).is_some_and(|r| r.scope == rec.scope) => {
-                *end = i + 1
-            }
-            _ => scopes.push((i, i + 1)),
-        }
-    }
-    let span_lens: Vec<usize> = records
-        .iter()
-        .map(|r| encoding::message::encoded_len(2, &r.span))
-        .collect();
-    let scope_len = |first: usize, end: usize| {
-        records
-            .get(first)
-            .map_or(0, |r| encoding::message::encoded_len(1, &r.scope))
-            + span_lens.get(first..end).map_or(0, |l| l.iter().sum())
-    };
-    let mut out = Vec::new();
-    for (first, scopes) in &resources {
-        let Some(resource) = records.get(*first).map(|r| &r.resource) else {
-            continue;
-        };
-        let body = encoding::message::encoded_len(1, resource)
-            + scopes
-                .iter()
-                .map(|(f, e)| delimited_len(2, scope_len(*f, *e)))
-                .sum::<usize>();
-        encoding::encode_key(1, WireType::LengthDelimited, &mut out);
-        encoding::encode_varint(body as u64, &mut out);
-        encoding::message::encode(1, resource, &mut out);
-        for (f, e) in scopes {
-            encoding::encode_key(2, WireType::LengthDelimited, &mut out);
-            encoding::encode_varint(scope_len(*f, *e) as u64, &mut out);
-            for (i, rec) in records.iter().enumerate().take(*e).skip(*f) {
-                if i == *f {
-                    encoding::message::encode(1, &rec.scope, &mut out);
-                }
-                encoding::message::encode(2, &rec.span, &mut out);
-            }
-        }
-    }
-    out
-}
-
-/// Length of a length-delimited field with tag `tag` and a body of `len` bytes.
-fn delimited_len(tag: u32, len: usize) -> usize {
-    encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len
-}
-
-/// The stored value: header then the encoded spans.
-pub fn encode_value(summary: &TraceSummary, spans: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(TraceSummary::LEN + spans.len());
-    out.extend_from_slice(&summary.encode());
-    out.extend_from_slice(spans);
-    out
-}
+use crate::model::{SpanBatch, SpanRecord};
 
 pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
     TraceSummary::decode(value)
+}
+
+/// The spans of a stored value, indexed in place; `None` when they do not parse.
+pub fn spans_of(value: &[u8]) -> Option<SpanBatch> {
+    SpanBatch::parse(bytes::Bytes::copy_from_slice(
+        value.get(TraceSummary::LEN..)?,
+    ))
+    .ok()
 }
 
 /// The spans of a stored value; `None` when it does not decode.
@@ -149,18 +83,30 @@ mod tests {
             rec("b", "t", 4),
             rec("a", "s", 5),
         ];
-        let refs: Vec<&SpanRecord> = records.iter().collect();
-        let spans = encode_spans(&refs);
-        let data = TracesData::decode(spans.as_slice()).unwrap();
+        let batch = SpanBatch::from_records(&records);
+        let summary = TraceSummary {
+            start_us: 1,
+            end_us: 2,
+            error: true,
+            bytes: 3,
+        };
+        let mut value = summary.encode().to_vec();
+        batch.encode_into(&[0, 1, 2, 3, 4], &mut value);
+        assert_eq!(summary_of(&value), Some(summary));
+        assert_eq!(decode_value(&value).unwrap(), records.to_vec());
+        let spans = spans_of(&value).unwrap();
+        let names: Vec<&str> = spans.spans().map(|s| s.name()).collect();
+        assert_eq!(names, ["op1", "op2", "op3", "op4", "op5"]);
+        let data = TracesData::decode(&value[TraceSummary::LEN..]).unwrap();
         let shape: Vec<Vec<usize>> = data
             .resource_spans
             .iter()
             .map(|rs| rs.scope_spans.iter().map(|ss| ss.spans.len()).collect())
             .collect();
-        assert_eq!(shape, vec![vec![2, 1], vec![1], vec![1]]);
-        let summary = TraceSummary::default();
-        let back = decode_value(&encode_value(&summary, &spans)).unwrap();
-        assert_eq!(back, records.to_vec());
-        assert_eq!(summary_of(&encode_value(&summary, &spans)), Some(summary));
+        assert_eq!(
+            shape,
+            vec![vec![2, 1], vec![1], vec![1]],
+            "runs share resources and scopes"
+        );
     }
 }

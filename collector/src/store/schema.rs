@@ -1,9 +1,11 @@
 //! The partitions of the fjall keyspace (store format 3). All keys are byte strings built in `keys`;
 //! integers inside keys are big-endian so that byte order is numeric order.
 
-/// The store format this build reads and writes. Formats 1 and 2 (redb files, `traces.redb`) are not
-/// readable: `Store::open` refuses them with a clear error.
-pub const FORMAT_VERSION: u64 = 3;
+/// The format this build reads and writes. Formats 1 and 2 (a redb file, `traces.redb`) and 3 (fjall for
+/// traces, redb files for the export queue and the pending set) are refused with a clear error by
+/// `Database::open`. Format 4 keeps everything in one keyspace; its trace parts are keyed by an xxh3
+/// hash of their spans' bytes as received.
+pub const FORMAT_VERSION: u64 = 4;
 
 /// `trace(16) hash(8)` -> trace part: `TraceSummary` header + OTLP `TracesData` (the LSM compresses
 /// blocks with LZ4).

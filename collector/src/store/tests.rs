@@ -271,18 +271,44 @@ fn parts_of_one_trace_from_several_commits_read_as_one() {
 }
 
 #[test]
-fn a_store_in_another_format_is_refused() {
+fn files_of_older_formats_are_refused_with_what_they_hold() {
+    let cases = [
+        ("traces.redb", "format 1 or 2"),
+        ("traces", "format 3"),
+        ("export-queue.redb", "not forwarded yet"),
+        ("tail-pending.redb", "not decided yet"),
+    ];
+    for (file, says) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        if file.ends_with(".redb") {
+            std::fs::write(dir.path().join(file), b"old").unwrap();
+        } else {
+            std::fs::create_dir(dir.path().join(file)).unwrap();
+        }
+        let err = Store::open(dir.path(), 1 << 20).err().unwrap();
+        assert!(matches!(err, StoreError::Format(_)), "{file}: {err}");
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(text.contains(file) && text.contains(says), "{file}: {text}");
+        assert!(
+            !dir.path().join("db").exists(),
+            "{file}: nothing created next to it"
+        );
+    }
+}
+
+#[test]
+fn a_keyspace_of_format_3_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    // A format 1 or 2 store is a redb file.
-    std::fs::write(dir.path().join("traces.redb"), b"old").unwrap();
+    {
+        let db = Database::open(dir.path(), &StoreOptions::new(1 << 20)).unwrap();
+        db.meta()
+            .insert(schema::META_FORMAT, 3u64.to_be_bytes())
+            .unwrap();
+    }
     let err = Store::open(dir.path(), 1 << 20).err().unwrap();
     assert!(matches!(err, StoreError::Format(_)), "{err}");
-    assert!(!err.is_retryable());
-    assert!(err.to_string().contains("format 1 or 2"), "{err}");
-    assert!(
-        !dir.path().join("traces").exists(),
-        "nothing created next to it"
-    );
+    assert!(err.to_string().contains("holds store format 3"), "{err}");
 }
 
 #[test]
@@ -290,7 +316,7 @@ fn a_new_store_records_its_format_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), 1 << 20).unwrap());
     let store = Store::open(dir.path(), 1 << 20).unwrap();
-    let format = store.meta.get(schema::META_FORMAT).unwrap().unwrap();
+    let format = store.db.meta().get(schema::META_FORMAT).unwrap().unwrap();
     assert_eq!(schema::u64_value(&format), Some(schema::FORMAT_VERSION));
 }
 

@@ -1,85 +1,124 @@
-//! Adding spans. One call is one fjall batch, appended to the journal and fsynced
-//! (`PersistMode::SyncAll`) before `write_spans` returns, so when it returns `Ok` every span in it
-//! survives a crash. The batch is atomic: after a crash it is either wholly there or not at all.
+//! Adding spans. The ingest writer adds the trace parts of a group of submissions to one fjall batch
+//! (`Store::add`), next to the export queue's and the pending set's writes, and commits it with the
+//! journal fsynced: when the commit returns every span in it survives a crash, and after a crash the
+//! batch is either wholly there or not at all.
 //!
-//! The spans of a call are grouped by trace; each group is one trace part (see `keys`): one value, one
-//! age entry and one search entry per service, instead of one value and ~20 index entries per span.
+//! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value,
+//! one age entry and one search entry per service, instead of one value and ~20 index entries per span.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::MutexGuard;
 
-use fjall::{Batch, PersistMode};
+use fjall::Batch;
 
 use super::keys::{self, TraceSummary};
 use super::schema::*;
-use super::{part, Store, StoreError};
-use crate::model::{SpanRecord, TraceId};
+use super::{part, Store, StoreError, WriterState};
+use crate::model::{SpanBatch, SpanRecord, TraceId};
 
 /// One trace part, encoded and ready to insert: everything but the insert itself is done before the
 /// writer (single-threaded, holding the write lock) sees it.
-pub struct PreparedPart {
+struct PreparedPart {
     trace: TraceId,
     part_ref: keys::PartRef,
     value: Vec<u8>,
     start_us: u64,
     search: Vec<keys::SearchEntry>,
     bytes: u64,
-    /// `s:` + service name and `o:` + operation key of its spans, for the listings.
+}
+
+/// The trace parts of one submission (`Store::prepare`), and the names its spans add to the listings.
+#[derive(Default)]
+pub struct Prepared {
+    parts: Vec<PreparedPart>,
+    /// `s:` + service name and `o:` + operation key, each once.
     names: Vec<Vec<u8>>,
 }
 
-/// The trace parts of one submission (`Store::prepare`).
-#[derive(Default)]
-pub struct Prepared(Vec<PreparedPart>);
-
 impl Prepared {
+    /// Trace parts.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.parts.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.parts.is_empty()
+    }
+}
+
+/// Parts added to a batch that is not committed yet; `committed` records them once it is. Holds the
+/// store's write lock, so retention never interleaves with a group commit.
+pub struct Written<'a> {
+    state: MutexGuard<'a, WriterState>,
+    stored_bytes: u64,
+    new_names: Vec<Vec<u8>>,
+}
+
+impl Written<'_> {
+    /// The batch was committed: count its bytes and remember its names.
+    pub fn committed(mut self) {
+        self.state.stored_bytes = self.stored_bytes;
+        self.state.known.extend(self.new_names);
     }
 }
 
 impl Store {
-    /// Groups `records` by trace and encodes each group as a trace part. Pure CPU work, done by the
-    /// caller (a receiver's task) so that the single writer only inserts and commits.
-    pub fn prepare(records: &[SpanRecord]) -> Prepared {
-        let mut order: Vec<TraceId> = Vec::new();
-        let mut groups: HashMap<TraceId, Vec<&SpanRecord>> = HashMap::new();
-        for rec in records {
-            groups
-                .entry(rec.trace_id)
-                .or_insert_with(|| {
-                    order.push(rec.trace_id);
-                    Vec::new()
-                })
-                .push(rec);
+    /// Groups the spans of `batch` by trace and encodes each group as a trace part. Pure CPU work, done
+    /// by the caller (a receiver's task) so that the single writer only inserts and commits.
+    pub fn prepare(batch: &SpanBatch) -> Prepared {
+        let mut order: Vec<(TraceId, Vec<u32>)> = Vec::new();
+        let mut slot: HashMap<TraceId, usize> = HashMap::new();
+        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        for (i, span) in batch.spans().enumerate() {
+            let trace = span.trace_id();
+            let at = *slot.entry(trace).or_insert_with(|| {
+                order.push((trace, Vec::new()));
+                order.len() - 1
+            });
+            if let Some((_, group)) = order.get_mut(at) {
+                group.push(i as u32);
+            }
+            let service = span.service_name();
+            names.insert([b"s:", service.as_bytes()].concat());
+            let op = keys::operation_key(service, span.kind(), span.name());
+            names.insert([b"o:", op.as_slice()].concat());
         }
-        Prepared(
-            order
+        let mut names: Vec<Vec<u8>> = names.into_iter().collect();
+        names.sort_unstable();
+        Prepared {
+            parts: order
                 .iter()
-                .filter_map(|trace| groups.get(trace).map(|g| prepare_part(trace, &dedupe(g))))
-                .flatten()
+                .filter_map(|(trace, group)| prepare_part(batch, trace, &dedupe(batch, group)))
                 .collect(),
-        )
+            names,
+        }
     }
 
-    /// Stores `records` durably in one batch (`prepare` + `write_prepared`).
+    /// Stores `records` durably in a batch of their own (tests and tools; the collector's writer groups
+    /// submissions with `add`).
     pub fn write_spans(&self, records: &[SpanRecord]) -> Result<(), StoreError> {
-        self.write_prepared(&[Self::prepare(records)])
+        self.write_batch(&SpanBatch::from_records(records))
     }
 
-    /// Stores prepared parts durably in one batch, fsynced before this returns. A part that is already
-    /// stored (a retried export of the same spans) adds nothing; spans stored twice in different parts
-    /// are shown once.
-    pub fn write_prepared(&self, prepared: &[Prepared]) -> Result<(), StoreError> {
-        let mut state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let mut batch = self.keyspace.batch().durability(Some(PersistMode::SyncAll));
+    /// Stores the spans of `batch` durably in a batch of their own.
+    pub fn write_batch(&self, batch: &SpanBatch) -> Result<(), StoreError> {
+        let mut fjall_batch = self.db.batch(true);
+        let written = self.add(&mut fjall_batch, &[Self::prepare(batch)])?;
+        if !fjall_batch.is_empty() {
+            fjall_batch.commit()?;
+        }
+        written.committed();
+        Ok(())
+    }
+
+    /// Adds prepared parts to `batch`. A part that is already stored (a retried export of the same
+    /// spans) adds nothing; spans stored twice in different parts are shown once. Call
+    /// `Written::committed` once the batch is committed.
+    pub fn add(&self, batch: &mut Batch, prepared: &[Prepared]) -> Result<Written<'_>, StoreError> {
+        let state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut added = 0u64;
-        let mut new_known: HashSet<&[u8]> = HashSet::new();
         let mut in_batch: HashSet<&keys::PartRef> = HashSet::new();
-        for part in prepared.iter().flat_map(|p| p.0.iter()) {
+        for part in prepared.iter().flat_map(|p| p.parts.iter()) {
             if !in_batch.insert(&part.part_ref) || self.parts.contains_key(part.part_ref)? {
                 continue;
             }
@@ -89,41 +128,45 @@ impl Store {
                 batch.insert(&self.search, e.key.as_slice(), e.value.as_slice());
             }
             added += part.bytes;
-            for name in &part.names {
-                if state.known.contains(name) || !new_known.insert(name) {
-                    continue;
-                }
-                match name.split_at_checked(2) {
-                    Some((b"s:", service)) => batch.insert(&self.services, service, []),
-                    Some((_, op)) => batch.insert(&self.operations, op, []),
-                    None => {}
-                }
+        }
+        let mut new_names: Vec<Vec<u8>> = Vec::new();
+        for name in prepared.iter().flat_map(|p| p.names.iter()) {
+            if state.known.contains(name) || new_names.contains(name) {
+                continue;
             }
+            match name.split_at_checked(2) {
+                Some((b"s:", service)) => batch.insert(&self.services, service, []),
+                Some((_, op)) => batch.insert(&self.operations, op, []),
+                None => {}
+            }
+            new_names.push(name.clone());
         }
-        if batch.is_empty() {
-            return Ok(());
+        let stored_bytes = state.stored_bytes + added;
+        if added > 0 {
+            batch.insert(
+                self.db.meta(),
+                META_STORED_BYTES,
+                stored_bytes.to_be_bytes(),
+            );
         }
-        let stored = state.stored_bytes + added;
-        batch.insert(&self.meta, META_STORED_BYTES, stored.to_be_bytes());
-        batch.commit()?;
-        state.stored_bytes = stored;
-        state
-            .known
-            .extend(new_known.into_iter().map(<[u8]>::to_vec));
-        Ok(())
+        Ok(Written {
+            state,
+            stored_bytes,
+            new_names,
+        })
     }
 
     /// Removes whole traces and everything indexing them, in one atomic batch (not fsynced: a deletion
     /// lost in a crash is simply done again by the next retention pass).
     pub fn delete_traces(&self, traces: &[TraceId]) -> Result<u64, StoreError> {
         let mut state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
-        let mut batch = self.keyspace.batch();
+        let mut batch = self.db.batch(false);
         let mut freed = 0u64;
         for trace in traces {
             freed += self.delete_trace(&mut batch, trace)?;
         }
         let stored = state.stored_bytes.saturating_sub(freed);
-        batch.insert(&self.meta, META_STORED_BYTES, stored.to_be_bytes());
+        batch.insert(self.db.meta(), META_STORED_BYTES, stored.to_be_bytes());
         batch.commit()?;
         state.stored_bytes = stored;
         Ok(freed)
@@ -142,8 +185,9 @@ impl Store {
                 batch.remove(&self.age, keys::age_key(summary.start_us, trace));
                 freed += summary.bytes;
             }
-            let records = part::decode_value(&value).unwrap_or_default();
-            for e in keys::part_search_entries(records.iter(), &part_ref) {
+            let spans = part::spans_of(&value).unwrap_or_default();
+            let all: Vec<u32> = (0..spans.len() as u32).collect();
+            for e in keys::part_search_entries(&spans, &all, &part_ref) {
                 batch.remove(&self.search, e.key);
             }
         }
@@ -153,56 +197,65 @@ impl Store {
 
 /// The spans of a group with duplicates (same span id and discriminator) removed, the last copy kept, so
 /// that the same spans always make the same part.
-fn dedupe<'a>(group: &[&'a SpanRecord]) -> Vec<&'a SpanRecord> {
+fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
+    let span_id = |i: &u32| batch.span(*i as usize).map(|s| s.span_id());
+    // Most groups have no repeated span id at all: only then are discriminators worth computing.
+    let repeated = group
+        .iter()
+        .enumerate()
+        .any(|(n, i)| group.iter().skip(n + 1).any(|j| span_id(i) == span_id(j)));
+    if !repeated {
+        return group.to_vec();
+    }
     let mut seen = HashSet::new();
-    let mut out: Vec<&SpanRecord> = group
+    let mut out: Vec<u32> = group
         .iter()
         .rev()
-        .filter(|r| seen.insert((r.span_id, r.discriminator())))
+        .filter(|i| {
+            batch
+                .span(**i as usize)
+                .is_some_and(|s| seen.insert((s.span_id(), s.discriminator())))
+        })
         .copied()
         .collect();
     out.reverse();
     out
 }
 
-fn prepare_part(trace: &TraceId, group: &[&SpanRecord]) -> Option<PreparedPart> {
-    let first = group.first()?;
-    let spans = part::encode_spans(group);
-    let part_ref = keys::part_ref(trace, keys::fnv64(&spans));
-    let search = keys::part_search_entries(group.iter().copied(), &part_ref);
+fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<PreparedPart> {
+    let first = batch.span(*group.first()? as usize)?;
+    let mut value = vec![0u8; TraceSummary::LEN];
+    batch.encode_into(group, &mut value);
+    let spans = value.get(TraceSummary::LEN..).unwrap_or_default();
+    let part_ref = keys::part_ref(trace, xxhash_rust::xxh3::xxh3_64(spans));
+    let search = keys::part_search_entries(batch, group, &part_ref);
     let mut summary = TraceSummary {
         start_us: first.start_us(),
-        end_us: first.span.end_time_unix_nano / 1_000,
+        end_us: first.end_ns() / 1_000,
         error: false,
         bytes: 0,
     };
-    let mut names: Vec<Vec<u8>> = Vec::new();
-    for rec in group {
-        summary.start_us = summary.start_us.min(rec.start_us());
-        summary.end_us = summary.end_us.max(rec.span.end_time_unix_nano / 1_000);
-        summary.error |= rec.is_error();
-        let service = rec.service_name();
-        names.push([b"s:", service.as_bytes()].concat());
-        let op = keys::operation_key(service, rec.span.kind, &rec.span.name);
-        names.push([b"o:", op.as_slice()].concat());
+    for span in group.iter().filter_map(|i| batch.span(*i as usize)) {
+        summary.start_us = summary.start_us.min(span.start_us());
+        summary.end_us = summary.end_us.max(span.end_ns() / 1_000);
+        summary.error |= span.is_error();
     }
-    names.sort_unstable();
-    names.dedup();
     summary.bytes = (part_ref.len()
-        + TraceSummary::LEN
-        + spans.len()
+        + value.len()
         + keys::age_key(0, trace).len()
         + search
             .iter()
             .map(|e| e.key.len() + e.value.len())
             .sum::<usize>()) as u64;
+    for (slot, byte) in value.iter_mut().zip(summary.encode()) {
+        *slot = byte;
+    }
     Some(PreparedPart {
         trace: *trace,
         part_ref,
-        value: part::encode_value(&summary, &spans),
+        value,
         start_us: summary.start_us,
         search,
         bytes: summary.bytes,
-        names,
     })
 }

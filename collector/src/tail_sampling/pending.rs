@@ -1,78 +1,92 @@
-//! The durable holding area for spans waiting for a tail-sampling decision: `<data-dir>/tail-pending.redb`,
-//! one table keyed like the store's spans (trace, span, discriminator), so a retried export is idempotent.
-//! Every write commits with fsync before the receiver acknowledges.
+//! The durable holding area for spans waiting for a tail-sampling decision: the `tail_pending`
+//! partition of the one keyspace, keyed like the store's spans (trace, span, discriminator) so that a
+//! retried export is idempotent, each value one span with its resource and scope as an encoded
+//! `TracesData`. The writer adds held spans in the same fsynced batch as everything else in its group
+//! commit, and removes decided spans in the batch that stores the sampled ones.
 
-use std::path::Path;
+use std::sync::Arc;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use bytes::Bytes;
+use fjall::{Batch, PartitionCreateOptions, PartitionHandle};
 
-use crate::model::{SpanRecord, TraceId};
-use crate::store::StoreError;
+use crate::model::{SpanRef, TraceId};
+use crate::store::{fjall_retryable, Database, StoreError};
 
-const PENDING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending");
+const PARTITION: &str = "tail_pending";
 
-pub struct PendingStore {
-    db: Database,
+/// trace(16) span(8) discriminator(4).
+pub type PendingKey = [u8; 28];
+
+/// A span held for a decision: its key and its bytes (a one-span `TracesData`).
+pub type HeldSpan = (PendingKey, Bytes);
+
+/// Why the pending set could not be read or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError {
+    #[error("tail sampling pending set: {0}")]
+    Storage(#[from] fjall::Error),
+    #[error("tail sampling pending set: {0}")]
+    Open(#[from] StoreError),
 }
 
-fn key(r: &SpanRecord) -> Vec<u8> {
-    [
-        r.trace_id.as_slice(),
-        r.span_id.as_slice(),
-        r.discriminator().as_slice(),
-    ]
-    .concat()
+impl PendingError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PendingError::Storage(e) => fjall_retryable(e),
+            PendingError::Open(e) => e.is_retryable(),
+        }
+    }
 }
 
-impl PendingStore {
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
-        let db = Database::create(data_dir.join("tail-pending.redb"))?;
-        let txn = db.begin_write()?;
-        txn.open_table(PENDING)?;
-        txn.commit()?;
-        Ok(Self { db })
+pub fn key(span: &SpanRef<'_>) -> PendingKey {
+    let mut out = [0u8; 28];
+    for (slot, byte) in out.iter_mut().zip(
+        span.trace_id()
+            .into_iter()
+            .chain(span.span_id())
+            .chain(span.discriminator()),
+    ) {
+        *slot = byte;
+    }
+    out
+}
+
+pub struct PendingSet {
+    partition: PartitionHandle,
+}
+
+impl PendingSet {
+    pub fn open(db: &Arc<Database>) -> Result<Self, PendingError> {
+        Ok(Self {
+            partition: db.partition(PARTITION, PartitionCreateOptions::default())?,
+        })
     }
 
-    /// Durably adds spans (fsync before returning).
-    pub fn put(&self, records: &[SpanRecord]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(PENDING)?;
-            for r in records {
-                table.insert(key(r).as_slice(), r.encode().as_slice())?;
-            }
+    /// Adds spans to hold and removes decided ones, in the writer's batch.
+    pub fn add(&self, batch: &mut Batch, hold: &[HeldSpan], release: &[PendingKey]) {
+        for (key, value) in hold {
+            batch.insert(&self.partition, *key, value.as_ref());
         }
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Removes decided spans.
-    pub fn remove(&self, records: &[SpanRecord]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(PENDING)?;
-            for r in records {
-                table.remove(key(r).as_slice())?;
-            }
+        for key in release {
+            batch.remove(&self.partition, *key);
         }
-        txn.commit()?;
-        Ok(())
     }
 
     /// Everything still waiting (after a restart), grouped by trace in key order.
-    pub fn load(&self) -> Result<Vec<(TraceId, Vec<SpanRecord>)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PENDING)?;
-        let mut out: Vec<(TraceId, Vec<SpanRecord>)> = Vec::new();
-        for item in table.iter()? {
-            let (_, v) = item?;
-            let Some(rec) = SpanRecord::decode(v.value()) else {
+    pub fn load(&self) -> Result<Vec<(TraceId, Vec<HeldSpan>)>, PendingError> {
+        let mut out: Vec<(TraceId, Vec<HeldSpan>)> = Vec::new();
+        for item in self.partition.iter() {
+            let (k, v) = item?;
+            let Ok(key) = PendingKey::try_from(&*k) else {
                 continue;
             };
+            let Some(trace) = key.get(..16).and_then(|t| TraceId::try_from(t).ok()) else {
+                continue;
+            };
+            let held = (key, Bytes::copy_from_slice(&v));
             match out.last_mut() {
-                Some((trace, spans)) if *trace == rec.trace_id => spans.push(rec),
-                _ => out.push((rec.trace_id, vec![rec])),
+                Some((t, spans)) if *t == trace => spans.push(held),
+                _ => out.push((trace, vec![held])),
             }
         }
         Ok(out)

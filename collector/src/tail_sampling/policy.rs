@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::config::PolicyConfig;
-use crate::model::{attribute_string, SpanRecord};
+use crate::model::{AttributeValue, SpanBatch};
 
 /// Spans allowed per one-second window.
 #[derive(Debug)]
@@ -135,34 +135,36 @@ impl Policy {
     }
 
     /// Whether `trace` (all its spans held so far) is sampled.
-    pub fn samples(&self, trace: &[SpanRecord], now: Instant) -> bool {
+    pub fn samples(&self, trace: &SpanBatch, now: Instant) -> bool {
         match self {
             Policy::Latency(threshold) => {
-                let start = trace.iter().map(|r| r.span.start_time_unix_nano).min();
-                let end = trace.iter().map(|r| r.span.end_time_unix_nano).max();
+                let start = trace.spans().map(|s| s.start_ns()).min();
+                let end = trace.spans().map(|s| s.end_ns()).max();
                 match (start, end) {
                     (Some(s), Some(e)) => Duration::from_nanos(e.saturating_sub(s)) >= *threshold,
                     _ => false,
                 }
             }
-            Policy::StatusCode(codes) => trace.iter().any(|r| {
-                let code = r.span.status.as_ref().map(|s| s.code).unwrap_or(0);
-                codes.contains(&code)
-            }),
-            Policy::StringAttribute { key, values, regex } => trace.iter().any(|r| {
-                r.span
-                    .attributes
-                    .iter()
-                    .chain(r.resource.attributes.iter())
-                    .filter(|kv| &kv.key == key)
-                    .filter_map(attribute_string)
-                    .any(|v| {
-                        values.contains(&v) || regex.as_ref().is_some_and(|re| re.is_match(&v))
-                    })
+            Policy::StatusCode(codes) => trace.spans().any(|s| codes.contains(&s.status_code())),
+            Policy::StringAttribute { key, values, regex } => trace.spans().any(|s| {
+                let mut found = false;
+                let mut scratch = String::new();
+                let mut look = |k: &str, v: AttributeValue<'_>| {
+                    if found || k != key {
+                        return;
+                    }
+                    if let Some(v) = v.as_str(&mut scratch) {
+                        found = values.iter().any(|want| want == v)
+                            || regex.as_ref().is_some_and(|re| re.is_match(v));
+                    }
+                };
+                s.for_each_attribute(&mut look);
+                s.for_each_resource_attribute(&mut look);
+                found
             }),
             Policy::Probabilistic(threshold) => trace
-                .first()
-                .is_some_and(|r| randomness(&r.trace_id) >= *threshold),
+                .span(0)
+                .is_some_and(|s| randomness(&s.trace_id()) >= *threshold),
             Policy::RateLimiting(limiter) => limiter.allow(trace.len(), now),
             Policy::And(all) => all.iter().all(|p| p.samples(trace, now)),
             Policy::Composite(entries) => entries
@@ -181,8 +183,12 @@ impl Policy {
 )]
 mod tests {
     use super::*;
-    use crate::model::string_attribute;
+    use crate::model::{string_attribute, SpanRecord};
     use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+
+    fn batch(records: Vec<SpanRecord>) -> SpanBatch {
+        SpanBatch::from_records(&records)
+    }
 
     fn rec(trace: [u8; 16], start_ms: u64, end_ms: u64, error: bool, tier: &str) -> SpanRecord {
         let span = Span {
@@ -208,13 +214,13 @@ mod tests {
     #[test]
     fn each_policy_decides_as_configured() {
         let now = Instant::now();
-        let fast_ok = vec![rec([1; 16], 0, 10, false, "free")];
-        let slow = vec![
+        let fast_ok = batch(vec![rec([1; 16], 0, 10, false, "free")]);
+        let slow = batch(vec![
             rec([1; 16], 0, 10, false, "free"),
             rec([1; 16], 5, 900, false, "free"),
-        ];
-        let failed = vec![rec([1; 16], 0, 10, true, "free")];
-        let gold = vec![rec([1; 16], 0, 10, false, "gold")];
+        ]);
+        let failed = batch(vec![rec([1; 16], 0, 10, true, "free")]);
+        let gold = batch(vec![rec([1; 16], 0, 10, false, "gold")]);
 
         let latency = policy("type = \"latency\"\nthreshold = \"500ms\"");
         assert!(latency.samples(&slow, now), "trace spans 900ms");
@@ -233,7 +239,7 @@ mod tests {
 
         let both = policy("type = \"and\"\npolicies = [{type = \"statusCode\"}, {type = \"stringAttribute\", key = \"user.tier\", values = [\"gold\"]}]");
         assert!(!both.samples(&failed, now), "error but not gold");
-        assert!(both.samples(&[rec([1; 16], 0, 1, true, "gold")], now));
+        assert!(both.samples(&batch(vec![rec([1; 16], 0, 1, true, "gold")]), now));
 
         let limited = policy("type = \"rateLimiting\"\nspans-per-second = 2");
         assert!(limited.samples(&slow, now));
@@ -258,12 +264,12 @@ mod tests {
                 let mut id = [0u8; 16];
                 id[0] = 1;
                 id[9..13].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
-                p.samples(&[rec(id, 0, 1, false, "x")], now)
+                p.samples(&batch(vec![rec(id, 0, 1, false, "x")]), now)
             })
             .count();
         assert!((2_200..2_800).contains(&sampled), "about 25%: {sampled}");
         assert!(policy("type = \"probabilistic\"\npercentage = 100")
-            .samples(&[rec([1; 16], 0, 1, false, "x")], now));
+            .samples(&batch(vec![rec([1; 16], 0, 1, false, "x")]), now));
         let bad: PolicyConfig =
             toml::from_str("type = \"probabilistic\"\npercentage = 200").unwrap();
         assert!(Policy::compile(&bad).is_err());

@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,10 +15,10 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::config::TailSamplingConfig;
-use super::pending::PendingStore;
+use super::pending::{self, HeldSpan, PendingSet};
 use super::policy::Policy;
-use crate::ingest::{Ingest, IngestError};
-use crate::model::{SpanRecord, TraceId};
+use crate::ingest::{Ingest, IngestError, Work};
+use crate::model::{SpanBatch, TraceId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct DecisionLabels {
@@ -71,7 +73,7 @@ impl TailMetrics {
 }
 
 struct Held {
-    records: Vec<SpanRecord>,
+    spans: Vec<HeldSpan>,
 }
 
 #[derive(Default)]
@@ -87,7 +89,6 @@ struct Inner {
     wait: Duration,
     max_traces: usize,
     cache_size: usize,
-    pending: Arc<PendingStore>,
     ingest: Ingest,
     buffer: Mutex<Buffer>,
     metrics: TailMetrics,
@@ -102,7 +103,7 @@ impl TailSampler {
     /// Compiles the policies and loads the spans a previous run left undecided.
     pub fn new(
         config: &TailSamplingConfig,
-        pending: Arc<PendingStore>,
+        pending_set: &PendingSet,
         ingest: Ingest,
         metrics: TailMetrics,
         now: Instant,
@@ -124,13 +125,12 @@ impl TailSampler {
                 wait: config.decision_wait,
                 max_traces: config.max_traces.max(1),
                 cache_size: config.decision_cache.max(1),
-                pending: pending.clone(),
                 ingest,
                 buffer: Mutex::new(Buffer::default()),
                 metrics,
             }),
         };
-        let left = pending.load().map_err(|e| e.to_string())?;
+        let left = pending_set.load().map_err(|e| e.to_string())?;
         if !left.is_empty() {
             tracing::info!(
                 traces = left.len(),
@@ -138,17 +138,17 @@ impl TailSampler {
             );
         }
         if let Ok(mut buffer) = sampler.inner.buffer.lock() {
-            for (trace, records) in left {
+            for (trace, spans) in left {
                 buffer.order.push_back((now, trace));
-                buffer.traces.insert(trace, Held { records });
+                buffer.traces.insert(trace, Held { spans });
             }
         }
         Ok(sampler)
     }
 
-    /// Late spans follow their trace's decision; the others are made durable in the pending file and held.
-    /// `Ok` means acknowledged.
-    pub async fn submit(&self, records: Vec<SpanRecord>) -> Result<(), IngestError> {
+    /// Late spans follow their trace's decision; the others are held durably in the pending set. Both go
+    /// to the writer as one submission, part of its next group commit. `Ok` means acknowledged.
+    pub async fn submit(&self, batch: &SpanBatch) -> Result<(), IngestError> {
         let mut sampled = Vec::new();
         let mut hold = Vec::new();
         {
@@ -157,42 +157,45 @@ impl TailSampler {
                 .buffer
                 .lock()
                 .map_err(|_| IngestError::ShuttingDown)?;
-            for r in records {
-                match buffer.decided.get(&r.trace_id) {
-                    Some(true) => sampled.push(r),
+            for (i, span) in batch.spans().enumerate() {
+                match buffer.decided.get(&span.trace_id()) {
+                    Some(true) => sampled.push(i as u32),
                     Some(false) => self.late("dropped"),
-                    None => hold.push(r),
+                    None => hold.push((pending::key(&span), batch.encode(&[i as u32]).into())),
                 }
             }
         }
         for _ in &sampled {
             self.late("sampled");
         }
-        if !sampled.is_empty() {
-            self.inner.ingest.submit(sampled).await?;
-        }
-        if hold.is_empty() {
+        if sampled.is_empty() && hold.is_empty() {
             return Ok(());
         }
-        let pending = self.inner.pending.clone();
-        let to_write = hold.clone();
-        tokio::task::spawn_blocking(move || pending.put(&to_write))
-            .await
-            .map_err(|e| IngestError::Store(e.to_string()))?
-            .map_err(|e| IngestError::Store(e.to_string()))?;
+        let mut work = if sampled.is_empty() {
+            Work::default()
+        } else {
+            self.inner.ingest.work(&batch.select(&sampled))
+        };
+        work.hold = hold.clone();
+        self.inner
+            .ingest
+            .submit_work(work, sampled.len() + hold.len())
+            .await?;
         let now = Instant::now();
         let mut buffer = self
             .inner
             .buffer
             .lock()
             .map_err(|_| IngestError::ShuttingDown)?;
-        for r in hold {
-            let trace = r.trace_id;
+        for held in hold {
+            let Some(trace) = held.0.get(..16).and_then(|t| TraceId::try_from(t).ok()) else {
+                continue;
+            };
             match buffer.traces.get_mut(&trace) {
-                Some(held) => held.records.push(r),
+                Some(h) => h.spans.push(held),
                 None => {
                     buffer.order.push_back((now, trace));
-                    buffer.traces.insert(trace, Held { records: vec![r] });
+                    buffer.traces.insert(trace, Held { spans: vec![held] });
                 }
             }
         }
@@ -212,7 +215,7 @@ impl TailSampler {
     }
 
     /// Takes the traces due at `now` (their wait is over, or they are the oldest past the bound).
-    fn take_due(&self, now: Instant) -> Vec<(TraceId, Vec<SpanRecord>)> {
+    fn take_due(&self, now: Instant) -> Vec<(TraceId, Vec<HeldSpan>)> {
         let Ok(mut buffer) = self.inner.buffer.lock() else {
             return Vec::new();
         };
@@ -227,7 +230,7 @@ impl TailSampler {
             }
             buffer.order.pop_front();
             if let Some(held) = buffer.traces.remove(&trace) {
-                due.push((trace, held.records));
+                due.push((trace, held.spans));
             }
         }
         self.inner
@@ -238,7 +241,7 @@ impl TailSampler {
     }
 
     /// The decision for one trace: a cached one (spans that came back after a decision), else the policies.
-    fn decide(&self, trace: &TraceId, records: &[SpanRecord], now: Instant) -> bool {
+    fn decide(&self, trace: &TraceId, spans: &SpanBatch, now: Instant) -> bool {
         let cached = self
             .inner
             .buffer
@@ -252,7 +255,7 @@ impl TailSampler {
                     .inner
                     .policies
                     .iter()
-                    .find(|(_, p)| p.samples(records, now))
+                    .find(|(_, p)| p.samples(spans, now))
                     .map(|(name, _)| name.clone());
                 if let Some(policy) = &by {
                     self.inner
@@ -286,42 +289,45 @@ impl TailSampler {
         decision
     }
 
-    /// One round: decide what is due, hand the sampled spans to the writer (retrying until they are durable
-    /// or `stop` fires), then forget the decided spans in the pending file.
+    /// One round: decide what is due, then hand the sampled spans to the writer together with the
+    /// release of every decided span from the pending set (one batch: a sampled span leaves the pending
+    /// set exactly when it is stored), retrying while the writer refuses or until `stop` fires.
     pub async fn decide_due(&self, now: Instant, stop: &CancellationToken) {
         let due = self.take_due(now);
         if due.is_empty() {
             return;
         }
-        let mut sampled = Vec::new();
-        let mut decided = Vec::new();
-        for (trace, records) in due {
-            if self.decide(&trace, &records, now) {
-                sampled.extend(records.iter().cloned());
+        let mut sampled: Vec<u8> = Vec::new();
+        let mut release = Vec::new();
+        for (trace, spans) in due {
+            let bytes = concat(spans.iter().map(|(_, b)| b));
+            let trace_spans = SpanBatch::parse(bytes.clone().into()).unwrap_or_default();
+            if self.decide(&trace, &trace_spans, now) {
+                sampled.extend_from_slice(&bytes);
             }
-            decided.extend(records);
+            release.extend(spans.into_iter().map(|(key, _)| key));
         }
+        let sampled = SpanBatch::parse(sampled.into()).unwrap_or_default();
         let mut backoff = Duration::from_millis(100);
-        while !sampled.is_empty() {
-            match self.inner.ingest.submit(sampled.clone()).await {
+        loop {
+            let mut work = self.inner.ingest.work(&sampled);
+            work.release = release.clone();
+            match self.inner.ingest.submit_work(work, sampled.len()).await {
                 Ok(()) => break,
+                Err(e) if !e.is_retryable() => {
+                    // Still in the pending set: decided again at the next start.
+                    tracing::error!(error = %e, spans = sampled.len(), "tail sampling: decided spans not stored");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, spans = sampled.len(), "tail sampling: writer refused sampled spans; retrying");
                     tokio::select! {
-                        _ = stop.cancelled() => return, // still in the pending file: decided again at the next start
+                        _ = stop.cancelled() => return, // still in the pending set: decided again at the next start
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-        }
-        let pending = self.inner.pending.clone();
-        match tokio::task::spawn_blocking(move || pending.remove(&decided)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "tail sampling: pending spans not removed (they will be decided again)")
-            }
-            Err(e) => tracing::error!(error = %e, "tail sampling: pending removal task failed"),
         }
     }
 
@@ -354,4 +360,13 @@ impl TailSampler {
             .map(|b| b.decided.keys().copied().collect())
             .unwrap_or_default()
     }
+}
+
+/// Encoded `TracesData`s concatenated: one `TracesData` holding all their spans.
+fn concat<'a>(pieces: impl Iterator<Item = &'a Bytes>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        out.extend_from_slice(piece);
+    }
+    out
 }

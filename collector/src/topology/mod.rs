@@ -4,4 +4,4 @@
 
 mod pipeline;
 
-pub use pipeline::{Analytics, Pipeline};
+pub use pipeline::{Analytics, AnalyticsFeed, Pipeline};

@@ -1,13 +1,17 @@
 //! `Pipeline`: the handle receivers submit through.
 
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::analytics::{ServiceGraph, SpanMetrics};
 use crate::ingest::{Ingest, IngestError};
-use crate::model::SpanRecord;
+use crate::model::SpanBatch;
 use crate::sampling::Adaptive;
 use crate::tail_sampling::TailSampler;
+
+/// Batches waiting for the analytics thread, at most; past that a submission observes its own spans.
+const ANALYTICS_QUEUE: usize = 256;
 
 /// Everything computed from all spans, before tail sampling.
 pub struct Analytics {
@@ -17,34 +21,71 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    pub fn observe(&self, records: &[SpanRecord]) {
+    pub fn observe(&self, batch: &SpanBatch) {
         let now = Instant::now();
-        self.span_metrics.observe(records);
-        self.service_graph.observe(records, now);
+        self.span_metrics.observe(batch);
+        self.service_graph.observe(batch, now);
         if let Some(adaptive) = &self.adaptive {
-            adaptive.observe(records, now);
+            adaptive.observe(batch, now);
         }
+    }
+}
+
+/// Feeds the analytics from a thread of their own, so that a receiver's acknowledgement never waits for
+/// them. When that thread falls behind, submissions observe their spans themselves: the analytics see
+/// every span (they count true rates), and the load slows the senders instead of growing a queue.
+#[derive(Clone)]
+pub struct AnalyticsFeed {
+    analytics: Arc<Analytics>,
+    tx: SyncSender<Arc<SpanBatch>>,
+}
+
+impl AnalyticsFeed {
+    /// Starts the analytics thread; it ends when the last feed is dropped.
+    pub fn start(analytics: Arc<Analytics>) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Arc<SpanBatch>>(ANALYTICS_QUEUE);
+        let worker = analytics.clone();
+        std::thread::Builder::new()
+            .name("analytics".into())
+            .spawn(move || run(&worker, rx))?;
+        Ok(Self { analytics, tx })
+    }
+
+    pub fn observe(&self, batch: Arc<SpanBatch>) {
+        match self.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
+                self.analytics.observe(&batch)
+            }
+        }
+    }
+}
+
+fn run(analytics: &Analytics, rx: Receiver<Arc<SpanBatch>>) {
+    while let Ok(batch) = rx.recv() {
+        analytics.observe(&batch);
     }
 }
 
 #[derive(Clone)]
 pub struct Pipeline {
     pub ingest: Ingest,
-    pub analytics: Arc<Analytics>,
+    pub analytics: AnalyticsFeed,
     pub tail: Option<TailSampler>,
 }
 
 impl Pipeline {
-    /// Observes `records`, then makes them durable (directly, or held durably for a tail-sampling decision).
+    /// Observes `batch`, then makes it durable (directly, or held durably for a tail-sampling decision).
     /// `Ok` means the spans are acknowledged: nothing acknowledged is lost.
-    pub async fn submit(&self, records: Vec<SpanRecord>) -> Result<(), IngestError> {
-        if records.is_empty() {
+    pub async fn submit(&self, batch: SpanBatch) -> Result<(), IngestError> {
+        if batch.is_empty() {
             return Ok(());
         }
-        self.analytics.observe(&records);
+        let batch = Arc::new(batch);
+        self.analytics.observe(batch.clone());
         match &self.tail {
-            Some(tail) => tail.submit(records).await,
-            None => self.ingest.submit(records).await,
+            Some(tail) => tail.submit(&batch).await,
+            None => self.ingest.submit(&batch).await,
         }
     }
 }

@@ -51,7 +51,7 @@ impl CollectorService for JaegerGrpc {
         }
         match self.ctx.store(Receiver::JaegerGrpc, &mut conversion).await {
             Ok(()) => Ok(Response::new(PostSpansResponse {})),
-            Err(e) => Err(Status::unavailable(e.to_string())),
+            Err(e) => Err(e.grpc_status()),
         }
     }
 }

@@ -1,0 +1,975 @@
+//! `SpanBatch`: the spans of one submission as OTLP protobuf bytes (an `ExportTraceServiceRequest` or a
+//! `TracesData`, which share their wire form), validated and indexed in place. Nothing is decoded into
+//! structs: a span is its ids, times, kind, status and the position of its bytes, and everything
+//! downstream (analytics, tail sampling, the store's trace parts, the export queue) reads those or copies
+//! the span's bytes verbatim.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
+use prost::Message as _;
+
+use super::ids::{span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId};
+use super::record::{kind_name, SpanRecord, UNKNOWN_SERVICE};
+use super::wire::{self, str_at, Fields, Message, Value, WireError};
+
+type Range = (u32, u32);
+
+fn usize_range((start, end): Range) -> (usize, usize) {
+    (start as usize, end as usize)
+}
+
+/// A resource: where its bytes are (a message may be given in pieces, which protobuf merges) and the
+/// position of its `service.name`.
+#[derive(Debug, Clone)]
+struct ResourceInfo {
+    pieces: Vec<Range>,
+    service: Option<Range>,
+}
+
+#[derive(Debug, Clone)]
+struct ScopeInfo {
+    resource: u32,
+    pieces: Vec<Range>,
+}
+
+/// What the pipeline reads of a span without decoding it.
+#[derive(Debug, Clone)]
+struct SpanInfo {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    start_ns: u64,
+    end_ns: u64,
+    kind: i32,
+    status: i32,
+    scope: u32,
+    bytes: Range,
+    name: Range,
+}
+
+/// The valid spans of one submission. Cloning shares the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct SpanBatch {
+    buf: Bytes,
+    resources: Vec<ResourceInfo>,
+    scopes: Vec<ScopeInfo>,
+    spans: Vec<SpanInfo>,
+    rejected: usize,
+    first_error: Option<&'static str>,
+}
+
+/// A scalar attribute value as read from the wire (arrays, maps and bytes are `Other`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttributeValue<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Other,
+}
+
+impl AttributeValue<'_> {
+    /// The string form tag queries compare against (`attribute_string` of a decoded attribute), written
+    /// into `scratch` when it is not a string already.
+    pub fn as_str<'s>(&'s self, scratch: &'s mut String) -> Option<&'s str> {
+        scratch.clear();
+        match self {
+            AttributeValue::Str(s) => return Some(s),
+            AttributeValue::Bool(b) => return Some(if *b { "true" } else { "false" }),
+            AttributeValue::Int(i) => {
+                let _ = write!(scratch, "{i}");
+            }
+            AttributeValue::Double(d) => {
+                let _ = write!(scratch, "{d}");
+            }
+            AttributeValue::Other => return None,
+        }
+        Some(scratch.as_str())
+    }
+}
+
+impl SpanBatch {
+    /// Validates and indexes an `ExportTraceServiceRequest` (or `TracesData`). A request prost would not
+    /// decode is an error; a span with bad ids is left out and counted in `rejected`.
+    pub fn parse(buf: Bytes) -> Result<Self, WireError> {
+        if u32::try_from(buf.len()).is_err() {
+            return Err(WireError("request larger than 4 GiB"));
+        }
+        let mut batch = SpanBatch {
+            buf,
+            ..Default::default()
+        };
+        let buf = batch.buf.clone();
+        let mut fields = Fields::new(&buf, (0, buf.len()));
+        while let Some((number, value)) = fields.next()? {
+            if number == 1 {
+                batch.resource_spans(&buf, value.range()?)?;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// The valid spans of `records` (as the other receivers build them), in order; runs of records with
+    /// equal resources share one `ResourceSpans`, and runs with equal scopes within it one `ScopeSpans`.
+    pub fn from_records(records: &[SpanRecord]) -> Self {
+        let mut data = TracesData::default();
+        for r in records {
+            let rs = match data.resource_spans.last_mut() {
+                Some(rs) if rs.resource.as_ref() == Some(&r.resource) => rs,
+                _ => {
+                    data.resource_spans.push(ResourceSpans {
+                        resource: Some(r.resource.clone()),
+                        ..Default::default()
+                    });
+                    let Some(rs) = data.resource_spans.last_mut() else {
+                        continue;
+                    };
+                    rs
+                }
+            };
+            match rs.scope_spans.last_mut() {
+                Some(ss) if ss.scope.as_ref() == Some(&r.scope) => ss.spans.push(r.span.clone()),
+                _ => rs.scope_spans.push(ScopeSpans {
+                    scope: Some(r.scope.clone()),
+                    spans: vec![r.span.clone()],
+                    schema_url: String::new(),
+                }),
+            }
+        }
+        Self::parse(data.encode_to_vec().into()).unwrap_or_default()
+    }
+
+    fn resource_spans(&mut self, buf: &[u8], range: (usize, usize)) -> Result<(), WireError> {
+        let mut resource = ResourceInfo {
+            pieces: Vec::new(),
+            service: None,
+        };
+        let mut scope_spans = Vec::new();
+        let mut fields = Fields::new(buf, range);
+        while let Some((number, value)) = fields.next()? {
+            match number {
+                1 => {
+                    let piece = value.range()?;
+                    wire::validate(buf, piece, Message::Resource, 2)?;
+                    resource.pieces.push(narrow(piece));
+                }
+                2 => scope_spans.push(value.range()?),
+                3 => {
+                    wire::utf8(buf, value.range()?)?;
+                }
+                _ => {}
+            }
+        }
+        resource.service = service_name(buf, &resource.pieces);
+        let index = self.resources.len() as u32;
+        self.resources.push(resource);
+        for range in scope_spans {
+            self.scope_spans(buf, range, index)?;
+        }
+        Ok(())
+    }
+
+    fn scope_spans(
+        &mut self,
+        buf: &[u8],
+        range: (usize, usize),
+        resource: u32,
+    ) -> Result<(), WireError> {
+        let mut scope = ScopeInfo {
+            resource,
+            pieces: Vec::new(),
+        };
+        let mut spans = Vec::new();
+        let mut fields = Fields::new(buf, range);
+        while let Some((number, value)) = fields.next()? {
+            match number {
+                1 => {
+                    let piece = value.range()?;
+                    wire::validate(buf, piece, Message::Scope, 3)?;
+                    scope.pieces.push(narrow(piece));
+                }
+                2 => spans.push(value.range()?),
+                3 => {
+                    wire::utf8(buf, value.range()?)?;
+                }
+                _ => {}
+            }
+        }
+        let index = self.scopes.len() as u32;
+        self.scopes.push(scope);
+        for range in spans {
+            match read_span(buf, range, index)? {
+                Ok(span) => self.spans.push(span),
+                Err(why) => {
+                    self.rejected += 1;
+                    self.first_error.get_or_insert(why);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Valid spans.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Spans left out for bad ids, and why the first one was.
+    pub fn rejected(&self) -> (usize, Option<&'static str>) {
+        (self.rejected, self.first_error)
+    }
+
+    pub fn spans(&self) -> impl ExactSizeIterator<Item = SpanRef<'_>> + '_ {
+        self.spans
+            .iter()
+            .map(move |info| SpanRef { batch: self, info })
+    }
+
+    pub fn span(&self, index: usize) -> Option<SpanRef<'_>> {
+        self.spans
+            .get(index)
+            .map(|info| SpanRef { batch: self, info })
+    }
+
+    /// Appends the spans at `indexes` (in that order) to `out` as a `TracesData`: runs of spans sharing a
+    /// resource share one `ResourceSpans`, runs sharing a scope within it one `ScopeSpans`. Every span,
+    /// resource and scope is copied byte for byte.
+    pub fn encode_into(&self, indexes: &[u32], out: &mut Vec<u8>) {
+        let span = |i: &u32| self.spans.get(*i as usize);
+        let scope_of = |i: &u32| span(i).map(|s| s.scope);
+        let resource_of = |i: &u32| {
+            scope_of(i)
+                .and_then(|s| self.scopes.get(s as usize))
+                .map(|s| s.resource)
+        };
+        let pieces_len = |pieces: &[Range], field: u32| -> usize {
+            pieces
+                .iter()
+                .map(|(a, b)| wire::delimited_len(field, (b - a) as usize))
+                .sum()
+        };
+        let scope_spans_len = |run: &[u32]| -> usize {
+            let scope = run
+                .first()
+                .and_then(scope_of)
+                .and_then(|s| self.scopes.get(s as usize));
+            scope.map_or(0, |s| pieces_len(&s.pieces, 1))
+                + run
+                    .iter()
+                    .filter_map(span)
+                    .map(|s| wire::delimited_len(2, (s.bytes.1 - s.bytes.0) as usize))
+                    .sum::<usize>()
+        };
+        for resource_run in indexes.chunk_by(|a, b| resource_of(a) == resource_of(b)) {
+            let Some(resource) = resource_run
+                .first()
+                .and_then(resource_of)
+                .and_then(|r| self.resources.get(r as usize))
+            else {
+                continue;
+            };
+            let scope_runs = || resource_run.chunk_by(|a, b| scope_of(a) == scope_of(b));
+            let body = pieces_len(&resource.pieces, 1)
+                + scope_runs()
+                    .map(|run| wire::delimited_len(2, scope_spans_len(run)))
+                    .sum::<usize>();
+            out.reserve(wire::delimited_len(1, body));
+            wire::put_key(out, 1, 2);
+            wire::put_varint(out, body as u64);
+            for piece in &resource.pieces {
+                wire::put_delimited(out, 1, self.slice(*piece));
+            }
+            for run in scope_runs() {
+                wire::put_key(out, 2, 2);
+                wire::put_varint(out, scope_spans_len(run) as u64);
+                if let Some(scope) = run
+                    .first()
+                    .and_then(scope_of)
+                    .and_then(|s| self.scopes.get(s as usize))
+                {
+                    for piece in &scope.pieces {
+                        wire::put_delimited(out, 1, self.slice(*piece));
+                    }
+                }
+                for s in run.iter().filter_map(span) {
+                    wire::put_delimited(out, 2, self.slice(s.bytes));
+                }
+            }
+        }
+    }
+
+    /// The spans at `indexes` as an encoded `TracesData` (see `encode_into`).
+    pub fn encode(&self, indexes: &[u32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(indexes, &mut out);
+        out
+    }
+
+    /// The spans at `indexes` as a batch of their own.
+    pub fn select(&self, indexes: &[u32]) -> SpanBatch {
+        SpanBatch::parse(self.encode(indexes).into()).unwrap_or_default()
+    }
+
+    /// Every valid span as an encoded `TracesData` (or `ExportTraceServiceRequest`): the request's own
+    /// bytes when nothing was left out.
+    pub fn encode_all(&self) -> Bytes {
+        if self.rejected == 0 {
+            return self.buf.clone();
+        }
+        let all: Vec<u32> = (0..self.spans.len() as u32).collect();
+        self.encode(&all).into()
+    }
+
+    /// The spans decoded into records (tests and the few paths that need the structs).
+    pub fn to_records(&self) -> Vec<SpanRecord> {
+        let all: Vec<u32> = (0..self.spans.len() as u32).collect();
+        let Ok(data) = TracesData::decode(self.encode(&all).as_slice()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for rs in data.resource_spans {
+            let resource = rs.resource.unwrap_or_default();
+            for ss in rs.scope_spans {
+                let scope = ss.scope.unwrap_or_default();
+                for span in ss.spans {
+                    if let Ok(rec) = SpanRecord::new(resource.clone(), scope.clone(), span) {
+                        out.push(rec);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn slice(&self, (start, end): Range) -> &[u8] {
+        self.buf
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+}
+
+fn narrow((start, end): (usize, usize)) -> Range {
+    (start as u32, end as u32)
+}
+
+/// The position of a resource's `service.name` when it is a non-empty string (the first `service.name`
+/// attribute decides, as in `SpanRecord::service_name`).
+fn service_name(buf: &[u8], pieces: &[Range]) -> Option<Range> {
+    let mut found = None;
+    let mut decided = false;
+    for piece in pieces {
+        let _ = for_each_attribute_range(buf, usize_range(*piece), 1, |key, value| {
+            if decided || str_at(buf, key) != "service.name" {
+                return;
+            }
+            decided = true;
+            if let Some(ValueRange::Str(range)) = value {
+                if range.1 > range.0 {
+                    found = Some(narrow(range));
+                }
+            }
+        });
+    }
+    found
+}
+
+/// Reads a span's index entry; `Ok(Err(why))` when its ids make it unusable.
+fn read_span(
+    buf: &[u8],
+    range: (usize, usize),
+    scope: u32,
+) -> Result<Result<SpanInfo, &'static str>, WireError> {
+    let mut trace = None;
+    let mut span = None;
+    let mut parent: Option<(usize, usize)> = None;
+    let mut info = SpanInfo {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        parent: None,
+        start_ns: 0,
+        end_ns: 0,
+        kind: 0,
+        status: 0,
+        scope,
+        bytes: narrow(range),
+        name: (0, 0),
+    };
+    let mut fields = Fields::new(buf, range);
+    while let Some((number, value)) = fields.next()? {
+        match number {
+            1 => trace = Some(value.range()?),
+            2 => span = Some(value.range()?),
+            4 => parent = Some(value.range()?),
+            5 => {
+                let name = value.range()?;
+                wire::utf8(buf, name)?;
+                info.name = narrow(name);
+            }
+            6 => info.kind = value.varint()? as i32,
+            7 => info.start_ns = value.fixed64()?,
+            8 => info.end_ns = value.fixed64()?,
+            15 => {
+                let status = value.range()?;
+                wire::validate(buf, status, Message::Status, 4)?;
+                let mut f = Fields::new(buf, status);
+                while let Some((n, v)) = f.next()? {
+                    if n == 3 {
+                        info.status = v.varint()? as i32;
+                    }
+                }
+            }
+            3 => {
+                wire::utf8(buf, value.range()?)?;
+            }
+            9 => wire::validate(buf, value.range()?, Message::KeyValue, 4)?,
+            11 => wire::validate(buf, value.range()?, Message::Event, 4)?,
+            13 => wire::validate(buf, value.range()?, Message::Link, 4)?,
+            10 | 12 | 14 => {
+                value.varint()?;
+            }
+            16 => {
+                value.fixed32()?;
+            }
+            _ => {}
+        }
+    }
+    let bytes = |r: Option<(usize, usize)>| r.and_then(|(a, b)| buf.get(a..b)).unwrap_or_default();
+    let Some(trace_id) = trace_id_from_bytes(bytes(trace)) else {
+        return Ok(Err("invalid trace id (empty, wrong length or all zero)"));
+    };
+    let Some(span_id) = span_id_from_bytes(bytes(span)) else {
+        return Ok(Err("invalid span id (empty, wrong length or all zero)"));
+    };
+    let parent_bytes = bytes(parent);
+    if !parent_bytes.is_empty() {
+        match span_id_from_bytes(parent_bytes) {
+            Some(p) => info.parent = Some(p),
+            // An all-zero parent means "no parent" for some senders.
+            None if parent_bytes.iter().all(|b| *b == 0) => {}
+            None => return Ok(Err("invalid parent span id (wrong length)")),
+        }
+    }
+    info.trace_id = trace_id;
+    info.span_id = span_id;
+    Ok(Ok(info))
+}
+
+/// Where an attribute's value is: a string's range, or a scalar.
+#[derive(Debug, Clone, Copy)]
+enum ValueRange {
+    Str((usize, usize)),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Other,
+}
+
+/// Calls `f(key range, value)` for every `KeyValue` in field `field` of the message at `range`. An
+/// attribute given in pieces follows protobuf's merge: the last key and the last value set win.
+fn for_each_attribute_range(
+    buf: &[u8],
+    range: (usize, usize),
+    field: u32,
+    mut f: impl FnMut((usize, usize), Option<ValueRange>),
+) -> Result<(), WireError> {
+    let mut fields = Fields::new(buf, range);
+    while let Some((number, value)) = fields.next()? {
+        if number != field {
+            continue;
+        }
+        let mut key = (0, 0);
+        let mut val = None;
+        let mut kv = Fields::new(buf, value.range()?);
+        while let Some((n, v)) = kv.next()? {
+            match n {
+                1 => key = v.range()?,
+                2 => {
+                    let mut any = Fields::new(buf, v.range()?);
+                    while let Some((n, v)) = any.next()? {
+                        val = Some(match (n, v) {
+                            (1, Value::Len(a, b)) => ValueRange::Str((a, b)),
+                            (2, Value::Varint(b)) => ValueRange::Bool(b != 0),
+                            (3, Value::Varint(i)) => ValueRange::Int(i as i64),
+                            (4, Value::Fixed64(d)) => ValueRange::Double(f64::from_bits(d)),
+                            (5..=8, _) => ValueRange::Other,
+                            _ => continue,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        f(key, val);
+    }
+    Ok(())
+}
+
+/// One valid span of a batch.
+#[derive(Clone, Copy)]
+pub struct SpanRef<'a> {
+    batch: &'a SpanBatch,
+    info: &'a SpanInfo,
+}
+
+impl<'a> SpanRef<'a> {
+    pub fn trace_id(&self) -> TraceId {
+        self.info.trace_id
+    }
+
+    pub fn span_id(&self) -> SpanId {
+        self.info.span_id
+    }
+
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.info.parent
+    }
+
+    pub fn name(&self) -> &'a str {
+        str_at(&self.batch.buf, usize_range(self.info.name))
+    }
+
+    pub fn kind(&self) -> i32 {
+        self.info.kind
+    }
+
+    /// Jaeger's lower-case span kind name, empty for unspecified.
+    pub fn kind_name(&self) -> &'static str {
+        kind_name(self.info.kind)
+    }
+
+    /// The OTLP status code (0 unset, 1 ok, 2 error).
+    pub fn status_code(&self) -> i32 {
+        self.info.status
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.info.status == 2
+    }
+
+    pub fn start_ns(&self) -> u64 {
+        self.info.start_ns
+    }
+
+    pub fn end_ns(&self) -> u64 {
+        self.info.end_ns
+    }
+
+    pub fn start_us(&self) -> u64 {
+        self.info.start_ns / 1_000
+    }
+
+    /// Duration in microseconds (zero when the end precedes the start).
+    pub fn duration_us(&self) -> u64 {
+        self.info.end_ns.saturating_sub(self.info.start_ns) / 1_000
+    }
+
+    fn scope(&self) -> Option<&'a ScopeInfo> {
+        self.batch.scopes.get(self.info.scope as usize)
+    }
+
+    fn resource(&self) -> Option<&'a ResourceInfo> {
+        self.scope()
+            .and_then(|s| self.batch.resources.get(s.resource as usize))
+    }
+
+    /// The index of the span's resource in its batch: spans with the same index share the resource.
+    pub fn resource_index(&self) -> u32 {
+        self.scope().map_or(0, |s| s.resource)
+    }
+
+    pub fn service_name(&self) -> &'a str {
+        match self.resource().and_then(|r| r.service) {
+            Some(range) => str_at(&self.batch.buf, usize_range(range)),
+            None => UNKNOWN_SERVICE,
+        }
+    }
+
+    /// Calls `f` with every span attribute.
+    pub fn for_each_attribute(&self, f: impl FnMut(&'a str, AttributeValue<'a>)) {
+        let buf: &'a [u8] = &self.batch.buf;
+        attributes(buf, &[self.info.bytes], 9, f);
+    }
+
+    /// Calls `f` with every attribute of the span's resource.
+    pub fn for_each_resource_attribute(&self, f: impl FnMut(&'a str, AttributeValue<'a>)) {
+        let buf: &'a [u8] = &self.batch.buf;
+        if let Some(resource) = self.resource() {
+            attributes(buf, &resource.pieces, 1, f);
+        }
+    }
+
+    /// The string form of the first span attribute `key` (then the resource's), as tag queries see it.
+    pub fn attribute_string(&self, key: &str) -> Option<String> {
+        let mut out = None;
+        let mut scratch = String::new();
+        let mut look = |k: &str, v: AttributeValue<'_>| {
+            if out.is_none() && k == key {
+                out = v.as_str(&mut scratch).map(str::to_string);
+            }
+        };
+        self.for_each_attribute(&mut look);
+        self.for_each_resource_attribute(&mut look);
+        out
+    }
+
+    /// Calls `f` with every searchable tag: span attributes, resource attributes, then the derived tags
+    /// (`span.kind`, `error`, `otel.status_code`), exactly as `SpanRecord::searchable_tags` lists them.
+    pub fn for_each_tag(&self, mut f: impl FnMut(&str, &str)) {
+        let mut scratch = String::new();
+        let mut each = |k: &str, v: AttributeValue<'_>| {
+            if let Some(v) = v.as_str(&mut scratch) {
+                f(k, v);
+            }
+        };
+        self.for_each_attribute(&mut each);
+        self.for_each_resource_attribute(&mut each);
+        let kind = self.kind_name();
+        if !kind.is_empty() {
+            f("span.kind", kind);
+        }
+        match self.info.status {
+            2 => {
+                f("error", "true");
+                f("otel.status_code", "ERROR");
+            }
+            1 => f("otel.status_code", "OK"),
+            _ => {}
+        }
+    }
+
+    /// See `SpanRecord::discriminator` (the same bytes, the same result).
+    pub fn discriminator(&self) -> [u8; 4] {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(self.service_name().as_bytes());
+        hasher.update(&self.info.kind.to_be_bytes());
+        hasher.update(&self.info.start_ns.to_be_bytes());
+        hasher.update(self.name().as_bytes());
+        hasher.finalize().to_be_bytes()
+    }
+}
+
+fn attributes<'a>(
+    buf: &'a [u8],
+    pieces: &[Range],
+    field: u32,
+    mut f: impl FnMut(&'a str, AttributeValue<'a>),
+) {
+    for piece in pieces {
+        let _ = for_each_attribute_range(buf, usize_range(*piece), field, |key, value| {
+            let value = match value {
+                Some(ValueRange::Str(r)) => AttributeValue::Str(str_at(buf, r)),
+                Some(ValueRange::Bool(b)) => AttributeValue::Bool(b),
+                Some(ValueRange::Int(i)) => AttributeValue::Int(i),
+                Some(ValueRange::Double(d)) => AttributeValue::Double(d),
+                Some(ValueRange::Other) | None => AttributeValue::Other,
+            };
+            f(str_at(buf, key), value);
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::model::string_attribute;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
+
+    fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn span(trace: u8, id: u8, parent: Vec<u8>, kind: i32, code: i32) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent,
+            trace_state: "a=b".into(),
+            name: format!("GET /{id}"),
+            kind,
+            start_time_unix_nano: 1_000_000 * u64::from(id),
+            end_time_unix_nano: 1_000_000 * u64::from(id) + 2_500_000,
+            attributes: vec![
+                kv("http.route", any_value::Value::StringValue("/x".into())),
+                kv(
+                    "http.response.status_code",
+                    any_value::Value::IntValue(-503),
+                ),
+                kv("ratio", any_value::Value::DoubleValue(0.25)),
+                kv("big", any_value::Value::DoubleValue(1e21)),
+                kv("cached", any_value::Value::BoolValue(true)),
+                kv("raw", any_value::Value::BytesValue(vec![1, 2])),
+                kv(
+                    "list",
+                    any_value::Value::ArrayValue(ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(any_value::Value::IntValue(1)),
+                        }],
+                    }),
+                ),
+                kv(
+                    "map",
+                    any_value::Value::KvlistValue(KeyValueList {
+                        values: vec![kv("k", any_value::Value::StringValue("v".into()))],
+                    }),
+                ),
+                KeyValue {
+                    key: "empty".into(),
+                    ..Default::default()
+                },
+            ],
+            events: vec![span::Event {
+                time_unix_nano: 5,
+                name: "retry".into(),
+                attributes: vec![kv("n", any_value::Value::IntValue(2))],
+                dropped_attributes_count: 1,
+            }],
+            links: vec![span::Link {
+                trace_id: vec![9; 16],
+                span_id: vec![9; 8],
+                trace_state: "c=d".into(),
+                attributes: vec![kv("l", any_value::Value::BoolValue(false))],
+                dropped_attributes_count: 0,
+                flags: 0x301,
+            }],
+            status: (code != 0).then(|| Status {
+                code,
+                message: "why".into(),
+            }),
+            flags: 0x301,
+            dropped_attributes_count: 3,
+            ..Default::default()
+        }
+    }
+
+    fn resource(service: Option<&str>) -> Resource {
+        Resource {
+            attributes: service
+                .map(|s| {
+                    vec![
+                        string_attribute("service.name", s),
+                        string_attribute("k8s.ns", "shop"),
+                    ]
+                })
+                .unwrap_or_default(),
+            dropped_attributes_count: 1,
+            ..Default::default()
+        }
+    }
+
+    /// A request with what senders really send, and the odd things they may: two resources (one without
+    /// a service name), two scopes, every attribute type, events, links, statuses, an all-zero parent,
+    /// and spans with bad ids.
+    fn request() -> ExportTraceServiceRequest {
+        let scope = |name: &str| InstrumentationScope {
+            name: name.into(),
+            version: "1.0".into(),
+            attributes: vec![string_attribute("s", "t")],
+            dropped_attributes_count: 0,
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(resource(Some("cart"))),
+                    scope_spans: vec![
+                        ScopeSpans {
+                            scope: Some(scope("envoy")),
+                            spans: vec![
+                                span(1, 1, vec![], 2, status::StatusCode::Error as i32),
+                                span(1, 2, vec![1; 8], 3, 0),
+                                span(2, 3, vec![0; 8], 2, status::StatusCode::Ok as i32),
+                                span(0, 4, vec![], 2, 0),
+                            ],
+                            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+                        },
+                        ScopeSpans {
+                            scope: Some(scope("app")),
+                            spans: vec![span(2, 5, vec![3; 8], 1, 0), span(3, 6, vec![1; 3], 2, 0)],
+                            schema_url: String::new(),
+                        },
+                    ],
+                    schema_url: String::new(),
+                },
+                ResourceSpans {
+                    resource: Some(resource(None)),
+                    scope_spans: vec![ScopeSpans {
+                        scope: None,
+                        spans: vec![span(3, 7, vec![0; 3], 0, 0)],
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                },
+            ],
+        }
+    }
+
+    /// What the prost path made of a request: the records `SpanRecord::new` accepts.
+    fn prost_records(req: &ExportTraceServiceRequest) -> (Vec<SpanRecord>, usize) {
+        let mut out = Vec::new();
+        let mut rejected = 0;
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    match SpanRecord::new(
+                        rs.resource.clone().unwrap_or_default(),
+                        ss.scope.clone().unwrap_or_default(),
+                        s.clone(),
+                    ) {
+                        Ok(r) => out.push(r),
+                        Err(_) => rejected += 1,
+                    }
+                }
+            }
+        }
+        (out, rejected)
+    }
+
+    #[test]
+    fn reads_what_prost_reads_without_decoding() {
+        let req = request();
+        let batch = SpanBatch::parse(req.encode_to_vec().into()).unwrap();
+        let (records, rejected) = prost_records(&req);
+        assert_eq!(
+            batch.rejected().0,
+            rejected,
+            "bad trace id, short non-zero parent"
+        );
+        assert_eq!(
+            batch.rejected().1,
+            Some("invalid trace id (empty, wrong length or all zero)")
+        );
+        assert_eq!(batch.to_records(), records);
+        assert_eq!(batch.len(), records.len());
+        for (span, rec) in batch.spans().zip(&records) {
+            let why = rec.span.name.as_str();
+            assert_eq!(span.trace_id(), rec.trace_id, "{why}");
+            assert_eq!(span.span_id(), rec.span_id, "{why}");
+            assert_eq!(span.parent_span_id(), rec.parent_span_id(), "{why}");
+            assert_eq!(span.service_name(), rec.service_name(), "{why}");
+            assert_eq!(span.name(), rec.span.name, "{why}");
+            assert_eq!(span.kind_name(), rec.kind_name(), "{why}");
+            assert_eq!(span.is_error(), rec.is_error(), "{why}");
+            assert_eq!(span.start_us(), rec.start_us(), "{why}");
+            assert_eq!(span.duration_us(), rec.duration_us(), "{why}");
+            assert_eq!(span.discriminator(), rec.discriminator(), "{why}");
+            let mut tags = Vec::new();
+            span.for_each_tag(|k, v| tags.push((k.to_string(), v.to_string())));
+            assert_eq!(
+                tags,
+                rec.searchable_tags(),
+                "{why}: the tags a search hashes"
+            );
+            assert_eq!(span.attribute_string("ratio").as_deref(), Some("0.25"));
+        }
+    }
+
+    #[test]
+    fn spans_are_copied_byte_for_byte_and_runs_share_resources() {
+        let req = request();
+        let bytes = req.encode_to_vec();
+        let batch = SpanBatch::parse(bytes.clone().into()).unwrap();
+        let all: Vec<u32> = (0..batch.len() as u32).collect();
+        let data = TracesData::decode(batch.encode(&all).as_slice()).unwrap();
+        let shape: Vec<Vec<usize>> = data
+            .resource_spans
+            .iter()
+            .map(|rs| rs.scope_spans.iter().map(|ss| ss.spans.len()).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![vec![3, 1], vec![1]],
+            "bad spans left out, runs kept"
+        );
+        // The spans in another order: a resource met again starts a new run.
+        let mixed = TracesData::decode(batch.encode(&[0, 4, 1]).as_slice()).unwrap();
+        assert_eq!(mixed.resource_spans.len(), 3);
+        assert_eq!(
+            batch.select(&[4, 0]).to_records(),
+            vec![batch.to_records()[4].clone(), batch.to_records()[0].clone()]
+        );
+        assert_eq!(
+            batch.encode_all().len(),
+            TracesData::decode(batch.encode(&all).as_slice())
+                .unwrap()
+                .encoded_len(),
+            "with rejected spans the payload is framed anew"
+        );
+        let clean = SpanBatch::from_records(&batch.to_records());
+        assert_eq!(
+            clean.encode_all(),
+            clean.buf,
+            "nothing rejected: the request's own bytes"
+        );
+    }
+
+    #[test]
+    fn truncated_or_corrupted_requests_fail_exactly_when_prost_fails() {
+        let bytes = request().encode_to_vec();
+        let check = |candidate: &[u8], what: &str| {
+            let ours = SpanBatch::parse(Bytes::copy_from_slice(candidate));
+            let theirs = ExportTraceServiceRequest::decode(candidate);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{what}: {:?}", ours.err());
+            if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+                assert_eq!(ours.to_records(), prost_records(&theirs).0, "{what}");
+            }
+        };
+        for end in 0..bytes.len() {
+            check(&bytes[..end], &format!("truncated at {end}"));
+        }
+        for at in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut mutated = bytes.clone();
+                mutated[at] ^= flip;
+                check(&mutated, &format!("byte {at} ^ {flip:#x}"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_resource_or_scope_given_in_pieces_is_merged_as_protobuf_does() {
+        // Resource { service.name } and Resource { k8s.ns } as two occurrences of field 1.
+        let first = resource(Some("cart")).encode_to_vec();
+        let second = Resource {
+            attributes: vec![string_attribute("service.name", "ignored")],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let span = span(1, 1, vec![], 2, 0).encode_to_vec();
+        let mut scope_spans = Vec::new();
+        wire::put_delimited(&mut scope_spans, 2, &span);
+        let mut rs = Vec::new();
+        wire::put_delimited(&mut rs, 1, &first);
+        wire::put_delimited(&mut rs, 2, &scope_spans);
+        wire::put_delimited(&mut rs, 1, &second);
+        let mut req = Vec::new();
+        wire::put_delimited(&mut req, 1, &rs);
+        let batch = SpanBatch::parse(req.clone().into()).unwrap();
+        let theirs = ExportTraceServiceRequest::decode(req.as_slice()).unwrap();
+        assert_eq!(batch.to_records(), prost_records(&theirs).0);
+        assert_eq!(
+            batch.span(0).unwrap().service_name(),
+            "cart",
+            "the first service.name"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The one storage engine: an fjall keyspace under `<data-dir>/db/` holding the trace store's
+//! partitions, the exporters' queue and tail sampling's pending set. All of them are written in the same
+//! atomic batches, so one journal fsync makes a whole group commit durable, whatever is enabled.
+
+use std::path::{Path, PathBuf};
+
+use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
+
+use super::schema;
+use super::StoreError;
+
+/// Settings of the keyspace.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The LSM's block cache.
+    pub cache_bytes: usize,
+}
+
+impl StoreOptions {
+    pub fn new(cache_bytes: usize) -> Self {
+        Self { cache_bytes }
+    }
+}
+
+/// Files of formats this build does not read, and what they were.
+const OLD_FILES: [(&str, &str); 4] = [
+    ("traces.redb", "a trace store of format 1 or 2 (redb)"),
+    ("traces", "a trace store of format 3 (fjall)"),
+    (
+        "export-queue.redb",
+        "the export queue of format 3 (redb); spans in it were not forwarded yet",
+    ),
+    (
+        "tail-pending.redb",
+        "tail sampling's pending spans of format 3 (redb); they were not decided yet",
+    ),
+];
+
+pub struct Database {
+    keyspace: Keyspace,
+    meta: PartitionHandle,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Opens (or creates) the keyspace under `data_dir`. After a crash fjall replays its journal up to the
+    /// last complete batch. A keyspace (or a file) of another format is refused (`StoreError::Format`).
+    pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
+        let path = data_dir.join("db");
+        for (file, what) in OLD_FILES {
+            let old = data_dir.join(file);
+            if old.exists() {
+                return Err(StoreError::Format(format!(
+                    "{} is {what}; this collector keeps everything in one keyspace of format {} under {}. \
+                     Move the old file away (or delete it), or run the collector version that wrote it \
+                     to drain it",
+                    old.display(),
+                    schema::FORMAT_VERSION,
+                    path.display()
+                )));
+            }
+        }
+        let keyspace = Config::new(&path)
+            .cache_size(options.cache_bytes as u64)
+            .open()?;
+        // Data without a format version (not even a new keyspace's first batch, which writes it) is not
+        // ours.
+        let has_data = keyspace
+            .list_partitions()
+            .iter()
+            .any(|p| p.as_ref() != schema::META);
+        let meta = keyspace.open_partition(schema::META, PartitionCreateOptions::default())?;
+        let format = meta
+            .get(schema::META_FORMAT)?
+            .and_then(|v| schema::u64_value(&v));
+        match format {
+            Some(schema::FORMAT_VERSION) => {}
+            None if !has_data => {}
+            found => {
+                return Err(StoreError::Format(format!(
+                    "{} holds store format {} but this collector reads format {}; move it away (or \
+                     delete it) to start an empty store, or run the collector version that wrote it",
+                    path.display(),
+                    found.map_or_else(|| "unknown".to_string(), |f| f.to_string()),
+                    schema::FORMAT_VERSION
+                )))
+            }
+        }
+        let mut batch = keyspace.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(
+            &meta,
+            schema::META_FORMAT,
+            schema::FORMAT_VERSION.to_be_bytes().to_vec(),
+        );
+        batch.commit()?;
+        Ok(Self {
+            keyspace,
+            meta,
+            path,
+        })
+    }
+
+    /// Opens (or creates) a partition.
+    pub fn partition(
+        &self,
+        name: &str,
+        options: PartitionCreateOptions,
+    ) -> Result<PartitionHandle, StoreError> {
+        Ok(self.keyspace.open_partition(name, options)?)
+    }
+
+    /// The partition of counters and settings.
+    pub fn meta(&self) -> &PartitionHandle {
+        &self.meta
+    }
+
+    /// A new atomic batch; `durable` ones are fsynced before `commit` returns.
+    pub fn batch(&self, durable: bool) -> fjall::Batch {
+        let batch = self.keyspace.batch();
+        if durable {
+            batch.durability(Some(PersistMode::SyncAll))
+        } else {
+            batch
+        }
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    /// The size of the keyspace on disk (tables and journal).
+    pub fn disk_space(&self) -> u64 {
+        self.keyspace.disk_space()
+    }
+
+    /// Where the keyspace lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

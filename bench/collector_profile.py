@@ -1,0 +1,143 @@
+"""The collector's ingest cost per span, repeatable on a shared machine.
+
+`python bench/collector_profile.py instructions` runs the release collector under callgrind and posts the
+benchmark's batches (bench/collector.py: 100 sidecar spans a request, new trace ids every request) twice,
+N1 then N2 requests in total; the difference of the two instruction counts divided by the spans in
+between is the marginal cost of a span through the whole ingest path (HTTP, decoding, analytics, store,
+group commit), without the start-up. Callgrind counts instructions, not time, so other work on the machine
+does not change the figure. LSM flushes and compactions mostly fall outside such short runs: the `perf`
+mode shows them.
+
+`python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
+does) for a while, samples it with `perf record -g` and prints the hottest functions.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import collector as bench  # noqa: E402
+
+COLLECTOR = Path(os.environ.get("COLLECTOR_BIN", bench.ROOT / "target" / "release" / "meshtrace-collector"))
+CONNECTIONS = 8
+
+
+def args(data_dir, ports):
+    return [str(COLLECTOR), "--data-dir", str(data_dir), "--log-level", "warn",
+            "--otlp-http-addr", f"{bench.LOOPBACK}:{ports['http']}",
+            "--otlp-grpc-addr", f"{bench.LOOPBACK}:{ports['grpc']}",
+            "--zipkin-addr", f"{bench.LOOPBACK}:0", "--http-addr", f"{bench.LOOPBACK}:{ports['query']}",
+            "--sampling-addr", f"{bench.LOOPBACK}:0",
+            "--retention-max-age", "0", "--retention-max-bytes", "0"]
+
+
+def post_all(port, bodies, start, count):
+    """Posts `count` requests from CONNECTIONS threads, each with fresh trace ids."""
+    marker = bench.MARKER
+    lock, nxt = threading.Lock(), [start]
+
+    def worker():
+        conn = http.client.HTTPConnection(bench.LOOPBACK, port, timeout=600)
+        while True:
+            with lock:
+                n = nxt[0]
+                if n >= start + count:
+                    break
+                nxt[0] += 1
+            body = bodies[n % len(bodies)].replace(marker, (0xA5 << 56 | n).to_bytes(8, "big"))
+            conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(CONNECTIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def callgrind_run(bodies, n_requests):
+    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cg-"))
+    out = tmp / "callgrind.out"
+    ports = {k: bench.free_port() for k in ("http", "grpc", "query")}
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+                            + args(tmp / "data", ports), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def ready():
+            try:
+                return bench.request(ports["query"], "/readyz", timeout=5)[0] == 200
+            except OSError:
+                return False
+        bench.wait_until(ready, timeout=300, what="collector under callgrind")
+        post_all(ports["http"], bodies, 0, n_requests)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=600)
+    total = int(re.search(rb"refs:\s+([\d,]+)", err).group(1).replace(b",", b""))
+    keep = os.environ.get("KEEP_CALLGRIND")
+    if keep:
+        shutil.copy(out, Path(keep) / f"callgrind.{n_requests}.out")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return total
+
+
+def instructions(n1=100, n2=400):
+    bodies = batches()
+    a, b = callgrind_run(bodies, n1), callgrind_run(bodies, n2)
+    spans = (n2 - n1) * bench.SPANS_PER_BATCH
+    return {"requests": [n1, n2], "instructions": [a, b], "per_span": (b - a) / spans}
+
+
+def batches(n=300):
+    d = Path(tempfile.mkdtemp(prefix="meshtrace-batches-"))
+    bench.write_batches(d, n)
+    bodies = [(d / f"{i}.pb").read_bytes() for i in range(1, n + 1)]
+    shutil.rmtree(d, ignore_errors=True)
+    return bodies
+
+
+def perf(seconds=20):
+    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-perf-"))
+    batch_dir = tmp / "batches"
+    batch_dir.mkdir()
+    bench.write_batches(batch_dir, 300)
+    ports = {k: bench.free_port() for k in ("http", "grpc", "query")}
+    coll = bench.Proc(args(tmp / "data", ports), ports["query"], "/readyz")
+    try:
+        bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
+        rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(tmp / "perf.data"),
+                                "-p", str(coll.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
+        rec.send_signal(2)
+        rec.wait()
+    finally:
+        coll.stop()
+    print(f"{r['spans_per_s']:.0f} spans/s, {r['refused']} refused (load {os.getloadavg()[0]:.1f})")
+    report = subprocess.run(["perf", "report", "-i", str(tmp / "perf.data"), "--no-children", "--stdio",
+                             "--percent-limit", "0.7", "-g", "none", "--sort", "comm,dso,symbol"],
+                            capture_output=True, text=True).stdout
+    print(report)
+    keep = os.environ.get("KEEP_PERF")
+    if keep:
+        shutil.copy(tmp / "perf.data", keep)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if len(sys.argv) > 1 else "instructions"
+    if mode == "perf":
+        perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    else:
+        print(instructions())

@@ -155,7 +155,7 @@ impl Exporter {
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let callout = Callout {
-            cluster: &self.config.cluster,
+            cluster: self.config.cluster(),
             headers,
             body: &batch.body,
             timeout_ms: self.config.timeout_ms,
@@ -165,7 +165,7 @@ impl Exporter {
             Err(reason) => {
                 log::warn!(
                     "meshtrace: export to cluster `{}` not sent: {reason}",
-                    self.config.cluster
+                    self.config.cluster()
                 );
                 self.failed(batch, None, host);
             }

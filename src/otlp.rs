@@ -68,7 +68,7 @@ pub fn to_proto(span: &Span) -> ProtoSpan {
     }
 }
 
-pub fn resource(attributes: Vec<(&'static str, String)>) -> Resource {
+pub fn resource<K: Into<String>>(attributes: impl IntoIterator<Item = (K, String)>) -> Resource {
     Resource {
         attributes: attributes
             .into_iter()

@@ -60,7 +60,7 @@ impl Root {
             config.sampling.random_sampling_percentage,
             config.sampling.rules.len(),
             if poller.is_some() { " and remote strategies" } else { "" },
-            config.exporter.cluster,
+            config.exporter.cluster(),
         );
         self.shared = Some(Rc::new(Shared {
             tracer,

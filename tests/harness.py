@@ -113,6 +113,7 @@ class JsonServer(_Server):
             def do_GET(self):
                 srv.hits += 1
                 srv.last_path = self.path
+                srv.last_headers = {k.lower(): v for k, v in self.headers.items()}
                 self.send_response(srv.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(srv.body)))

@@ -28,8 +28,9 @@ use crate::host::Host;
 use crate::ids::{SpanId, TraceId};
 use crate::propagation::{Sampling, SpanContext, TraceState};
 
-/// Shared-data keys used, `meshtrace.rid.0` to `meshtrace.rid.4095`.
+/// Shared-data keys used, `meshtrace.rid.000` to `meshtrace.rid.fff`.
 pub const BUCKETS: u64 = 4096;
+const _: () = assert!(BUCKETS <= 0x1000, "three hex digits name every bucket");
 /// Entries per key.
 pub const PER_BUCKET: usize = 4;
 /// How long a link outlives its request: calls an application makes just
@@ -59,9 +60,9 @@ const AT_TS_LEN: usize = 41;
 const FIXED: usize = 43;
 
 /// Where a recorded link is, so the request's end can close it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
-    bucket: u64,
+    key: String,
     check: u64,
     span_id: SpanId,
 }
@@ -90,8 +91,18 @@ fn hash(request_id: &str) -> u64 {
     h ^ (h >> 31)
 }
 
+/// `meshtrace.rid.{bucket as 3 hex digits}`, written without the formatting
+/// machinery: it is built on every inbound request.
 fn key(bucket: u64) -> String {
-    format!("meshtrace.rid.{bucket}")
+    const PREFIX: &str = "meshtrace.rid.";
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(PREFIX.len() + 3);
+    key.push_str(PREFIX);
+    for shift in [8, 4, 0] {
+        let digit = HEX.get(((bucket >> shift) & 0xf) as usize).copied();
+        key.push(char::from(digit.unwrap_or(b'0')));
+    }
+    key
 }
 
 /// One entry of a bucket, as stored.
@@ -152,7 +163,7 @@ fn entries(bucket: &[u8]) -> impl Iterator<Item = Entry<'_>> {
     .take(PER_BUCKET)
 }
 
-fn push_entry(out: &mut Vec<u8>, check: u64, ctx: &SpanContext, tracestate: &[u8], expires: u64) {
+fn push_entry(out: &mut Vec<u8>, check: u64, ctx: &SpanContext, expires: u64) {
     let mut flags = OPEN;
     if ctx.sampled {
         flags |= SAMPLED;
@@ -163,23 +174,28 @@ fn push_entry(out: &mut Vec<u8>, check: u64, ctx: &SpanContext, tracestate: &[u8
     if ctx.debug {
         flags |= DEBUG;
     }
-    let ts_len = u16::try_from(tracestate.len()).unwrap_or(0);
+    // Written member by member, as the header would join them; a valid
+    // tracestate is at most 512 characters.
     out.extend_from_slice(&check.to_le_bytes());
     out.extend_from_slice(&ctx.trace_id.0);
     out.extend_from_slice(&ctx.span_id.0);
     out.push(flags);
     out.extend_from_slice(&expires.to_le_bytes());
+    let ts_len = u16::try_from(ctx.tracestate.header_len()).unwrap_or(0);
     out.extend_from_slice(&ts_len.to_le_bytes());
-    out.extend_from_slice(tracestate.get(..usize::from(ts_len)).unwrap_or_default());
+    for (i, member) in ctx.tracestate.members().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(member.as_bytes());
+    }
 }
 
 /// Records the SERVER span `ctx` of a request that started at `now` under
 /// its `x-request-id`; `None` when it could not be recorded.
 pub fn record(host: &dyn Host, request_id: &str, ctx: &SpanContext, now: u64) -> Option<Recorded> {
     let check = hash(request_id);
-    let bucket = check % BUCKETS;
-    let key = key(bucket);
-    let tracestate = ctx.tracestate.header_value().unwrap_or_default();
+    let key = key(check % BUCKETS);
     for _ in 0..TRIES {
         let (old, cas) = host.shared_data(&key).unwrap_or_default();
         // The entries that stay: unexpired ones of other request ids; when
@@ -198,15 +214,9 @@ pub fn record(host: &dyn Host, request_id: &str, ctx: &SpanContext, now: u64) ->
                 None => return None,
             }
         };
-        let mut new = Vec::with_capacity(1 + FIXED + tracestate.len() + old.len());
+        let mut new = Vec::with_capacity(1 + FIXED + ctx.tracestate.header_len() + old.len());
         new.push(VERSION);
-        push_entry(
-            &mut new,
-            check,
-            ctx,
-            tracestate.as_bytes(),
-            now + MAX_OPEN_NANOS,
-        );
+        push_entry(&mut new, check, ctx, now + MAX_OPEN_NANOS);
         for (i, e) in entries(&old).enumerate() {
             if live(&e) && Some(i) != evict {
                 new.extend_from_slice(e.0);
@@ -214,7 +224,7 @@ pub fn record(host: &dyn Host, request_id: &str, ctx: &SpanContext, now: u64) ->
         }
         if host.set_shared_data(&key, &new, cas) {
             return Some(Recorded {
-                bucket,
+                key,
                 check,
                 span_id: ctx.span_id,
             });
@@ -226,9 +236,9 @@ pub fn record(host: &dyn Host, request_id: &str, ctx: &SpanContext, now: u64) ->
 /// Closes a recorded link when its request ends at `end`: it now expires
 /// [`GRACE_NANOS`] later.
 pub fn close(host: &dyn Host, recorded: &Recorded, end: u64) {
-    let key = key(recorded.bucket);
+    let key = &recorded.key;
     for _ in 0..TRIES {
-        let Some((mut bytes, cas)) = host.shared_data(&key) else {
+        let Some((mut bytes, cas)) = host.shared_data(key) else {
             return;
         };
         let mut offset = 1;
@@ -251,7 +261,7 @@ pub fn close(host: &dyn Host, recorded: &Recorded, end: u64) {
         if let Some(expires) = bytes.get_mut(at + AT_EXPIRES..at + AT_EXPIRES + 8) {
             expires.copy_from_slice(&(end + GRACE_NANOS).to_le_bytes());
         }
-        if host.set_shared_data(&key, &bytes, cas) {
+        if host.set_shared_data(key, &bytes, cas) {
             return;
         }
     }
@@ -442,6 +452,13 @@ mod tests {
                 lookup(&host, "req-1", 0).unwrap().span_id,
                 SpanId::from_u64(3)
             );
+        }
+    }
+
+    #[test]
+    fn keys() {
+        for b in [0, 7, 10, 4095] {
+            assert_eq!(key(b), format!("meshtrace.rid.{b:03x}"));
         }
     }
 

@@ -216,15 +216,29 @@ impl Tags {
     pub fn bound(&self, attrs: &mut Vec<Attribute>) -> u32 {
         let mut truncated = 0i64;
         for (key, value) in attrs.iter_mut() {
+            let len = match value {
+                Value::Str(s) => s.len(),
+                Value::Static(s) => s.len(),
+                _ => continue,
+            };
+            // The shorter limit first: most values are under both.
+            if len <= self.max_attribute_length.min(self.max_path_length) {
+                continue;
+            }
+            let max = if key == crate::semconv::URL_PATH {
+                self.max_path_length
+            } else {
+                self.max_attribute_length
+            };
+            if len <= max {
+                continue;
+            }
+            if let Value::Static(s) = value {
+                *value = Value::Str(s.to_string());
+            }
             if let Value::Str(s) = value {
-                let max = if key == crate::semconv::URL_PATH {
-                    self.max_path_length
-                } else {
-                    self.max_attribute_length
-                };
-                if cut(s, max) {
-                    truncated += 1;
-                }
+                cut(s, max);
+                truncated += 1;
             }
         }
         let dropped = attrs.len().saturating_sub(self.max_attributes);
@@ -445,12 +459,21 @@ mod tests {
             ("url.path".into(), Value::Str("/0123456789abcdef".into())),
             ("long".into(), Value::Str("é".repeat(20))),
             ("short".into(), Value::Str("ok".into())),
+            (
+                "static".into(),
+                Value::Static("a constant of 27 characters"),
+            ),
         ];
         for i in 0..10 {
             attrs.push((format!("k{i}").into(), Value::Int(i)));
         }
         let dropped = t.bound(&mut attrs);
-        assert_eq!(dropped, 5);
+        assert_eq!(dropped, 6);
+        assert_eq!(
+            value(&attrs, "static"),
+            Some(Value::Str("a constant of 27".into())),
+            "constants are cut too"
+        );
         assert_eq!(
             value(&attrs, "url.path"),
             Some(Value::Str("/012345678".into()))
@@ -459,7 +482,7 @@ mod tests {
             panic!("long")
         };
         assert!(long.len() <= 16 && long.chars().all(|c| c == 'é'));
-        assert_eq!(value(&attrs, TRUNCATED), Some(Value::Int(2)));
+        assert_eq!(value(&attrs, TRUNCATED), Some(Value::Int(3)));
         assert_eq!(attrs.len(), 9, "8 kept plus the truncation count");
     }
 }

@@ -344,7 +344,7 @@ impl Tracer {
 
         let mut a: Vec<Attribute> = Vec::with_capacity(28);
         let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
-        put(sc::HTTP_REQUEST_METHOD, method.into());
+        put(sc::HTTP_REQUEST_METHOD, Value::Static(method));
         if unknown_method {
             put(sc::HTTP_REQUEST_METHOD_ORIGINAL, req.method.as_str().into());
         }
@@ -353,7 +353,7 @@ impl Tracer {
         }
         if span.grpc {
             if let Some((service, rpc_method)) = rpc::service_method(path) {
-                put(rpc::RPC_SYSTEM, "grpc".into());
+                put(rpc::RPC_SYSTEM, Value::Static("grpc"));
                 put(rpc::RPC_SERVICE, service.into());
                 put(rpc::RPC_METHOD, rpc_method.into());
             }
@@ -443,10 +443,10 @@ impl Tracer {
             put(sc::ERROR_TYPE, e.into());
         }
         if let Some(k) = kept {
-            put(KEPT_REASON, k.reason().into());
+            put(KEPT_REASON, Value::Static(k.reason()));
             host.count(Counter::SpansKept, 1);
         }
-        put(CONTEXT_SOURCE, span.source.name().into());
+        put(CONTEXT_SOURCE, Value::Static(span.source.name()));
         self.tags.append(&mut a, &req.tags, host);
         let dropped_attributes = self.tags.bound(&mut a);
 
@@ -948,7 +948,13 @@ mod tests {
         host.set_int("response.code", 200);
         host.set_property("xds.route_name", b"grpc-route");
         // (tracer, grpc-status, status, error.type, why)
-        type Row<'a> = (&'a Tracer, Option<i64>, StatusCode, Option<&'a str>, &'a str);
+        type Row<'a> = (
+            &'a Tracer,
+            Option<i64>,
+            StatusCode,
+            Option<&'a str>,
+            &'a str,
+        );
         let rows: &[Row] = &[
             (&server, Some(0), StatusCode::Unset, None, "OK"),
             (

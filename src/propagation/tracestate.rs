@@ -88,6 +88,11 @@ impl TraceState {
         self.members.iter().map(String::as_str)
     }
 
+    /// The length of [`TraceState::header_value`], without building it.
+    pub fn header_len(&self) -> usize {
+        self.len()
+    }
+
     /// The header value, or `None` when there is nothing to send.
     pub fn header_value(&self) -> Option<String> {
         if self.members.is_empty() {

@@ -144,7 +144,10 @@ least rotel's receive-only rate; trace by id under 10 ms p99 at 10M spans.
 {collector_section(results['collector'])}
 {(HERE / 'PROFILE.md').read_text() if (HERE / 'PROFILE.md').exists() else ''}
 This run (`python bench/filter_profile.py`, the callgrind command above): **{results['profile']['per_request']:,.0f}
-instructions per request** over {results['profile']['requests']} requests.
+instructions per request** over {results['profile']['requests']} requests; {results['profile']['per_request_without_link']:,.0f}
+with `linkByRequestId` off, so the x-request-id link costs {results['profile']['link_per_request']:,.0f} per inbound
+request (`per_request 5000 inbound-nolink`); an outbound request linked by its x-request-id:
+{results['profile']['outbound_linked']:,.0f} (`per_request 5000 outbound-linked`).
 """
     (ROOT / "BENCHMARKS.md").write_text(doc)
     print("wrote BENCHMARKS.md")

@@ -1074,7 +1074,11 @@ mod tests {
             .expect("the README has its complete example");
         let config = Config::parse(block.as_bytes()).unwrap();
         assert_eq!(config.sampling.rules.len(), 6);
-        assert_eq!(config.custom_tags.len(), 4);
+        assert_eq!(config.custom_tags.len(), 5);
+        assert_eq!(
+            config.exporter.cluster(),
+            "outbound|4318||meshtrace-collector.tracing.svc.cluster.local"
+        );
         Tracer::new(&config, &|_| None).unwrap();
     }
 }

@@ -77,12 +77,26 @@ pub struct Linked {
     pub tracestate: TraceState,
 }
 
+/// Where Envoy's UUID request ids keep its trace reason: the version nibble,
+/// which Envoy's HTTP connection manager rewrites (`4`, `9`, `a`, `b`) when
+/// its own tracing is on, so the inbound and outbound sides may see the same
+/// id with two values there.
+const UUID_TRACE_REASON: usize = 14;
+
 /// FNV-1a 64 of the request id, then a finalizer (splitmix64's) so that
 /// near-identical ids spread over the buckets. Every VM and every build
-/// computes the same value.
+/// computes the same value. In a UUID, the trace-reason nibble is read as
+/// `4` whatever Envoy wrote there.
 fn hash(request_id: &str) -> u64 {
+    let bytes = request_id.as_bytes();
+    let uuid = bytes.len() == 36 && [8, 13, 18, 23].iter().all(|&i| bytes.get(i) == Some(&b'-'));
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in request_id.bytes() {
+    for (i, &b) in bytes.iter().enumerate() {
+        let b = if uuid && i == UUID_TRACE_REASON {
+            b'4'
+        } else {
+            b
+        };
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -453,6 +467,27 @@ mod tests {
                 SpanId::from_u64(3)
             );
         }
+    }
+
+    #[test]
+    fn envoys_trace_reason_in_a_uuid_does_not_change_the_link() {
+        let ids = [
+            "9a3f2c1e-4b5d-4e6f-8a7b-1c2d3e4f5a6b",
+            "9a3f2c1e-4b5d-9e6f-8a7b-1c2d3e4f5a6b",
+            "9a3f2c1e-4b5d-ae6f-8a7b-1c2d3e4f5a6b",
+            "9a3f2c1e-4b5d-be6f-8a7b-1c2d3e4f5a6b",
+        ];
+        for id in ids {
+            assert_eq!(hash(id), hash(ids[0]), "{id}");
+        }
+        assert_ne!(
+            hash("9a3f2c1e-4b5d-4e6f-8a7b-1c2d3e4f5a6c"),
+            hash(ids[0]),
+            "any other character counts"
+        );
+        let plain = "x".repeat(36);
+        let other = format!("{}9{}", "x".repeat(14), "x".repeat(21));
+        assert_ne!(hash(&plain), hash(&other), "only UUIDs are read that way");
     }
 
     #[test]

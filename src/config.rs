@@ -351,22 +351,25 @@ impl ExporterConfig {
 
 /// Istio's outbound cluster and the authority for a `host:port` service.
 fn istio_service(field: &str, service: &str) -> Result<(String, String), ConfigError> {
-    let bad = || {
-        invalid(
+    let parsed = service.rsplit_once(':').and_then(|(host, port)| {
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+        let port_ok =
+            port.bytes().all(|c| c.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0);
+        (host_ok && port_ok).then_some((host, port))
+    });
+    let Some((host, port)) = parsed else {
+        return Err(invalid(
             field,
             format!("`{service}` is not host:port (e.g. meshtrace-collector.tracing.svc.cluster.local:4318)"),
-        )
+        ));
     };
-    let (host, port) = service.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
-    if !host_ok || port == 0 {
-        return Err(bad());
-    }
-    Ok((format!("outbound|{port}||{host}"), format!("{host}:{port}")))
+    Ok((
+        ["outbound|", port, "||", host].concat(),
+        service.to_string(),
+    ))
 }
 
 /// Resolves a `service` into its cluster and default authority; refuses one
@@ -791,6 +794,11 @@ mod tests {
             ),
             (
                 r#"{"exporter": {"service": "c.ns:0"}}"#,
+                "exporter.service",
+                "is not host:port",
+            ),
+            (
+                r#"{"exporter": {"service": "c.ns:+4318"}}"#,
                 "exporter.service",
                 "is not host:port",
             ),

@@ -94,24 +94,24 @@ fn owner(owner: &str) -> Option<(&'static str, String)> {
         .map(|(_, attr)| (*attr, name.to_string()))
 }
 
+/// A node metadata value: Istio's proxy has it as `node.metadata.*`,
+/// upstream Envoy as `xds.node.metadata.*`.
+fn node_metadata(host: &dyn Host, path: &[&str]) -> Option<String> {
+    let mut full: Vec<&str> = Vec::with_capacity(path.len() + 3);
+    full.extend(["xds", "node", "metadata"]);
+    full.extend_from_slice(path);
+    host.property_string(full.get(1..).unwrap_or_default())
+        .or_else(|| host.property_string(&full))
+}
+
 /// The resource attributes, `service.name` first.
 pub fn attributes(
     configured_name: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
     host: &dyn Host,
 ) -> Vec<(String, String)> {
-    let node = |path: &[&str]| {
-        let istio: Vec<&str> = ["node", "metadata"].iter().chain(path).copied().collect();
-        let envoy: Vec<&str> = ["xds", "node", "metadata"]
-            .iter()
-            .chain(path)
-            .copied()
-            .collect();
-        host.property_string(&istio)
-            .or_else(|| host.property_string(&envoy))
-    };
-    let meta = |key: &str| node(&[key]);
-    let label = |key: &str| node(&["LABELS", key]);
+    let meta = |key: &str| node_metadata(host, &[key]);
+    let label = |key: &str| node_metadata(host, &["LABELS", key]);
     let from_env = match env("OTEL_RESOURCE_ATTRIBUTES").filter(|v| !v.trim().is_empty()) {
         Some(v) => parse_env_attributes(&v).unwrap_or_else(|reason| {
             log::warn!("meshtrace: OTEL_RESOURCE_ATTRIBUTES ignored: {reason}");

@@ -25,7 +25,7 @@ pub fn is_grpc(content_type: &str) -> bool {
 /// a path of any other shape.
 pub fn service_method(path: &str) -> Option<(&str, &str)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    let ok = |s: &str| !s.is_empty() && !s.contains(['/', '?', '#']);
+    let ok = |s: &str| !s.is_empty() && !s.bytes().any(|c| matches!(c, b'/' | b'?' | b'#'));
     (ok(service) && ok(method)).then_some((service, method))
 }
 

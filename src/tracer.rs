@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
 use crate::link;
-use crate::propagation::{Format, Propagators, SpanContext, TraceState};
+use crate::propagation::{Format, Incoming, Propagators, Sampling, SpanContext, TraceState};
 use crate::rpc;
 use crate::sampler::{Kept, Request, Sampler};
 use crate::semconv as sc;
@@ -57,6 +57,28 @@ impl ContextSource {
             ContextSource::Format(f) => f.name(),
             ContextSource::RequestId => "x-request-id",
             ContextSource::None => "none",
+        }
+    }
+}
+
+/// Where a span's parent is, and what its caller decided.
+struct Caller {
+    parent: Option<(TraceId, SpanId)>,
+    sampling: Option<Sampling>,
+    /// W3C Level 2 random flag of the parent's trace id.
+    random: bool,
+    tracestate: TraceState,
+    source: ContextSource,
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller {
+            parent: None,
+            sampling: None,
+            random: false,
+            tracestate: TraceState::default(),
+            source: ContextSource::None,
         }
     }
 }
@@ -181,6 +203,51 @@ impl Tracer {
         }
     }
 
+    /// The caller's context: what the headers carry, else, on the outbound
+    /// side of an application that forwarded none, the inbound request with
+    /// the same x-request-id. Requests that carry a context never look one up.
+    fn caller(
+        &self,
+        kind: SpanKind,
+        winner: Option<(Format, Incoming)>,
+        request_id: Option<&str>,
+        now: u64,
+        host: &dyn Host,
+    ) -> Caller {
+        let mut caller = match winner {
+            Some((format, incoming)) => Caller {
+                source: match incoming.parent {
+                    Some(_) => ContextSource::Format(format),
+                    None => ContextSource::None,
+                },
+                parent: incoming.parent,
+                sampling: Some(incoming.sampling),
+                random: incoming.random,
+                tracestate: incoming.tracestate,
+            },
+            None => Caller::default(),
+        };
+        let linkable =
+            caller.parent.is_none() && kind == SpanKind::Client && self.link_by_request_id;
+        if let (true, Some(rid)) = (linkable, request_id) {
+            match link::lookup(host, rid, now) {
+                Some(linked) => {
+                    caller = Caller {
+                        parent: Some((linked.trace_id, linked.span_id)),
+                        // A decision the application did forward wins.
+                        sampling: caller.sampling.or(Some(linked.sampling)),
+                        random: linked.random,
+                        tracestate: linked.tracestate,
+                        source: ContextSource::RequestId,
+                    };
+                    host.count(Counter::RequestIdLinks, 1);
+                }
+                None => host.count(Counter::RequestIdMisses, 1),
+            }
+        }
+        caller
+    }
+
     /// Starts the request's span and propagates its context.
     pub fn start(&self, host: &dyn Host) -> ActiveSpan {
         let start_unix_nanos = host.now_unix_nanos();
@@ -191,37 +258,14 @@ impl Tracer {
         if extracted.malformed > 0 {
             host.count(Counter::MalformedHeaders, u64::from(extracted.malformed));
         }
-        let mut source = ContextSource::None;
-        let (mut parent, mut caller, mut random, mut tracestate) =
-            (None, None, false, TraceState::default());
-        if let Some((format, incoming)) = extracted.winner {
-            if incoming.parent.is_some() {
-                source = ContextSource::Format(format);
-            }
-            parent = incoming.parent;
-            caller = Some(incoming.sampling);
-            random = incoming.random;
-            tracestate = incoming.tracestate;
-        }
-        // The application forwarded no trace context: the inbound request
-        // it is serving may be found by its x-request-id. Requests that carry
-        // a context never get here.
         let request_id = seen.request_id.filter(|r| !r.is_empty());
-        if parent.is_none() && kind == SpanKind::Client && self.link_by_request_id {
-            if let Some(rid) = request_id {
-                match link::lookup(host, rid, start_unix_nanos) {
-                    Some(linked) => {
-                        parent = Some((linked.trace_id, linked.span_id));
-                        caller = caller.or(Some(linked.sampling));
-                        random = linked.random;
-                        tracestate = linked.tracestate;
-                        source = ContextSource::RequestId;
-                        host.count(Counter::RequestIdLinks, 1);
-                    }
-                    None => host.count(Counter::RequestIdMisses, 1),
-                }
-            }
-        }
+        let Caller {
+            parent,
+            sampling: caller,
+            random,
+            tracestate,
+            source,
+        } = self.caller(kind, extracted.winner, request_id, start_unix_nanos, host);
         let (trace_id, random) = match parent {
             Some((trace_id, _)) => (trace_id, random),
             None => (new_trace_id(host), true),
@@ -268,7 +312,7 @@ impl Tracer {
             trace_id,
             span_id: new_span_id(host),
             sampled: decision.sampled(),
-            debug: caller == Some(crate::propagation::Sampling::Debug),
+            debug: caller == Some(Sampling::Debug),
             random,
             tracestate,
         };

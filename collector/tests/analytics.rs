@@ -103,7 +103,7 @@ async fn span_metrics_and_service_graph_from_spans_in_separate_batches() {
     assert_eq!(status, 200);
     assert_eq!(
         v["data"],
-        serde_json::json!([{"parent": "front", "child": "cart", "callCount": 1}])
+        serde_json::json!([{"parent": "front", "child": "cart", "callCount": 1, "errorCount": 1}])
     );
 }
 

@@ -147,6 +147,9 @@ struct DependencyLink {
     parent: String,
     child: String,
     call_count: u64,
+    /// Not in Jaeger's model (clients ignore it): calls where either span is an error, for the viewer's
+    /// error rates.
+    error_count: u64,
 }
 
 /// Dependencies in a window: edges counted live by the service graph since the collector started (complete
@@ -157,11 +160,13 @@ pub async fn dependencies(State(ctx): State<QueryContext>, RawQuery(raw): RawQue
         Ok(w) => w,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let mut edges: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    let mut edges: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
     let mut store_end = end;
     if let Some(graph) = &ctx.service_graph {
         for e in graph.edges(start / 1000, end / 1000) {
-            *edges.entry((e.parent, e.child)).or_default() += e.calls;
+            let counts = edges.entry((e.parent, e.child)).or_default();
+            counts.0 += e.calls;
+            counts.1 += e.errors;
         }
         store_end = store_end.min((graph.started_ms * 1000).saturating_sub(1));
     }
@@ -173,7 +178,9 @@ pub async fn dependencies(State(ctx): State<QueryContext>, RawQuery(raw): RawQue
         {
             Ok(deps) => {
                 for d in deps {
-                    *edges.entry((d.parent, d.child)).or_default() += d.call_count;
+                    let counts = edges.entry((d.parent, d.child)).or_default();
+                    counts.0 += d.call_count;
+                    counts.1 += d.error_count;
                 }
             }
             Err(r) => return r,
@@ -182,11 +189,14 @@ pub async fn dependencies(State(ctx): State<QueryContext>, RawQuery(raw): RawQue
     list(
         edges
             .into_iter()
-            .map(|((parent, child), call_count)| DependencyLink {
-                parent,
-                child,
-                call_count,
-            })
+            .map(
+                |((parent, child), (call_count, error_count))| DependencyLink {
+                    parent,
+                    child,
+                    call_count,
+                    error_count,
+                },
+            )
             .collect(),
     )
 }

@@ -64,6 +64,8 @@ pub struct Dependency {
     pub parent: String,
     pub child: String,
     pub call_count: u64,
+    /// Calls where the parent or the child span is an error.
+    pub error_count: u64,
 }
 
 impl Store {
@@ -180,7 +182,7 @@ impl Store {
         let age = self.age.snapshot_at(at);
         let lower = keys::age_key(start_us, &[0; 16]);
         let upper = keys::age_key(end_us, &[0xff; 16]);
-        let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut edges: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         let mut seen = HashSet::new();
         for item in age.range(lower.as_slice()..=upper.as_slice()) {
             if seen.len() >= MAX_DEPENDENCY_TRACES {
@@ -194,30 +196,33 @@ impl Store {
                 continue;
             }
             let records = read_trace(&parts, &trace)?;
-            let service_of: HashMap<[u8; 8], &str> = records
+            let service_of: HashMap<[u8; 8], (&str, bool)> = records
                 .iter()
-                .map(|r| (r.span_id, r.service_name()))
+                .map(|r| (r.span_id, (r.service_name(), r.is_error())))
                 .collect();
             for r in &records {
                 let Some(parent) = r.parent_span_id() else {
                     continue;
                 };
-                let Some(parent_service) = service_of.get(&parent) else {
+                let Some((parent_service, parent_error)) = service_of.get(&parent) else {
                     continue;
                 };
                 if *parent_service != r.service_name() {
-                    *edges
+                    let counts = edges
                         .entry((parent_service.to_string(), r.service_name().to_string()))
-                        .or_default() += 1;
+                        .or_default();
+                    counts.0 += 1;
+                    counts.1 += u64::from(*parent_error || r.is_error());
                 }
             }
         }
         Ok(edges
             .into_iter()
-            .map(|((parent, child), call_count)| Dependency {
+            .map(|((parent, child), (call_count, error_count))| Dependency {
                 parent,
                 child,
                 call_count,
+                error_count,
             })
             .collect())
     }

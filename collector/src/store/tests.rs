@@ -148,7 +148,7 @@ fn retention_by_size_removes_oldest_first() {
 fn dependencies_count_cross_service_edges() {
     let (_dir, store) = open();
     let parent = rec(1, 1, "front", 100, false);
-    let mut child = rec(1, 2, "cart", 110, false);
+    let mut child = rec(1, 2, "cart", 110, true);
     child.span.parent_span_id = vec![1; 8];
     let mut same = rec(1, 3, "front", 120, false);
     same.span.parent_span_id = vec![1; 8];
@@ -159,8 +159,10 @@ fn dependencies_count_cross_service_edges() {
         vec![Dependency {
             parent: "front".into(),
             child: "cart".into(),
-            call_count: 1
-        }]
+            call_count: 1,
+            error_count: 1,
+        }],
+        "one call, failed because the child span is an error"
     );
     assert!(
         store.dependencies(500, 1_000).unwrap().is_empty(),

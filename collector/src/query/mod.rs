@@ -1,5 +1,5 @@
 //! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, plus `/healthz`, `/readyz`
-//! and `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
+//! and `/metrics`, the remote sampling endpoint (`/api/sampling`, `/sampling`), and the viewer (`/`, `ui.rs`).
 
 mod admin;
 mod duration;
@@ -8,6 +8,7 @@ mod handlers;
 mod jaeger;
 mod params;
 mod sampling;
+mod ui;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/api/traces", get(handlers::find_traces))
         .route("/api/traces/{id}", get(handlers::get_trace))
         .route("/api/dependencies", get(handlers::dependencies))
-        .fallback(handlers::not_found)
+        .fallback(ui::not_found)
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token));
     Router::new()
         .route("/healthz", get(admin::healthz))
@@ -65,6 +66,7 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/api/sampling", get(sampling::strategy))
         .route("/sampling", get(sampling::strategy))
+        .merge(ui::routes())
         .merge(api)
         .with_state(ctx)
 }

@@ -1,0 +1,76 @@
+"""The service map, the service page, navigation between pages, and an empty collector."""
+
+
+def test_service_map_shows_calls_with_rates_and_errors_and_opens_a_service(page, filled):
+    page.open(filled.base, "/dependencies")
+    page.wait_text("Calls between services")
+    text = page.main_text()
+    assert "services," in text and "edges" in text
+    edges = {}
+    for row in page.css("table.edges-table tbody tr"):
+        cells = [c.text for c in row.find_elements("css selector", "td")]
+        edges[(cells[0], cells[1])] = cells
+    # Every checkout trace makes the gateway call checkout once; the failed one's payment failed twice.
+    assert ("api-gateway", "checkout") in edges, edges
+    calls = int(edges[("checkout", "payment")][2])
+    assert calls == 15, "14 checkouts, one of them retried"
+    assert edges[("checkout", "payment")][4] == "2", "both calls of the failed checkout failed"
+    assert edges[("api-gateway", "checkout")][4] in ("1", "2")
+    nodes = page.css(".service-map a.node")
+    assert len(nodes) >= 8
+    labels = [n.text for n in nodes]
+    assert "payment" in labels
+    next(n for n in nodes if n.text == "payment").click()
+    page.wait(lambda: page.path() == "/service/payment", "the service page")
+    page.wait_text("Called by")
+
+
+def test_the_map_window_is_in_the_url(page, filled):
+    page.open(filled.base, "/dependencies?lookback=24h")
+    page.wait_text("Calls between services")
+    assert page.one("select[aria-label='Time window']").get_attribute("value") == "24h"
+
+
+def test_service_page_shows_red_metrics_per_operation_and_example_traces(page, filled):
+    page.open(filled.base, "/service/payment")
+    page.wait_text("Called by")
+    text = page.main_text()
+    for caption in ("Requests", "Errors", "Latency", "p50", "p95", "p99"):
+        assert caption in text, caption
+    ops = [r.text for r in page.css("table.ops tbody tr")]
+    assert any(r.startswith("POST /charge") for r in ops), ops
+    assert "checkout" in page.one(".neighbours").text, "called by checkout"
+    page.click_text("failed", "a")
+    page.wait(lambda: page.path().startswith("/search"), "a search")
+    page.wait_text("trace")
+    assert "error" in page.one("input[name=tags]").get_attribute("value")
+    assert page.one("select[name=service]").get_attribute("value") == "payment"
+
+
+def test_navigation_between_pages_keeps_history(page, filled):
+    page.open(filled.base, "/")
+    page.wait_text("traces")
+    page.click_text("Service map", "a")
+    page.wait(lambda: page.path().startswith("/dependencies"), "the map")
+    page.wait_text("Calls between services")
+    jump = page.one("#jump input")
+    jump.send_keys(filled.ids["ok"] + "\n")
+    page.wait(lambda: page.path() == f"/trace/{filled.ids['ok']}", "the trace")
+    page.wait(lambda: page.css(".wf-row"), "its waterfall")
+    page.driver.back()
+    page.wait(lambda: page.path().startswith("/dependencies"), "back to the map")
+    page.wait_text("Calls between services")
+
+
+def test_an_empty_collector_explains_itself(page, empty):
+    page.open(empty.base, "/search")
+    page.wait_text("No traces yet")
+    page.open(empty.base, "/dependencies")
+    page.wait_text("No calls between services in this window")
+    page.expected_console.append("404")
+    page.open(empty.base, "/trace/abc123")
+    page.wait_text("Trace not found")
+    page.open(empty.base, "/no/such/page")
+    page.wait_text("No such page")
+    page.click_text("the search", "a")
+    page.wait_text("No traces yet")

@@ -284,8 +284,10 @@ def where_to_look(shop: Shop, trace_id: str, timed: bool = False):
     if timed:
         print("\n(DEMO_SECONDS is set: everything stops now; `make demo` keeps it running.)")
     print(f"""
-Where to look (the collector's Jaeger-compatible query API; it has no UI of its own yet:
-point Grafana's Jaeger data source or a Jaeger UI up to v2.20 at {q}):
+Open the viewer: {q}/
+  the trace drawn above:  {q}/trace/{trace_id}
+  its service map:        {q}/dependencies
+The collector's Jaeger-compatible query API (Grafana's Jaeger data source works against {q}):
   curl -s {q}/api/services
   curl -s '{q}/api/traces?service={ENTRY}&limit=5'
   curl -s {q}/api/traces/{trace_id}
@@ -400,6 +402,7 @@ def main() -> int:
         print(f"starting the collector, {len(SERVICES)} services and their Envoy sidecars "
               f"(propagators {', '.join(PROPAGATORS)}) ...", flush=True)
         shop.start()
+        print(f"viewer: http://{LOOPBACK}:{shop.query_port}/", flush=True)
         for name, (fmt, calls) in SERVICES.items():
             to = ", ".join(f"{c}{p}" for c, p in calls) or "-"
             print(f"  {name:9} app forwards {FORMAT_NAMES[fmt]:6} only; calls {to}; "

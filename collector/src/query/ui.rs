@@ -204,6 +204,27 @@ mod tests {
     }
 
     #[test]
+    fn no_script_parses_markup_or_evaluates_strings() {
+        // Span data must only ever reach the page as text: no HTML parsing sinks, no string evaluation.
+        let sinks = [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "createContextualFragment",
+            "setTimeout(\"",
+        ];
+        for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            let text = String::from_utf8_lossy(asset.raw);
+            for sink in sinks {
+                assert!(!text.contains(sink), "{} uses {sink}", asset.path);
+            }
+        }
+    }
+
+    #[test]
     fn gzip_is_negotiated_from_accept_encoding() {
         let cases = [
             ("gzip, deflate, br", true, "browsers list it"),

@@ -3,7 +3,6 @@
 // same viewer) is read through Jaeger's legacy API instead, with the summaries computed here.
 
 import * as api from "./api.js";
-import { parseDuration } from "./format.js";
 import { fromJaeger, fromOtlp } from "./model/spans.js";
 import { buildTrace } from "./model/trace.js";
 import { fromTrace, fromV3Summary } from "./model/summary.js";
@@ -43,12 +42,12 @@ export async function searchTraces(state, signal) {
       "query.operationName": state.operation,
       "query.startTimeMin": new Date(start / 1000).toISOString(),
       "query.startTimeMax": new Date(end / 1000).toISOString(),
-      "query.durationMin": state.minDuration ? `${parseDuration(state.minDuration) / 1e6}s` : "",
-      "query.durationMax": state.maxDuration ? `${parseDuration(state.maxDuration) / 1e6}s` : "",
+      "query.durationMin": state.minDuration,
+      "query.durationMax": state.maxDuration,
       "query.searchDepth": state.limit,
+      "query.attributes": Object.keys(state.tags).length ? JSON.stringify(state.tags) : "",
       "query.meshtrace.diagnostics": state.diagnostics.join(","),
     };
-    for (const [k, v] of Object.entries(state.tags)) params[`query.attributes[${k}]`] = v;
     try {
       const body = await api.get("/api/v3/trace-summaries", params, { signal });
       return (body.summaries ?? []).map(fromV3Summary);

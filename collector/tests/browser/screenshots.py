@@ -1,5 +1,5 @@
 """Takes the README's screenshots of the viewer: a collector filled with the browser tests' mesh traces,
-each page in headless Chromium at 1280x800, saved to collector/docs/screenshots/.
+each page in headless Chromium at 1280x900, saved to collector/docs/screenshots/.
 
     .venv/bin/python collector/tests/browser/screenshots.py
 """
@@ -40,7 +40,7 @@ def main():
     fill(collector, keep)
     base = f"http://{collector.addrs['http']}"
     OUT.mkdir(parents=True, exist_ok=True)
-    driver = new_driver(work / "profile", work / "downloads", 1280, 800)
+    driver = new_driver(work / "profile", work / "downloads", 1280, 900)
     try:
         shots = [
             ("search.png", "/search?service=api-gateway&limit=20", ".result"),
@@ -49,7 +49,7 @@ def main():
             ("statistics.png", f"/trace/{ids['error']}?view=stats", "table.stats"),
             ("compare.png", f"/trace/{ids['ok']}...{ids['error']}", "table.compare"),
             ("service-map.png", "/dependencies", ".service-map"),
-            ("service.png", "/service/payment", "table.ops"),
+            ("service.png", "/service/payment", ".charts"),
         ]
         for name, path, selector in shots:
             driver.get(base + path)
@@ -61,6 +61,7 @@ def main():
                         row.click()
                         break
                 settle(driver, ".span-detail")
+                driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(OUT / name))
             print(f"{OUT / name}: {os.path.getsize(OUT / name)} bytes")
     finally:

@@ -116,8 +116,11 @@ def test_statistics_say_where_the_time_went(page, filled):
 def test_diagnostics_show_which_hop_broke_propagation(page, filled):
     open_trace(page, filled, "broken")
     page.wait(lambda: "Checking propagation" not in page.one(".diag-box").text, "the diagnostics")
+    # Problems are open; the informational groups open with a click.
+    for summary in page.css(".diagnostics-panel details:not([open]) summary"):
+        summary.click()
     panel = page.one(".diagnostics-panel").text
-    assert "propagation problems" in panel
+    assert "Propagation broke: 1 orphan span, 2 roots, clock skew on 1 span. 1 call leaves the traced mesh." in panel
     assert "1 orphan span" in panel and "notifications: POST /notify" in panel
     assert "2 roots" in panel and "audit: POST /audit" in panel
     assert "1 untraced callee" in panel and "orders: GET" in panel
@@ -126,6 +129,7 @@ def test_diagnostics_show_which_hop_broke_propagation(page, filled):
     # The waterfall marks them too, and a click on a problem selects its span.
     text = page.main_text()
     assert "orphan" in text and "skew" in text
+    assert "spans, 90ms)" in text, "the critical path spans the trace; the skewed child is clipped to its parent"
     page.click_text("notifications: POST /notify", "button")
     page.wait(lambda: page.css(".span-detail"), "the orphan's details")
     assert "never arrived" in page.one(".span-detail").text
@@ -134,6 +138,13 @@ def test_diagnostics_show_which_hop_broke_propagation(page, filled):
 def test_a_healthy_trace_says_so(page, filled):
     open_trace(page, filled, "ok")
     page.wait(lambda: "Propagation intact" in page.one(".diag-box").text, "the all-clear")
+    assert not page.css(".diagnostics-panel details[open]"), "nothing to look at unless asked"
+    for summary in page.css(".diagnostics-panel summary"):
+        summary.click()
+    panel = page.one(".diag-box").text
+    assert "2 calls leave the traced mesh" in panel, "the redis and postgres calls"
+    assert "cart: redis GET" in panel and "payment: SELECT payments" in panel
+    assert "tracecontext ×1" in panel and "b3 ×1" in panel and "b3multi ×1" in panel
 
 
 def test_links_open_the_linked_trace(page, filled):

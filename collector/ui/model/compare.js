@@ -8,7 +8,9 @@ export const MIN_DELTA_US = 1000;
 
 function opTree(trace) {
   const root = { children: new Map() };
-  const stack = trace.top.map((span) => [span, root]);
+  // A stack walk in document order: children are pushed last-first, so they are met (and their nodes
+  // created, which sets the display order) first-first.
+  const stack = trace.top.map((span) => [span, root]).reverse();
   while (stack.length) {
     const [span, parentNode] = stack.pop();
     const key = `${span.service}\u0000${span.name}`;
@@ -17,7 +19,7 @@ function opTree(trace) {
     node.count += 1;
     node.duration += span.duration;
     node.errors += span.error ? 1 : 0;
-    for (const child of span.children) stack.push([child, node]);
+    for (let i = span.children.length - 1; i >= 0; i--) stack.push([span.children[i], node]);
   }
   return root;
 }

@@ -124,11 +124,12 @@ export function criticalPath(trace) {
   for (const span of trace.top) if (!root || span.end > root.end || (span.end === root.end && span.start < root.start)) root = span;
   if (!root) return [];
   const segments = [];
-  const frame = (span, end) => ({
-    span, end, cursor: end, i: 0,
+  // A frame is a span on the path with its interval clipped to its parent's: [start, end].
+  const frame = (span, start, end) => ({
+    span, start, end, cursor: end, i: 0,
     kids: span.children.slice().sort((a, b) => Math.min(b.end, end) - Math.min(a.end, end)),
   });
-  const stack = [frame(root, root.end)];
+  const stack = [frame(root, root.start, root.end)];
   while (stack.length) {
     const f = stack[stack.length - 1];
     let next = null;
@@ -136,7 +137,7 @@ export function criticalPath(trace) {
     while (f.i < f.kids.length) {
       const c = f.kids[f.i++];
       const ce = Math.min(c.end, f.end);
-      if (ce <= f.cursor && ce > f.span.start && c.start < f.cursor) {
+      if (ce <= f.cursor && ce > f.start && c.start < f.cursor) {
         next = c;
         nextEnd = ce;
         break;
@@ -144,10 +145,11 @@ export function criticalPath(trace) {
     }
     if (next) {
       if (nextEnd < f.cursor) segments.push({ span: f.span, start: nextEnd, end: f.cursor });
-      f.cursor = Math.max(next.start, f.span.start);
-      stack.push(frame(next, nextEnd));
+      const nextStart = Math.max(next.start, f.start);
+      f.cursor = nextStart;
+      stack.push(frame(next, nextStart, nextEnd));
     } else {
-      if (f.cursor > f.span.start) segments.push({ span: f.span, start: f.span.start, end: f.cursor });
+      if (f.cursor > f.start) segments.push({ span: f.span, start: f.start, end: f.cursor });
       stack.pop();
     }
   }

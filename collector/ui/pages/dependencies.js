@@ -29,7 +29,8 @@ function serviceMap(edges, seconds, navigate) {
     role: "img", "aria-label": `Service map: ${layout.nodes.size} services, ${edges.length} edges`,
   });
   svg.append(s("defs", {}, ["ok", "some", "bad"].map((k) => s("marker", {
-    id: `arrow-${k}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse",
+    id: `arrow-${k}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: "userSpaceOnUse",
+    orient: "auto-start-reverse",
   }, s("path", { d: "M0,0 L10,5 L0,10 z", class: `arrow ${k}` })))));
   const edgeLayer = s("g", { class: "edges" });
   const labelLayer = s("g", { class: "edge-labels" });

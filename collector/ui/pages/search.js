@@ -188,7 +188,7 @@ function showResults(results, summaries, state, { navigate, signal, started }) {
       t.errorCount ? h("span", { class: "badge error", text: `${count(t.errorCount)} ${t.errorCount === 1 ? "error" : "errors"}` }) : null,
       t.orphanCount ? h("span", { class: "badge warn", text: `${t.orphanCount} orphan${t.orphanCount === 1 ? "" : "s"}` }) : null,
       t.rootCount > 1 ? h("span", { class: "badge warn", text: `${t.rootCount} roots` }) : null,
-      t.untracedCalleeCount ? h("span", { class: "badge warn", text: `${t.untracedCalleeCount} untraced callee${t.untracedCalleeCount === 1 ? "" : "s"}` }) : null,
+      t.untracedCalleeCount ? h("span", { class: "badge info", title: "CLIENT spans with no SERVER span below them", text: `${t.untracedCalleeCount} untraced callee${t.untracedCalleeCount === 1 ? "" : "s"}` }) : null,
       t.clockSkewCount ? h("span", { class: "badge warn", text: "clock skew" }) : null,
     ];
     const bar = h("div", { class: "result-bar" }, h("div", { style: { width: `${(100 * t.duration) / maxDuration}%` } }));

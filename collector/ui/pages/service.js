@@ -4,8 +4,9 @@
 
 import { h } from "../dom.js";
 import * as api from "../api.js";
-import { duration, percent, rate, serviceColor } from "../format.js";
-import { toParams } from "../model/query.js";
+import { ago, duration, percent, rate, serviceColor } from "../format.js";
+import { fromParams, toParams } from "../model/query.js";
+import { searchTraces } from "../data.js";
 import { lineChart } from "../views/chart.js";
 
 const HOUR_MS = 3600_000;
@@ -96,12 +97,27 @@ export async function render(main, { captures, signal }) {
         h("span", { class: "muted", text: ` ${rate(d.callCount / 3600)}${d.errorCount ? `, ${percent(d.errorCount / d.callCount)} errors` : ""}` }))))
       : h("p", { class: "muted", text: "none" }));
 
+  // Example traces: a few over the hour's p95, and a few failed ones.
+  const p95Hour = mean(first(p95));
+  const slowOver = Number.isFinite(p95Hour) ? `${Math.max(1, Math.floor(p95Hour))}ms` : "";
+  const examples = (extra) => searchTraces({ ...fromParams(new URLSearchParams()), service, limit: 5, ...extra }, signal)
+    .catch(() => []);
+  const [slow, failed] = await Promise.all([examples({ minDuration: slowOver }), examples({ tags: { error: "true" } })]);
+  const exampleList = (title, list, href) => h("div", { class: "neighbours examples-box" },
+    h("h3", {}, title, " ", h("a", { href, class: "small", text: "search →" })),
+    list.length
+      ? h("ul", {}, list.map((t) => h("li", {},
+        h("a", { href: `/trace/${t.traceId}`, text: `${t.rootService}: ${t.rootName}` }),
+        h("span", { class: "muted", text: ` ${duration(t.duration)}, ${ago(t.start)}${t.errorCount ? `, ${t.errorCount} errors` : ""}` }))))
+      : h("p", { class: "muted", text: "none in the last hour" }));
+
   main.querySelector(".loading")?.remove();
   main.firstChild.append(
-    h("div", { class: "example-links" }, "Example traces: ",
-      h("a", { href: searchLink(service, "", { sort: "longest" }), text: "slowest" }), " · ",
-      h("a", { href: searchLink(service, "", { tags: { error: "true" } }), text: "failed" })),
     charts,
+    h("div", { class: "neighbour-box" },
+      exampleList(slowOver ? `Slow traces (over ${slowOver}, the hour's p95)` : "Slow traces", slow,
+        searchLink(service, "", { minDuration: slowOver, sort: "longest" })),
+      exampleList("Failed traces", failed, searchLink(service, "", { tags: { error: "true" } }))),
     opTable,
     h("div", { class: "neighbour-box" }, neighbours("Called by", callers, "parent"), neighbours("Calls", callees, "child")));
 }

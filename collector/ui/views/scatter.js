@@ -46,8 +46,10 @@ export function scatterPlot(summaries, { width, height = 170, onOpen }) {
       s("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end", text: duration(v) }));
   }
   const xTicks = ticks(t0, t1, Math.max(2, Math.floor(width / 160)));
+  // HH:MM:SS, with milliseconds when the results span only a few seconds.
+  const clock = (v) => time(v).slice(11, t1 - t0 < 10e6 ? 23 : 19);
   for (const v of xTicks) {
-    grid.append(s("text", { x: x(v), y: height - 8, "text-anchor": "middle", text: time(v).slice(11, 19) }));
+    grid.append(s("text", { x: x(v), y: height - 8, "text-anchor": "middle", text: clock(v) }));
   }
   const dots = s("g", { class: "dots" });
   // Errors last, so they are drawn on top.

@@ -75,6 +75,7 @@ export class Waterfall {
     this.cache.clear();
     clear(this.spacer);
     this.drawMinimap();
+    this.drawAxis();
     this.render();
   }
 
@@ -173,7 +174,6 @@ export class Waterfall {
         this.cache.delete(span);
       }
     }
-    this.drawAxis();
     this.placeViewport();
   }
 
@@ -201,10 +201,13 @@ export class Waterfall {
         bar.append(h("div", { class: "cp", style: { left: `${segLeft}%`, width: `${Math.max(segWidth, 0.5)}%` } }));
       }
     }
-    const labelRight = left + width < 78;
+    // The duration beside the bar where there is room, else inside it.
+    const right = 100 - left - width;
+    const place = right > 14 ? { left: `calc(${left + width}% + 4px)` }
+      : left > 14 ? { right: `calc(${100 - left}% + 4px)` }
+        : { right: `calc(${right}% + 4px)` };
     const label = h("span", {
-      class: "bar-label", text: duration(span.duration),
-      style: labelRight ? { left: `calc(${left + width}% + 4px)` } : { right: `calc(${100 - left}% + 4px)` },
+      class: ["bar-label", right <= 14 && left <= 14 && "inside"], text: duration(span.duration), style: place,
     });
     return h("div", {
       class: ["wf-row", this.selected === span && "selected", this.matches.has(span) && "match",

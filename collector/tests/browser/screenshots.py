@@ -49,7 +49,7 @@ def main():
             ("statistics.png", f"/trace/{ids['error']}?view=stats", "table.stats"),
             ("compare.png", f"/trace/{ids['ok']}...{ids['error']}", "table.compare"),
             ("service-map.png", "/dependencies", ".service-map"),
-            ("service.png", "/service/payment", ".charts"),
+            ("service.png", "/service/checkout", "table.ops"),
         ]
         for name, path, selector in shots:
             driver.get(base + path)

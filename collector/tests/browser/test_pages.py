@@ -39,7 +39,10 @@ def test_service_page_shows_red_metrics_per_operation_and_example_traces(page, f
         assert caption in text, caption
     ops = [r.text for r in page.css("table.ops tbody tr")]
     assert any(r.startswith("POST /charge") for r in ops), ops
-    assert "checkout" in page.one(".neighbours").text, "called by checkout"
+    boxes = {b.find_element("css selector", "h3").text.split(" ")[0]: b.text for b in page.css(".neighbours")}
+    assert "checkout" in boxes["Called"], "called by checkout"
+    assert "api-gateway: GET /checkout" in boxes["Slowest"], "example slow traces"
+    assert "errors" in boxes["Failed"], "example failed traces"
     page.click_text("failed", "a")
     page.wait(lambda: page.path().startswith("/search"), "a search")
     page.wait_text("trace")

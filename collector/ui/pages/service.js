@@ -77,7 +77,7 @@ export async function render(main, { captures, signal }) {
   const opTable = ops.length
     ? h("table", { class: "ops" },
       h("caption", { text: "Operations (server spans), last hour" }),
-      h("thead", {}, h("tr", {}, ["Operation", "Requests", "", "Error rate", "", "p95 latency", "", "Example traces"].map((t) => h("th", { scope: "col", text: t })))),
+      h("thead", {}, h("tr", {}, ["Operation", "Requests (hour avg)", "", "Error rate", "", "p95 latency", "", "Example traces"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, ops.map((o) => h("tr", {},
         h("td", { class: "op", text: o.operation }),
         h("td", { class: "num", text: rate(o.rate) }), h("td", {}, spark(o.calls, "s-rate")),
@@ -97,12 +97,11 @@ export async function render(main, { captures, signal }) {
         h("span", { class: "muted", text: ` ${rate(d.callCount / 3600)}${d.errorCount ? `, ${percent(d.errorCount / d.callCount)} errors` : ""}` }))))
       : h("p", { class: "muted", text: "none" }));
 
-  // Example traces: a few over the hour's p95, and a few failed ones.
-  const p95Hour = mean(first(p95));
-  const slowOver = Number.isFinite(p95Hour) ? `${Math.max(1, Math.floor(p95Hour))}ms` : "";
-  const examples = (extra) => searchTraces({ ...fromParams(new URLSearchParams()), service, limit: 5, ...extra }, signal)
+  // Example traces: the slowest of the hour's latest 200, and the latest failed ones.
+  const examples = (extra) => searchTraces({ ...fromParams(new URLSearchParams()), service, ...extra }, signal)
     .catch(() => []);
-  const [slow, failed] = await Promise.all([examples({ minDuration: slowOver }), examples({ tags: { error: "true" } })]);
+  const [recent, failed] = await Promise.all([examples({ limit: 200 }), examples({ limit: 5, tags: { error: "true" } })]);
+  const slow = recent.sort((a, b) => b.duration - a.duration).slice(0, 5);
   const exampleList = (title, list, href) => h("div", { class: "neighbours examples-box" },
     h("h3", {}, title, " ", h("a", { href, class: "small", text: "search →" })),
     list.length
@@ -115,8 +114,7 @@ export async function render(main, { captures, signal }) {
   main.firstChild.append(
     charts,
     h("div", { class: "neighbour-box" },
-      exampleList(slowOver ? `Slow traces (over ${slowOver}, the hour's p95)` : "Slow traces", slow,
-        searchLink(service, "", { minDuration: slowOver, sort: "longest" })),
+      exampleList("Slowest recent traces", slow, searchLink(service, "", { sort: "longest", limit: 200 })),
       exampleList("Failed traces", failed, searchLink(service, "", { tags: { error: "true" } }))),
     opTable,
     h("div", { class: "neighbour-box" }, neighbours("Called by", callers, "parent"), neighbours("Calls", callees, "child")));

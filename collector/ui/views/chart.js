@@ -8,7 +8,7 @@ import { h, s } from "../dom.js";
  * Returns a figure with an SVG line chart and a legend.
  */
 export function lineChart(title, series, { format, width = 320, height = 110, spark = false }) {
-  const pad = spark ? { l: 2, r: 2, t: 4, b: 4 } : { l: 46, r: 8, t: 8, b: 18 };
+  const pad = spark ? { l: 3, r: 3, t: 4, b: 4 } : { l: 64, r: 8, t: 8, b: 18 };
   const all = series.flatMap((x) => x.points).filter(([, v]) => Number.isFinite(v));
   const svg = s("svg", { class: spark ? "spark" : "chart", viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": title });
   const last = (x) => [...x.points].reverse().find(([, v]) => Number.isFinite(v))?.[1];
@@ -18,8 +18,10 @@ export function lineChart(title, series, { format, width = 320, height = 110, sp
     svg.append(s("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "no-data", text: "no data" }));
     return spark ? svg : h("figure", { class: "chart-box" }, h("figcaption", { text: title }), svg, legend);
   }
-  const t0 = Math.min(...all.map(([t]) => t));
-  const t1 = Math.max(...all.map(([t]) => t));
+  // The time axis covers every point asked for, with or without a value.
+  const times = series.flatMap((x) => x.points.map(([t]) => t)).filter(Number.isFinite);
+  const t0 = Math.min(...times);
+  const t1 = Math.max(...times);
   const vMax = Math.max(...all.map(([, v]) => v)) || 1;
   const x = (t) => pad.l + ((t - t0) / (t1 - t0 || 1)) * (width - pad.l - pad.r);
   const y = (v) => height - pad.b - (v / vMax) * (height - pad.t - pad.b);
@@ -34,14 +36,16 @@ export function lineChart(title, series, { format, width = 320, height = 110, sp
   }
   for (const serie of series) {
     let d = "";
-    let pen = false;
-    for (const [t, v] of serie.points) {
-      if (!Number.isFinite(v)) {
-        pen = false;
-        continue;
+    const pts = serie.points;
+    for (let i = 0; i < pts.length; i++) {
+      const [t, v] = pts[i];
+      if (!Number.isFinite(v)) continue;
+      const joined = i > 0 && Number.isFinite(pts[i - 1][1]);
+      d += `${joined ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
+      // A value alone between gaps is a dot, or it would not show.
+      if (!joined && !(i + 1 < pts.length && Number.isFinite(pts[i + 1][1]))) {
+        svg.append(s("circle", { cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: spark ? 1.8 : 2.5, class: ["point", serie.cls] }));
       }
-      d += `${pen ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`;
-      pen = true;
     }
     svg.append(s("path", { d, class: ["line", serie.cls] }, s("title", { text: serie.label })));
   }

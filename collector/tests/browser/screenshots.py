@@ -1,5 +1,6 @@
 """Takes the README's screenshots of the viewer: a collector filled with the browser tests' mesh traces,
-each page in headless Chromium at 1280x900, saved to collector/docs/screenshots/.
+each page in headless Chromium at 1280x900, saved to collector/docs/screenshots/ (and shrunk with
+pngquant when it is installed: `apt-get install pngquant`).
 
     .venv/bin/python collector/tests/browser/screenshots.py
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +65,9 @@ def main():
                 settle(driver, ".span-detail")
                 driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(OUT / name))
+            if shutil.which("pngquant"):
+                subprocess.run(["pngquant", "--force", "--quality", "70-90", "--speed", "1", "--strip",
+                                "--output", str(OUT / name), str(OUT / name)], check=True)
             print(f"{OUT / name}: {os.path.getsize(OUT / name)} bytes")
     finally:
         driver.quit()

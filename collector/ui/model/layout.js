@@ -6,7 +6,7 @@
 //   4. layers become columns, positions rows; tall columns are centred.
 // Pure: nodes and edges in, coordinates out.
 
-export const LAYOUT = { columnGap: 240, rowGap: 46, nodeWidth: 168, nodeHeight: 30, margin: 24 };
+export const LAYOUT = { columnGap: 310, rowGap: 46, nodeWidth: 168, nodeHeight: 30, margin: 24 };
 
 /** edges: [{parent, child}] -> { nodes: Map(name -> {name, layer, order, x, y}), width, height, back: Set(edge) } */
 export function layeredLayout(edges, extraNodes = []) {

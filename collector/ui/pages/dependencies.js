@@ -64,7 +64,7 @@ function serviceMap(edges, seconds, navigate) {
       mid = [(x1 + x2) / 2, dip - 8];
     }
     const width = 1.2 + 3.5 * (Math.log1p(e.callCount) / Math.log1p(maxCalls));
-    const label = `${rate(e.callCount / seconds)}${e.errorCount ? ` · ${percent(errRate)} err` : ""}`;
+    const label = `${rate(e.callCount / seconds)}${e.errorCount ? ` · ${percent(errRate)}` : ""}`;
     const path = s("path", { d, class: `edge ${cls}`, "stroke-width": width.toFixed(2), "marker-end": `url(#arrow-${cls})` },
       s("title", { text: `${e.parent} → ${e.child}: ${count(e.callCount)} calls (${rate(e.callCount / seconds)}), ${count(e.errorCount)} errors (${percent(errRate)})` }));
     const text = s("text", { x: mid[0], y: mid[1] - 4, "text-anchor": "middle", class: ["edge-label", cls, !showAllLabels && "hover-only"], text: label });

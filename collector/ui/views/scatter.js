@@ -35,7 +35,7 @@ export function scatterPlot(summaries, { width, height = 170, onOpen }) {
     t1 += 5e5;
   }
   const yTicks = ticks(0, dMax * 1.05 || 1, 4);
-  const yMax = yTicks[yTicks.length - 1] || 1;
+  const yMax = Math.max(yTicks[yTicks.length - 1], dMax * 1.08) || 1;
   const x = (us) => pad.left + ((us - t0) / (t1 - t0)) * (width - pad.left - pad.right);
   const y = (us) => height - pad.bottom - (us / yMax) * (height - pad.top - pad.bottom);
   const maxSpans = Math.max(...summaries.map((t) => t.spanCount), 1);

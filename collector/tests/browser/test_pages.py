@@ -77,3 +77,33 @@ def test_an_empty_collector_explains_itself(page, empty):
     page.wait_text("No such page")
     page.click_text("the search", "a")
     page.wait_text("No traces yet")
+
+
+def test_the_map_layout_stays_readable_at_50_services(page, empty):
+    """The layout module, run in the page on a 50-service mesh with a cycle: no two boxes overlap,
+    callers sit left of what they call (but for the edge that closes the cycle)."""
+    page.open(empty.base, "/dependencies")
+    page.wait_text("No calls")
+    result = page.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const base = document.querySelector('script[type=module]').src.replace(/app\\.js$/, '');
+        import(base + 'model/layout.js').then(({ layeredLayout, LAYOUT }) => {
+          const edges = [];
+          for (let i = 1; i < 50; i++) edges.push({ parent: `svc-${Math.floor((i - 1) / 3)}`, child: `svc-${i}` });
+          for (let i = 5; i < 50; i += 7) edges.push({ parent: `svc-${i}`, child: `svc-${(i * 3) % 50}` });
+          edges.push({ parent: 'svc-40', child: 'svc-0' });  // a cycle back to the root
+          const { nodes, back, width, height } = layeredLayout(edges);
+          done({ nodes: [...nodes.values()], back: back.size, width, height, edges,
+                 w: LAYOUT.nodeWidth, h: LAYOUT.nodeHeight });
+        });
+    """)
+    nodes = {n["name"]: n for n in result["nodes"]}
+    assert len(nodes) == 50
+    boxes = [(n["x"], n["y"]) for n in nodes.values()]
+    for i, (x1, y1) in enumerate(boxes):
+        for x2, y2 in boxes[i + 1:]:
+            assert abs(x1 - x2) >= result["w"] or abs(y1 - y2) >= result["h"], "boxes overlap"
+    forward = [e for e in result["edges"] if nodes[e["parent"]]["layer"] < nodes[e["child"]]["layer"]]
+    assert len(forward) >= len(result["edges"]) - result["back"], "callers left of callees"
+    assert result["back"] >= 1, "the cycle was broken"
+    assert result["height"] < 1400, "columns stay a screen or two tall"

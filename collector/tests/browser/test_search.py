@@ -1,5 +1,6 @@
 """The search page: pickers from the API, the URL as the state, results as a scatter plot and a list."""
 import json
+import time
 import urllib.parse
 
 from selenium.webdriver.common.by import By
@@ -105,3 +106,14 @@ def test_two_results_open_a_comparison(page, filled):
     compare.click()
     page.wait(lambda: "..." in page.path(), "the compare page")
     page.wait_text("Compare traces")
+
+
+def test_a_custom_range_from_the_url(page, filled):
+    now_us = int(time.time() * 1_000_000)
+    page.open(filled.base, f"/search?service=api-gateway&lookback=custom&start={now_us - 3_600_000_000}&end={now_us}")
+    page.wait_text("16 traces")
+    assert page.one("select[name=lookback]").get_attribute("value") == "custom"
+    assert page.one("input[name=start]").is_displayed(), "the range is shown for editing"
+    page.open(filled.base, f"/search?service=api-gateway&lookback=custom&start={now_us - 7_200_000_000}"
+                           f"&end={now_us - 3_600_000_000}")
+    page.wait_text("0 traces")

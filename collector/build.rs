@@ -38,6 +38,8 @@ fn main() {
     let version = format!("{:012x}", hash & 0xffff_ffff_ffff);
 
     let gz_dir = out.join("ui-gz");
+    // Start empty: files removed from ui/ must not linger from an earlier build.
+    let _ = fs::remove_dir_all(&gz_dir);
     fs::create_dir_all(&gz_dir).expect("create ui-gz");
     let mut table = String::new();
     writeln!(table, "pub const VERSION: &str = {version:?};").ok();

@@ -5,8 +5,7 @@
 //     attributes: [[key, value]], resource: [[key, value]], scope: {name, version},
 //     events: [{time, name, attributes}], links: [{traceId, spanId, attributes}] }
 //
-// from OTLP JSON (`/api/v3/traces/{id}`: `{"result": {"resourceSpans": [...]}}`) or from Jaeger's JSON
-// trace (`/api/traces/{id}`). Pure functions, no DOM.
+// from OTLP JSON (`/api/v3/traces/{id}`: `{"result": {"resourceSpans": [...]}}`). Pure functions, no DOM.
 
 const KINDS = ["unspecified", "internal", "server", "client", "producer", "consumer"];
 
@@ -108,49 +107,6 @@ export function fromOtlp(doc) {
     }
   }
   return out;
-}
-
-// Tags Jaeger's OTLP translation adds for what OTLP has as fields; shown as fields, not attributes.
-const JAEGER_FIELD_TAGS = new Set([
-  "span.kind", "otel.status_code", "otel.status_description", "otel.scope.name", "otel.scope.version",
-  "otel.library.name", "otel.library.version", "error",
-]);
-
-/** Every span of one trace of Jaeger's JSON model. */
-export function fromJaeger(trace) {
-  const processes = trace?.processes ?? {};
-  return (trace?.spans ?? []).map((sp) => {
-    const tags = new Map((sp.tags ?? []).map((t) => [t.key, t.value]));
-    const proc = processes[sp.processID] ?? {};
-    const refs = sp.references ?? [];
-    const parent = refs.find((r) => r.refType === "CHILD_OF");
-    const statusCode = String(tags.get("otel.status_code") ?? "").toUpperCase();
-    const errorTag = tags.get("error");
-    return finish({
-      traceId: String(sp.traceID ?? "").padStart(32, "0"),
-      spanId: String(sp.spanID ?? ""),
-      parentId: parent ? String(parent.spanID) : "",
-      service: String(proc.serviceName ?? "unknown_service"),
-      name: String(sp.operationName ?? ""),
-      kind: kindOf(tags.get("span.kind")),
-      start: Number(sp.startTime) || 0,
-      duration: Number(sp.duration) || 0,
-      status: {
-        code: statusCode === "ERROR" || errorTag === true || errorTag === "true" ? "error" : statusCode === "OK" ? "ok" : "unset",
-        message: String(tags.get("otel.status_description") ?? ""),
-      },
-      attributes: (sp.tags ?? []).filter((t) => !JAEGER_FIELD_TAGS.has(t.key)).map((t) => [String(t.key), t.value]),
-      resource: (proc.tags ?? []).map((t) => [String(t.key), t.value]),
-      scope: { name: String(tags.get("otel.scope.name") ?? ""), version: String(tags.get("otel.scope.version") ?? "") },
-      events: (sp.logs ?? []).map((log) => {
-        const fields = (log.fields ?? []).map((f) => [String(f.key), f.value]);
-        const ev = fields.find(([k]) => k === "event");
-        return { time: Number(log.timestamp) || 0, name: ev ? String(ev[1]) : "", attributes: fields.filter(([k]) => k !== "event") };
-      }),
-      links: refs.filter((r) => r.refType === "FOLLOWS_FROM")
-        .map((r) => ({ traceId: String(r.traceID ?? "").padStart(32, "0"), spanId: String(r.spanID ?? ""), attributes: [] })),
-    });
-  });
 }
 
 /** An attribute value as one line of text. */

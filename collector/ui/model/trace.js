@@ -91,6 +91,7 @@ export function buildTrace(spans) {
 
 /** The span's time not covered by any child (children clipped to the span), in µs. */
 export function selfTime(span) {
+  if (!span.children.length) return span.duration;
   const intervals = span.children
     .map((c) => [Math.max(c.start, span.start), Math.min(c.end, span.end)])
     .filter(([a, b]) => b > a)

@@ -38,7 +38,7 @@ function header(trace, id, { navigate, signal, doc }) {
       h("a", { class: "svc-chip", href: `/service/${encodeURIComponent(name)}`, title: `${v.spans} spans, ${v.errors} errors` },
         h("i", { class: "swatch", style: { background: serviceColor(name) } }), `${name} (${v.spans})`))),
     h("div", { class: "trace-actions" },
-      h("button", { type: "button", text: "Download OTLP JSON", disabled: !doc, on: { click: () => download(`trace-${trace.traceId}.otlp.json`, JSON.stringify(doc.result ?? doc, null, 1)) } }),
+      h("button", { type: "button", text: "Download OTLP JSON", on: { click: () => download(`trace-${trace.traceId}.otlp.json`, JSON.stringify(doc.result ?? doc, null, 1)) } }),
       h("button", {
         type: "button", text: "Download Jaeger JSON",
         on: {

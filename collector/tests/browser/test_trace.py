@@ -203,3 +203,20 @@ def test_compare_shows_what_differs_on_one_tree(page, filled):
     changed = [r.text for r in page.css("table.compare tr.chg-count")]
     assert any("POST /charge" in r for r in changed), changed
     assert urllib.parse.unquote(page.path()) == f"/trace/{a}...{b}"
+
+
+def test_a_drag_across_the_minimap_zooms_the_time_axis(page, filled):
+    from selenium.webdriver.common.action_chains import ActionChains
+    open_trace(page, filled, "ok")
+    ticks = lambda: [t.text for t in page.css(".wf-axis .tick")]  # noqa: E731
+    assert ticks()[0] == "0ms" and ticks()[-1] == "85ms"
+    minimap = page.one(".minimap")
+    width = minimap.size["width"]
+    ActionChains(page.driver).move_to_element_with_offset(minimap, -width // 2 + width // 4, 0) \
+        .click_and_hold().move_by_offset(width // 4, 0).release().perform()
+    page.wait(lambda: ticks()[0] != "0ms", "the zoomed axis")
+    assert ticks()[-1] != "85ms"
+    reset = page.driver.find_element("xpath", "//button[text()='Reset zoom']")
+    assert reset.is_displayed()
+    reset.click()
+    page.wait(lambda: ticks()[0] == "0ms" and ticks()[-1] == "85ms", "the whole trace again")

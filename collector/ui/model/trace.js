@@ -3,6 +3,8 @@
 // spans.js; no DOM. Everything walks the tree with explicit stacks: a 10,000-span chain must not overflow
 // the call stack.
 
+import { valueText } from "./spans.js";
+
 /**
  * Links spans into a tree. Returns
  *   { traceId, spans, top, start, end, duration, depth, services: Map(name -> {spans, errors}),
@@ -221,7 +223,7 @@ export function descendants(span) {
  * Spans matching a find-in-trace query (case-insensitive): in the service, the name, the span id, an
  * attribute's key or value, or an event's name. Whitespace-separated words must all match.
  */
-export function findSpans(trace, query, text = (v) => String(v)) {
+export function findSpans(trace, query, text = valueText) {
   const words = query.toLowerCase().split(/\s+/).filter(Boolean);
   if (!words.length) return [];
   return trace.spans.filter((span) => {

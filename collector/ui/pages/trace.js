@@ -113,6 +113,7 @@ export async function render(main, { captures, params, signal, navigate, setPara
   let matches = [];
   let at = -1;
   const runFind = () => {
+    findTimer = 0;
     matches = findSpans(trace, find.value);
     at = -1;
     waterfall.setMatches(matches);
@@ -125,10 +126,20 @@ export async function render(main, { captures, params, signal, navigate, setPara
     findCount.textContent = `${at + 1} of ${matches.length}`;
     waterfall.select(matches[at]);
   };
-  find.addEventListener("input", runFind);
+  // Typing in a 10,000-span trace: search when the typing pauses, not on every key.
+  let findTimer = 0;
+  find.addEventListener("input", () => {
+    clearTimeout(findTimer);
+    findTimer = setTimeout(runFind, trace.spans.length > 2000 ? 200 : 60);
+  });
   find.addEventListener("keydown", (e) => {
     if (e.key === "Enter") {
       e.preventDefault();
+      if (findTimer) {
+        clearTimeout(findTimer);
+        findTimer = 0;
+        runFind();
+      }
       step(e.shiftKey ? -1 : 1);
     }
   });

@@ -7,6 +7,8 @@
 import { h } from "./dom.js";
 
 const TOKEN_KEY = "meshtrace.queryToken";
+// Where the token lives when localStorage is disabled (this page only).
+let sessionToken = "";
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -76,8 +78,6 @@ function askToken(wrong) {
   return pendingAsk;
 }
 
-let sessionToken = "";
-
 function headers(accept) {
   const t = token() || sessionToken;
   const out = { Accept: accept };
@@ -109,7 +109,10 @@ export async function get(path, params = {}, { raw = false, signal } = {}) {
     const response = await fetch(url, { headers: headers("application/json"), signal });
     if (response.status === 401) {
       const hadToken = Boolean(token() || sessionToken);
-      if (hadToken) forgetToken(), (sessionToken = "");
+      if (hadToken) {
+        forgetToken();
+        sessionToken = "";
+      }
       await askToken(hadToken || asked);
       asked = true;
       continue;

@@ -1,16 +1,28 @@
-//! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, plus `/healthz`, `/readyz`
-//! and `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
+//! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, Jaeger's API v3 under
+//! `/api/v3/`, meshtrace's trace diagnostics under `/api/meshtrace/`, plus `/healthz`, `/readyz` and
+//! `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
 
 mod admin;
+mod aliases;
+mod blocking;
+mod diagnostics;
 mod duration;
 mod envelope;
+mod gateway;
 mod handlers;
 mod jaeger;
+mod logfmt;
+mod meshtrace;
+mod otlp;
 mod params;
 mod sampling;
+mod summary;
+mod timestamp;
+mod v3;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -28,6 +40,16 @@ use crate::telemetry::Metrics;
 
 pub use duration::parse_go_duration;
 pub use jaeger::to_jaeger_trace;
+
+/// How long one search may scan before it answers with what it found.
+pub const SEARCH_BUDGET: Duration = Duration::from_secs(5);
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 #[derive(Clone)]
 pub struct QueryContext {
@@ -57,6 +79,8 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/api/traces", get(handlers::find_traces))
         .route("/api/traces/{id}", get(handlers::get_trace))
         .route("/api/dependencies", get(handlers::dependencies))
+        .merge(v3::routes())
+        .merge(meshtrace::routes())
         .fallback(handlers::not_found)
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token));
     Router::new()
@@ -75,10 +99,14 @@ async fn require_token(State(ctx): State<QueryContext>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
     if !ctx.auth.allows(authorization) {
-        return envelope::error(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token".into(),
-        );
+        let status = axum::http::StatusCode::UNAUTHORIZED;
+        let msg = "missing or wrong bearer token";
+        let path = request.uri().path();
+        return if path.starts_with("/api/v3/") || path.starts_with("/api/meshtrace/") {
+            gateway::error(status, msg)
+        } else {
+            envelope::error(status, msg.into())
+        };
     }
     next.run(request).await
 }

@@ -127,6 +127,18 @@ pub struct Config {
     )]
     pub service_graph_max_edges: usize,
 
+    /// How far back the in-memory span metrics history (Monitor tab, `/api/metrics/*`) reaches (Go duration).
+    #[arg(long, env = "MESHTRACE_SPAN_METRICS_HISTORY", default_value = "2h", value_parser = parse_go_duration)]
+    pub span_metrics_history: u64,
+
+    /// Distinct (service, operation, kind) series the history keeps; past this, `__overflow__`.
+    #[arg(
+        long,
+        env = "MESHTRACE_SPAN_METRICS_HISTORY_MAX_SERIES",
+        default_value_t = 2_000
+    )]
+    pub span_metrics_history_max_series: usize,
+
     /// Jaeger-format sampling strategies file served on /api/sampling (none: probabilistic 1.0).
     #[arg(long, env = "MESHTRACE_SAMPLING_STRATEGIES_FILE")]
     pub sampling_strategies_file: Option<PathBuf>,

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Config;
-use crate::analytics::{ServiceGraph, ServiceGraphLimits, SpanMetrics};
+use crate::analytics::{HistoryLimits, ServiceGraph, ServiceGraphLimits, SpanHistory, SpanMetrics};
 use crate::auth::{AuthConfigError, BearerAuth};
 use crate::exporters::{run_exporter, Client, ExportQueue, ExporterMetrics};
 use crate::ingest::{spawn_writer, QueueLimits, Sinks};
@@ -133,8 +133,13 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         file: strategies,
         adaptive: adaptive.clone(),
     });
+    let span_history = Arc::new(SpanHistory::new(HistoryLimits {
+        retention_ms: config.span_metrics_history / 1_000,
+        max_series: config.span_metrics_history_max_series,
+    }));
     let analytics = Arc::new(Analytics {
         span_metrics,
+        span_history: span_history.clone(),
         service_graph: service_graph.clone(),
         adaptive,
     });
@@ -223,6 +228,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         service_graph: Some(service_graph),
         sampling,
         store_enabled: config.store,
+        span_history,
     };
     drop(ingest);
     let tail_stop = CancellationToken::new();

@@ -66,7 +66,11 @@ pub fn parse(input: &str) -> Result<Vec<(String, String)>, String> {
 mod tests {
     use super::*;
 
-    type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
 
     #[test]
     fn parses_pairs_like_tempo_and_jaeger_ui_write_them() {

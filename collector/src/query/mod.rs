@@ -1,5 +1,6 @@
 //! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, Jaeger's API v3 under
-//! `/api/v3/`, meshtrace's trace diagnostics under `/api/meshtrace/`, plus `/healthz`, `/readyz` and
+//! `/api/v3/`, Jaeger UI's Monitor tab under `/api/metrics/`, meshtrace's trace diagnostics under
+//! `/api/meshtrace/`, plus `/healthz`, `/readyz` and
 //! `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
 
 mod admin;
@@ -13,6 +14,7 @@ mod handlers;
 mod jaeger;
 mod logfmt;
 mod meshtrace;
+mod metrics;
 mod otlp;
 mod params;
 mod sampling;
@@ -31,7 +33,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use crate::analytics::ServiceGraph;
+use crate::analytics::{ServiceGraph, SpanHistory};
 use crate::auth::BearerAuth;
 use crate::ingest::QueueDepth;
 use crate::sampling::Sampling;
@@ -66,6 +68,8 @@ pub struct QueryContext {
     pub sampling: Arc<Sampling>,
     /// False when the store is off (`--store=false`): dependencies come from the live graph only.
     pub store_enabled: bool,
+    /// The recent span metrics (`/api/metrics/*`).
+    pub span_history: Arc<SpanHistory>,
 }
 
 pub fn router(ctx: QueryContext) -> Router {
@@ -81,6 +85,7 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/api/dependencies", get(handlers::dependencies))
         .merge(v3::routes())
         .merge(meshtrace::routes())
+        .merge(metrics::routes())
         .fallback(handlers::not_found)
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token));
     Router::new()

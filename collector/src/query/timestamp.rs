@@ -12,7 +12,6 @@ pub fn parse_rfc3339_ns(input: &str) -> Result<u64, String> {
     u64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{input:?} is before 1970"))
 }
 
-#[allow(dead_code)] // used by the metrics API (next commit)
 /// Unix milliseconds as RFC 3339 in UTC with millisecond precision (`2021-09-10T11:03:43.806Z`), as
 /// proto3 JSON writes a `google.protobuf.Timestamp`.
 pub fn format_rfc3339_ms(unix_ms: u64) -> String {

@@ -47,6 +47,10 @@ pub struct Config {
     #[arg(long, env = "MESHTRACE_HTTP_ADDR", default_value = "127.0.0.1:16686")]
     pub http_addr: SocketAddr,
 
+    /// Grafana Tempo's HTTP API (`/api/traces/{id}`, `/api/search` with TraceQL, tags), Tempo's port.
+    #[arg(long, env = "MESHTRACE_TEMPO_ADDR", default_value = "127.0.0.1:3200")]
+    pub tempo_addr: SocketAddr,
+
     /// Directory of the embedded store.
     #[arg(long, env = "MESHTRACE_DATA_DIR", default_value = "./meshtrace-data")]
     pub data_dir: PathBuf,
@@ -235,10 +239,11 @@ mod tests {
                 c.otlp_grpc_addr,
                 c.zipkin_addr,
                 c.http_addr,
+                c.tempo_addr,
             ]
         });
         let addrs = addrs.unwrap_or_else(|e| panic!("{e}"));
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
-        assert_eq!(addrs.map(|a| a.port()), [4318, 4317, 9411, 16686]);
+        assert_eq!(addrs.map(|a| a.port()), [4318, 4317, 9411, 16686, 3200]);
     }
 }

@@ -208,6 +208,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     let otlp_grpc_listener = bind("otlp_grpc", config.otlp_grpc_addr).await?;
     let zipkin_listener = bind("zipkin", config.zipkin_addr).await?;
     let http_listener = bind("http", config.http_addr).await?;
+    let tempo_listener = bind("tempo", config.tempo_addr).await?;
 
     let ctx = ReceiverContext {
         pipeline: Pipeline {
@@ -270,6 +271,15 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     });
 
     let mut others: JoinSet<Result<(), String>> = JoinSet::new();
+    let stop = query_stop.clone();
+    let app = query::tempo_router(query_ctx.clone());
+    others.spawn(async move {
+        axum::serve(tempo_listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .into_future()
+            .await
+            .map_err(|e| format!("tempo: {e}"))
+    });
     let stop = query_stop.clone();
     let app = query::router(query_ctx);
     others.spawn(async move {

@@ -19,7 +19,9 @@ mod otlp;
 mod params;
 mod sampling;
 mod summary;
+mod tempo;
 mod timestamp;
+mod traceql;
 mod v3;
 
 use std::sync::atomic::AtomicBool;
@@ -42,6 +44,7 @@ use crate::telemetry::Metrics;
 
 pub use duration::parse_go_duration;
 pub use jaeger::to_jaeger_trace;
+pub use tempo::router as tempo_router;
 
 /// How long one search may scan before it answers with what it found.
 pub const SEARCH_BUDGET: Duration = Duration::from_secs(5);

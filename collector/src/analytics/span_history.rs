@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::model::SpanRecord;
 
@@ -76,7 +77,7 @@ pub struct SpanHistory {
 #[derive(Debug, Clone, Copy)]
 pub struct HistoryLimits {
     /// How far back minutes are kept.
-    pub retention_ms: u64,
+    pub retention: Duration,
     /// Distinct (service, operation, kind) series; past it `__overflow__`.
     pub max_series: usize,
 }
@@ -207,7 +208,7 @@ impl SpanHistory {
     pub fn new(limits: HistoryLimits) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            retention_minutes: limits.retention_ms.div_ceil(MINUTE_MS).max(1),
+            retention_minutes: limits.retention.as_secs().div_ceil(60).max(1),
             max_series: limits.max_series,
         }
     }
@@ -378,7 +379,7 @@ mod tests {
 
     fn history() -> SpanHistory {
         SpanHistory::new(HistoryLimits {
-            retention_ms: 2 * 3_600_000,
+            retention: Duration::from_secs(2 * 3_600),
             max_series: 100,
         })
     }
@@ -537,7 +538,7 @@ mod tests {
     #[test]
     fn history_is_bounded_in_time_and_series() {
         let h = SpanHistory::new(HistoryLimits {
-            retention_ms: 10 * 60_000,
+            retention: Duration::from_secs(600),
             max_series: 2,
         });
         h.observe(&[rec("cart", "a", 2, 1, false)], T);

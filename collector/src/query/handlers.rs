@@ -14,8 +14,9 @@ use super::{now_us, QueryContext};
 use crate::model::parse_trace_id;
 use crate::store::{Store, StoreError};
 
-/// Runs a store read on the blocking pool and turns failures into a 500 envelope.
-async fn read<T: Send + 'static>(
+/// Runs a store read on the blocking pool and turns failures into a 500 envelope. Without a store
+/// (`--store=false`) every read finds nothing.
+async fn read<T: Default + Send + 'static>(
     ctx: &QueryContext,
     endpoint: &'static str,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
@@ -166,7 +167,7 @@ pub async fn dependency_links(
         }
         store_end = store_end.min((graph.started_ms * 1000).saturating_sub(1));
     }
-    if ctx.store_enabled && start <= store_end {
+    if ctx.store.is_some() && start <= store_end {
         let deps = super::blocking::read(ctx, "dependencies", move |s| {
             s.dependencies(start, store_end)
         })

@@ -7,7 +7,6 @@ mod admin;
 mod aliases;
 mod blocking;
 mod diagnostics;
-mod duration;
 mod envelope;
 mod gateway;
 mod handlers;
@@ -42,7 +41,6 @@ use crate::sampling::Sampling;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-pub use duration::parse_go_duration;
 pub use jaeger::to_jaeger_trace;
 pub use tempo::router as tempo_router;
 
@@ -58,7 +56,9 @@ fn now_us() -> u64 {
 
 #[derive(Clone)]
 pub struct QueryContext {
-    pub store: Arc<Store>,
+    /// None when the store is off (`--store=false`): the API answers as an empty store would, and
+    /// `/api/dependencies` from the live service graph.
+    pub store: Option<Arc<Store>>,
     pub metrics: Arc<Metrics>,
     pub auth: BearerAuth,
     /// False until the receivers listen, and again once draining starts.
@@ -69,8 +69,6 @@ pub struct QueryContext {
     pub service_graph: Option<Arc<ServiceGraph>>,
     /// Remote and adaptive sampling strategies.
     pub sampling: Arc<Sampling>,
-    /// False when the store is off (`--store=false`): dependencies come from the live graph only.
-    pub store_enabled: bool,
     /// The recent span metrics (`/api/metrics/*`).
     pub span_history: Arc<SpanHistory>,
 }

@@ -1,7 +1,7 @@
 //! Tempo's query parameters: `start`/`end` in Unix seconds, `limit`, `spss`, Go durations. A bad value is
 //! a 400 naming the parameter.
 
-use crate::query::duration::parse_go_duration;
+use crate::duration::parse_go_duration;
 use crate::query::params::{last, pairs};
 
 /// Tempo's default number of traces a search returns.
@@ -69,7 +69,7 @@ impl Params {
         self.get(key)
             .map(|v| {
                 parse_go_duration(v)
-                    .map(|us| i64::try_from(us.saturating_mul(1_000)).unwrap_or(i64::MAX))
+                    .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
                     .map_err(|e| format!("invalid {key}: {e}"))
             })
             .transpose()

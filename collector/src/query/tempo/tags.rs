@@ -55,7 +55,7 @@ fn scope_filter(q: Option<&str>) -> Option<FieldExpr> {
 }
 
 /// Runs `each` on every span (of the sample) that passes `filter`.
-async fn sample<T: Send + 'static>(
+async fn sample<T: Default + Send + 'static>(
     ctx: &QueryContext,
     params: &Params,
     filter: Option<FieldExpr>,

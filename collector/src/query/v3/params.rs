@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
+use crate::duration::{as_micros, parse_go_duration};
 use crate::query::diagnostics::Problem;
-use crate::query::duration::parse_go_duration;
 use crate::query::params::{last, pairs, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::query::timestamp::parse_rfc3339_ns;
 use crate::query::{aliases, logfmt};
@@ -165,7 +165,11 @@ pub fn find_query(pairs: &[(String, String)]) -> Result<FindQuery, ParamError> {
     }
     let duration = |param: &Param| {
         get(pairs, param)
-            .map(|(name, v)| parse_go_duration(v).map_err(|e| (name.to_string(), e)))
+            .map(|(name, v)| {
+                parse_go_duration(v)
+                    .map(as_micros)
+                    .map_err(|e| (name.to_string(), e))
+            })
             .transpose()
     };
     let min_duration_us = duration(&DURATION_MIN)?;

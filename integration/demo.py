@@ -94,6 +94,7 @@ class Shop:
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
         self.query_port = free_port(16686 if interactive else None)
         self.otlp_port = free_port(4318 if interactive else None)
+        self.tempo_port = free_port(3200 if interactive else None)
         self.inbound = {name: free_port() for name in SERVICES}
         self.outbound = {name: free_port() for name in SERVICES}
         self.app = {name: free_port() for name in SERVICES}
@@ -117,6 +118,7 @@ class Shop:
             "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
             "--zipkin-addr", f"{LOOPBACK}:{free_port()}",
             "--http-addr", f"{LOOPBACK}:{self.query_port}",
+            "--tempo-addr", f"{LOOPBACK}:{self.tempo_port}",
         ])
         wait_for("collector", lambda: get(self.query_port, "/readyz")[0] == 200, proc, log)
 

@@ -1,4 +1,5 @@
-//! The query API's listener (`--http-addr`): Jaeger's API, health, metrics and remote sampling.
+//! The query API's listeners: `--http-addr` (Jaeger's APIs, health, metrics and remote sampling) and
+//! `--tempo-addr` (Grafana Tempo's API).
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -9,12 +10,14 @@ use crate::query::{self, QueryContext};
 
 pub struct Query {
     http: Bound,
+    tempo: Bound,
 }
 
 impl Query {
     pub async fn bind(config: &Config) -> Result<Self, InitError> {
         Ok(Query {
             http: bind("http", config.http_addr).await?,
+            tempo: bind("tempo", config.tempo_addr).await?,
         })
     }
 
@@ -24,6 +27,12 @@ impl Query {
         ctx: QueryContext,
         stop: &CancellationToken,
     ) {
+        serve(
+            tasks,
+            self.tempo,
+            query::tempo_router(ctx.clone()),
+            stop.clone(),
+        );
         serve(tasks, self.http, query::router(ctx), stop.clone());
     }
 }

@@ -111,6 +111,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
             queue: Some(built.depth),
             service_graph: Some(derived.service_graph),
             sampling: derived.sampling,
+            span_history: derived.span_history,
         },
         &others_stop,
     );

@@ -28,6 +28,7 @@ pub struct Collector {
     pub otlp_grpc: SocketAddr,
     pub zipkin: SocketAddr,
     pub http: SocketAddr,
+    pub tempo: SocketAddr,
     pub data_dir: PathBuf,
     logs: mpsc::Receiver<String>,
 }
@@ -48,6 +49,7 @@ impl Collector {
     pub fn start_at(data_dir: &Path, extra: &[&str]) -> Collector {
         let mut child = Command::new(BIN)
             .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--tempo-addr", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log-level", "info"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -93,6 +95,7 @@ impl Collector {
             otlp_grpc: addrs["otlp_grpc"],
             zipkin: addrs["zipkin"],
             http: addrs["http"],
+            tempo: addrs["tempo"],
             data_dir: data_dir.to_path_buf(),
             logs: rx,
         }
@@ -100,6 +103,10 @@ impl Collector {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
+    }
+
+    pub fn tempo_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.tempo, path)
     }
 
     pub fn otlp_url(&self) -> String {

@@ -1,6 +1,7 @@
 //! The receivers' listeners: bound before anything is served (a taken port fails the start), then served
 //! with one context.
 
+use axum::Router;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +24,13 @@ impl Receivers {
         })
     }
 
-    /// Serves every receiver until `stop`; the tasks hold the last handles on the pipeline.
+    /// Serves every receiver until `stop`; the tasks hold the last handles on the pipeline. The Zipkin
+    /// port also answers Zipkin's query API (`zipkin_query`).
     pub fn serve(
         self,
         tasks: &mut JoinSet<Result<(), String>>,
         ctx: ReceiverContext,
+        zipkin_query: Router,
         stop: &CancellationToken,
     ) {
         serve(
@@ -39,7 +42,7 @@ impl Receivers {
         serve(
             tasks,
             self.zipkin,
-            zipkin::router(ctx.clone()),
+            zipkin::router(ctx.clone()).merge(zipkin_query),
             stop.clone(),
         );
         let grpc = tonic::service::Routes::new(otlp_grpc::service(ctx)).into_axum_router();

@@ -1,6 +1,7 @@
 //! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, Jaeger's API v3 under
 //! `/api/v3/`, Jaeger UI's Monitor tab under `/api/metrics/`, meshtrace's trace diagnostics under
-//! `/api/meshtrace/`, plus `/healthz`, `/readyz` and `/metrics`, the remote sampling endpoint
+//! `/api/meshtrace/`; Grafana Tempo's API (`tempo`, on its own listener) and Zipkin's query API (`zipkin`,
+//! on the Zipkin port); plus `/healthz`, `/readyz` and `/metrics`, the remote sampling endpoint
 //! (`/api/sampling`, `/sampling`), and the viewer (`/` and its pages, `ui.rs`).
 
 mod admin;
@@ -23,6 +24,7 @@ mod timestamp;
 mod traceql;
 mod ui;
 mod v3;
+mod zipkin;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -44,9 +46,13 @@ use crate::telemetry::Metrics;
 
 pub use jaeger::to_jaeger_trace;
 pub use tempo::router as tempo_router;
+pub use zipkin::router as zipkin_router;
 
 /// How long one search may scan before it answers with what it found.
 pub const SEARCH_BUDGET: Duration = Duration::from_secs(5);
+/// How many recent traces the tag listings (Tempo's tags, Zipkin's autocompletion and remote services)
+/// read.
+pub const RECENT_TRACES: usize = 1_000;
 
 fn now_us() -> u64 {
     SystemTime::now()

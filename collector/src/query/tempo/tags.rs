@@ -1,7 +1,7 @@
 //! Tag names and values for Grafana's query editor: `/api/search/tags` and `/api/v2/search/tags` (names
 //! by scope), `/api/search/tag/{name}/values` and `/api/v2/search/tag/{field}/values` (typed values,
 //! scoped by a TraceQL filter in `q`). Like Tempo without `start`/`end` reads its recent data, they read
-//! the most recent traces (at most `SAMPLE_TRACES`, within `SAMPLE_BUDGET`), or those of the window.
+//! the most recent traces (at most `RECENT_TRACES`, within `SAMPLE_BUDGET`), or those of the window.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -16,11 +16,9 @@ use super::params::Params;
 use super::text_error;
 use crate::query::traceql::ast::{Field, FieldExpr, Intrinsic, Scope, SpansetExpr, Stage, Value};
 use crate::query::traceql::{self, TraceView};
-use crate::query::{blocking, QueryContext};
+use crate::query::{blocking, QueryContext, RECENT_TRACES};
 use crate::store::{Flow, ScanFilter};
 
-/// How many recent traces a tag request reads.
-pub const SAMPLE_TRACES: usize = 1_000;
 const SAMPLE_BUDGET: Duration = Duration::from_secs(2);
 /// Values returned for one tag, at most (unless `limit` says fewer).
 const MAX_VALUES: usize = 1_000;
@@ -83,7 +81,7 @@ async fn sample<T: Default + Send + 'static>(
                 }
             }
             seen += 1;
-            Ok(if seen >= SAMPLE_TRACES {
+            Ok(if seen >= RECENT_TRACES {
                 Flow::Stop
             } else {
                 Flow::Continue

@@ -139,7 +139,7 @@ async fn find_traces_with(ctx: QueryContext, pairs: Vec<(String, String)>) -> Re
                     .iter()
                     .map(crate::store::SpanSkeleton::from_record)
                     .collect();
-                let counts = super::diagnostics::diagnose(&skeletons).counts();
+                let counts = super::diagnostics::count(&skeletons);
                 if !q.diagnostics.iter().all(|p| counts.has(*p)) {
                     return Ok(Flow::Continue);
                 }

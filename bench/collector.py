@@ -118,6 +118,7 @@ def meshtrace_collector(data_dir):
               "--otlp-http-addr", f"{LOOPBACK}:{ports['http']}", "--otlp-grpc-addr", f"{LOOPBACK}:{ports['grpc']}",
               "--zipkin-addr", f"{LOOPBACK}:{ports['zipkin']}", "--http-addr", f"{LOOPBACK}:{ports['query']}",
               "--tempo-addr", f"{LOOPBACK}:{free_port()}",
+              "--sampling-addr", f"{LOOPBACK}:0",
               "--retention-max-age", "0", "--retention-max-bytes", "0"],
              ports["query"], "/readyz")
     return p, ports["http"], ports["query"]

@@ -118,6 +118,7 @@ class Shop:
             "--otlp-http-addr", f"{LOOPBACK}:{self.otlp_port}",
             "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
             "--zipkin-addr", f"{LOOPBACK}:{self.zipkin_port}",
+            "--sampling-addr", f"{LOOPBACK}:0",
             "--http-addr", f"{LOOPBACK}:{self.query_port}",
             "--tempo-addr", f"{LOOPBACK}:{self.tempo_port}",
         ])

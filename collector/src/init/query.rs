@@ -1,23 +1,29 @@
-//! The query API's listeners: `--http-addr` (Jaeger's APIs, health, metrics and remote sampling) and
-//! `--tempo-addr` (Grafana Tempo's API).
+//! The query API's listeners: `--http-addr` (Jaeger's APIs, health, metrics, remote sampling),
+//! `--tempo-addr` (Grafana Tempo's API) and the Jaeger agent's sampling port (`--sampling-addr`).
+
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::serve::{bind, serve, Bound};
+use super::serve::{serve, Bound, Listeners};
 use super::{Config, InitError};
 use crate::query::{self, QueryContext};
+use crate::sampling::http::agent_router;
+use crate::sampling::Sampling;
 
 pub struct Query {
     http: Bound,
     tempo: Bound,
+    sampling: Bound,
 }
 
 impl Query {
-    pub async fn bind(config: &Config) -> Result<Self, InitError> {
+    pub async fn bind(config: &Config, listeners: &Listeners) -> Result<Self, InitError> {
         Ok(Query {
-            http: bind("http", config.http_addr).await?,
-            tempo: bind("tempo", config.tempo_addr).await?,
+            http: listeners.bind("http", config.http_addr).await?,
+            tempo: listeners.bind("tempo", config.tempo_addr).await?,
+            sampling: listeners.bind("sampling", config.sampling_addr).await?,
         })
     }
 
@@ -25,6 +31,7 @@ impl Query {
         self,
         tasks: &mut JoinSet<Result<(), String>>,
         ctx: QueryContext,
+        sampling: Arc<Sampling>,
         stop: &CancellationToken,
     ) {
         serve(
@@ -34,5 +41,6 @@ impl Query {
             stop.clone(),
         );
         serve(tasks, self.http, query::router(ctx), stop.clone());
+        serve(tasks, self.sampling, agent_router(sampling), stop.clone());
     }
 }

@@ -95,6 +95,7 @@ class Shop:
         self.query_port = free_port(16686 if interactive else None)
         self.otlp_port = free_port(4318 if interactive else None)
         self.tempo_port = free_port(3200 if interactive else None)
+        self.zipkin_port = free_port(9411 if interactive else None)
         self.inbound = {name: free_port() for name in SERVICES}
         self.outbound = {name: free_port() for name in SERVICES}
         self.app = {name: free_port() for name in SERVICES}
@@ -116,7 +117,7 @@ class Shop:
             str(COLLECTOR), "--data-dir", str(data), "--log-format", "text",
             "--otlp-http-addr", f"{LOOPBACK}:{self.otlp_port}",
             "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
-            "--zipkin-addr", f"{LOOPBACK}:{free_port()}",
+            "--zipkin-addr", f"{LOOPBACK}:{self.zipkin_port}",
             "--sampling-addr", f"{LOOPBACK}:0",
             "--http-addr", f"{LOOPBACK}:{self.query_port}",
             "--tempo-addr", f"{LOOPBACK}:{self.tempo_port}",
@@ -290,12 +291,19 @@ def where_to_look(shop: Shop, trace_id: str, timed: bool = False):
 Open the viewer: {q}/
   the trace drawn above:  {q}/trace/{trace_id}
   its service map:        {q}/dependencies
-The collector's Jaeger-compatible query API (Grafana's Jaeger data source works against {q}):
+The collector's query APIs (point Jaeger UI, Grafana or Zipkin's UI at it as below):
   curl -s {q}/api/services
   curl -s '{q}/api/traces?service={ENTRY}&limit=5'
   curl -s {q}/api/traces/{trace_id}
   curl -s '{q}/api/dependencies?endTs={int(time.time() * 1000)}&lookback=3600000'
   curl -s {q}/metrics
+  curl -s {q}/api/meshtrace/traces/{trace_id}/diagnostics
+  curl -sG http://{LOOPBACK}:{shop.tempo_port}/api/search --data-urlencode 'q={{ resource.service.name = "{ENTRY}" }} >> {{ kind = server }}'
+Viewers (collector/README.md, "Viewers"):
+  Jaeger UI (v3 API, Monitor tab)   query base {q}
+  Grafana, Tempo data source        URL http://{LOOPBACK}:{shop.tempo_port}, search streaming off
+  Grafana, Jaeger data source       URL {q}
+  Zipkin UI                         /api/v2 proxied to http://{LOOPBACK}:{shop.zipkin_port}
 The shop's entry, through the frontend's sidecar:
   curl -si -H 'host: {ENTRY}' http://{LOOPBACK}:{shop.inbound[ENTRY]}/checkout
 The filter's counters in one sidecar (Envoy admin):

@@ -119,8 +119,9 @@ impl Counts {
     }
 }
 
+#[cfg(test)]
 impl Diagnostics {
-    pub fn counts(&self) -> Counts {
+    fn counts(&self) -> Counts {
         Counts {
             orphans: self.orphans.len(),
             roots: self.roots.len(),
@@ -134,8 +135,17 @@ fn id(span: &SpanId) -> String {
     hex::encode(span)
 }
 
-/// The diagnostics of the trace made of `spans` (each span once).
-pub fn diagnose(spans: &[SpanSkeleton]) -> Diagnostics {
+/// One problem (or context source) found on one span.
+enum Finding<'a> {
+    Root(&'a SpanSkeleton),
+    Orphan(&'a SpanSkeleton, SpanId),
+    ClockSkew(&'a SpanSkeleton, SpanId, u64),
+    UntracedCallee(&'a SpanSkeleton),
+    ContextSource(&'a SpanSkeleton, &'a str),
+}
+
+/// Calls `f` with every finding, spans in start order: the one rule behind `diagnose` and `count`.
+fn findings<'a>(spans: &'a [SpanSkeleton], mut f: impl FnMut(Finding<'a>)) {
     let mut order: Vec<&SpanSkeleton> = spans.iter().collect();
     order.sort_by_key(|s| (s.start_ns, s.span_id));
     let by_id: HashMap<SpanId, &SpanSkeleton> =
@@ -145,49 +155,75 @@ pub fn diagnose(spans: &[SpanSkeleton]) -> Diagnostics {
         .filter(|s| s.kind == SERVER)
         .filter_map(|s| s.parent)
         .collect();
-    let mut out = Diagnostics::default();
     for s in order {
         match s.parent {
-            None => out.roots.push(Root {
-                span_id: id(&s.span_id),
-                service: s.service.to_string(),
-                name: s.name.clone(),
-            }),
+            None => f(Finding::Root(s)),
             Some(parent_id) => match by_id.get(&parent_id) {
-                None => out.orphans.push(Orphan {
-                    span_id: id(&s.span_id),
-                    parent_span_id: id(&parent_id),
-                    service: s.service.to_string(),
-                    name: s.name.clone(),
-                }),
-                Some(parent) if s.start_ns < parent.start_ns => out.clock_skew.push(ClockSkew {
-                    span_id: id(&s.span_id),
-                    parent_span_id: id(&parent_id),
-                    skew_nanos: parent.start_ns - s.start_ns,
-                }),
+                None => f(Finding::Orphan(s, parent_id)),
+                Some(parent) if s.start_ns < parent.start_ns => f(Finding::ClockSkew(
+                    s,
+                    parent_id,
+                    parent.start_ns - s.start_ns,
+                )),
                 Some(_) => {}
             },
         }
         if s.kind == CLIENT && !called.contains(&s.span_id) {
-            out.untraced_callees.push(UntracedCallee {
-                span_id: id(&s.span_id),
-                service: s.service.to_string(),
-                name: s.name.clone(),
-                peer: s.peer.clone().unwrap_or_default(),
-            });
+            f(Finding::UntracedCallee(s));
         }
-        if s.kind == SERVER {
-            if let Some(source) = &s.context_source {
-                out.context_sources.push(ContextSource {
-                    span_id: id(&s.span_id),
-                    service: s.service.to_string(),
-                    name: s.name.clone(),
-                    source: source.clone(),
-                });
-            }
+        if let (SERVER, Some(source)) = (s.kind, &s.context_source) {
+            f(Finding::ContextSource(s, source));
         }
     }
+}
+
+/// The diagnostics of the trace made of `spans` (each span once).
+pub fn diagnose(spans: &[SpanSkeleton]) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    findings(spans, |finding| match finding {
+        Finding::Root(s) => out.roots.push(Root {
+            span_id: id(&s.span_id),
+            service: s.service.to_string(),
+            name: s.name.clone(),
+        }),
+        Finding::Orphan(s, parent) => out.orphans.push(Orphan {
+            span_id: id(&s.span_id),
+            parent_span_id: id(&parent),
+            service: s.service.to_string(),
+            name: s.name.clone(),
+        }),
+        Finding::ClockSkew(s, parent, skew_nanos) => out.clock_skew.push(ClockSkew {
+            span_id: id(&s.span_id),
+            parent_span_id: id(&parent),
+            skew_nanos,
+        }),
+        Finding::UntracedCallee(s) => out.untraced_callees.push(UntracedCallee {
+            span_id: id(&s.span_id),
+            service: s.service.to_string(),
+            name: s.name.clone(),
+            peer: s.peer.clone().unwrap_or_default(),
+        }),
+        Finding::ContextSource(s, source) => out.context_sources.push(ContextSource {
+            span_id: id(&s.span_id),
+            service: s.service.to_string(),
+            name: s.name.clone(),
+            source: source.to_string(),
+        }),
+    });
     out
+}
+
+/// How many of each problem the trace has, without building the lists (what summaries need).
+pub fn count(spans: &[SpanSkeleton]) -> Counts {
+    let mut c = Counts::default();
+    findings(spans, |finding| match finding {
+        Finding::Root(_) => c.roots += 1,
+        Finding::Orphan(..) => c.orphans += 1,
+        Finding::ClockSkew(..) => c.clock_skew += 1,
+        Finding::UntracedCallee(_) => c.untraced_callees += 1,
+        Finding::ContextSource(..) => {}
+    });
+    c
 }
 
 #[cfg(test)]
@@ -266,6 +302,7 @@ mod tests {
             sk(11, Some(9), "front", 1, 61),
         ];
         let d = diagnose(&spans);
+        assert_eq!(count(&spans), d.counts(), "counting agrees with the lists");
         let roots: Vec<&str> = d.roots.iter().map(|r| r.span_id.as_str()).collect();
         assert_eq!(roots, [hex8(1), hex8(5)], "two spans without parent");
         let orphans: Vec<(&str, &str)> = d

@@ -261,7 +261,7 @@ async fn metric(
 /// The smallest step worth asking for: the history's one-minute resolution (Jaeger's structured
 /// response, `data` in ms).
 async fn min_step() -> Response {
-    Json(json!({"data": MIN_STEP_MS, "total": 0, "limit": 0, "offset": 0, "errors": null}))
+    Json(json!({"data": MIN_STEP_MS, "total": 0, "limit": 0, "offset": 0, "errors": []}))
         .into_response()
 }
 

@@ -3,6 +3,7 @@
 //! mapping this is OTLP JSON (hex ids, 64-bit integers as strings, lowerCamelCase).
 
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
+use serde_json::Value;
 
 use crate::model::SpanRecord;
 
@@ -37,6 +38,25 @@ pub fn traces_data(mut records: Vec<SpanRecord>) -> TracesData {
     TracesData {
         resource_spans: out,
     }
+}
+
+/// OTLP JSON of `data` as proto3's JSON mapping writes it: unset message fields (a span without status)
+/// and empty parent ids are left out rather than written as `null` and `""`.
+pub fn to_json(data: &TracesData) -> Value {
+    fn clean(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(|k, x| !(x.is_null() || (k == "parentSpanId" && x == "")));
+                map.values_mut().for_each(clean);
+            }
+            Value::Array(items) => items.iter_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    let mut v =
+        serde_json::to_value(data).unwrap_or_else(|_| serde_json::json!({"resourceSpans": []}));
+    clean(&mut v);
+    v
 }
 
 #[cfg(test)]
@@ -79,8 +99,16 @@ mod tests {
             .map(|rs| rs.scope_spans.iter().map(|ss| ss.spans.len()).sum())
             .collect();
         assert_eq!(shape, [1, 2], "a's span first (earliest), then both of b's");
-        let json = serde_json::to_value(&data).unwrap();
+        let json = to_json(&data);
         let span = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+        assert!(
+            span.get("status").is_none(),
+            "no status: left out, not null: {span}"
+        );
+        assert!(
+            span.get("parentSpanId").is_none(),
+            "a root has no parent id: {span}"
+        );
         assert_eq!(span["traceId"], "ab".repeat(16), "hex trace id");
         assert_eq!(span["spanId"], "0101010101010101");
         assert_eq!(span["startTimeUnixNano"], "10", "u64 as a decimal string");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::diagnostics::{diagnose, Counts};
+use super::diagnostics::{self, Counts};
 use crate::model::TraceId;
 use crate::store::SpanSkeleton;
 
@@ -67,7 +67,7 @@ pub fn summarize(trace: &TraceId, spans: &[SpanSkeleton]) -> Option<(TraceSummar
         entry.span_count += 1;
         entry.error_span_count += u32::from(s.error);
     }
-    let counts = diagnose(spans).counts();
+    let counts = diagnostics::count(spans);
     let summary = TraceSummary {
         trace_id: hex::encode(trace),
         root_service_name: root.map(|r| r.service.to_string()).unwrap_or_default(),

@@ -107,7 +107,7 @@ fn protobuf(bytes: Vec<u8>) -> Response {
 }
 
 fn json_trace(data: &TracesData) -> Value {
-    let mut v = serde_json::to_value(data).unwrap_or_else(|_| json!({"resourceSpans": []}));
+    let mut v = otlp::to_json(data);
     base64_ids(&mut v);
     v
 }

@@ -83,9 +83,9 @@ async fn operations(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) ->
     }
 }
 
-#[derive(Serialize)]
-struct Wrapper {
-    result: opentelemetry_proto::tonic::trace::v1::TracesData,
+/// grpc-gateway's wrapper of a streamed answer: `{"result": <OTLP JSON>}`.
+fn wrapped(records: Vec<crate::model::SpanRecord>) -> Response {
+    Json(json!({ "result": otlp::to_json(&otlp::traces_data(records)) })).into_response()
 }
 
 async fn get_trace(
@@ -104,10 +104,7 @@ async fn get_trace(
     }
     match blocking::read(&ctx, "v3_trace", move |s| s.trace(&trace_id)).await {
         Ok(records) if records.is_empty() => error(StatusCode::NOT_FOUND, "trace not found"),
-        Ok(records) => Json(Wrapper {
-            result: otlp::traces_data(records),
-        })
-        .into_response(),
+        Ok(records) => wrapped(records),
         Err(msg) => internal(msg),
     }
 }
@@ -139,7 +136,7 @@ async fn find_traces_with(ctx: QueryContext, pairs: Vec<(String, String)>) -> Re
                     .iter()
                     .map(crate::store::SpanSkeleton::from_record)
                     .collect();
-                let counts = super::diagnostics::diagnose(&skeletons).counts();
+                let counts = super::diagnostics::count(&skeletons);
                 if !q.diagnostics.iter().all(|p| counts.has(*p)) {
                     return Ok(Flow::Continue);
                 }
@@ -158,10 +155,7 @@ async fn find_traces_with(ctx: QueryContext, pairs: Vec<(String, String)>) -> Re
     match found {
         // As Jaeger answers a search that finds nothing.
         Ok(records) if records.is_empty() => error(StatusCode::NOT_FOUND, "No traces found"),
-        Ok(records) => Json(Wrapper {
-            result: otlp::traces_data(records),
-        })
-        .into_response(),
+        Ok(records) => wrapped(records),
         Err(msg) => internal(msg),
     }
 }

@@ -56,8 +56,8 @@ def test_plugins_match_their_side_fail_open_and_export_to_the_istio_cluster():
         assert spec["match"] == [{"mode": mode}]
         assert spec["failStrategy"] == "FAIL_OPEN"
         assert spec["pluginConfig"]["direction"] == direction
-        assert spec["pluginConfig"]["exporter"]["cluster"] == \
-            f"outbound|4318||meshtrace-collector.{collector_ns}.svc.cluster.local"
+        assert spec["pluginConfig"]["exporter"]["service"] == \
+            f"meshtrace-collector.{collector_ns}.svc.cluster.local:4318"
         assert {e["name"] for e in spec["vmConfig"]["env"]} >= {"OTEL_SERVICE_NAME"}
 
 

@@ -24,7 +24,8 @@ def test_plugin_config_starts_the_filter(path):
     spec = yaml.safe_load(path.read_text())["spec"]
     config = dict(spec["pluginConfig"])
     # The harness's sidecar has the collector as `meshtrace-collector`, not Istio's cluster.
-    config["exporter"] = {**config["exporter"], "cluster": "meshtrace-collector"}
+    exporter = {k: v for k, v in config["exporter"].items() if k not in ("service", "authority")}
+    config["exporter"] = {**exporter, "cluster": "meshtrace-collector"}
     env = {e["name"]: e["value"] for e in spec["vmConfig"]["env"] if e.get("valueFrom") == "INLINE"}
     sidecar = harness.Sidecar(config, env=env)
     try:

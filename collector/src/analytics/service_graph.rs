@@ -9,7 +9,8 @@
 //! Each matched pair counts one request on `traces_service_graph_request_total{client, server}` (and
 //! `..._failed_total` when either span is an error), observes the parent's duration on
 //! `traces_service_graph_request_client_seconds` and the child's on `..._server_seconds`, and adds one
-//! call to a per-minute edge table (by the time the pair completed) that `/api/dependencies` reads.
+//! call (and one error when either span is an error) to a per-minute edge table (by the minute the child
+//! span started) that `/api/dependencies` reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,8 @@ struct Side {
     kind: i32,
     error: bool,
     duration_s: f64,
+    /// When the span started (ms since the epoch): a pair counts in the minute its child started.
+    start_ms: u64,
 }
 
 impl Side {
@@ -58,6 +61,7 @@ impl Side {
             kind: span.kind(),
             error: span.is_error(),
             duration_s: span.duration_us() as f64 / 1e6,
+            start_ms: span.start_us() / 1000,
         }
     }
 }
@@ -68,12 +72,21 @@ struct Node {
     children: Vec<Side>,
 }
 
-/// An edge with its call count over a window.
+/// An edge with its call and error counts over a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     pub parent: String,
     pub child: String,
     pub calls: u64,
+    /// Calls where the parent or the child span is an error.
+    pub errors: u64,
+}
+
+/// Calls and errors of one edge in one minute.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    calls: u64,
+    errors: u64,
 }
 
 #[derive(Default)]
@@ -81,8 +94,8 @@ struct State {
     nodes: HashMap<(TraceId, SpanId), Node>,
     /// Insertion order for expiry: (inserted at, key).
     order: VecDeque<(Instant, (TraceId, SpanId))>,
-    /// minute -> (parent, child) -> calls.
-    minutes: BTreeMap<u64, HashMap<(String, String), u64>>,
+    /// minute -> (parent, child) -> calls and errors.
+    minutes: BTreeMap<u64, HashMap<(String, String), Counts>>,
     edges: std::collections::HashSet<(String, String)>,
 }
 
@@ -225,7 +238,8 @@ impl ServiceGraph {
             server: edge.1.clone(),
         };
         self.requests.get_or_create(&labels).inc();
-        if parent.error || child.error {
+        let failed = parent.error || child.error;
+        if failed {
             self.failed.get_or_create(&labels).inc();
         }
         if is_client(parent.kind) {
@@ -236,14 +250,22 @@ impl ServiceGraph {
         self.server_seconds
             .get_or_create(&labels)
             .observe(child.duration_s);
-        let minute = now_ms / 60_000;
-        *state
+        // The minute the call happened (the child's start; never later than now), so that the live table
+        // and the store answer the same question for a window; calls older than what is kept count only
+        // in the metrics above.
+        let minute = child.start_ms.min(now_ms) / 60_000;
+        let keep_minutes = self.limits.keep.as_secs() / 60 + 1;
+        if minute + keep_minutes < now_ms / 60_000 {
+            return;
+        }
+        let counts = state
             .minutes
             .entry(minute)
             .or_default()
             .entry(edge)
-            .or_default() += 1;
-        let keep_minutes = self.limits.keep.as_secs() / 60 + 1;
+            .or_default();
+        counts.calls += 1;
+        counts.errors += u64::from(failed);
         while state.minutes.len() as u64 > keep_minutes {
             state.minutes.pop_first();
         }
@@ -280,23 +302,26 @@ impl ServiceGraph {
         self.state.lock().map(|s| s.nodes.len()).unwrap_or(0)
     }
 
-    /// Edge call counts for pairs completed in `[start_ms, end_ms]`.
+    /// Edge call and error counts for calls (child spans) that started in the minutes `[start_ms, end_ms]` touch.
     pub fn edges(&self, start_ms: u64, end_ms: u64) -> Vec<Edge> {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
-        let mut total: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut total: BTreeMap<(String, String), Counts> = BTreeMap::new();
         for (_, edges) in state.minutes.range(start_ms / 60_000..=end_ms / 60_000) {
-            for (edge, calls) in edges {
-                *total.entry(edge.clone()).or_default() += calls;
+            for (edge, counts) in edges {
+                let sum = total.entry(edge.clone()).or_default();
+                sum.calls += counts.calls;
+                sum.errors += counts.errors;
             }
         }
         total
             .into_iter()
-            .map(|((parent, child), calls)| Edge {
+            .map(|((parent, child), c)| Edge {
                 parent,
                 child,
-                calls,
+                calls: c.calls,
+                errors: c.errors,
             })
             .collect()
     }
@@ -314,8 +339,21 @@ mod tests {
     use crate::model::{string_attribute, SpanRecord};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn rec(service: &str, id: u8, parent: Option<u8>, kind: i32, error: bool) -> SpanRecord {
+        rec_at(service, id, parent, kind, error, SystemTime::now())
+    }
+
+    fn rec_at(
+        service: &str,
+        id: u8,
+        parent: Option<u8>,
+        kind: i32,
+        error: bool,
+        at: SystemTime,
+    ) -> SpanRecord {
+        let now_ns = at.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
         let resource = Resource {
             attributes: vec![string_attribute("service.name", service)],
             ..Default::default()
@@ -325,8 +363,8 @@ mod tests {
             span_id: vec![id; 8],
             parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
             kind,
-            start_time_unix_nano: 120_000_000_000,
-            end_time_unix_nano: 120_010_000_000,
+            start_time_unix_nano: now_ns,
+            end_time_unix_nano: now_ns + 10_000_000,
             status: error.then(|| Status {
                 code: 2,
                 ..Default::default()
@@ -375,8 +413,10 @@ mod tests {
             vec![Edge {
                 parent: "front".into(),
                 child: "cart".into(),
-                calls: 1
-            }]
+                calls: 1,
+                errors: 1,
+            }],
+            "the server half was an error, so the call counts as failed"
         );
         let text = render(&registry);
         assert!(
@@ -438,5 +478,46 @@ mod tests {
             );
         }
         assert!(g.waiting() <= 10);
+    }
+
+    #[test]
+    fn calls_count_in_the_minute_they_happened_and_older_than_kept_only_in_metrics() {
+        let mut registry = Registry::default();
+        let g = ServiceGraph::new(&mut registry, limits(), 0);
+        let now = Instant::now();
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(30 * 60);
+        g.observe(
+            &SpanBatch::from_records(&[
+                rec_at("front", 1, None, 3, false, an_hour_ago),
+                rec_at("cart", 2, Some(1), 2, false, an_hour_ago),
+            ]),
+            now,
+        );
+        let minute_ms = an_hour_ago.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert_eq!(
+            g.edges(minute_ms, minute_ms).len(),
+            1,
+            "counted at the call's own minute"
+        );
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            g.edges(now_ms - 60_000, now_ms).is_empty(),
+            "not at the minute it arrived"
+        );
+        // Past the kept hour (limits().keep): in the metrics, not in the table.
+        let old = SystemTime::now() - Duration::from_secs(3 * 3600);
+        g.observe(
+            &SpanBatch::from_records(&[
+                rec_at("front", 5, None, 3, false, old),
+                rec_at("users", 6, Some(5), 2, false, old),
+            ]),
+            now,
+        );
+        assert!(g.edges(0, u64::MAX / 2).iter().all(|e| e.child != "users"));
+        assert!(render(&registry)
+            .contains("traces_service_graph_request_total{client=\"front\",server=\"users\"} 1"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `database` is the keyspace every durable thing shares (the store, the export queue, the tail-sampling
 //! pending set), `schema` names the store's partitions, `keys` builds their keys, `part` encodes trace
-//! parts, `write` adds spans, `read` answers queries, `retention` expires old traces.
+//! parts, `write` adds spans, `read` answers queries, `scan` walks the search entries for them,
+//! `skeleton` reads the lean view of spans that summaries need, `retention` expires old traces.
 
 mod database;
 mod errors;
@@ -10,7 +11,9 @@ mod keys;
 mod part;
 mod read;
 mod retention;
+mod scan;
 mod schema;
+mod skeleton;
 mod write;
 
 use std::collections::HashSet;
@@ -24,6 +27,10 @@ pub use errors::{fjall_retryable, StoreError};
 pub use keys::TraceSummary;
 pub use read::{Dependency, TraceQuery};
 pub use retention::{RetentionPolicy, RetentionReport};
+pub use scan::{
+    Candidate, Condition, Flow, ScanFilter, ScanReport, TagMatch, TraceReader, MAX_SCANNED,
+};
+pub use skeleton::{SpanSkeleton, CONTEXT_SOURCE, PEER_KEYS};
 pub use write::{Prepared, Written};
 
 /// The trace store: its partitions of the keyspace (`Database`), an LSM tree each.

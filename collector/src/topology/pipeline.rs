@@ -2,9 +2,9 @@
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::analytics::{ServiceGraph, SpanMetrics};
+use crate::analytics::{ServiceGraph, SpanHistory, SpanMetrics};
 use crate::ingest::{Ingest, IngestError};
 use crate::model::SpanBatch;
 use crate::sampling::Adaptive;
@@ -16,6 +16,7 @@ const ANALYTICS_QUEUE: usize = 256;
 /// Everything computed from all spans, before tail sampling.
 pub struct Analytics {
     pub span_metrics: SpanMetrics,
+    pub span_history: Arc<SpanHistory>,
     pub service_graph: Arc<ServiceGraph>,
     pub adaptive: Option<Arc<Adaptive>>,
 }
@@ -24,6 +25,11 @@ impl Analytics {
     pub fn observe(&self, batch: &SpanBatch) {
         let now = Instant::now();
         self.span_metrics.observe(batch);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.span_history.observe(batch, now_ms);
         self.service_graph.observe(batch, now);
         if let Some(adaptive) = &self.adaptive {
             adaptive.observe(batch, now);

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -91,7 +92,7 @@ struct Counts {
 
 #[derive(Default)]
 struct State {
-    nodes: HashMap<(TraceId, SpanId), Node>,
+    nodes: HashMap<(TraceId, SpanId), Node, RandomState>,
     /// Insertion order for expiry: (inserted at, key).
     order: VecDeque<(Instant, (TraceId, SpanId))>,
     /// minute -> (parent, child) -> calls and errors.

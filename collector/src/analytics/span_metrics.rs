@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use foldhash::fast::RandomState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -135,7 +136,7 @@ impl SpanMetrics {
     /// a series are looked up once per batch rather than once per span.
     pub fn observe(&self, batch: &SpanBatch) {
         type Series<'a> = (&'a str, &'a str, &'static str, &'static str);
-        let mut index: HashMap<Series<'_>, usize> = HashMap::new();
+        let mut index: HashMap<Series<'_>, usize, RandomState> = HashMap::default();
         let mut groups: Vec<(Series<'_>, Vec<f64>)> = Vec::new();
         for span in batch.spans() {
             let series = (

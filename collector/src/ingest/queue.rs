@@ -49,8 +49,8 @@ pub struct Ingest {
     tx: mpsc::Sender<Submission>,
     budget: Arc<Semaphore>,
     max_spans: usize,
-    /// Whether spans go to the store.
-    store: bool,
+    /// The store spans go to, if any.
+    store: Option<Arc<Store>>,
     /// Whether spans go to the exporters' queue.
     export: bool,
 }
@@ -58,7 +58,7 @@ pub struct Ingest {
 impl Ingest {
     pub(super) fn new(
         limits: QueueLimits,
-        store: bool,
+        store: Option<Arc<Store>>,
         export: bool,
     ) -> (Self, mpsc::Receiver<Submission>) {
         let (tx, rx) = mpsc::channel(limits.max_batches.max(1));
@@ -86,7 +86,7 @@ impl Ingest {
     /// The work that stores and exports `batch`: trace parts encoded here, on the caller's thread.
     pub fn work(&self, batch: &SpanBatch) -> Work {
         Work {
-            store: self.store.then(|| Store::prepare(batch)),
+            store: self.store.as_ref().map(|s| s.prepare(batch)),
             export: self.export.then(|| batch.encode_all()),
             spans: batch.len(),
             ..Default::default()
@@ -192,7 +192,7 @@ mod tests {
                 max_spans: 3,
                 max_batches: 10,
             },
-            false,
+            None,
             true,
         );
         let first = tokio::spawn({
@@ -224,12 +224,14 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_when_the_request_queue_is_full_and_reports_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), 1 << 20).unwrap());
         let (ingest, rx) = Ingest::new(
             QueueLimits {
                 max_spans: 100,
                 max_batches: 1,
             },
-            true,
+            Some(store),
             false,
         );
         let waiting = tokio::spawn({

@@ -133,7 +133,7 @@ pub fn spawn_writer(
     limits: QueueLimits,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Ingest, JoinHandle<()>)> {
-    let (ingest, rx) = Ingest::new(limits, sinks.store.is_some(), sinks.export.is_some());
+    let (ingest, rx) = Ingest::new(limits, sinks.store.clone(), sinks.export.is_some());
     let handle = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(sinks, rx, metrics))?;
@@ -155,6 +155,7 @@ fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) 
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = match &failed {
             Some(e) => Err(e.clone()),
             None => sinks.commit(&mut group),
@@ -162,6 +163,10 @@ fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) 
         match &result {
             Ok(()) => {
                 metrics.store_commits.inc();
+                metrics
+                    .store_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics.store_commit_spans.observe(spans as f64);
             }
             Err(e @ IngestError::Failed(_)) if failed.is_none() => {
                 tracing::error!(error = %e, spans, "storage failed for good: every span is refused (HTTP 500, gRPC INTERNAL) until the collector is restarted");

@@ -10,9 +10,10 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
 use prost::Message as _;
 
+use super::hashes::tag_hash_bytes;
 use super::ids::{span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId};
 use super::record::{kind_name, SpanRecord, UNKNOWN_SERVICE};
-use super::wire::{self, str_at, Fields, Message, Value, WireError};
+use super::wire::{self, str_at, Fields, Message, WireError};
 
 type Range = (u32, u32);
 
@@ -22,10 +23,12 @@ fn usize_range((start, end): Range) -> (usize, usize) {
 
 /// A resource: where its bytes are (a message may be given in pieces, which protobuf merges) and the
 /// position of its `service.name`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct ResourceInfo {
     pieces: Vec<Range>,
     service: Option<Range>,
+    /// The tag hashes of its attributes, in `SpanBatch::hashes`.
+    tags: Range,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ struct SpanInfo {
     scope: u32,
     bytes: Range,
     name: Range,
+    /// The tag hashes of its attributes, in `SpanBatch::hashes`.
+    tags: Range,
 }
 
 /// The valid spans of one submission. Cloning shares the bytes.
@@ -56,6 +61,8 @@ pub struct SpanBatch {
     resources: Vec<ResourceInfo>,
     scopes: Vec<ScopeInfo>,
     spans: Vec<SpanInfo>,
+    /// `tag_hash` of every scalar attribute of the resources and spans, computed while validating.
+    hashes: Vec<u32>,
     rejected: usize,
     first_error: Option<&'static str>,
 }
@@ -142,33 +149,68 @@ impl SpanBatch {
     }
 
     fn resource_spans(&mut self, buf: &[u8], range: (usize, usize)) -> Result<(), WireError> {
-        let mut resource = ResourceInfo {
-            pieces: Vec::new(),
-            service: None,
-        };
+        let mut resource = ResourceInfo::default();
+        let first_hash = self.hashes.len() as u32;
+        let mut service_decided = false;
         let mut scope_spans = Vec::new();
         let mut fields = Fields::new(buf, range);
         while let Some((number, value)) = fields.next()? {
             match number {
                 1 => {
                     let piece = value.range()?;
-                    wire::validate(buf, piece, Message::Resource, 2)?;
                     resource.pieces.push(narrow(piece));
+                    // Resource: attributes (1), dropped count (2), entity refs (3).
+                    let mut f = Fields::new(buf, piece);
+                    while let Some((n, v)) = f.next()? {
+                        match n {
+                            1 => {
+                                let (key, value) = read_key_value(buf, v.range()?, 3)?;
+                                self.hash_tag(buf, key, value);
+                                // The first `service.name` decides, as `SpanRecord::service_name`.
+                                if !service_decided
+                                    && buf.get(key.0..key.1) == Some(b"service.name".as_slice())
+                                {
+                                    service_decided = true;
+                                    if let Some(ValueRange::Str(r)) = value {
+                                        resource.service = (r.1 > r.0).then(|| narrow(r));
+                                    }
+                                }
+                            }
+                            2 => {
+                                v.varint()?;
+                            }
+                            3 => wire::validate(buf, v.range()?, Message::EntityRef, 3)?,
+                            _ => {}
+                        }
+                    }
                 }
                 2 => scope_spans.push(value.range()?),
-                3 => {
-                    wire::utf8(buf, value.range()?)?;
-                }
+                3 => wire::check_utf8(buf, value.range()?)?,
                 _ => {}
             }
         }
-        resource.service = service_name(buf, &resource.pieces);
+        resource.tags = (first_hash, self.hashes.len() as u32);
         let index = self.resources.len() as u32;
         self.resources.push(resource);
         for range in scope_spans {
             self.scope_spans(buf, range, index)?;
         }
         Ok(())
+    }
+
+    /// Adds `tag_hash(key, value)` of a scalar attribute to `hashes`.
+    fn hash_tag(&mut self, buf: &[u8], key: (usize, usize), value: Option<ValueRange>) {
+        let key = buf.get(key.0..key.1).unwrap_or_default();
+        let hash = match value {
+            Some(ValueRange::Str((a, b))) => tag_hash_bytes(key, buf.get(a..b).unwrap_or_default()),
+            Some(ValueRange::Bool(b)) => tag_hash_bytes(key, if b { b"true" } else { b"false" }),
+            Some(ValueRange::Int(i)) => {
+                tag_hash_bytes(key, itoa::Buffer::new().format(i).as_bytes())
+            }
+            Some(ValueRange::Double(d)) => tag_hash_bytes(key, d.to_string().as_bytes()),
+            Some(ValueRange::Other) | None => return,
+        };
+        self.hashes.push(hash);
     }
 
     fn scope_spans(
@@ -191,16 +233,14 @@ impl SpanBatch {
                     scope.pieces.push(narrow(piece));
                 }
                 2 => spans.push(value.range()?),
-                3 => {
-                    wire::utf8(buf, value.range()?)?;
-                }
+                3 => wire::check_utf8(buf, value.range()?)?,
                 _ => {}
             }
         }
         let index = self.scopes.len() as u32;
         self.scopes.push(scope);
         for range in spans {
-            match read_span(buf, range, index)? {
+            match self.read_span(buf, range, index)? {
                 Ok(span) => self.spans.push(span),
                 Err(why) => {
                     self.rejected += 1;
@@ -358,106 +398,99 @@ fn narrow((start, end): (usize, usize)) -> Range {
     (start as u32, end as u32)
 }
 
-/// The position of a resource's `service.name` when it is a non-empty string (the first `service.name`
-/// attribute decides, as in `SpanRecord::service_name`).
-fn service_name(buf: &[u8], pieces: &[Range]) -> Option<Range> {
-    let mut found = None;
-    let mut decided = false;
-    for piece in pieces {
-        let _ = for_each_attribute_range(buf, usize_range(*piece), 1, |key, value| {
-            if decided || str_at(buf, key) != "service.name" {
-                return;
-            }
-            decided = true;
-            if let Some(ValueRange::Str(range)) = value {
-                if range.1 > range.0 {
-                    found = Some(narrow(range));
+impl SpanBatch {
+    /// Reads a span's index entry (hashing its tags into `hashes`); `Ok(Err(why))` when its ids make it
+    /// unusable.
+    fn read_span(
+        &mut self,
+        buf: &[u8],
+        range: (usize, usize),
+        scope: u32,
+    ) -> Result<Result<SpanInfo, &'static str>, WireError> {
+        let first_hash = self.hashes.len();
+        let mut trace = None;
+        let mut span = None;
+        let mut parent: Option<(usize, usize)> = None;
+        let mut info = SpanInfo {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            parent: None,
+            start_ns: 0,
+            end_ns: 0,
+            kind: 0,
+            status: 0,
+            scope,
+            bytes: narrow(range),
+            name: (0, 0),
+            tags: (0, 0),
+        };
+        let mut fields = Fields::new(buf, range);
+        while let Some((number, value)) = fields.next()? {
+            match number {
+                1 => trace = Some(value.range()?),
+                2 => span = Some(value.range()?),
+                4 => parent = Some(value.range()?),
+                5 => {
+                    let name = value.range()?;
+                    wire::check_utf8(buf, name)?;
+                    info.name = narrow(name);
                 }
-            }
-        });
-    }
-    found
-}
-
-/// Reads a span's index entry; `Ok(Err(why))` when its ids make it unusable.
-fn read_span(
-    buf: &[u8],
-    range: (usize, usize),
-    scope: u32,
-) -> Result<Result<SpanInfo, &'static str>, WireError> {
-    let mut trace = None;
-    let mut span = None;
-    let mut parent: Option<(usize, usize)> = None;
-    let mut info = SpanInfo {
-        trace_id: [0; 16],
-        span_id: [0; 8],
-        parent: None,
-        start_ns: 0,
-        end_ns: 0,
-        kind: 0,
-        status: 0,
-        scope,
-        bytes: narrow(range),
-        name: (0, 0),
-    };
-    let mut fields = Fields::new(buf, range);
-    while let Some((number, value)) = fields.next()? {
-        match number {
-            1 => trace = Some(value.range()?),
-            2 => span = Some(value.range()?),
-            4 => parent = Some(value.range()?),
-            5 => {
-                let name = value.range()?;
-                wire::utf8(buf, name)?;
-                info.name = narrow(name);
-            }
-            6 => info.kind = value.varint()? as i32,
-            7 => info.start_ns = value.fixed64()?,
-            8 => info.end_ns = value.fixed64()?,
-            15 => {
-                let status = value.range()?;
-                wire::validate(buf, status, Message::Status, 4)?;
-                let mut f = Fields::new(buf, status);
-                while let Some((n, v)) = f.next()? {
-                    if n == 3 {
-                        info.status = v.varint()? as i32;
+                6 => info.kind = value.varint()? as i32,
+                7 => info.start_ns = value.fixed64()?,
+                8 => info.end_ns = value.fixed64()?,
+                15 => {
+                    let status = value.range()?;
+                    wire::validate(buf, status, Message::Status, 4)?;
+                    let mut f = Fields::new(buf, status);
+                    while let Some((n, v)) = f.next()? {
+                        if n == 3 {
+                            info.status = v.varint()? as i32;
+                        }
                     }
                 }
+                3 => wire::check_utf8(buf, value.range()?)?,
+                9 => {
+                    let (key, value) = read_key_value(buf, value.range()?, 4)?;
+                    self.hash_tag(buf, key, value);
+                }
+                11 => wire::validate(buf, value.range()?, Message::Event, 4)?,
+                13 => wire::validate(buf, value.range()?, Message::Link, 4)?,
+                10 | 12 | 14 => {
+                    value.varint()?;
+                }
+                16 => {
+                    value.fixed32()?;
+                }
+                _ => {}
             }
-            3 => {
-                wire::utf8(buf, value.range()?)?;
-            }
-            9 => wire::validate(buf, value.range()?, Message::KeyValue, 4)?,
-            11 => wire::validate(buf, value.range()?, Message::Event, 4)?,
-            13 => wire::validate(buf, value.range()?, Message::Link, 4)?,
-            10 | 12 | 14 => {
-                value.varint()?;
-            }
-            16 => {
-                value.fixed32()?;
-            }
-            _ => {}
         }
-    }
-    let bytes = |r: Option<(usize, usize)>| r.and_then(|(a, b)| buf.get(a..b)).unwrap_or_default();
-    let Some(trace_id) = trace_id_from_bytes(bytes(trace)) else {
-        return Ok(Err("invalid trace id (empty, wrong length or all zero)"));
-    };
-    let Some(span_id) = span_id_from_bytes(bytes(span)) else {
-        return Ok(Err("invalid span id (empty, wrong length or all zero)"));
-    };
-    let parent_bytes = bytes(parent);
-    if !parent_bytes.is_empty() {
-        match span_id_from_bytes(parent_bytes) {
-            Some(p) => info.parent = Some(p),
-            // An all-zero parent means "no parent" for some senders.
-            None if parent_bytes.iter().all(|b| *b == 0) => {}
-            None => return Ok(Err("invalid parent span id (wrong length)")),
+        let bytes =
+            |r: Option<(usize, usize)>| r.and_then(|(a, b)| buf.get(a..b)).unwrap_or_default();
+        let Some(trace_id) = trace_id_from_bytes(bytes(trace)) else {
+            self.hashes.truncate(first_hash);
+            return Ok(Err("invalid trace id (empty, wrong length or all zero)"));
+        };
+        let Some(span_id) = span_id_from_bytes(bytes(span)) else {
+            self.hashes.truncate(first_hash);
+            return Ok(Err("invalid span id (empty, wrong length or all zero)"));
+        };
+        let parent_bytes = bytes(parent);
+        if !parent_bytes.is_empty() {
+            match span_id_from_bytes(parent_bytes) {
+                Some(p) => info.parent = Some(p),
+                // An all-zero parent means "no parent" for some senders.
+                None if parent_bytes.iter().all(|b| *b == 0) => {}
+                None => {
+                    self.hashes.truncate(first_hash);
+                    return Ok(Err("invalid parent span id (wrong length)"));
+                }
+            }
         }
+        info.trace_id = trace_id;
+        info.span_id = span_id;
+        info.tags = (first_hash as u32, self.hashes.len() as u32);
+        Ok(Ok(info))
     }
-    info.trace_id = trace_id;
-    info.span_id = span_id;
-    Ok(Ok(info))
 }
 
 /// Where an attribute's value is: a string's range, or a scalar.
@@ -470,8 +503,67 @@ enum ValueRange {
     Other,
 }
 
-/// Calls `f(key range, value)` for every `KeyValue` in field `field` of the message at `range`. An
-/// attribute given in pieces follows protobuf's merge: the last key and the last value set win.
+/// Reads (and validates) one `KeyValue` at nesting `depth`: its key's range and its value. An attribute
+/// given in pieces follows protobuf's merge: the last key and the last value set win.
+fn read_key_value(
+    buf: &[u8],
+    range: (usize, usize),
+    depth: u32,
+) -> Result<((usize, usize), Option<ValueRange>), WireError> {
+    if depth > wire::MAX_DEPTH {
+        return Err(WireError("messages nested too deeply"));
+    }
+    let mut key = (0, 0);
+    let mut val = None;
+    let mut kv = Fields::new(buf, range);
+    while let Some((n, v)) = kv.next()? {
+        match n {
+            1 => {
+                key = v.range()?;
+                wire::check_utf8(buf, key)?;
+            }
+            2 => {
+                let mut any = Fields::new(buf, v.range()?);
+                while let Some((n, v)) = any.next()? {
+                    val = Some(match n {
+                        1 => {
+                            let r = v.range()?;
+                            wire::check_utf8(buf, r)?;
+                            ValueRange::Str(r)
+                        }
+                        2 => ValueRange::Bool(v.varint()? != 0),
+                        3 => ValueRange::Int(v.varint()? as i64),
+                        4 => ValueRange::Double(f64::from_bits(v.fixed64()?)),
+                        5 => {
+                            wire::validate(buf, v.range()?, Message::ArrayValue, depth + 2)?;
+                            ValueRange::Other
+                        }
+                        6 => {
+                            wire::validate(buf, v.range()?, Message::KeyValueList, depth + 2)?;
+                            ValueRange::Other
+                        }
+                        7 => {
+                            v.range()?;
+                            ValueRange::Other
+                        }
+                        8 => {
+                            v.varint()?;
+                            ValueRange::Other
+                        }
+                        _ => continue,
+                    });
+                }
+            }
+            3 => {
+                v.varint()?;
+            }
+            _ => {}
+        }
+    }
+    Ok((key, val))
+}
+
+/// Calls `f(key range, value)` for every `KeyValue` in field `field` of the message at `range`.
 fn for_each_attribute_range(
     buf: &[u8],
     range: (usize, usize),
@@ -480,32 +572,10 @@ fn for_each_attribute_range(
 ) -> Result<(), WireError> {
     let mut fields = Fields::new(buf, range);
     while let Some((number, value)) = fields.next()? {
-        if number != field {
-            continue;
+        if number == field {
+            let (key, val) = read_key_value(buf, value.range()?, 0)?;
+            f(key, val);
         }
-        let mut key = (0, 0);
-        let mut val = None;
-        let mut kv = Fields::new(buf, value.range()?);
-        while let Some((n, v)) = kv.next()? {
-            match n {
-                1 => key = v.range()?,
-                2 => {
-                    let mut any = Fields::new(buf, v.range()?);
-                    while let Some((n, v)) = any.next()? {
-                        val = Some(match (n, v) {
-                            (1, Value::Len(a, b)) => ValueRange::Str((a, b)),
-                            (2, Value::Varint(b)) => ValueRange::Bool(b != 0),
-                            (3, Value::Varint(i)) => ValueRange::Int(i as i64),
-                            (4, Value::Fixed64(d)) => ValueRange::Double(f64::from_bits(d)),
-                            (5..=8, _) => ValueRange::Other,
-                            _ => continue,
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        f(key, val);
     }
     Ok(())
 }
@@ -641,6 +711,24 @@ impl<'a> SpanRef<'a> {
             1 => f("otel.status_code", "OK"),
             _ => {}
         }
+    }
+
+    /// `tag_hash` of each scalar attribute of the span (in order; duplicates kept).
+    pub fn attribute_hashes(&self) -> &'a [u32] {
+        let (a, b) = self.info.tags;
+        self.batch
+            .hashes
+            .get(a as usize..b as usize)
+            .unwrap_or_default()
+    }
+
+    /// `tag_hash` of each scalar attribute of the span's resource.
+    pub fn resource_attribute_hashes(&self) -> &'a [u32] {
+        let (a, b) = self.resource().map_or((0, 0), |r| r.tags);
+        self.batch
+            .hashes
+            .get(a as usize..b as usize)
+            .unwrap_or_default()
     }
 
     /// See `SpanRecord::discriminator` (the same bytes, the same result).

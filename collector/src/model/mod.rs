@@ -3,11 +3,13 @@
 //! span with its resource and scope), which the receivers of other formats also build.
 
 mod batch;
+mod hashes;
 mod ids;
 mod record;
 pub mod wire;
 
 pub use batch::{AttributeValue, SpanBatch, SpanRef};
+pub use hashes::{operation_hash, tag_hash};
 pub use ids::{
     parse_span_id, parse_trace_id, span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId,
 };

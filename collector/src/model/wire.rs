@@ -21,6 +21,7 @@ pub enum Value {
 
 impl Value {
     /// The range of a length-delimited field, or the error for a wrong wire type.
+    #[inline(always)]
     pub fn range(self) -> Result<(usize, usize), WireError> {
         match self {
             Value::Len(start, end) => Ok((start, end)),
@@ -28,6 +29,7 @@ impl Value {
         }
     }
 
+    #[inline(always)]
     pub fn varint(self) -> Result<u64, WireError> {
         match self {
             Value::Varint(v) => Ok(v),
@@ -35,6 +37,7 @@ impl Value {
         }
     }
 
+    #[inline(always)]
     pub fn fixed64(self) -> Result<u64, WireError> {
         match self {
             Value::Fixed64(v) => Ok(v),
@@ -42,6 +45,7 @@ impl Value {
         }
     }
 
+    #[inline(always)]
     pub fn fixed32(self) -> Result<u32, WireError> {
         match self {
             Value::Fixed32(v) => Ok(v),
@@ -59,6 +63,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// The fields of the message stored at `buf[start..end]`.
+    #[inline]
     pub fn new(buf: &'a [u8], (start, end): (usize, usize)) -> Self {
         Self {
             buf,
@@ -67,6 +72,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, WireError> {
         if self.pos >= self.end {
             return Err(WireError("message truncated"));
@@ -80,9 +86,19 @@ impl<'a> Fields<'a> {
         Ok(b)
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        let mut value = 0u64;
-        for i in 0..10 {
+        // Keys, lengths and most values fit in one byte.
+        let first = self.byte()?;
+        if first < 0x80 {
+            return Ok(u64::from(first));
+        }
+        self.varint_rest(first)
+    }
+
+    fn varint_rest(&mut self, first: u8) -> Result<u64, WireError> {
+        let mut value = u64::from(first & 0x7f);
+        for i in 1..10 {
             let b = self.byte()?;
             if i == 9 && b > 1 {
                 return Err(WireError("invalid varint"));
@@ -95,6 +111,7 @@ impl<'a> Fields<'a> {
         Err(WireError("invalid varint"))
     }
 
+    #[inline(always)]
     fn fixed<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let bytes: [u8; N] = self
             .buf
@@ -132,6 +149,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    #[inline(always)]
     fn len(&mut self) -> Result<usize, WireError> {
         let len = usize::try_from(self.varint()?).map_err(|_| WireError("length too large"))?;
         if len > self.end - self.pos {
@@ -142,6 +160,7 @@ impl<'a> Fields<'a> {
 
     /// The next field, `None` at the end of the message.
     #[allow(clippy::should_implement_trait)]
+    #[inline(always)]
     pub fn next(&mut self) -> Result<Option<(u32, Value)>, WireError> {
         if self.pos >= self.end {
             return Ok(None);
@@ -168,6 +187,7 @@ impl<'a> Fields<'a> {
     }
 }
 
+#[inline(always)]
 fn split_key(key: u64) -> Result<(u32, u8), WireError> {
     let key = u32::try_from(key).map_err(|_| WireError("invalid key"))?;
     let number = key >> 3;
@@ -265,7 +285,7 @@ pub fn validate(
 fn check_field(buf: &[u8], kind: Option<Kind>, value: Value, depth: u32) -> Result<(), WireError> {
     match kind {
         None => Ok(()),
-        Some(Kind::Str) => utf8(buf, value.range()?).map(|_| ()),
+        Some(Kind::Str) => check_utf8(buf, value.range()?),
         Some(Kind::Bytes) => value.range().map(|_| ()),
         Some(Kind::Varint) => value.varint().map(|_| ()),
         Some(Kind::Fixed64) => value.fixed64().map(|_| ()),
@@ -275,9 +295,21 @@ fn check_field(buf: &[u8], kind: Option<Kind>, value: Value, depth: u32) -> Resu
 }
 
 /// The string at `range`, checked to be UTF-8.
+#[inline]
 pub fn utf8(buf: &[u8], (start, end): (usize, usize)) -> Result<&str, WireError> {
     let bytes = buf.get(start..end).ok_or(WireError("message truncated"))?;
     std::str::from_utf8(bytes).map_err(|_| WireError("a string field is not valid UTF-8"))
+}
+
+/// Checks that the bytes at `range` are UTF-8 (most are ASCII, which is checked a word at a time).
+#[inline]
+pub fn check_utf8(buf: &[u8], (start, end): (usize, usize)) -> Result<(), WireError> {
+    let bytes = buf.get(start..end).ok_or(WireError("message truncated"))?;
+    if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+        Ok(())
+    } else {
+        Err(WireError("a string field is not valid UTF-8"))
+    }
 }
 
 /// The string at `range` of a buffer already validated.

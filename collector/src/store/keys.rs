@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::model::{operation_hash, tag_hash};
 use crate::model::{SpanBatch, TraceId};
 
 /// Longest service name put into a key (longer names share the entries of their first 256 bytes; a
@@ -53,16 +54,6 @@ pub fn u64_before_ref(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv64_more(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 pub fn service_prefix(service: &str) -> Vec<u8> {
     let mut k = Vec::new();
     lp(&mut k, service);
@@ -75,23 +66,6 @@ pub fn service_prefix(service: &str) -> Vec<u8> {
 pub struct SearchEntry {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
-}
-
-/// The 32-bit hash a search condition and a span's attribute are compared by: FNV-1a 64 over
-/// `kind key 0 value`, folded.
-fn condition_hash(kind: u8, key: &str, value: &str) -> u32 {
-    let h = [&[kind][..], key.as_bytes(), &[0], value.as_bytes()]
-        .iter()
-        .fold(FNV_OFFSET, |h, bytes| fnv64_more(h, bytes));
-    (h ^ (h >> 32)) as u32
-}
-
-pub fn operation_hash(operation: &str) -> u32 {
-    condition_hash(b'o', "", operation)
-}
-
-pub fn tag_hash(key: &str, value: &str) -> u32 {
-    condition_hash(b't', key, value)
 }
 
 /// A search entry's value: the shortest and longest span duration (µs), then the sorted hashes of every
@@ -144,6 +118,41 @@ struct Acc {
     min_dur: u64,
     max_dur: u64,
     hashes: Vec<u32>,
+    /// Resources whose attribute hashes are in `hashes` already.
+    resources: Vec<u32>,
+}
+
+/// The hashes of the tags a span has by its kind and status (`SpanRef::for_each_tag`'s last ones),
+/// computed once.
+struct DerivedTags {
+    /// `span.kind` by OTLP kind (1 to 5).
+    kinds: [u32; 5],
+    error: [u32; 2],
+    ok: u32,
+}
+
+static DERIVED: std::sync::LazyLock<DerivedTags> = std::sync::LazyLock::new(|| DerivedTags {
+    kinds: [1, 2, 3, 4, 5].map(|k| tag_hash("span.kind", crate::model::kind_name(k))),
+    error: [
+        tag_hash("error", "true"),
+        tag_hash("otel.status_code", "ERROR"),
+    ],
+    ok: tag_hash("otel.status_code", "OK"),
+});
+
+fn derived_tag_hashes(kind: i32, status: i32, out: &mut Vec<u32>) {
+    let derived = &*DERIVED;
+    if let Some(h) = usize::try_from(kind - 1)
+        .ok()
+        .and_then(|k| derived.kinds.get(k))
+    {
+        out.push(*h);
+    }
+    match status {
+        2 => out.extend_from_slice(&derived.error),
+        1 => out.push(derived.ok),
+        _ => {}
+    }
 }
 
 /// The search entries of a trace part (the spans of `batch` at `indexes`): one per distinct service
@@ -154,21 +163,28 @@ pub fn part_search_entries(batch: &SpanBatch, indexes: &[u32], part: &PartRef) -
     for rec in indexes.iter().filter_map(|i| batch.span(*i as usize)) {
         let start = rec.start_us();
         let dur = rec.duration_us();
-        let a = acc.entry(rec.service_name()).or_insert(Acc {
+        let a = acc.entry(rec.service_name()).or_insert_with(|| Acc {
             start,
             min_dur: dur,
             max_dur: dur,
-            hashes: Vec::new(),
+            hashes: Vec::with_capacity(32 * indexes.len()),
+            resources: Vec::new(),
         });
         a.start = a.start.min(start);
         a.min_dur = a.min_dur.min(dur);
         a.max_dur = a.max_dur.max(dur);
         a.hashes.push(operation_hash(rec.name()));
-        rec.for_each_tag(|k, v| a.hashes.push(tag_hash(k, v)));
+        a.hashes.extend_from_slice(rec.attribute_hashes());
+        if !a.resources.contains(&rec.resource_index()) {
+            a.resources.push(rec.resource_index());
+            a.hashes.extend_from_slice(rec.resource_attribute_hashes());
+        }
+        derived_tag_hashes(rec.kind(), rec.status_code(), &mut a.hashes);
     }
     acc.into_iter()
         .map(|(service, mut a)| {
-            let mut key = service_prefix(service);
+            let mut key = Vec::with_capacity(2 + service.len() + 8 + PART_REF_LEN);
+            lp(&mut key, service);
             key.extend_from_slice(&a.start.to_be_bytes());
             key.extend_from_slice(part);
             a.hashes.sort_unstable();
@@ -327,6 +343,73 @@ mod tests {
             SearchValue::decode(&[0; 17]).is_none(),
             "truncated hash list"
         );
+    }
+
+    #[test]
+    fn search_entries_hash_exactly_the_tags_a_search_compares() {
+        use crate::model::{string_attribute, SpanRecord};
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let rec = |service: &str, id: u8, kind: i32, code: i32| {
+            SpanRecord::new(
+                Resource {
+                    attributes: vec![
+                        string_attribute("service.name", service),
+                        kv("pod.index", Value::IntValue(-3)),
+                    ],
+                    ..Default::default()
+                },
+                Default::default(),
+                Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![id; 8],
+                    name: format!("op{id}"),
+                    kind,
+                    start_time_unix_nano: 1_000,
+                    end_time_unix_nano: 2_000 + u64::from(id) * 1_000,
+                    attributes: vec![
+                        string_attribute("http.route", "/x"),
+                        kv("status", Value::IntValue(503)),
+                        kv("ratio", Value::DoubleValue(0.25)),
+                        kv("big", Value::DoubleValue(1e21)),
+                        kv("cached", Value::BoolValue(id.is_multiple_of(2))),
+                        kv("raw", Value::BytesValue(vec![1])),
+                    ],
+                    status: Some(Status {
+                        code,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let records = [rec("a", 1, 2, 2), rec("a", 2, 3, 1), rec("b", 3, 0, 0)];
+        let batch = SpanBatch::from_records(&records);
+        let entries = part_search_entries(&batch, &[0, 1, 2], &part_ref(&[1; 16], 7));
+        assert_eq!(entries.len(), 2, "one entry per service");
+        for (entry, service) in entries.iter().zip(["a", "b"]) {
+            let mut expected: Vec<u32> = Vec::new();
+            for span in batch.spans().filter(|s| s.service_name() == service) {
+                expected.push(operation_hash(span.name()));
+                span.for_each_tag(|k, v| expected.push(tag_hash(k, v)));
+            }
+            expected.sort_unstable();
+            expected.dedup();
+            let value = SearchValue::decode(&entry.value).unwrap();
+            let stored: Vec<u32> = value
+                .hashes
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(stored, expected, "service {service}");
+        }
     }
 
     #[test]

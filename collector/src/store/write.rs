@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 
 use fjall::Batch;
+use foldhash::fast::RandomState;
 
 use super::keys::{self, TraceSummary};
 use super::schema::*;
@@ -63,12 +64,14 @@ impl Written<'_> {
 }
 
 impl Store {
-    /// Groups the spans of `batch` by trace and encodes each group as a trace part. Pure CPU work, done
-    /// by the caller (a receiver's task) so that the single writer only inserts and commits.
-    pub fn prepare(batch: &SpanBatch) -> Prepared {
+    /// Groups the spans of `batch` by trace and encodes each group as a trace part, leaving out parts
+    /// already stored (a retried export of the same spans). Done by the caller (a receiver's task) so
+    /// that the single writer only inserts and commits.
+    pub fn prepare(&self, batch: &SpanBatch) -> Prepared {
         let mut order: Vec<(TraceId, Vec<u32>)> = Vec::new();
-        let mut slot: HashMap<TraceId, usize> = HashMap::new();
-        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        let mut slot: HashMap<TraceId, usize, RandomState> =
+            HashMap::with_capacity_and_hasher(batch.len(), RandomState::default());
+        let mut names: HashSet<Vec<u8>, RandomState> = HashSet::default();
         for (i, span) in batch.spans().enumerate() {
             let trace = span.trace_id();
             let at = *slot.entry(trace).or_insert_with(|| {
@@ -89,6 +92,10 @@ impl Store {
             parts: order
                 .iter()
                 .filter_map(|(trace, group)| prepare_part(batch, trace, &dedupe(batch, group)))
+                // A read error here, or a retry racing its original in another group, only costs a
+                // duplicate write under the same key: the data is unchanged, the stored-bytes counter
+                // counts that part twice.
+                .filter(|part| !self.parts.contains_key(part.part_ref).unwrap_or(false))
                 .collect(),
             names,
         }
@@ -103,7 +110,7 @@ impl Store {
     /// Stores the spans of `batch` durably in a batch of their own.
     pub fn write_batch(&self, batch: &SpanBatch) -> Result<(), StoreError> {
         let mut fjall_batch = self.db.batch(true);
-        let written = self.add(&mut fjall_batch, &[Self::prepare(batch)])?;
+        let written = self.add(&mut fjall_batch, &[self.prepare(batch)])?;
         if !fjall_batch.is_empty() {
             fjall_batch.commit()?;
         }
@@ -111,15 +118,15 @@ impl Store {
         Ok(())
     }
 
-    /// Adds prepared parts to `batch`. A part that is already stored (a retried export of the same
-    /// spans) adds nothing; spans stored twice in different parts are shown once. Call
+    /// Adds prepared parts to `batch` (a part prepared twice in one group goes in once; `prepare` left out
+    /// those already stored; spans stored twice in different parts are shown once). Call
     /// `Written::committed` once the batch is committed.
     pub fn add(&self, batch: &mut Batch, prepared: &[Prepared]) -> Result<Written<'_>, StoreError> {
         let state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut added = 0u64;
         let mut in_batch: HashSet<&keys::PartRef> = HashSet::new();
         for part in prepared.iter().flat_map(|p| p.parts.iter()) {
-            if !in_batch.insert(&part.part_ref) || self.parts.contains_key(part.part_ref)? {
+            if !in_batch.insert(&part.part_ref) {
                 continue;
             }
             batch.insert(&self.parts, part.part_ref, part.value.as_slice());

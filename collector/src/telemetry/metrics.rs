@@ -66,6 +66,10 @@ pub struct Metrics {
     dropped_packets: Family<PacketLabels, Counter>,
     query_seconds: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     pub store_commits: Counter,
+    /// How long a group commit took (the batch and its journal fsync).
+    pub store_commit_seconds: Histogram,
+    /// Spans per group commit.
+    pub store_commit_spans: Histogram,
     pub stored_bytes: Gauge,
     pub store_file_bytes: Gauge,
     pub queued_spans: Gauge,
@@ -90,6 +94,8 @@ impl Metrics {
             dropped_packets: Family::default(),
             query_seconds: Family::new_with_constructor(query_histogram as fn() -> Histogram),
             store_commits: Counter::default(),
+            store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            store_commit_spans: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             stored_bytes: Gauge::default(),
             store_file_bytes: Gauge::default(),
             queued_spans: Gauge::default(),
@@ -128,6 +134,16 @@ impl Metrics {
             "store_commits",
             "Store transactions committed by the writer",
             m.store_commits.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Duration of the writer's group commits, journal fsync included",
+            m.store_commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_spans",
+            "Spans per group commit (every waiting submission joins the next commit)",
+            m.store_commit_spans.clone(),
         );
         registry.register(
             "store_stored_bytes",

@@ -13,6 +13,10 @@ pub enum IngestError {
     /// Writing failed in a way that may pass (an I/O error): the spans were not stored.
     #[error("the spans could not be stored, retry later: {0}")]
     Unavailable(String),
+    /// The data directory's disk is full: nothing was written and nothing acknowledged is lost; writing
+    /// resumes by itself once space is freed.
+    #[error("the collector's disk is full, retry later: {0}")]
+    DiskFull(String),
     /// Storage failed for good (a failed journal fsync poisons the keyspace; corrupt data): nothing will
     /// be stored until the collector is restarted, so the sender is told not to retry.
     #[error("the collector's storage failed: {0}")]
@@ -29,25 +33,31 @@ impl IngestError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             IngestError::Overloaded => Some(Duration::from_secs(1)),
-            IngestError::ShuttingDown | IngestError::Unavailable(_) => Some(Duration::from_secs(5)),
+            IngestError::ShuttingDown | IngestError::Unavailable(_) | IngestError::DiskFull(_) => {
+                Some(Duration::from_secs(5))
+            }
             IngestError::Failed(_) => None,
         }
     }
 
-    /// HTTP status: 429 when overloaded, 503 when briefly unavailable, 500 when storage failed. OTLP
-    /// clients retry 429 and 503 and drop on 500.
+    /// HTTP status: 429 when overloaded, 503 when briefly unavailable or the disk is full, 500 when
+    /// storage failed. OTLP clients retry 429 and 503 and drop on 500.
     pub fn http_status(&self) -> u16 {
         match self {
             IngestError::Overloaded => 429,
-            IngestError::ShuttingDown | IngestError::Unavailable(_) => 503,
+            IngestError::ShuttingDown | IngestError::Unavailable(_) | IngestError::DiskFull(_) => {
+                503
+            }
             IngestError::Failed(_) => 500,
         }
     }
 
-    /// The gRPC status: `UNAVAILABLE` (retried by OTLP clients) or `INTERNAL` (not retried).
+    /// The gRPC status: `UNAVAILABLE` or `RESOURCE_EXHAUSTED` for a full disk (both retried by OTLP
+    /// clients), `INTERNAL` (not retried).
     pub fn grpc_status(&self) -> tonic::Status {
         match self {
             IngestError::Failed(_) => tonic::Status::internal(self.to_string()),
+            IngestError::DiskFull(_) => tonic::Status::resource_exhausted(self.to_string()),
             _ => tonic::Status::unavailable(self.to_string()),
         }
     }
@@ -78,6 +88,12 @@ mod tests {
                 503,
                 Some(5),
                 tonic::Code::Unavailable,
+            ),
+            (
+                IngestError::DiskFull("no space".into()),
+                503,
+                Some(5),
+                tonic::Code::ResourceExhausted,
             ),
             (
                 IngestError::Failed("fsync".into()),

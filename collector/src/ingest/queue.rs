@@ -35,6 +35,20 @@ pub struct Work {
     pub release: Vec<PendingKey>,
 }
 
+impl Work {
+    /// About how many bytes writing this work adds to the journal.
+    pub fn bytes(&self) -> u64 {
+        let store = self.store.as_ref().map_or(0, Prepared::bytes);
+        let export = self.export.as_ref().map_or(0, |b| b.len() as u64);
+        let hold: usize = self
+            .hold
+            .iter()
+            .map(|(key, span)| key.len() + span.len())
+            .sum();
+        store + export + hold as u64
+    }
+}
+
 /// One submission: its work, its share of the span budget, and where to say whether it is durable.
 pub(super) struct Submission {
     pub work: Work,

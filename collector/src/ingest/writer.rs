@@ -60,7 +60,9 @@ impl Sinks {
 
 impl From<StoreError> for IngestError {
     fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
+        if matches!(e, StoreError::DiskFull { .. }) {
+            IngestError::DiskFull(e.to_string())
+        } else if e.is_retryable() {
             IngestError::Unavailable(e.to_string())
         } else {
             IngestError::Failed(e.to_string())
@@ -85,6 +87,9 @@ impl Sinks {
         {
             return Err(IngestError::Overloaded);
         }
+        // Refused before anything is written: a journal write that fails for want of space would poison
+        // the keyspace for good, a refusal passes once space is freed.
+        db.check_space(group.iter().map(|s| s.work.bytes()).sum())?;
         let mut batch = db.batch(true);
         let prepared: Vec<Prepared> = group
             .iter_mut()
@@ -143,6 +148,8 @@ pub fn spawn_writer(
 fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) {
     // Set once storage failed for good; every later submission gets this answer.
     let mut failed: Option<IngestError> = None;
+    // Whether the last commit was refused for a full disk (logged when it starts and when it ends).
+    let mut disk_full = false;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut spans = group.iter().map(|s| s.spans).sum::<usize>();
@@ -160,6 +167,15 @@ fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) 
             Some(e) => Err(e.clone()),
             None => sinks.commit(&mut group),
         };
+        if disk_full != matches!(result, Err(IngestError::DiskFull(_))) {
+            disk_full = !disk_full;
+            match &result {
+                Err(e) => {
+                    tracing::error!(error = %e, "disk full: spans are refused (HTTP 503, gRPC RESOURCE_EXHAUSTED) until space is freed")
+                }
+                _ => tracing::info!("disk space is back: spans are stored again"),
+            }
+        }
         match &result {
             Ok(()) => {
                 metrics.store_commits.inc();
@@ -172,7 +188,7 @@ fn run(sinks: Sinks, mut rx: mpsc::Receiver<Submission>, metrics: Arc<Metrics>) 
                 tracing::error!(error = %e, spans, "storage failed for good: every span is refused (HTTP 500, gRPC INTERNAL) until the collector is restarted");
                 failed = Some(e.clone());
             }
-            Err(IngestError::Failed(_)) => {}
+            Err(IngestError::Failed(_) | IngestError::DiskFull(_)) => {}
             Err(e) => tracing::warn!(error = %e, spans, "spans not stored; senders retry"),
         }
         for submission in group {

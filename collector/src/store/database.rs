@@ -36,6 +36,9 @@ const OLD_FILES: [(&str, &str); 4] = [
     ),
 ];
 
+/// The most free space `check_space` keeps for compactions.
+const RESERVE_MAX: u64 = 1 << 30;
+
 pub struct Database {
     keyspace: Keyspace,
     meta: PartitionHandle,
@@ -46,8 +49,14 @@ impl Database {
     /// Opens (or creates) the keyspace under `data_dir`. After a crash fjall replays its journal up to the
     /// last complete batch. A keyspace (or a file) of another format is refused (`StoreError::Format`).
     pub fn open(data_dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(StoreError::Io)?;
         let path = data_dir.join("db");
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unusable(format!(
+                "cannot use {} as the data directory ({e}): --data-dir must name a directory the \
+                 collector can create or write",
+                data_dir.display()
+            ))
+        })?;
         for (file, what) in OLD_FILES {
             let old = data_dir.join(file);
             if old.exists() {
@@ -61,18 +70,30 @@ impl Database {
                 )));
             }
         }
+        let damaged = |e: &dyn std::fmt::Display| {
+            StoreError::Unusable(format!(
+                "cannot open the store in {} ({e}): if its files are damaged or not a meshtrace store, \
+                 move that directory away (or delete it) to start an empty store; if it is a permission \
+                 or disk problem, fix that and start again",
+                path.display()
+            ))
+        };
         let keyspace = Config::new(&path)
             .cache_size(options.cache_bytes as u64)
-            .open()?;
+            .open()
+            .map_err(|e| damaged(&e))?;
         // Data without a format version (not even a new keyspace's first batch, which writes it) is not
         // ours.
         let has_data = keyspace
             .list_partitions()
             .iter()
             .any(|p| p.as_ref() != schema::META);
-        let meta = keyspace.open_partition(schema::META, PartitionCreateOptions::default())?;
+        let meta = keyspace
+            .open_partition(schema::META, PartitionCreateOptions::default())
+            .map_err(|e| damaged(&e))?;
         let format = meta
-            .get(schema::META_FORMAT)?
+            .get(schema::META_FORMAT)
+            .map_err(|e| damaged(&e))?
             .and_then(|v| schema::u64_value(&v));
         match format {
             Some(schema::FORMAT_VERSION) => {}
@@ -127,6 +148,31 @@ impl Database {
 
     pub fn keyspace(&self) -> &Keyspace {
         &self.keyspace
+    }
+
+    /// Refuses (`StoreError::DiskFull`) a write of about `bytes` when the data directory's file system
+    /// would not keep room for what fjall writes by itself: flushing every memtable (active and sealed)
+    /// and compacting. fjall treats a failed flush or compaction as fatal (the keyspace is poisoned for
+    /// good), so the room is kept before the journal takes more: the memtables' size plus a sixteenth of
+    /// the file system, at most 1 GiB. Nothing is refused when the free space cannot be read.
+    pub fn check_space(&self, bytes: u64) -> Result<(), StoreError> {
+        let Ok(fs) = rustix::fs::statvfs(&self.path) else {
+            return Ok(());
+        };
+        let available = fs.f_bavail.saturating_mul(fs.f_frsize);
+        let reserve = (fs.f_blocks.saturating_mul(fs.f_frsize) / 16).min(RESERVE_MAX);
+        // Twice the spans (the journal, then their flush) and the memtables' own flush.
+        let needed = reserve
+            .saturating_add(bytes.saturating_mul(2))
+            .saturating_add(self.keyspace.write_buffer_size());
+        if available < needed {
+            return Err(StoreError::DiskFull {
+                path: self.path.clone(),
+                available,
+                needed,
+            });
+        }
+        Ok(())
     }
 
     /// The size of the keyspace on disk (tables and journal).

@@ -12,6 +12,18 @@ pub enum StoreError {
     Format(String),
     #[error("store writer lock poisoned")]
     Poisoned,
+    /// The data directory cannot be used at start (not a directory, unwritable, damaged): the message
+    /// names the path and what to do.
+    #[error("{0}")]
+    Unusable(String),
+    /// The data directory's file system is (nearly) full: nothing was written, so the keyspace is intact
+    /// and writing resumes once space is freed.
+    #[error("the disk of {path} is full: {available} bytes free, {needed} needed (the spans, plus a reserve for the store's own flushes); free space there or move --data-dir")]
+    DiskFull {
+        path: std::path::PathBuf,
+        available: u64,
+        needed: u64,
+    },
 }
 
 impl StoreError {
@@ -22,7 +34,11 @@ impl StoreError {
         match self {
             StoreError::Keyspace(e) => fjall_retryable(e),
             StoreError::Tree(e) => lsm_retryable(e),
-            StoreError::Io(_) | StoreError::Format(_) | StoreError::Poisoned => false,
+            StoreError::DiskFull { .. } => true,
+            StoreError::Io(_)
+            | StoreError::Format(_)
+            | StoreError::Poisoned
+            | StoreError::Unusable(_) => false,
         }
     }
 }
@@ -76,6 +92,15 @@ mod tests {
                 "a foreign format stays",
             ),
             (StoreError::Poisoned, false, "a panicked writer"),
+            (
+                StoreError::DiskFull {
+                    path: "/d".into(),
+                    available: 1,
+                    needed: 2,
+                },
+                true,
+                "a full disk is refused before writing, and passes once space is freed",
+            ),
         ];
         for (e, retryable, why) in cases {
             assert_eq!(e.is_retryable(), *retryable, "{why}");

@@ -421,3 +421,42 @@ fn scans_stop_at_the_deadline_and_say_so() {
     assert!(!report.truncated);
     assert_eq!(seen, vec![([2u8; 16], 1), ([1u8; 16], 1)]);
 }
+
+#[test]
+fn a_write_that_would_eat_the_flush_reserve_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path(), &StoreOptions::new(1 << 20)).unwrap();
+    db.check_space(1 << 10).unwrap();
+    let err = db.check_space(u64::MAX / 4).err().unwrap();
+    assert!(matches!(err, StoreError::DiskFull { .. }), "{err}");
+    assert!(err.is_retryable(), "passes once space is freed");
+    let text = err.to_string();
+    assert!(text.contains(db.path().to_str().unwrap()), "{text}");
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_or_damaged_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let err = Store::open(&file, 1 << 20).err().unwrap();
+    assert!(matches!(err, StoreError::Unusable(_)), "{err}");
+    assert!(err.to_string().contains(file.to_str().unwrap()), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), 1 << 20).unwrap());
+    let version = dir.path().join("db").join("version");
+    assert!(
+        version.exists(),
+        "fjall's version marker is where this test expects it"
+    );
+    std::fs::write(&version, b"garbage").unwrap();
+    let err = Store::open(dir.path(), 1 << 20).err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unusable(_)), "{text}");
+    assert!(text.contains("move that directory away"), "{text}");
+    assert!(
+        text.contains(dir.path().join("db").to_str().unwrap()),
+        "{text}"
+    );
+}

@@ -45,6 +45,11 @@ impl Prepared {
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }
+
+    /// The bytes of the parts and their index entries.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
 }
 
 /// Parts added to a batch that is not committed yet; `committed` records them once it is. Holds the

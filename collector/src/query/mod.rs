@@ -5,7 +5,7 @@ mod admin;
 mod envelope;
 mod handlers;
 mod jaeger;
-mod params;
+pub(crate) mod params;
 mod sampling;
 
 use std::sync::atomic::AtomicBool;

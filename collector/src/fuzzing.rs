@@ -75,3 +75,15 @@ pub fn query_params(raw: &str, now_us: u64) {
 pub fn span_record(bytes: &[u8]) -> Option<crate::model::SpanRecord> {
     crate::model::SpanRecord::decode(bytes)
 }
+
+/// A TraceQL query: parsed, planned against the store's index, and run over one trace's spans. Returns
+/// whether it parsed.
+pub fn traceql(src: &str, trace: &[crate::model::SpanRecord]) -> bool {
+    use crate::query::traceql;
+    let Ok(query) = traceql::parse(src) else {
+        return false;
+    };
+    let _ = traceql::plan::candidates(&query);
+    let _ = traceql::TraceView::new(trace).run(&query);
+    true
+}

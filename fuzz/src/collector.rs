@@ -69,6 +69,74 @@ pub fn query_params(data: &[u8]) {
     fuzzing::query_params(raw, 1_700_000_000_000_000);
 }
 
+/// A small trace to run queries over: a SERVER root with a CLIENT child that failed, in two services.
+fn trace() -> &'static [meshtrace_collector::model::SpanRecord] {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+    static TRACE: std::sync::OnceLock<Vec<meshtrace_collector::model::SpanRecord>> =
+        std::sync::OnceLock::new();
+    TRACE.get_or_init(|| {
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let span = |id: u8, parent: Vec<u8>, kind: i32, error: bool| Span {
+            trace_id: vec![0x4b; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent,
+            name: format!("op{id}"),
+            kind,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(id) * 1000,
+            end_time_unix_nano: 1_700_000_000_005_000_000,
+            attributes: vec![
+                kv(
+                    "http.response.status_code",
+                    Value::IntValue(200 + i64::from(id) * 150),
+                ),
+                kv("http.route", Value::StringValue("/api/{id}".into())),
+            ],
+            status: error.then(|| Status {
+                code: 2,
+                message: "boom".into(),
+            }),
+            ..Default::default()
+        };
+        let rs = |service: &str, spans: Vec<Span>| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", Value::StringValue(service.into()))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![
+                rs("front", vec![span(1, vec![], 2, false)]),
+                rs("back", vec![span(2, vec![1; 8], 3, true)]),
+            ],
+        };
+        fuzzing::otlp_proto(&req.encode_to_vec())
+            .map(|c| c.records)
+            .unwrap_or_default()
+    })
+}
+
+/// TraceQL: any text parses or is refused with a position; what parses is planned and run over a trace.
+pub fn traceql(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    assert_eq!(trace().len(), 2);
+    fuzzing::traceql(src, trace());
+}
+
 pub fn store_record(data: &[u8]) {
     if let Some(record) = fuzzing::span_record(data) {
         let _ = (

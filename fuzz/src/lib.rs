@@ -29,6 +29,7 @@ pub const TARGETS: &[&str] = &[
     "jaeger_thrift",
     "jaeger_proto",
     "query_params",
+    "traceql",
     "store_record",
     "gunzip",
 ];
@@ -52,6 +53,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "jaeger_thrift" => collector::jaeger_thrift(data),
         "jaeger_proto" => collector::jaeger_proto(data),
         "query_params" => collector::query_params(data),
+        "traceql" => collector::traceql(data),
         "store_record" => collector::store_record(data),
         "gunzip" => collector::gunzip(data),
         _ => return false,

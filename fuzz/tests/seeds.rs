@@ -245,6 +245,16 @@ fn write_seeds() {
         "service=shop&operation=GET%20%2Fa&tags=%7B%22error%22%3A%22true%22%7D&tag=http.status_code%3A500&start=1&end=1700000000000000&minDuration=1.5ms&maxDuration=2s&limit=20&lookback=1h",
     );
     write("query_params", "ids", "traceID=4bf92f3577b34da6a3ce929d0e0e4736&traceID=abc&endTs=1700000000000&lookback=3600000&spanKind=server");
+    write(
+        "traceql",
+        "pipeline",
+        r#"{ resource.service.name = "front" && span.http.response.status_code >= 500 } >> { status = error } | count() > 1"#,
+    );
+    write(
+        "traceql",
+        "regex",
+        r#"{ name =~ "op[0-9]+" || duration > 1.5ms } && { kind = client } | select(span.http.route)"#,
+    );
     let record = meshtrace_collector::fuzzing::otlp_proto(&req.encode_to_vec()).unwrap();
     write("store_record", "one", record.records[0].encode());
     let mut gz = flate2_gzip(b"hello hello hello hello");

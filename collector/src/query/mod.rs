@@ -21,7 +21,7 @@ mod sampling;
 mod summary;
 mod tempo;
 mod timestamp;
-mod traceql;
+pub(crate) mod traceql;
 mod ui;
 mod v3;
 mod zipkin;

@@ -55,13 +55,18 @@ async fn assert_all_stored(c: &Collector, acked: &[Vec<u8>]) {
             .map(|t| format!("traceID={}", hex::encode(t)))
             .collect();
         let (status, v) = get_json(c, &format!("/api/traces?{}", query.join("&"))).await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "{v}");
         let data = v["data"].as_array().unwrap();
-        assert_eq!(
-            data.len(),
-            chunk.len(),
-            "every acknowledged trace is stored"
-        );
+        if data.len() != chunk.len() {
+            let logs = c.drain_logs();
+            let tail = &logs[logs.len().saturating_sub(10)..];
+            panic!(
+                "{} of {} acknowledged traces stored; collector log:\n{}",
+                data.len(),
+                chunk.len(),
+                tail.join("\n")
+            );
+        }
         for t in data {
             assert_eq!(
                 t["spans"].as_array().unwrap().len() as u64,

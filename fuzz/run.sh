@@ -9,7 +9,8 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=${FUZZ_TARGETS:-$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^meshtrace-fuzz$')}
 JOBS=${FUZZ_JOBS:-1}
 FUZZ=(nice -n 19 ionice -c3 cargo +nightly fuzz)
-FLAGS=(-s none --debug-assertions --features libfuzzer)
+# Its own target directory: a long fuzz build never holds the lock of the ordinary builds.
+FLAGS=(-s none --debug-assertions --features libfuzzer --target-dir target/fuzz)
 STATS=fuzz/artifacts/last-run.tsv
 "${FUZZ[@]}" build "${FLAGS[@]}"
 mkdir -p fuzz/artifacts

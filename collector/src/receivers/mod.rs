@@ -1,7 +1,7 @@
 //! Receivers: each one reads a wire format into a `SpanBatch` (OTLP protobuf in place; the others through
 //! `SpanRecord`s) and hands it to the pipeline, answering only once the spans are durable.
 
-mod body;
+pub(crate) mod body;
 pub mod jaeger;
 mod otlp;
 pub mod otlp_grpc;

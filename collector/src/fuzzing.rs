@@ -4,22 +4,43 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use crate::model::SpanBatch;
 pub use crate::receivers::jaeger::Protocol;
 use crate::receivers::jaeger::{api_v2, proto, thrift, to_records};
-use crate::receivers::{split_request, zipkin, Conversion};
+use crate::receivers::{zipkin, Conversion};
 
-/// OTLP protobuf, as `POST /v1/traces` and the gRPC service decode it.
+/// What the receivers and the store read of a request read in place, as records.
+fn batch_conversion(batch: SpanBatch) -> Conversion {
+    for span in batch.spans() {
+        let _ = (
+            span.attribute_hashes(),
+            span.resource_attribute_hashes(),
+            span.service_name(),
+            span.discriminator(),
+        );
+        span.for_each_tag(|_, _| {});
+    }
+    let (rejected, first_error) = batch.rejected();
+    Conversion {
+        records: batch.to_records(),
+        rejected,
+        first_error: first_error.map(str::to_string),
+    }
+}
+
+/// OTLP protobuf, as `POST /v1/traces` and the gRPC service read it (in place).
 pub fn otlp_proto(body: &[u8]) -> Option<Conversion> {
-    ExportTraceServiceRequest::decode(body)
+    SpanBatch::parse(bytes::Bytes::copy_from_slice(body))
         .ok()
-        .map(split_request)
+        .map(batch_conversion)
 }
 
 /// OTLP JSON, as `POST /v1/traces` with `application/json` decodes it.
 pub fn otlp_json(body: &[u8]) -> Option<Conversion> {
-    serde_json::from_slice::<ExportTraceServiceRequest>(body)
+    let request = serde_json::from_slice::<ExportTraceServiceRequest>(body).ok()?;
+    SpanBatch::parse(request.encode_to_vec().into())
         .ok()
-        .map(split_request)
+        .map(batch_conversion)
 }
 
 pub fn zipkin_json(body: &[u8]) -> Option<Conversion> {

@@ -442,8 +442,6 @@ fn is_root() -> bool {
 
 /// An unwritable data directory: exit 1 with the path and what to do, not a panic or a half start.
 #[test]
-#[ignore = "fails on main (exit 1 but 'store directory: File exists', no path, no advice); the fix goes in \
-            store/ once issue 16's storage rework is in main: see RELIABILITY.md, known failures"]
 fn unwritable_data_dir_exits_1_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     // A regular file where the directory should be is unwritable for root too.
@@ -460,8 +458,6 @@ fn unwritable_data_dir_exits_1_naming_the_path() {
 
 /// Damaged store files at start: exit 1 naming the path and what to do.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails on main (exit 1 but 'store: FjallError: InvalidVersion(None)', no path, no advice); the fix \
-            goes in store/ once issue 16's storage rework is in main: see RELIABILITY.md, known failures"]
 async fn damaged_store_files_exit_1_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Collector::start(dir.path(), &[]);
@@ -539,8 +535,6 @@ async fn torn_last_batch_is_recovered() {
 /// The data directory fills up (a 16 MiB tmpfs; root only): ingest answers 503 with Retry-After, nothing
 /// acknowledged is lost, the store stays readable, and ingest resumes by itself once space is freed.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "fails on main (after the first 503 the acknowledged traces no longer read back); the fix goes in \
-            store/ and ingest/ once issue 16's storage rework is in main: see RELIABILITY.md, known failures"]
 async fn full_disk_answers_503_and_recovers_when_space_is_freed() {
     if !is_root() {
         eprintln!("SKIPPED full_disk_answers_503_and_recovers_when_space_is_freed: mounting a tmpfs needs root");

@@ -54,7 +54,7 @@ fn nested_attribute(depth: usize) -> Vec<u8> {
     ld(9, &kv)
 }
 
-async fn post(c: &Collector, url: &str, content_type: &str, body: Vec<u8>) -> u16 {
+async fn post(_c: &Collector, url: &str, content_type: &str, body: Vec<u8>) -> u16 {
     client()
         .post(url)
         .header("content-type", content_type)

@@ -8,6 +8,12 @@ group commit), without the start-up. Callgrind counts instructions, not time, so
 does not change the figure. LSM flushes and compactions mostly fall outside such short runs: the `perf`
 mode shows them.
 
+`python bench/collector_profile.py cpu [seconds]` runs the collector under wrk (as bench/collector.py does)
+and divides the CPU time the collector's process used (every thread: receivers, writer, analytics, LSM
+flushes and compactions, counted until they settle after the load) by the spans it acknowledged: CPU time
+per span moves far less than spans per second when other work shares the machine, so it compares
+settings (`COLLECTOR_ARGS`) and builds (`COLLECTOR_BIN`) on a busy machine.
+
 `python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
 does) for a while, samples it with `perf record -g` and prints the hottest functions.
 """
@@ -21,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,7 +40,7 @@ CONNECTIONS = 8
 
 
 def args(data_dir, ports):
-    return [str(COLLECTOR), "--data-dir", str(data_dir), "--log-level", "warn",
+    return [str(COLLECTOR), *os.environ.get("COLLECTOR_ARGS", "").split(), "--data-dir", str(data_dir), "--log-level", "warn",
             "--otlp-http-addr", f"{bench.LOOPBACK}:{ports['http']}",
             "--otlp-grpc-addr", f"{bench.LOOPBACK}:{ports['grpc']}",
             "--zipkin-addr", f"{bench.LOOPBACK}:0", "--http-addr", f"{bench.LOOPBACK}:{ports['query']}",
@@ -108,6 +115,41 @@ def batches(n=300):
     return bodies
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid`, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu(seconds=20):
+    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cpu-"))
+    batch_dir = tmp / "batches"
+    batch_dir.mkdir()
+    bench.write_batches(batch_dir, 300)
+    ports = {k: bench.free_port() for k in ("http", "grpc", "query")}
+    coll = bench.Proc(args(tmp / "data", ports), ports["query"], "/readyz")
+    try:
+        bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
+        time.sleep(3)
+        before = cpu_seconds(coll.proc.pid)
+        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
+        # Let the flushes and compactions the load caused finish (the CPU stops moving).
+        last = cpu_seconds(coll.proc.pid)
+        for _ in range(30):
+            time.sleep(1)
+            now = cpu_seconds(coll.proc.pid)
+            if now - last < 0.02:
+                break
+            last = now
+        used = last - before
+    finally:
+        coll.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    spans = (r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH
+    return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "cpu_s": round(used, 2),
+            "cpu_us_per_span": round(used / max(spans, 1) * 1e6, 2), "load": round(os.getloadavg()[0], 1)}
+
+
 def perf(seconds=20):
     tmp = Path(tempfile.mkdtemp(prefix="meshtrace-perf-"))
     batch_dir = tmp / "batches"
@@ -139,5 +181,7 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "instructions"
     if mode == "perf":
         perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    elif mode == "cpu":
+        print(cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 20))
     else:
         print(instructions())

@@ -1,4 +1,5 @@
-//! The partitions of the fjall keyspace (store format 3). All keys are byte strings built in `keys`;
+//! The store's partitions of the one fjall keyspace (format 4; the export queue and the pending set
+//! name their own). All keys are byte strings built in `keys`;
 //! integers inside keys are big-endian so that byte order is numeric order.
 
 /// The format this build reads and writes. Formats 1 and 2 (a redb file, `traces.redb`) and 3 (fjall for

@@ -1,5 +1,5 @@
 # The collector's build and test targets; included by the root Makefile (run from the repo root).
-# Uses $(VENV), $(PYTHON) and $(VENV)/.ready from the root Makefile.
+# Uses $(VENV), $(PYTHON), $(TARGET_DIR) and $(VENV)/.ready from the root Makefile.
 
 COLLECTOR_PY_READY := $(VENV)/.collector-py-ready
 
@@ -8,7 +8,7 @@ COLLECTOR_PY_READY := $(VENV)/.collector-py-ready
 collector-build:
 	cargo build -p meshtrace-collector --release
 	@mkdir -p dist
-	cp target/release/meshtrace-collector dist/meshtrace-collector
+	cp $(TARGET_DIR)/release/meshtrace-collector dist/meshtrace-collector
 
 $(COLLECTOR_PY_READY): $(VENV)/.ready collector/tests/py/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r collector/tests/py/requirements.txt
@@ -26,5 +26,5 @@ collector-unit-test:
 # debug binary that `cargo test` already built.
 collector-py-test: $(COLLECTOR_PY_READY)
 	cargo build -p meshtrace-collector
-	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) ENVOY=$(abspath $(VENV)/bin/envoy) \
+	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) ENVOY=$(abspath $(VENV)/bin/envoy) \
 	  $(PYTHON) -m pytest -q collector/tests/py

@@ -1,14 +1,14 @@
-# The meshtrace collector. Build context: the repository root.
-#   docker build -f integration/docker/collector.Dockerfile -t meshtrace/collector:dev .
-FROM rust:1.95-bookworm AS build
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src src
-COPY collector collector
-RUN cargo build -p meshtrace-collector --release --locked
-
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/meshtrace-collector /usr/local/bin/meshtrace-collector
+# The meshtrace collector, FROM scratch with local artefacts only: `make images`
+# assembles dist/images/collector/ (the release binary, the shared libraries it
+# loads, busybox for the health check), so nothing is pulled. Build context: the
+# repository root.
+#   make images && buildah bud -f integration/docker/collector.Dockerfile -t meshtrace/collector:dev .
+FROM scratch
+COPY dist/images/collector/ /
+# The store's directory owned by the collector's user: a named volume mounted
+# here starts as a copy of it (owner included), so the collector can write.
+COPY --chown=65532:65532 dist/images/collector-data/ /var/lib/meshtrace/
+USER 65532:65532
 # Inside a container the receivers listen on every address; publish ports on
 # the host's loopback only (see docker-compose.yaml).
 ENV MESHTRACE_OTLP_HTTP_ADDR=0.0.0.0:4318 \

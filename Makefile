@@ -53,7 +53,7 @@ wasm: setup-rust setup-wasm-opt
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/meshtrace.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test quickstart-test
 
 fmt-check:
 	cargo fmt --all -- --check

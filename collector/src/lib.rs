@@ -3,13 +3,14 @@
 //!
 //! Layout: `receivers/` decode and validate wire formats into the span model (`model/`), `ingest/` is the
 //! bounded queue and the group-commit writer in front of `store/`, `query/` is the Jaeger-compatible HTTP
-//! API, `telemetry/` holds logging and metrics, `init/` wires everything from the command line.
+//! API, `telemetry/` holds logging and metrics, `init/` wires everything from the command line (`duration.rs`: Go durations for flags, files and queries).
 //! `analytics/` derives span metrics and the service graph from every span, `sampling/` serves remote and
 //! adaptive sampling strategies, `tail_sampling/` decides per trace before the store, `exporters/` forward
 //! to other OTLP backends through a persistent queue, and `topology/` connects them.
 
 pub mod analytics;
 pub mod auth;
+pub mod duration;
 pub mod exporters;
 pub mod ingest;
 pub mod init;

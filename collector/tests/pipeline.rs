@@ -226,6 +226,10 @@ max-backoff = "500ms"
         v["data"].as_array().is_none_or(|d| d.is_empty()),
         "gateway mode stores nothing"
     );
+    assert!(
+        !gateway_data.join("traces").exists(),
+        "--store=false opens no store"
+    );
     // Restart the gateway mid-outage, the hard way.
     eventually("exporters tried and failed", 600, || async {
         let (_, m) = get_text(&gateway, "/metrics").await;

@@ -29,7 +29,7 @@ pub enum Client {
 
 impl Client {
     pub fn new(config: &ExporterConfig) -> Result<Self, String> {
-        let timeout = Duration::from_micros(config.timeout.max(1_000));
+        let timeout = config.timeout.max(Duration::from_millis(1));
         match config.protocol {
             Protocol::Http => {
                 let client = reqwest::Client::builder()

@@ -9,10 +9,11 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::query::parse_go_duration;
+use crate::duration::deserialize as duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,22 +22,17 @@ pub enum Protocol {
     Grpc,
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_go_duration(&s).map_err(serde::de::Error::custom)
-}
-
 fn default_batch() -> usize {
     2048
 }
-fn default_batch_timeout() -> u64 {
-    200_000
+fn default_batch_timeout() -> Duration {
+    Duration::from_millis(200)
 }
-fn default_timeout() -> u64 {
-    10_000_000
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
 }
-fn default_max_backoff() -> u64 {
-    30_000_000
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_queue_max_spans() -> u64 {
     5_000_000
@@ -54,15 +50,15 @@ pub struct ExporterConfig {
     /// Spans per request, at most.
     #[serde(default = "default_batch")]
     pub batch_max_spans: usize,
-    /// How long a partial batch waits for more spans (µs; Go duration in the file).
+    /// How long a partial batch waits for more spans.
     #[serde(default = "default_batch_timeout", deserialize_with = "duration")]
-    pub batch_timeout: u64,
+    pub batch_timeout: Duration,
     /// Per-request timeout.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: u64,
+    pub timeout: Duration,
     /// Longest wait between retries.
     #[serde(default = "default_max_backoff", deserialize_with = "duration")]
-    pub max_backoff: u64,
+    pub max_backoff: Duration,
     /// Spans queued for this exporter before receivers answer 429 (nothing is ever dropped to make room).
     #[serde(default = "default_queue_max_spans")]
     pub queue_max_spans: u64,

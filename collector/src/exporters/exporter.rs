@@ -108,8 +108,8 @@ pub async fn run_exporter(
     let labels = ExporterLabels {
         exporter: name.clone(),
     };
-    let max_backoff = Duration::from_micros(config.max_backoff.max(1_000));
-    let batch_timeout = Duration::from_micros(config.batch_timeout);
+    let max_backoff = config.max_backoff.max(Duration::from_millis(1));
+    let batch_timeout = config.batch_timeout;
     let mut backoff = Duration::from_millis(100);
     loop {
         metrics

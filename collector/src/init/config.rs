@@ -1,13 +1,14 @@
 //! Command-line flags. Every flag has a `MESHTRACE_*` environment variable; a config file (`--config`)
-//! supplies values that neither a flag nor the environment set.
+//! supplies values that neither a flag nor the environment set (`config_file.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
+use crate::duration::parse_go_duration;
 use crate::exporters::ExporterConfig;
-use crate::query::parse_go_duration;
 use crate::tail_sampling::TailSamplingConfig;
 use crate::telemetry::LogFormat;
 
@@ -53,11 +54,11 @@ pub struct Config {
 
     /// Delete traces older than this (Go duration, e.g. 72h; 0 keeps them forever).
     #[arg(long, env = "MESHTRACE_RETENTION_MAX_AGE", default_value = "72h", value_parser = parse_go_duration)]
-    pub retention_max_age: u64,
+    pub retention_max_age: Duration,
 
     /// Keep traces with an error span this long instead (Go duration).
     #[arg(long, env = "MESHTRACE_RETENTION_ERROR_MAX_AGE", value_parser = parse_go_duration)]
-    pub retention_error_max_age: Option<u64>,
+    pub retention_error_max_age: Option<Duration>,
 
     /// Delete the oldest traces while the store holds more than this (e.g. 10GiB; 0: no limit).
     #[arg(long, env = "MESHTRACE_RETENTION_MAX_BYTES", default_value = "10GiB", value_parser = parse_byte_size)]
@@ -65,7 +66,7 @@ pub struct Config {
 
     /// How often retention runs (Go duration).
     #[arg(long, env = "MESHTRACE_RETENTION_INTERVAL", default_value = "60s", value_parser = parse_go_duration)]
-    pub retention_interval: u64,
+    pub retention_interval: Duration,
 
     /// Largest request body after decompression (larger: 413).
     #[arg(long, env = "MESHTRACE_MAX_BODY_BYTES", default_value = "20MiB", value_parser = parse_byte_size)]
@@ -109,7 +110,7 @@ pub struct Config {
 
     /// How long a span waits in memory for its service-graph partner (Go duration).
     #[arg(long, env = "MESHTRACE_SERVICE_GRAPH_WAIT", default_value = "10s", value_parser = parse_go_duration)]
-    pub service_graph_wait: u64,
+    pub service_graph_wait: Duration,
 
     /// Spans waiting for a service-graph partner, at most (oldest dropped first).
     #[arg(
@@ -137,7 +138,7 @@ pub struct Config {
 
     /// How often adaptive probabilities are recomputed (Go duration).
     #[arg(long, env = "MESHTRACE_ADAPTIVE_SAMPLING_INTERVAL", default_value = "60s", value_parser = parse_go_duration)]
-    pub adaptive_sampling_interval: u64,
+    pub adaptive_sampling_interval: Duration,
 
     /// Adaptive probabilities never go below this.
     #[arg(
@@ -147,7 +148,7 @@ pub struct Config {
     )]
     pub adaptive_sampling_min_probability: f64,
 
-    /// Keep spans in the embedded store (`--store=false`: a pure gateway that only forwards).
+    /// Keep spans in the embedded store (`--store=false`: a pure gateway that only forwards; no store is opened).
     #[arg(long, env = "MESHTRACE_STORE", default_value_t = true, action = clap::ArgAction::Set)]
     pub store: bool,
 
@@ -157,7 +158,7 @@ pub struct Config {
 
     /// How long SIGTERM waits for receivers to drain and the store to flush (Go duration).
     #[arg(long, env = "MESHTRACE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
-    pub shutdown_timeout: u64,
+    pub shutdown_timeout: Duration,
 }
 
 /// The config file's sections that are not flags.
@@ -216,7 +217,9 @@ mod tests {
 
     #[test]
     fn defaults_listen_on_loopback() {
-        let c = Config::try_parse_from(["meshtrace-collector"]).map_err(|e| e.to_string());
+        let c = super::super::config_file::tests::with_env(&[], || {
+            Config::try_parse_from(["meshtrace-collector"]).map_err(|e| e.to_string())
+        });
         let addrs = c.map(|c| {
             [
                 c.otlp_http_addr,

@@ -1,11 +1,18 @@
-//! The optional config file: a TOML table whose keys are flag names. Its values become flags placed
-//! before the real command line, and are skipped when the flag's environment variable is set, so the
-//! precedence is: command line, then environment, then file, then built-in default.
+//! The optional config file: a TOML table whose keys are flag names, plus the sections that are not flags
+//! (`[tail-sampling]`, `[[exporters]]`).
+//!
+//! Precedence is command line, then environment, then file, then built-in default. clap already knows
+//! the first two and the last: the command line is parsed once, and every file value whose flag clap
+//! reports as unset or defaulted (`ArgMatches::value_source`) is added as a flag for a second parse. No
+//! environment variable name is guessed, so a flag whose variable is not named after it
+//! (`--log-level`, `MESHTRACE_LOG`) layers like any other.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 use super::config::Sections;
 use super::Config;
@@ -15,54 +22,55 @@ const SECTIONS: [&str; 2] = ["tail-sampling", "exporters"];
 
 /// Parses the process's command line, environment and config file.
 pub fn load_config() -> Result<Config, clap::Error> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    load_from(args, |key| std::env::var_os(key))
+    load_from(std::env::args_os())
 }
 
-pub fn load_from(
-    args: Vec<OsString>,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<Config, clap::Error> {
-    let path = config_path(&args).or_else(|| env("MESHTRACE_CONFIG"));
-    let Some(path) = path else {
-        return Config::try_parse_from(args);
+/// Parses `args` (the program name first) with the process's environment and the config file they name.
+pub fn load_from(args: impl IntoIterator<Item = OsString>) -> Result<Config, clap::Error> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let command = Config::command();
+    let matches = command.clone().try_get_matches_from(&args)?;
+    let Some(path) = matches.get_one::<PathBuf>("config").cloned() else {
+        return Config::from_arg_matches(&matches);
     };
-    let (file_args, sections) = file_args(Path::new(&path), &env).map_err(|msg| {
-        clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{msg}\n"))
-    })?;
-    let mut all = Vec::with_capacity(args.len() + file_args.len());
-    let mut rest = args.into_iter();
-    all.extend(rest.next());
-    all.extend(file_args.into_iter().map(OsString::from));
-    all.extend(rest);
-    let mut config = Config::try_parse_from(all)?;
-    config.sections = sections;
+    let file = read_file(&path).map_err(|msg| clap::Error::raw(ErrorKind::InvalidValue, msg))?;
+    let mut layered = args;
+    for (flag, value) in file.flags {
+        let Some(arg) = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()))
+        else {
+            return Err(clap::Error::raw(
+                ErrorKind::UnknownArgument,
+                format!(
+                    "config file {}: unknown key {flag:?} (not a flag of meshtrace-collector)\n",
+                    path.display()
+                ),
+            ));
+        };
+        match matches.value_source(arg.get_id().as_str()) {
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable) => {}
+            _ => layered.push(format!("--{flag}={value}").into()),
+        }
+    }
+    let matches = command.try_get_matches_from(layered)?;
+    let mut config = Config::from_arg_matches(&matches)?;
+    config.sections = file.sections;
     Ok(config)
 }
 
-fn config_path(args: &[OsString]) -> Option<OsString> {
-    let mut iter = args.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let arg = arg.to_string_lossy();
-        if arg == "--config" {
-            return iter.next().cloned();
-        }
-        if let Some(v) = arg.strip_prefix("--config=") {
-            return Some(v.into());
-        }
-    }
-    None
+struct FileValues {
+    /// (flag name, value) for every key that is a flag.
+    flags: Vec<(String, String)>,
+    sections: Sections,
 }
 
-fn file_args(
-    path: &Path,
-    env: &impl Fn(&str) -> Option<OsString>,
-) -> Result<(Vec<String>, Sections), String> {
+fn read_file(path: &Path) -> Result<FileValues, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("reading config file {}: {e}", path.display()))?;
+        .map_err(|e| format!("reading config file {}: {e}\n", path.display()))?;
     let table: toml::Table =
-        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
-    let mut out = Vec::new();
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}\n", path.display()))?;
+    let mut flags = Vec::new();
     let mut sections = toml::Table::new();
     for (key, value) in table {
         let flag = key.replace('_', "-");
@@ -73,10 +81,6 @@ fn file_args(
             sections.insert(flag, value);
             continue;
         }
-        let env_key = format!("MESHTRACE_{}", flag.replace('-', "_").to_ascii_uppercase());
-        if env(&env_key).is_some() {
-            continue;
-        }
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
@@ -84,57 +88,118 @@ fn file_args(
             toml::Value::Boolean(b) => b.to_string(),
             other => {
                 return Err(format!(
-                    "config file {}: {key} must be a string or number, not a {}",
+                    "config file {}: {key} must be a string, number or boolean, not a {}\n",
                     path.display(),
                     other.type_str()
                 ))
             }
         };
-        out.push(format!("--{flag}={value}"));
+        flags.push((flag, value));
     }
     let sections: Sections = toml::Value::Table(sections)
         .try_into()
-        .map_err(|e| format!("config file {}: {e}", path.display()))?;
-    Ok((out, sections))
+        .map_err(|e| format!("config file {}: {e}\n", path.display()))?;
+    Ok(FileValues { flags, sections })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(super) mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
     use super::*;
 
+    /// The process environment is shared by the tests of this binary: the ones that read or set
+    /// `MESHTRACE_*` variables take turns.
+    static ENV: Mutex<()> = Mutex::new(());
+
+    pub(in crate::init) fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+        let _guard = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let out = f();
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        out
+    }
+
+    fn args(file: &Path, extra: &[&str]) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec!["x".into(), "--config".into(), file.into()];
+        v.extend(extra.iter().map(OsString::from));
+        v
+    }
+
     #[test]
-    fn precedence_is_flag_then_env_then_file() {
+    fn precedence_is_flag_then_env_then_file_then_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(
             &file,
-            "data-dir = \"/from/file\"\nmax_body_bytes = 1000\nhttp-addr = \"127.0.0.1:1\"\n",
+            "data-dir = \"/from/file\"\nmax_body_bytes = 1000\nhttp-addr = \"127.0.0.1:1\"\n\
+             log-level = \"debug\"\nretention-max-age = \"1h\"\nstore = false\n",
         )
         .unwrap();
-        let args = |extra: &[&str]| {
-            let mut v: Vec<OsString> = vec!["x".into(), "--config".into(), file.clone().into()];
-            v.extend(extra.iter().map(OsString::from));
-            v
-        };
-        let c = load_from(args(&[]), |_| None).unwrap();
+        let c = with_env(&[], || load_from(args(&file, &[]))).unwrap();
         assert_eq!(c.data_dir, Path::new("/from/file"), "file value used");
         assert_eq!(c.max_body_bytes, 1000, "snake_case key accepted");
-        let c = load_from(args(&["--data-dir", "/from/flag"]), |_| None).unwrap();
-        assert_eq!(c.data_dir, Path::new("/from/flag"), "flag beats file");
-        let c = load_from(args(&[]), |k| {
-            (k == "MESHTRACE_HTTP_ADDR").then(|| "127.0.0.1:2".into())
+        assert_eq!(c.log_level, "debug", "file beats default");
+        assert_eq!(c.retention_max_age, Duration::from_secs(3600));
+        assert!(!c.store, "booleans from the file");
+        assert_eq!(
+            c.queue_max_requests, 1024,
+            "default where nothing else says"
+        );
+        let c = with_env(&[], || {
+            load_from(args(&file, &["--data-dir", "/from/flag"]))
         })
         .unwrap();
+        assert_eq!(c.data_dir, Path::new("/from/flag"), "flag beats file");
+        let c = with_env(
+            &[
+                ("MESHTRACE_HTTP_ADDR", "127.0.0.1:2"),
+                ("MESHTRACE_LOG", "warn"),
+            ],
+            || load_from(args(&file, &[])),
+        )
+        .unwrap();
+        assert_eq!(c.http_addr.port(), 2, "env beats file");
         assert_eq!(
-            c.http_addr.port(),
-            16686,
-            "file value skipped when the env var is set (clap reads the env itself)"
+            c.log_level, "warn",
+            "env beats file for a flag whose variable is not named after it (MESHTRACE_LOG)"
         );
+        let c = with_env(&[("MESHTRACE_LOG", "warn")], || {
+            load_from(args(&file, &["--log-level", "error"]))
+        })
+        .unwrap();
+        assert_eq!(c.log_level, "error", "flag beats env");
+    }
+
+    #[test]
+    fn config_path_from_the_environment_and_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "queue-max-spans = 7\n").unwrap();
+        let c = with_env(&[("MESHTRACE_CONFIG", file.to_str().unwrap())], || {
+            load_from(["x".into()])
+        })
+        .unwrap();
+        assert_eq!(c.queue_max_spans, 7, "MESHTRACE_CONFIG names the file");
+
         std::fs::write(&file, "bogus-flag = 1\n").unwrap();
-        assert!(
-            load_from(args(&[]), |_| None).is_err(),
-            "unknown key is an error"
-        );
+        let e = with_env(&[], || load_from(args(&file, &[]))).unwrap_err();
+        assert!(e.to_string().contains("bogus-flag"), "{e}");
+        std::fs::write(&file, "retention-max-age = \"soon\"\n").unwrap();
+        let e = with_env(&[], || load_from(args(&file, &[]))).unwrap_err();
+        assert!(e.to_string().contains("retention-max-age"), "{e}");
+        std::fs::write(&file, "data-dir = [1]\n").unwrap();
+        assert!(with_env(&[], || load_from(args(&file, &[]))).is_err());
+        let e = with_env(&[], || {
+            load_from(args(&dir.path().join("missing.toml"), &[]))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("missing.toml"), "{e}");
     }
 }

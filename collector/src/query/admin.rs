@@ -21,12 +21,15 @@ pub async fn readyz(State(ctx): State<QueryContext>) -> Response {
 }
 
 pub async fn metrics(State(ctx): State<QueryContext>) -> Response {
-    let store = ctx.store.clone();
-    let sizes = tokio::task::spawn_blocking(move || {
-        (store.stored_bytes().unwrap_or(0), store.file_bytes())
-    })
-    .await;
-    if let Ok((stored, file)) = sizes {
+    let sizes = match ctx.store.clone() {
+        Some(store) => tokio::task::spawn_blocking(move || {
+            (store.stored_bytes().unwrap_or(0), store.file_bytes())
+        })
+        .await
+        .ok(),
+        None => None,
+    };
+    if let Some((stored, file)) = sizes {
         ctx.metrics
             .stored_bytes
             .set(i64::try_from(stored).unwrap_or(i64::MAX));

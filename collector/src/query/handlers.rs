@@ -21,14 +21,17 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs a store read on the blocking pool and turns failures into a 500 envelope.
-async fn read<T: Send + 'static>(
+/// Runs a store read on the blocking pool and turns failures into a 500 envelope. Without a store
+/// (`--store=false`) every read finds nothing.
+async fn read<T: Default + Send + 'static>(
     ctx: &QueryContext,
     endpoint: &'static str,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
+    let Some(store) = ctx.store.clone() else {
+        return Ok(T::default());
+    };
     let started = Instant::now();
-    let store = ctx.store.clone();
     let result = tokio::task::spawn_blocking(move || f(&store)).await;
     ctx.metrics
         .observe_query(endpoint, started.elapsed().as_secs_f64());
@@ -165,7 +168,7 @@ pub async fn dependencies(State(ctx): State<QueryContext>, RawQuery(raw): RawQue
         }
         store_end = store_end.min((graph.started_ms * 1000).saturating_sub(1));
     }
-    if ctx.store_enabled && start <= store_end {
+    if ctx.store.is_some() && start <= store_end {
         match read(&ctx, "dependencies", move |s| {
             s.dependencies(start, store_end)
         })

@@ -2,7 +2,6 @@
 //! and `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
 
 mod admin;
-mod duration;
 mod envelope;
 mod handlers;
 mod jaeger;
@@ -26,12 +25,13 @@ use crate::sampling::Sampling;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-pub use duration::parse_go_duration;
 pub use jaeger::to_jaeger_trace;
 
 #[derive(Clone)]
 pub struct QueryContext {
-    pub store: Arc<Store>,
+    /// None when the store is off (`--store=false`): the API answers as an empty store would, and
+    /// `/api/dependencies` from the live service graph.
+    pub store: Option<Arc<Store>>,
     pub metrics: Arc<Metrics>,
     pub auth: BearerAuth,
     /// False until the receivers listen, and again once draining starts.
@@ -42,8 +42,6 @@ pub struct QueryContext {
     pub service_graph: Option<Arc<ServiceGraph>>,
     /// Remote and adaptive sampling strategies.
     pub sampling: Arc<Sampling>,
-    /// False when the store is off (`--store=false`): dependencies come from the live graph only.
-    pub store_enabled: bool,
 }
 
 pub fn router(ctx: QueryContext) -> Router {

@@ -4,7 +4,7 @@
 use crate::model::{parse_trace_id, TraceId};
 use crate::store::TraceQuery;
 
-use super::duration::parse_go_duration;
+use crate::duration::{as_micros, parse_go_duration};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
@@ -83,6 +83,7 @@ pub fn trace_search(raw: Option<&str>, now_us: u64) -> Result<TraceSearch, Strin
         None => match last(&pairs, "lookback").filter(|l| *l != "custom") {
             Some(lookback) => end_us.saturating_sub(
                 parse_go_duration(lookback)
+                    .map(as_micros)
                     .map_err(|e| format!("unable to parse param 'lookback': {e}"))?,
             ),
             None => 0,
@@ -94,7 +95,9 @@ pub fn trace_search(raw: Option<&str>, now_us: u64) -> Result<TraceSearch, Strin
     let duration = |key: &str| {
         last(&pairs, key)
             .map(|v| {
-                parse_go_duration(v).map_err(|e| format!("unable to parse param '{key}': {e}"))
+                parse_go_duration(v)
+                    .map(as_micros)
+                    .map_err(|e| format!("unable to parse param '{key}': {e}"))
             })
             .transpose()
     };

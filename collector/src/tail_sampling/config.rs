@@ -14,17 +14,14 @@
 //! threshold = "500ms"
 //! ```
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use crate::query::parse_go_duration;
+use crate::duration::deserialize as duration;
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_go_duration(&s).map_err(serde::de::Error::custom)
-}
-
-fn default_wait() -> u64 {
-    10_000_000
+fn default_wait() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_max_traces() -> usize {
     50_000
@@ -39,9 +36,9 @@ fn default_status_codes() -> Vec<String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TailSamplingConfig {
-    /// Microseconds from a trace's first span to its decision.
+    /// From a trace's first span to its decision.
     #[serde(default = "default_wait", deserialize_with = "duration")]
-    pub decision_wait: u64,
+    pub decision_wait: Duration,
     #[serde(default = "default_max_traces")]
     pub max_traces: usize,
     #[serde(default = "default_cache")]
@@ -72,7 +69,7 @@ pub enum PolicyConfig {
     #[serde(rename = "latency", rename_all = "kebab-case")]
     Latency {
         #[serde(deserialize_with = "duration")]
-        threshold: u64,
+        threshold: Duration,
     },
     /// Traces with a span whose status is one of `status-codes` (`ERROR`, `OK`, `UNSET`).
     #[serde(rename = "statusCode", rename_all = "kebab-case")]

@@ -41,7 +41,7 @@ impl Limiter {
 
 #[derive(Debug)]
 pub enum Policy {
-    Latency(u64),
+    Latency(Duration),
     StatusCode(Vec<i32>),
     StringAttribute {
         key: String,
@@ -141,7 +141,7 @@ impl Policy {
                 let start = trace.iter().map(|r| r.span.start_time_unix_nano).min();
                 let end = trace.iter().map(|r| r.span.end_time_unix_nano).max();
                 match (start, end) {
-                    (Some(s), Some(e)) => e.saturating_sub(s) / 1_000 >= *threshold,
+                    (Some(s), Some(e)) => Duration::from_nanos(e.saturating_sub(s)) >= *threshold,
                     _ => false,
                 }
             }

@@ -121,7 +121,7 @@ impl TailSampler {
         let sampler = Self {
             inner: Arc::new(Inner {
                 policies,
-                wait: Duration::from_micros(config.decision_wait),
+                wait: config.decision_wait,
                 max_traces: config.max_traces.max(1),
                 cache_size: config.decision_cache.max(1),
                 pending: pending.clone(),

@@ -1,15 +1,18 @@
-//! Go's `time.ParseDuration` syntax (`100ms`, `1.2s`, `1h30m`, `250us`), which Jaeger's min/maxDuration use.
-//! No maintained crate parses exactly this syntax (fractions and mixed units), hence this small parser.
+//! Go's `time.ParseDuration` syntax (`100ms`, `1.2s`, `1h30m`, `250us`): what Jaeger's min/maxDuration, the
+//! flags and the config file use. No maintained crate parses exactly this syntax (fractions and mixed
+//! units), hence this small parser.
 
-/// Parses a non-negative Go duration into microseconds (rounded down).
-pub fn parse_go_duration(input: &str) -> Result<u64, String> {
+use std::time::Duration;
+
+/// Parses a non-negative Go duration (nanosecond precision).
+pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let s = s.strip_prefix('+').unwrap_or(s);
     if s.starts_with('-') {
         return Err(format!("negative duration {input:?}"));
     }
     if s == "0" {
-        return Ok(0);
+        return Ok(Duration::ZERO);
     }
     if s.is_empty() {
         return Err("empty duration".into());
@@ -44,11 +47,21 @@ pub fn parse_go_duration(input: &str) -> Result<u64, String> {
         total_ns += value * scale;
         rest = next;
     }
-    let us = total_ns / 1e3;
-    if !us.is_finite() || us > u64::MAX as f64 {
+    if !total_ns.is_finite() || total_ns > u64::MAX as f64 {
         return Err(format!("duration {input:?} out of range"));
     }
-    Ok(us as u64)
+    Ok(Duration::from_nanos(total_ns.round() as u64))
+}
+
+/// A Go duration string in a config file (`#[serde(deserialize_with = "crate::duration::deserialize")]`).
+pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_go_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Whole microseconds, saturating (the store and the query API count in µs).
+pub fn as_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -63,15 +76,24 @@ mod tests {
 
     #[test]
     fn parses_go_durations() {
-        let cases: &[(&str, Result<u64, ()>, &str)] = &[
-            ("100ms", Ok(100_000), "milliseconds"),
-            ("1.2s", Ok(1_200_000), "fractional seconds"),
-            ("1h30m", Ok(5_400_000_000), "mixed units"),
-            ("250us", Ok(250), "microseconds ascii"),
-            ("250µs", Ok(250), "microseconds micro sign"),
-            ("1500ns", Ok(1), "nanoseconds round down"),
-            ("0", Ok(0), "bare zero"),
-            ("+5s", Ok(5_000_000), "leading plus"),
+        let ms = Duration::from_millis;
+        let cases: &[(&str, Result<Duration, ()>, &str)] = &[
+            ("100ms", Ok(ms(100)), "milliseconds"),
+            ("1.2s", Ok(ms(1200)), "fractional seconds"),
+            ("1h30m", Ok(Duration::from_secs(5400)), "mixed units"),
+            (
+                "250us",
+                Ok(Duration::from_micros(250)),
+                "microseconds ascii",
+            ),
+            (
+                "250µs",
+                Ok(Duration::from_micros(250)),
+                "microseconds micro sign",
+            ),
+            ("1500ns", Ok(Duration::from_nanos(1500)), "nanoseconds kept"),
+            ("0", Ok(Duration::ZERO), "bare zero"),
+            ("+5s", Ok(Duration::from_secs(5)), "leading plus"),
             ("-1s", Err(()), "negative"),
             ("10", Err(()), "missing unit"),
             ("10x", Err(()), "unknown unit"),
@@ -86,5 +108,6 @@ mod tests {
                 "{why}: {input}"
             );
         }
+        assert_eq!(as_micros(Duration::from_nanos(1500)), 1, "µs round down");
     }
 }

@@ -213,7 +213,10 @@ def render(path: Path) -> list[dict]:
         ops = yaml.safe_load(entry["patch"]) if "patch" in entry else None
         if not isinstance(ops, list):
             raise Invalid(f"{path.name}: patches[{i}]: only inline JSON 6902 patches are rendered")
-        selected = [d for d in docs if _selected(d, entry.get("target") or {})]
+        target = entry.get("target") or {}
+        if set(target) - {"kind", "name", "group"}:
+            raise Invalid(f"{path.name}: patches[{i}]: validate.py selects targets by kind, name and group only")
+        selected = [d for d in docs if _selected(d, target)]
         if not selected:
             raise Invalid(f"{path.name}: patches[{i}]: the target matches no resource")
         for d in selected:

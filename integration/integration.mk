@@ -35,7 +35,7 @@ deploy-test: deploy-tools $(DEPLOY_PY_READY) images
 
 # README.md's quick start and envoy/README.md's blocks, run as written in a fresh clone of
 # the committed HEAD (integration/tests/test_quickstart.py). The clone's build shares this
-# checkout's cargo output, so only the two workspace crates are compiled again.
+# checkout's cargo output (and its unchanged files' times), so it compiles only what differs.
 quickstart-test: $(DEPLOY_PY_READY)
 	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) $(PYTHON) -m pytest -q -rs integration/tests/test_quickstart.py
 

@@ -2,6 +2,8 @@
 # Uses $(VENV), $(PYTHON), $(TARGET_DIR) and $(VENV)/.ready from the root Makefile.
 
 COLLECTOR_PY_READY := $(VENV)/.collector-py-ready
+# The Node.js jaeger-client for the Jaeger receiver tests (Node and npm from Debian when missing).
+COLLECTOR_NODE_READY := collector/tests/node/node_modules/.ready
 
 .PHONY: collector-build collector-test collector-clippy collector-unit-test collector-py-test
 
@@ -14,6 +16,12 @@ $(COLLECTOR_PY_READY): $(VENV)/.ready collector/tests/py/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r collector/tests/py/requirements.txt
 	touch $@
 
+$(COLLECTOR_NODE_READY): collector/tests/node/package.json collector/tests/node/package-lock.json
+	@command -v npm >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --prefix collector/tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
 collector-test: collector-clippy collector-unit-test collector-py-test
 
 collector-clippy:
@@ -22,9 +30,9 @@ collector-clippy:
 collector-unit-test:
 	cargo test -p meshtrace-collector
 
-# Real clients (OpenTelemetry Python SDK exporters, Envoy's OpenTelemetry and Zipkin tracers) against the
-# debug binary that `cargo test` already built.
-collector-py-test: $(COLLECTOR_PY_READY)
+# Real clients (OpenTelemetry Python SDK exporters in plain text and TLS, Envoy's OpenTelemetry and Zipkin
+# tracers, the Python and Node.js Jaeger clients) against the debug binary that `cargo test` already built.
+collector-py-test: $(COLLECTOR_PY_READY) $(COLLECTOR_NODE_READY)
 	cargo build -p meshtrace-collector
 	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) ENVOY=$(abspath $(VENV)/bin/envoy) \
 	  $(PYTHON) -m pytest -q collector/tests/py

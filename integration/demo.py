@@ -116,6 +116,7 @@ class Shop:
             "--otlp-http-addr", f"{LOOPBACK}:{self.otlp_port}",
             "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
             "--zipkin-addr", f"{LOOPBACK}:{free_port()}",
+            "--sampling-addr", f"{LOOPBACK}:0",
             "--http-addr", f"{LOOPBACK}:{self.query_port}",
         ])
         wait_for("collector", lambda: get(self.query_port, "/readyz")[0] == 200, proc, log)

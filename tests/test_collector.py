@@ -22,7 +22,8 @@ def collector():
     proc = subprocess.Popen(
         [str(COLLECTOR), "--data-dir", data.name,
          "--otlp-http-addr", f"{LOOPBACK}:{otlp}", "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
-         "--zipkin-addr", f"{LOOPBACK}:{free_port()}", "--http-addr", f"{LOOPBACK}:{query}"],
+         "--zipkin-addr", f"{LOOPBACK}:{free_port()}", "--http-addr", f"{LOOPBACK}:{query}",
+         "--sampling-addr", f"{LOOPBACK}:0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 

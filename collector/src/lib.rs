@@ -21,4 +21,5 @@ pub mod sampling;
 pub mod store;
 pub mod tail_sampling;
 pub mod telemetry;
+pub mod tls;
 pub mod topology;

@@ -213,6 +213,7 @@ async fn bad_strategies_file_stops_startup() {
             "127.0.0.1:0",
         ])
         .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--sampling-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path().join("d"))
         .env_remove("MESHTRACE_CONFIG")

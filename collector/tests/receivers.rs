@@ -351,7 +351,15 @@ async fn zipkin_v2_json_is_mapped_to_the_same_model() {
     let r = client()
         .post(c.zipkin_url())
         .header("content-type", "application/x-protobuf")
-        .body("x")
+        .body("\u{ff}\u{ff}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "protobuf that is not a ListOfSpans");
+    let r = client()
+        .post(c.zipkin_url())
+        .header("content-type", "application/xml")
+        .body("<spans/>")
         .send()
         .await
         .unwrap();
@@ -418,4 +426,45 @@ async fn bearer_tokens_guard_ingest_and_query() {
         200,
         "probes need no token"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zipkin_v1_json_is_taken_and_v1_thrift_pointed_to_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &[]);
+    let url = format!("http://{}/api/v1/spans", c.zipkin);
+    let body = r#"[{"traceId":"7af7183fb1d4cf5f","id":"452bff9a74ca9ad2","name":"get /v1",
+      "annotations":[
+        {"timestamp":1700000000000000,"value":"cs","endpoint":{"serviceName":"v1-front"}},
+        {"timestamp":1700000000000100,"value":"sr","endpoint":{"serviceName":"v1-back"}},
+        {"timestamp":1700000000000900,"value":"ss","endpoint":{"serviceName":"v1-back"}},
+        {"timestamp":1700000000001000,"value":"cr","endpoint":{"serviceName":"v1-front"}}]}]"#;
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (status, v) = get_json(&c, "/api/traces/7af7183fb1d4cf5f").await;
+    assert_eq!(status, 200);
+    let spans = v["data"][0]["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "client and server halves: {v}");
+    let server = spans
+        .iter()
+        .find(|s| s["spanID"] != "452bff9a74ca9ad2")
+        .unwrap();
+    assert_eq!(server["references"][0]["spanID"], "452bff9a74ca9ad2");
+    assert_eq!(server["duration"], 800);
+
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/x-thrift")
+        .body(vec![0u8; 8])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(r.text().await.unwrap().contains("/api/v2/spans"));
 }

@@ -6,6 +6,8 @@
 //! protocol = "grpc"                       # or "http"
 //! endpoint = "http://tempo:4317"          # http: the full URL, e.g. http://otelcol:4318/v1/traces
 //! headers = { authorization = "Bearer s3cr3t" }
+//! # with an https:// endpoint: the system's roots, or
+//! tls = { ca-file = "/etc/meshtrace/ca.pem", cert-file = "client.pem", key-file = "client-key.pem" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::deserialize as duration;
+use crate::tls::ClientFiles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +65,15 @@ pub struct ExporterConfig {
     /// Spans queued for this exporter before receivers answer 429 (nothing is ever dropped to make room).
     #[serde(default = "default_queue_max_spans")]
     pub queue_max_spans: u64,
+    /// CA file and client certificate for an `https://` endpoint.
+    #[serde(default)]
+    pub tls: ClientFiles,
+}
+
+impl ExporterConfig {
+    pub fn is_https(&self) -> bool {
+        self.endpoint.starts_with("https://")
+    }
 }
 
 impl ExporterConfig {
@@ -80,6 +92,12 @@ impl ExporterConfig {
         if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
             return Err(format!(
                 "exporter {}: endpoint {:?} must start with http:// or https://",
+                self.name, self.endpoint
+            ));
+        }
+        if !self.tls.is_empty() && !self.is_https() {
+            return Err(format!(
+                "exporter {}: tls settings need an https:// endpoint, not {:?}",
                 self.name, self.endpoint
             ));
         }

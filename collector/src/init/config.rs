@@ -40,9 +40,55 @@ pub struct Config {
     )]
     pub otlp_grpc_addr: SocketAddr,
 
-    /// Zipkin v2 JSON receiver (POST /api/v2/spans).
+    /// Zipkin receiver (POST /api/v2/spans JSON or protobuf, /api/v1/spans JSON).
     #[arg(long, env = "MESHTRACE_ZIPKIN_ADDR", default_value = "127.0.0.1:9411")]
     pub zipkin_addr: SocketAddr,
+
+    /// Turns on the four Jaeger receivers at Jaeger's ports on 127.0.0.1 (6831, 6832, 14268, 14250),
+    /// unless their own flags say otherwise.
+    #[arg(long, env = "MESHTRACE_JAEGER_RECEIVERS", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub jaeger_receivers: bool,
+
+    /// Jaeger agent UDP, thrift compact (`Agent.emitBatch`, Jaeger's 6831); off unless given.
+    #[arg(long, env = "MESHTRACE_JAEGER_COMPACT_ADDR")]
+    pub jaeger_compact_addr: Option<SocketAddr>,
+
+    /// Jaeger agent UDP, thrift binary (Jaeger's 6832); off unless given.
+    #[arg(long, env = "MESHTRACE_JAEGER_BINARY_ADDR")]
+    pub jaeger_binary_addr: Option<SocketAddr>,
+
+    /// Jaeger collector HTTP, POST /api/traces with thrift (Jaeger's 14268); off unless given.
+    #[arg(long, env = "MESHTRACE_JAEGER_HTTP_ADDR")]
+    pub jaeger_http_addr: Option<SocketAddr>,
+
+    /// Jaeger collector gRPC, api_v2 CollectorService/PostSpans (Jaeger's 14250); off unless given.
+    #[arg(long, env = "MESHTRACE_JAEGER_GRPC_ADDR")]
+    pub jaeger_grpc_addr: Option<SocketAddr>,
+
+    /// The Jaeger agent's sampling port: GET /sampling?service= and /?service= (Jaeger's 5778).
+    #[arg(
+        long,
+        env = "MESHTRACE_SAMPLING_ADDR",
+        default_value = "127.0.0.1:5778"
+    )]
+    pub sampling_addr: SocketAddr,
+
+    /// PEM certificate chain: with `--tls-key-file`, every TCP listener speaks TLS only.
+    #[arg(long, env = "MESHTRACE_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert-file`.
+    #[arg(long, env = "MESHTRACE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA certificates: clients must present a certificate they signed (mTLS).
+    #[arg(long, env = "MESHTRACE_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// How often the TLS files are checked for changes (a change is loaded without a restart).
+    #[arg(long, env = "MESHTRACE_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_go_duration)]
+    pub tls_reload_interval: Duration,
 
     /// Query API (Jaeger-compatible), /healthz, /readyz and /metrics.
     #[arg(long, env = "MESHTRACE_HTTP_ADDR", default_value = "127.0.0.1:16686")]
@@ -161,6 +207,29 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
+/// Jaeger's default ports, used by `--jaeger-receivers`.
+pub const JAEGER_DEFAULTS: [u16; 4] = [6831, 6832, 14268, 14250];
+
+impl Config {
+    /// The Jaeger receivers to start (compact, binary, HTTP, gRPC): each one's flag, else its default
+    /// port when `--jaeger-receivers` is on.
+    pub fn jaeger_addrs(&self) -> [Option<SocketAddr>; 4] {
+        let given = [
+            self.jaeger_compact_addr,
+            self.jaeger_binary_addr,
+            self.jaeger_http_addr,
+            self.jaeger_grpc_addr,
+        ];
+        let mut out = given;
+        for (addr, port) in out.iter_mut().zip(JAEGER_DEFAULTS) {
+            if addr.is_none() && self.jaeger_receivers {
+                *addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+            }
+        }
+        out
+    }
+}
+
 /// The config file's sections that are not flags.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -231,5 +300,38 @@ mod tests {
         let addrs = addrs.unwrap_or_else(|e| panic!("{e}"));
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
         assert_eq!(addrs.map(|a| a.port()), [4318, 4317, 9411, 16686]);
+    }
+
+    #[test]
+    fn jaeger_receivers_are_off_until_asked_for() {
+        let parse = |args: &[&str]| {
+            super::super::config_file::tests::with_env(&[], || {
+                Config::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(parse(&[]).jaeger_addrs(), [None; 4], "off by default");
+        let all = parse(&["--jaeger-receivers"]).jaeger_addrs();
+        assert_eq!(
+            all.map(|a| a.map(|a| a.port())),
+            [Some(6831), Some(6832), Some(14268), Some(14250)]
+        );
+        let one = parse(&[
+            "--jaeger-receivers=true",
+            "--jaeger-http-addr",
+            "127.0.0.1:1",
+        ])
+        .jaeger_addrs();
+        assert_eq!(
+            one[2].map(|a| a.port()),
+            Some(1),
+            "a flag beats the default port"
+        );
+        let only = parse(&["--jaeger-compact-addr", "127.0.0.1:2"]).jaeger_addrs();
+        assert_eq!(only.map(|a| a.is_some()), [true, false, false, false]);
+        assert!(
+            Config::try_parse_from(["x", "--tls-cert-file", "c.pem"]).is_err(),
+            "a certificate needs its key"
+        );
     }
 }

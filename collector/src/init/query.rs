@@ -1,20 +1,27 @@
-//! The query API's listener (`--http-addr`): Jaeger's API, health, metrics and remote sampling.
+//! The query API's listener (`--http-addr`: Jaeger's API, health, metrics, remote sampling) and the Jaeger
+//! agent's sampling port (`--sampling-addr`).
+
+use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::serve::{bind, serve, Bound};
+use super::serve::{serve, Bound, Listeners};
 use super::{Config, InitError};
 use crate::query::{self, QueryContext};
+use crate::sampling::http::agent_router;
+use crate::sampling::Sampling;
 
 pub struct Query {
     http: Bound,
+    sampling: Bound,
 }
 
 impl Query {
-    pub async fn bind(config: &Config) -> Result<Self, InitError> {
+    pub async fn bind(config: &Config, listeners: &Listeners) -> Result<Self, InitError> {
         Ok(Query {
-            http: bind("http", config.http_addr).await?,
+            http: listeners.bind("http", config.http_addr).await?,
+            sampling: listeners.bind("sampling", config.sampling_addr).await?,
         })
     }
 
@@ -22,8 +29,10 @@ impl Query {
         self,
         tasks: &mut JoinSet<Result<(), String>>,
         ctx: QueryContext,
+        sampling: Arc<Sampling>,
         stop: &CancellationToken,
     ) {
         serve(tasks, self.http, query::router(ctx), stop.clone());
+        serve(tasks, self.sampling, agent_router(sampling), stop.clone());
     }
 }

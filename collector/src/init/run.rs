@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
 use super::receivers::Receivers;
+use super::serve::Listeners;
 use super::{exporters, pipeline, store, Config};
 use crate::auth::{AuthConfigError, BearerAuth};
 use crate::exporters::ExporterMetrics;
@@ -23,6 +24,7 @@ use crate::sampling::StrategyError;
 use crate::store::StoreError;
 use crate::tail_sampling::TailMetrics;
 use crate::telemetry::Metrics;
+use crate::tls::{ServerFiles, ServerTls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -45,6 +47,8 @@ pub enum InitError {
     Sampling(#[from] StrategyError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// How long the query API and the background tasks get to stop once the store is flushed.
@@ -76,8 +80,23 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         metrics.clone(),
     )
     .await?;
-    let receivers = Receivers::bind(&config).await?;
-    let query = Query::bind(&config).await?;
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(ServerTls::load(ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca_file.clone(),
+        })?),
+        _ => None,
+    };
+    if let Some(tls) = &tls {
+        tracing::info!(
+            client_certificates = tls.requires_client_certificates(),
+            "TLS on every TCP listener"
+        );
+    }
+    let listeners = Listeners::new(tls.clone());
+    let receivers = Receivers::bind(&config, &listeners).await?;
+    let query = Query::bind(&config, &listeners).await?;
 
     // Receivers stop first; the query API, exporters and background tasks only after the store flushed.
     let receivers_stop = CancellationToken::new();
@@ -110,10 +129,18 @@ pub async fn run(config: Config) -> Result<(), InitError> {
             ready: ready.clone(),
             queue: Some(built.depth),
             service_graph: Some(derived.service_graph),
-            sampling: derived.sampling,
+            sampling: derived.sampling.clone(),
         },
+        derived.sampling,
         &others_stop,
     );
+    if let Some(tls) = tls {
+        let watch = tls.watch(config.tls_reload_interval, others_stop.clone());
+        others.spawn(async move {
+            watch.await;
+            Ok(())
+        });
+    }
     if let (Some(queue), Some(exporter_metrics)) = (&export_queue, &exporter_metrics) {
         exporters::spawn(
             &mut others,

@@ -2,6 +2,7 @@
 //! once they are durable.
 
 mod body;
+pub mod jaeger;
 mod otlp;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -10,7 +11,11 @@ pub mod zipkin;
 
 use std::sync::Arc;
 
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
 use crate::auth::BearerAuth;
+use crate::ingest::IngestError;
 use crate::telemetry::Metrics;
 use crate::topology::Pipeline;
 
@@ -49,4 +54,20 @@ impl ReceiverContext {
         }
         result
     }
+}
+
+/// A plain-text error answer (Zipkin and Jaeger clients log the body).
+pub(crate) fn plain_error(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
+
+/// Spans refused for overload or a store failure: 429 or 503 with `Retry-After`.
+pub(crate) fn refused(e: &IngestError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = plain_error(status, e.to_string());
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(e.retry_after().as_secs()),
+    );
+    response
 }

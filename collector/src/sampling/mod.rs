@@ -3,6 +3,7 @@
 //! from observed root spans (`adaptive`). `response` is the wire format.
 
 pub mod adaptive;
+pub mod http;
 pub mod response;
 pub mod strategies;
 

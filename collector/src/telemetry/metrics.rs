@@ -13,6 +13,14 @@ pub enum Receiver {
     OtlpHttp,
     OtlpGrpc,
     Zipkin,
+    /// Jaeger agent UDP, thrift compact (6831).
+    JaegerCompact,
+    /// Jaeger agent UDP, thrift binary (6832).
+    JaegerBinary,
+    /// Jaeger collector HTTP, thrift binary (14268).
+    JaegerHttp,
+    /// Jaeger collector gRPC (14250).
+    JaegerGrpc,
 }
 
 impl Receiver {
@@ -21,6 +29,10 @@ impl Receiver {
             Receiver::OtlpHttp => "otlp_http",
             Receiver::OtlpGrpc => "otlp_grpc",
             Receiver::Zipkin => "zipkin",
+            Receiver::JaegerCompact => "jaeger_compact",
+            Receiver::JaegerBinary => "jaeger_binary",
+            Receiver::JaegerHttp => "jaeger_http",
+            Receiver::JaegerGrpc => "jaeger_grpc",
         }
     }
 }
@@ -28,6 +40,12 @@ impl Receiver {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReceiverLabels {
     receiver: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PacketLabels {
+    receiver: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -45,6 +63,7 @@ pub struct Metrics {
     accepted: Family<ReceiverLabels, Counter>,
     rejected: Family<ReceiverLabels, Counter>,
     refused: Family<ReceiverLabels, Counter>,
+    dropped_packets: Family<PacketLabels, Counter>,
     query_seconds: Family<EndpointLabels, Histogram, fn() -> Histogram>,
     pub store_commits: Counter,
     pub stored_bytes: Gauge,
@@ -68,6 +87,7 @@ impl Metrics {
             accepted: Family::default(),
             rejected: Family::default(),
             refused: Family::default(),
+            dropped_packets: Family::default(),
             query_seconds: Family::new_with_constructor(query_histogram as fn() -> Histogram),
             store_commits: Counter::default(),
             stored_bytes: Gauge::default(),
@@ -93,6 +113,11 @@ impl Metrics {
             "spans_refused",
             "Valid spans refused for overload or store failure (retryable)",
             m.refused.clone(),
+        );
+        registry.register(
+            "udp_packets_dropped",
+            "UDP packets dropped whole, by reason (too_big, malformed, unsupported)",
+            m.dropped_packets.clone(),
         );
         registry.register(
             "query_duration_seconds",
@@ -156,6 +181,16 @@ impl Metrics {
             .get_or_create(&ReceiverLabels { receiver: r.name() })
             .inc_by(n as u64);
     }
+    /// A UDP packet dropped before any span was read from it.
+    pub fn dropped_packet(&self, r: Receiver, reason: &'static str) {
+        self.dropped_packets
+            .get_or_create(&PacketLabels {
+                receiver: r.name(),
+                reason,
+            })
+            .inc();
+    }
+
     pub fn observe_query(&self, endpoint: &'static str, seconds: f64) {
         self.query_seconds
             .get_or_create(&EndpointLabels { endpoint })

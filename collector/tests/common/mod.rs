@@ -20,6 +20,8 @@ use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 
+pub mod certs;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_meshtrace-collector");
 
 pub struct Collector {
@@ -28,6 +30,8 @@ pub struct Collector {
     pub otlp_grpc: SocketAddr,
     pub zipkin: SocketAddr,
     pub http: SocketAddr,
+    /// Every listener's address by name (`sampling`, `jaeger_compact`, `jaeger_http`, ...).
+    pub addrs: std::collections::HashMap<String, SocketAddr>,
     pub data_dir: PathBuf,
     logs: mpsc::Receiver<String>,
 }
@@ -48,6 +52,7 @@ impl Collector {
     pub fn start_at(data_dir: &Path, extra: &[&str]) -> Collector {
         let mut child = Command::new(BIN)
             .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--sampling-addr", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log-level", "info"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -67,11 +72,15 @@ impl Collector {
             }
         });
         let mut addrs = std::collections::HashMap::new();
+        let mut seen = Vec::new();
         loop {
             // A generous bound only so that a broken binary fails the test instead of hanging it.
             let line = rx
                 .recv_timeout(Duration::from_secs(120))
-                .expect("collector did not become ready");
+                .unwrap_or_else(|e| {
+                    panic!("collector did not become ready ({e}): {}", seen.join("\n"))
+                });
+            seen.push(line.clone());
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if v["message"] == "listening" {
                 let name = v["listener"].as_str().unwrap().to_string();
@@ -93,6 +102,7 @@ impl Collector {
             otlp_grpc: addrs["otlp_grpc"],
             zipkin: addrs["zipkin"],
             http: addrs["http"],
+            addrs,
             data_dir: data_dir.to_path_buf(),
             logs: rx,
         }

@@ -33,13 +33,17 @@ def envoy_bin() -> str:
 
 
 class Collector:
-    def __init__(self, data_dir: Path, extra_args=()):
+    def __init__(self, data_dir: Path, extra_args=(), ssl_context=None):
+        """`ssl_context`: the collector serves TLS (`--tls-cert-file`); queries use it."""
+        self.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context else "http"
         self.proc = subprocess.Popen(
             [
                 collector_bin(),
                 "--otlp-http-addr", "127.0.0.1:0",
                 "--otlp-grpc-addr", "127.0.0.1:0",
                 "--zipkin-addr", "127.0.0.1:0",
+                "--sampling-addr", "127.0.0.1:0",
                 "--http-addr", "127.0.0.1:0",
                 "--data-dir", str(data_dir),
                 "--log-format", "json",
@@ -73,13 +77,15 @@ class Collector:
 
     def get(self, path: str):
         try:
-            with urllib.request.urlopen(f"http://{self.addrs['http']}{path}", timeout=10) as r:
+            url = f"{self.scheme}://{self.addrs['http']}{path}"
+            with urllib.request.urlopen(url, timeout=10, context=self.ssl_context) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://{self.addrs['http']}/metrics", timeout=10) as r:
+        url = f"{self.scheme}://{self.addrs['http']}/metrics"
+        with urllib.request.urlopen(url, timeout=10, context=self.ssl_context) as r:
             return r.read().decode()
 
     def post_otlp_json(self, body: dict):

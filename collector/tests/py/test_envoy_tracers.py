@@ -155,7 +155,9 @@ def test_envoy_opentelemetry_tracer_over_otlp_http(collector, tmp_path, ports):
     check_two_hop_trace(traces)
 
 
-def test_envoy_zipkin_tracer_over_zipkin_json(collector, tmp_path, ports):
+@pytest.mark.parametrize("version", ["HTTP_JSON", "HTTP_PROTO"])
+def test_envoy_zipkin_tracer(collector, tmp_path, ports, version):
+    """Envoy's Zipkin tracer in both its v2 encodings: JSON, and protobuf (`ListOfSpans`)."""
     front, back, admin = ports
     host, port = collector.addrs["zipkin"].rsplit(":", 1)
     provider = {
@@ -164,7 +166,7 @@ def test_envoy_zipkin_tracer_over_zipkin_json(collector, tmp_path, ports):
             "@type": "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
             "collector_cluster": "collector",
             "collector_endpoint": "/api/v2/spans",
-            "collector_endpoint_version": "HTTP_JSON",
+            "collector_endpoint_version": version,
             # With the shared span context (the default) Envoy 1.40 sends every span of a hop with one id
             # and no parent: the collector keeps them all, but only distinct ids make a tree.
             "shared_span_context": False,
@@ -177,3 +179,7 @@ def test_envoy_zipkin_tracer_over_zipkin_json(collector, tmp_path, ports):
     finally:
         envoy.stop()
     check_two_hop_trace(traces)
+    trace = max(traces, key=lambda t: len(t["spans"]))
+    kinds = sorted({t["value"] for s in trace["spans"] for t in s["tags"] if t["key"] == "span.kind"})
+    assert "server" in kinds, trace
+    assert {p["serviceName"] for p in trace["processes"].values()} == {"envoy-zipkin"}

@@ -1,12 +1,15 @@
-//! Zipkin v2 JSON: `POST /api/v2/spans` (what Envoy's Zipkin tracer sends with `HTTP_JSON`), mapped onto
-//! the OTLP span model. A shared server span (`"shared": true`, Zipkin's client and server halves with
-//! one span id) gets a derived span id and the client half as parent, so each half is its own span.
+//! Zipkin: v2 JSON and protobuf on `POST /api/v2/spans` (what Envoy's Zipkin tracer sends with `HTTP_JSON`
+//! and `HTTP_PROTO`), v1 JSON on `POST /api/v1/spans` (`v1.rs` turns it into v2 first), mapped onto the
+//! OTLP span model. v1 thrift is answered 415.
+//!
+//! A shared server span (`"shared": true`, Zipkin's client and server halves with one span id) gets a
+//! derived span id and the client half as parent, so each half is its own span.
 
 use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -15,8 +18,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
 use serde::Deserialize;
 
+mod proto;
+mod v1;
+
 use super::body::read_body;
-use super::{Conversion, ReceiverContext};
+use super::{plain_error, refused, Conversion, ReceiverContext};
 use crate::model::{
     parse_span_id, parse_trace_id, string_attribute, SpanId, SpanRecord, UNKNOWN_SERVICE,
 };
@@ -24,7 +30,8 @@ use crate::telemetry::Receiver;
 
 pub fn router(ctx: ReceiverContext) -> Router {
     Router::new()
-        .route("/api/v2/spans", post(spans))
+        .route("/api/v2/spans", post(v2_spans))
+        .route("/api/v1/spans", post(v1_spans))
         .with_state(ctx)
 }
 
@@ -216,6 +223,11 @@ pub fn to_record(z: ZipkinSpan) -> Result<SpanRecord, &'static str> {
 /// ids is rejected alone.
 pub fn convert(body: &[u8]) -> Result<Conversion, serde_json::Error> {
     let spans: Vec<ZipkinSpan> = serde_json::from_slice(body)?;
+    Ok(collect(spans))
+}
+
+/// Maps every span; the ones with bad ids are rejected alone.
+pub fn collect(spans: impl IntoIterator<Item = ZipkinSpan>) -> Conversion {
     let mut out = Conversion::default();
     for z in spans {
         match to_record(z) {
@@ -223,37 +235,66 @@ pub fn convert(body: &[u8]) -> Result<Conversion, serde_json::Error> {
             Err(why) => out.reject(why),
         }
     }
-    Ok(out)
+    out
 }
 
-fn text(status: StatusCode, message: String) -> Response {
-    (status, message).into_response()
-}
-
-async fn spans(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Body) -> Response {
-    let content_type = headers
+/// The content type's media type, lower-cased (`application/json` when absent, as Zipkin assumes).
+fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if mime != "application/json" {
-        return text(
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "application/json".into())
+}
+
+type Decoder = fn(&[u8]) -> Result<Conversion, String>;
+
+fn v2_json(body: &[u8]) -> Result<Conversion, String> {
+    convert(body).map_err(|e| format!("not a Zipkin v2 JSON span list: {e}"))
+}
+
+/// `POST /api/v2/spans`: JSON (`HTTP_JSON` in Envoy) or protobuf `ListOfSpans` (`HTTP_PROTO`).
+async fn v2_spans(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Body) -> Response {
+    let decode: Decoder = match media_type(&headers).as_str() {
+        "application/json" => v2_json,
+        "application/x-protobuf" | "application/protobuf" => proto::convert,
+        other => {
+            return plain_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported content type {other:?}; send Zipkin v2 as application/json or application/x-protobuf"),
+            )
+        }
+    };
+    receive(ctx, headers, body, decode).await
+}
+
+/// `POST /api/v1/spans`: v1 JSON; v1 thrift is refused with a pointer to v2.
+async fn v1_spans(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Body) -> Response {
+    match media_type(&headers).as_str() {
+        "application/json" => receive(ctx, headers, body, v1::convert).await,
+        "application/x-thrift" | "application/vnd.apache.thrift.binary" => plain_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "unsupported content type {content_type:?}; this receiver takes Zipkin v2 JSON"
-            ),
-        );
+            "Zipkin v1 thrift is not supported; send Zipkin v2 (JSON or protobuf) to /api/v2/spans, or v1 JSON here".into(),
+        ),
+        other => plain_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type {other:?}; send Zipkin v1 as application/json"),
+        ),
     }
+}
+
+async fn receive(
+    ctx: ReceiverContext,
+    headers: HeaderMap,
+    body: Body,
+    decode: Decoder,
+) -> Response {
     if !ctx
         .auth
         .allows(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
     {
-        return text(
+        return plain_error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token".into(),
         );
@@ -264,33 +305,17 @@ async fn spans(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Bod
     let bytes = match read_body(body, content_encoding, ctx.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(e) => {
-            return text(
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
-                e.to_string(),
-            )
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return plain_error(status, e.to_string());
         }
     };
-    let mut conversion = match convert(&bytes) {
+    let mut conversion = match decode(&bytes) {
         Ok(c) => c,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("not a Zipkin v2 JSON span list: {e}"),
-            )
-        }
+        Err(e) => return plain_error(StatusCode::BAD_REQUEST, e),
     };
     match ctx.store(Receiver::Zipkin, &mut conversion).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
-        Err(e) => {
-            let status =
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let mut response = text(status, e.to_string());
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(e.retry_after().as_secs()),
-            );
-            response
-        }
+        Err(e) => refused(&e),
     }
 }
 

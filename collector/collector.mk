@@ -17,8 +17,7 @@ $(COLLECTOR_PY_READY): $(VENV)/.ready collector/tests/py/requirements.txt
 	touch $@
 
 $(COLLECTOR_NODE_READY): collector/tests/node/package.json collector/tests/node/package-lock.json
-	@command -v npm >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	@scripts/ensure-deb.sh nodejs=node npm=npm
 	npm ci --prefix collector/tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 

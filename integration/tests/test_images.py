@@ -208,7 +208,9 @@ def test_the_collector_image_starts_as_its_user_and_answers_the_compose_health_c
     root = image.unpack(unpack_dir)
     user = image.config["User"]
     env = dict(e.split("=", 1) for e in image.config["Env"])
-    ports = {name: free_port() for name in ("OTLP_HTTP", "OTLP_GRPC", "ZIPKIN", "HTTP")}
+    ports = {name.removeprefix("MESHTRACE_").removesuffix("_ADDR"): free_port()
+             for name in env if name.startswith("MESHTRACE_") and name.endswith("_ADDR")}
+    assert {"OTLP_HTTP", "OTLP_GRPC", "ZIPKIN", "HTTP", "SAMPLING"} <= ports.keys()
     env.update({f"MESHTRACE_{name}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()})
     log = open(tmp_path / "collector.log", "wb")
     proc = subprocess.Popen(in_image(root, image.config["Entrypoint"], user), env=env, stdout=log,

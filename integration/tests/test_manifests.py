@@ -142,6 +142,9 @@ def test_access_admits_the_mesh_to_ingest_and_one_namespace_to_queries():
     assert whole_port == [{"namespaces": ["observability"]}], "the query API: one namespace only"
     limited = [op for source, op in query if "paths" in op]
     assert limited == [{"ports": ["16686"], "methods": ["GET"], "paths": ["/api/sampling", "/sampling"]}]
+    assert by_port["5778"] == [({"principals": ["*"]}, {"ports": ["5778"], "methods": ["GET"]})]
+    service_ports = {str(p["port"]) for p in validate.load_documents(ISTIO / "collector.yaml")[0]["spec"]["ports"]}
+    assert service_ports <= by_port.keys(), "every port of the collector's Service has a rule"
     assert docs["Telemetry"]["spec"]["tracing"] == [{"disableSpanReporting": True}]
 
 

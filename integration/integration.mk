@@ -31,13 +31,13 @@ deploy-tools:
 # image through a registry, the WasmPlugins' pluginConfig in a real Envoy, the demo's checker.
 deploy-test: deploy-tools $(DEPLOY_PY_READY) images
 	$(PYTHON) integration/validate.py istio/*.yaml istio/*/kustomization.yaml
-	ENVOY=$(abspath $(ENVOY)) $(PYTHON) -m pytest -q -rs integration/tests --ignore=integration/tests/test_quickstart.py
+	ENVOY=$(abspath $(ENVOY)) $(PYTHON) -m pytest -q integration/tests --ignore=integration/tests/test_quickstart.py
 
 # README.md's quick start and envoy/README.md's blocks, run as written in a fresh clone of
 # the committed HEAD (integration/tests/test_quickstart.py). The clone's build shares this
 # checkout's cargo output (and its unchanged files' times), so it compiles only what differs.
 quickstart-test: $(DEPLOY_PY_READY)
-	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) $(PYTHON) -m pytest -q -rs integration/tests/test_quickstart.py
+	CARGO_TARGET_DIR=$(abspath $(TARGET_DIR)) $(PYTHON) -m pytest -q integration/tests/test_quickstart.py
 
 # The module as an OCI image without Docker: scripts/wasm_oci.py writes an OCI image layout
 # with both variants of the Wasm image specification (compat: plugin.wasm in one tar+gzip

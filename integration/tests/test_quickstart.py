@@ -103,14 +103,30 @@ def clone(tmp_path_factory):
     dest = tmp_path_factory.mktemp("fresh") / "meshtrace"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True, timeout=300)
     assert not (dest / ".venv").exists() and not (dest / "dist").exists()
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=dest, check=True, capture_output=True,
+    share_modification_times(dest)
+    return dest
+
+
+def share_modification_times(clone: Path) -> None:
+    """Gives the clone's files (and directories: build scripts watch some,
+    cargo takes the newest time beneath them) this checkout's modification
+    times where the content is the same, so cargo's freshness check sees what
+    it saw here."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=clone, check=True, capture_output=True,
                              text=True).stdout.split("\0")
+    differs: set[Path] = set()
     for name in filter(None, tracked):
-        ours, theirs = ROOT / name, dest / name
+        ours, theirs = ROOT / name, clone / name
         if ours.is_file() and not ours.is_symlink() and ours.read_bytes() == theirs.read_bytes():
             mtime = ours.stat().st_mtime_ns
             os.utime(theirs, ns=(mtime, mtime))
-    return dest
+        else:
+            differs.update(Path(name).parents)
+    directories = {parent for name in filter(None, tracked) for parent in Path(name).parents} - {Path(".")}
+    for directory in directories - differs:
+        if (ROOT / directory).is_dir():
+            mtime = (ROOT / directory).stat().st_mtime_ns
+            os.utime(clone / directory, ns=(mtime, mtime))
 
 
 def run_block(clone: Path, lines: list[str], expect: list[str], tmp_path: Path) -> str:

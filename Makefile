@@ -77,12 +77,12 @@ envoy-test: wasm $(VENV)/.ready
 	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
 
 # `make bench` (not part of `make test`): writes BENCHMARKS.md. It installs
-# wrk, hyperfine, valgrind and binaryen from Debian and rotel into the venv itself.
-$(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt
+# wrk, hyperfine, valgrind, binaryen and chromium from Debian and rotel into the venv itself.
+$(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt collector/tests/browser/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
 	touch $@
 
-bench: build $(VENV)/.bench-ready
+bench: build $(VENV)/.bench-ready chromium
 	@scripts/ensure-deb.sh wrk=wrk hyperfine=hyperfine valgrind=valgrind
 	$(PYTHON) bench/run.py
 

@@ -1,5 +1,8 @@
 """The filter's per-request instructions, counted by callgrind (repeatable on
-a shared machine): `examples/per_request.rs` run under valgrind."""
+a shared machine): `examples/per_request.rs` run under valgrind, in each of
+its modes: an inbound request (the x-request-id link recorded and closed),
+the same with `linkByRequestId` off, and an outbound request linked by its
+x-request-id."""
 from __future__ import annotations
 
 import re
@@ -9,16 +12,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 5000
+# examples/per_request.rs mode -> key in the results.
+MODES = {"inbound": "per_request", "inbound-nolink": "per_request_without_link",
+         "outbound-linked": "outbound_linked"}
+
+
+def instructions(mode: str) -> int:
+    out = Path(tempfile.mkdtemp(prefix="meshtrace-callgrind-")) / "callgrind.out"
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                           str(ROOT / "target" / "release" / "examples" / "per_request"), str(REQUESTS), mode],
+                          capture_output=True, text=True, check=True)
+    return int(re.search(r"refs:\s+([\d,]+)", proc.stderr).group(1).replace(",", ""))
 
 
 def run() -> dict:
     subprocess.run(["cargo", "build", "-q", "--release", "--example", "per_request"], cwd=ROOT, check=True)
-    out = Path(tempfile.mkdtemp(prefix="meshtrace-callgrind-")) / "callgrind.out"
-    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                           str(ROOT / "target" / "release" / "examples" / "per_request"), str(REQUESTS)],
-                          capture_output=True, text=True, check=True)
-    total = int(re.search(r"refs:\s+([\d,]+)", proc.stderr).group(1).replace(",", ""))
-    return {"requests": REQUESTS, "instructions": total, "per_request": total / REQUESTS}
+    counts = {key: instructions(mode) for mode, key in MODES.items()}
+    result = {"requests": REQUESTS, "instructions": counts["per_request"]}
+    result.update({key: n / REQUESTS for key, n in counts.items()})
+    result["link_per_request"] = result["per_request"] - result["per_request_without_link"]
+    return result
 
 
 if __name__ == "__main__":

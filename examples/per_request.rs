@@ -1,11 +1,21 @@
 //! The filter's per-request work without a proxy, for profiling:
-//! `valgrind --tool=callgrind target/release/examples/per_request 20000`.
+//! `valgrind --tool=callgrind target/release/examples/per_request 20000 [MODE]`.
 //!
-//! Each request: a realistic header set with a W3C parent, extract, sample
-//! (100%), inject in three formats, finish with the response properties,
-//! convert to OTLP and queue; the exporter encodes a batch every 512 spans.
+//! Each request (MODE `inbound`, the default): a realistic header set with a
+//! W3C parent, extract, sample (100%), inject in three formats, record the
+//! x-request-id link, finish with the response properties (closing the
+//! link), convert to OTLP and queue; the exporter encodes a batch every 512
+//! spans. `inbound-nolink`: the same with `linkByRequestId` off.
+//! `outbound-linked`: a CLIENT span of an application that forwarded only
+//! x-request-id, parented through the link an inbound request recorded.
+//!
+//! Shared data lives in a map standing in for Envoy's (host-side work in a
+//! real proxy, kept cheap here: FNV hashing): reads hand the module a copy,
+//! as the proxy does.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use meshtrace::config::Config;
@@ -15,11 +25,30 @@ use meshtrace::propagation::HeaderEdit;
 use meshtrace::tracer::Tracer;
 use meshtrace::{otlp, resource};
 
+/// FNV-1a, so the stand-in for Envoy's map weighs little in the profile.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+type SharedMap = HashMap<String, (Vec<u8>, u32), BuildHasherDefault<Fnv>>;
+
 struct BenchHost {
     now: Cell<u64>,
     rng: Cell<u64>,
     token: Cell<u32>,
     headers: RefCell<Vec<(String, String)>>,
+    shared: RefCell<SharedMap>,
+    outbound: bool,
 }
 
 impl Host for BenchHost {
@@ -51,6 +80,7 @@ impl Host for BenchHost {
             ["upstream", "address"] => b"127.0.0.1:8080",
             ["request", "protocol"] => b"HTTP/1.1",
             ["xds", "cluster_name"] => b"inbound|8080||",
+            ["xds", "listener_direction"] if self.outbound => &2i64.to_le_bytes(),
             _ => return None,
         };
         Some(v.to_vec())
@@ -63,11 +93,25 @@ impl Host for BenchHost {
         self.token.set(self.token.get() + 1);
         Ok(self.token.get())
     }
-    fn shared_data(&self, _key: &str) -> Option<(Vec<u8>, Option<u32>)> {
-        None
+    fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        let shared = self.shared.borrow();
+        shared.get(key).map(|(v, cas)| (v.clone(), Some(*cas)))
     }
-    fn set_shared_data(&self, _key: &str, _value: &[u8], _cas: Option<u32>) -> bool {
-        true
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut shared = self.shared.borrow_mut();
+        match shared.get_mut(key) {
+            Some((_, current)) if cas.is_some() && cas != Some(*current) => false,
+            Some((stored, current)) => {
+                stored.clear();
+                stored.extend_from_slice(value);
+                *current += 1;
+                true
+            }
+            None => {
+                shared.insert(key.to_string(), (value.to_vec(), 1));
+                true
+            }
+        }
     }
 }
 
@@ -76,11 +120,21 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    let config = Config::parse(
-        br#"{"direction": "inbound", "propagators": ["tracecontext", "baggage", "b3"],
-             "exporter": {"maxBatchSpans": 512, "flushIntervalMs": 1000}}"#,
-    )
-    .unwrap_or_default();
+    let mode = std::env::args().nth(2).unwrap_or_else(|| "inbound".into());
+    let (direction, link) = match mode.as_str() {
+        "inbound" => ("auto", true),
+        "inbound-nolink" => ("auto", false),
+        "outbound-linked" => ("auto", true),
+        other => {
+            return eprintln!("unknown mode {other}: inbound, inbound-nolink, outbound-linked")
+        }
+    };
+    let json = format!(
+        r#"{{"direction": "{direction}", "propagators": ["tracecontext", "baggage", "b3"],
+             "linkByRequestId": {link},
+             "exporter": {{"maxBatchSpans": 512, "flushIntervalMs": 1000}}}}"#
+    );
+    let config = Config::parse(json.as_bytes()).unwrap_or_default();
     let tracer = match Tracer::new(&config, &|_| None) {
         Ok(t) => t,
         Err(e) => return eprintln!("{e}"),
@@ -112,6 +166,22 @@ fn main() {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         ),
+        shared: RefCell::new(SharedMap::default()),
+        outbound: false,
+    };
+    let host = if mode == "outbound-linked" {
+        // An inbound request in flight records its link; the application
+        // then calls out forwarding only x-request-id.
+        let _in_flight = tracer.start(&host);
+        host.headers
+            .borrow_mut()
+            .retain(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate" | "baggage"));
+        BenchHost {
+            outbound: true,
+            ..host
+        }
+    } else {
+        host
     };
     let resource = otlp::resource(resource::attributes(Some("cart"), &|_| None, &host));
     let mut exporter = Exporter::new(config.exporter.clone(), resource);

@@ -62,6 +62,9 @@ pub struct Config {
     pub redaction: RedactionConfig,
     pub limits: LimitsConfig,
     pub span_name: SpanNameSource,
+    /// Parent a CLIENT span that carries no trace context on the SERVER span
+    /// of the inbound request with the same `x-request-id`.
+    pub link_by_request_id: bool,
 }
 
 /// Where a span's name comes from when no sampling rule gives a route.
@@ -81,6 +84,8 @@ pub struct TagConfig {
     pub literal: Option<LiteralTag>,
     pub environment: Option<NamedTag>,
     pub header: Option<NamedTag>,
+    /// A response header, read when the stream completes.
+    pub response_header: Option<NamedTag>,
     pub property: Option<PropertyTag>,
 }
 
@@ -104,6 +109,9 @@ pub struct PropertyTag {
     pub path: String,
     pub default_value: Option<String>,
 }
+
+/// What a custom tag must be: one kind.
+pub const TAG_KINDS: &str = "exactly one of literal, environment, header, responseHeader, property";
 
 /// The default secret keys: matched case-insensitively anywhere in a header
 /// name or query parameter name.
@@ -171,6 +179,7 @@ impl Default for Config {
             redaction: RedactionConfig::default(),
             limits: LimitsConfig::default(),
             span_name: SpanNameSource::Method,
+            link_by_request_id: true,
         }
     }
 }
@@ -187,6 +196,9 @@ pub struct SamplingConfig {
     /// Headers whose presence forces sampling (besides B3 debug,
     /// `jaeger-debug-id` and `x-envoy-force-trace`).
     pub force_headers: Vec<String>,
+    /// Share of requests carrying `x-client-trace-id` that are forced,
+    /// 0 to 100 (Envoy's `client_sampling`).
+    pub client_sampling_percentage: f64,
     /// First match wins.
     pub rules: Vec<RuleConfig>,
     pub keep_errors: Option<KeepErrorsConfig>,
@@ -200,6 +212,7 @@ impl Default for SamplingConfig {
             parent_based: true,
             max_traces_per_second: 0.0,
             force_headers: Vec::new(),
+            client_sampling_percentage: 100.0,
             rules: Vec::new(),
             keep_errors: None,
             remote: None,
@@ -255,7 +268,9 @@ pub struct KeepErrorsConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RemoteConfig {
     /// Envoy cluster of the Jaeger remote sampling endpoint.
-    pub cluster: String,
+    pub cluster: Option<String>,
+    /// `host:port` of a Kubernetes service: Istio's outbound cluster to it.
+    pub service: Option<String>,
     pub authority: Option<String>,
     /// Path; `?service={service.name}` is appended.
     pub path: String,
@@ -266,7 +281,8 @@ pub struct RemoteConfig {
 impl Default for RemoteConfig {
     fn default() -> Self {
         RemoteConfig {
-            cluster: "meshtrace-collector-query".into(),
+            cluster: None,
+            service: None,
             authority: None,
             path: "/api/sampling".into(),
             refresh_interval_ms: 60_000,
@@ -275,9 +291,17 @@ impl Default for RemoteConfig {
     }
 }
 
+/// The remote sampling endpoint's cluster when none is named.
+pub const DEFAULT_REMOTE_CLUSTER: &str = "meshtrace-collector-query";
+/// The collector's cluster when none is named.
+pub const DEFAULT_EXPORTER_CLUSTER: &str = "meshtrace-collector";
+
 impl RemoteConfig {
+    pub fn cluster(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(DEFAULT_REMOTE_CLUSTER)
+    }
     pub fn authority(&self) -> &str {
-        self.authority.as_deref().unwrap_or(&self.cluster)
+        self.authority.as_deref().unwrap_or(self.cluster())
     }
 }
 
@@ -285,7 +309,10 @@ impl RemoteConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ExporterConfig {
     /// The Envoy cluster of the OTLP/HTTP collector.
-    pub cluster: String,
+    pub cluster: Option<String>,
+    /// `host:port` of the collector's Kubernetes service: Istio's outbound
+    /// cluster to it (`outbound|port||host`) and `host:port` as authority.
+    pub service: Option<String>,
     /// `:authority` of export requests; defaults to the cluster name.
     pub authority: Option<String>,
     pub path: String,
@@ -303,7 +330,8 @@ pub struct ExporterConfig {
 impl Default for ExporterConfig {
     fn default() -> Self {
         ExporterConfig {
-            cluster: "meshtrace-collector".into(),
+            cluster: None,
+            service: None,
             authority: None,
             path: "/v1/traces".into(),
             timeout_ms: 5_000,
@@ -317,8 +345,11 @@ impl Default for ExporterConfig {
 }
 
 impl ExporterConfig {
+    pub fn cluster(&self) -> &str {
+        self.cluster.as_deref().unwrap_or(DEFAULT_EXPORTER_CLUSTER)
+    }
     pub fn authority(&self) -> &str {
-        self.authority.as_deref().unwrap_or(&self.cluster)
+        self.authority.as_deref().unwrap_or(self.cluster())
     }
 
     /// Adds `authorization: Bearer <token>` with the token read from the VM
@@ -353,12 +384,58 @@ impl ExporterConfig {
     }
 }
 
+/// Istio's outbound cluster and the authority for a `host:port` service.
+fn istio_service(field: &str, service: &str) -> Result<(String, String), ConfigError> {
+    let parsed = service.rsplit_once(':').and_then(|(host, port)| {
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+        let port_ok =
+            port.bytes().all(|c| c.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0);
+        (host_ok && port_ok).then_some((host, port))
+    });
+    let Some((host, port)) = parsed else {
+        return Err(invalid(
+            field,
+            format!("`{service}` is not host:port (e.g. meshtrace-collector.tracing.svc.cluster.local:4318)"),
+        ));
+    };
+    Ok((
+        ["outbound|", port, "||", host].concat(),
+        service.to_string(),
+    ))
+}
+
+/// Resolves a `service` into its cluster and default authority; refuses one
+/// given alongside a `cluster`.
+fn resolve_service(
+    prefix: &str,
+    cluster: &mut Option<String>,
+    service: &Option<String>,
+    authority: &mut Option<String>,
+) -> Result<(), ConfigError> {
+    let Some(svc) = service else {
+        return Ok(());
+    };
+    if cluster.is_some() {
+        return Err(invalid(
+            format!("{prefix}.service"),
+            format!("give {prefix}.cluster or {prefix}.service, not both"),
+        ));
+    }
+    let (c, a) = istio_service(&format!("{prefix}.service"), svc)?;
+    *cluster = Some(c);
+    authority.get_or_insert(a);
+    Ok(())
+}
+
 impl Config {
     /// Parses and validates a configuration document. Empty means defaults.
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let text =
             std::str::from_utf8(bytes).map_err(|_| invalid("", "configuration is not UTF-8"))?;
-        let config = if text.trim().is_empty() {
+        let mut config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
             let de = &mut serde_json::Deserializer::from_str(text);
@@ -374,6 +451,16 @@ impl Config {
             })?
         };
         config.validate()?;
+        let e = &mut config.exporter;
+        resolve_service("exporter", &mut e.cluster, &e.service, &mut e.authority)?;
+        if let Some(r) = &mut config.sampling.remote {
+            resolve_service(
+                "sampling.remote",
+                &mut r.cluster,
+                &r.service,
+                &mut r.authority,
+            )?;
+        }
         Ok(config)
     }
 
@@ -422,13 +509,11 @@ impl Config {
                 tag.literal.is_some(),
                 tag.environment.is_some(),
                 tag.header.is_some(),
+                tag.response_header.is_some(),
                 tag.property.is_some(),
             ];
             if kinds.iter().filter(|k| **k).count() != 1 {
-                return Err(invalid(
-                    field,
-                    "exactly one of literal, environment, header, property",
-                ));
+                return Err(invalid(field, TAG_KINDS));
             }
             let empty = match tag {
                 TagConfig {
@@ -437,6 +522,10 @@ impl Config {
                 }
                 | TagConfig {
                     header: Some(t), ..
+                }
+                | TagConfig {
+                    response_header: Some(t),
+                    ..
                 } => t.name.is_empty(),
                 TagConfig {
                     property: Some(p), ..
@@ -491,6 +580,10 @@ impl SamplingConfig {
             "sampling.randomSamplingPercentage",
             self.random_sampling_percentage,
         )?;
+        percentage(
+            "sampling.clientSamplingPercentage",
+            self.client_sampling_percentage,
+        )?;
         if !(0.0..=1_000_000.0).contains(&self.max_traces_per_second) {
             return Err(invalid(
                 "sampling.maxTracesPerSecond",
@@ -526,7 +619,7 @@ impl SamplingConfig {
             }
         }
         if let Some(remote) = &self.remote {
-            if remote.cluster.trim().is_empty() {
+            if matches!(&remote.cluster, Some(c) if c.trim().is_empty()) {
                 return Err(invalid("sampling.remote.cluster", "must not be empty"));
             }
             if !remote.path.starts_with('/') {
@@ -562,7 +655,7 @@ pub fn is_header_name(name: &str) -> bool {
 
 impl ExporterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.cluster.trim().is_empty() {
+        if matches!(&self.cluster, Some(c) if c.trim().is_empty()) {
             return Err(invalid("exporter.cluster", "must not be empty"));
         }
         if matches!(&self.authority, Some(a) if a.trim().is_empty()) {
@@ -738,6 +831,46 @@ mod tests {
             ),
             (r#""a string""#, "", "invalid type"),
             (r#"{"#, "", "EOF"),
+            (
+                r#"{"exporter": {"cluster": "c", "service": "c.ns:4318"}}"#,
+                "exporter.service",
+                "not both",
+            ),
+            (
+                r#"{"exporter": {"service": "c.ns"}}"#,
+                "exporter.service",
+                "is not host:port",
+            ),
+            (
+                r#"{"exporter": {"service": "c.ns:0"}}"#,
+                "exporter.service",
+                "is not host:port",
+            ),
+            (
+                r#"{"exporter": {"service": "c.ns:+4318"}}"#,
+                "exporter.service",
+                "is not host:port",
+            ),
+            (
+                r#"{"exporter": {"service": "outbound|4318||c:4318"}}"#,
+                "exporter.service",
+                "is not host:port",
+            ),
+            (
+                r#"{"sampling": {"remote": {"service": ":16686"}}}"#,
+                "sampling.remote.service",
+                "is not host:port",
+            ),
+            (
+                r#"{"sampling": {"clientSamplingPercentage": 101}}"#,
+                "sampling.clientSamplingPercentage",
+                "out of range",
+            ),
+            (
+                r#"{"linkByRequestId": "yes"}"#,
+                "linkByRequestId",
+                "invalid type",
+            ),
         ];
         for (doc, field, reason) in rows {
             let err = Config::parse(doc.as_bytes()).unwrap_err();
@@ -824,6 +957,39 @@ mod tests {
             assert_eq!(err.field, "exporter.bearerTokenEnv", "{doc}");
             assert!(err.reason.contains(reason), "{doc}: {}", err.reason);
         }
+    }
+
+    #[test]
+    fn services_name_istio_clusters() {
+        let c = Config::parse(
+            br#"{"exporter": {"service": "meshtrace-collector.tracing.svc.cluster.local:4318"},
+                 "sampling": {"remote": {"service": "meshtrace-collector.tracing.svc.cluster.local:16686"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.exporter.cluster(),
+            "outbound|4318||meshtrace-collector.tracing.svc.cluster.local"
+        );
+        assert_eq!(
+            c.exporter.authority(),
+            "meshtrace-collector.tracing.svc.cluster.local:4318"
+        );
+        let r = c.sampling.remote.unwrap();
+        assert_eq!(
+            r.cluster(),
+            "outbound|16686||meshtrace-collector.tracing.svc.cluster.local"
+        );
+        assert_eq!(
+            r.authority(),
+            "meshtrace-collector.tracing.svc.cluster.local:16686"
+        );
+
+        let c = Config::parse(br#"{"exporter": {"service": "c.ns.svc:4318", "authority": "c"}}"#)
+            .unwrap();
+        assert_eq!(c.exporter.authority(), "c", "an explicit authority wins");
+        let d = Config::default();
+        assert_eq!(d.exporter.cluster(), "meshtrace-collector", "plain Envoy");
+        assert_eq!(d.exporter.authority(), "meshtrace-collector");
     }
 
     #[test]

@@ -117,6 +117,12 @@ impl Exporter {
             }
         }
         let interval = self.config.flush_interval_ms * NANOS_PER_MS;
+        // The interval clock starts at the first tick: a partial batch never
+        // goes just because the VM is new (the first spans of a burst would
+        // leave in a batch of their own).
+        if self.last_flush_nanos == 0 {
+            self.last_flush_nanos = now;
+        }
         while self.in_flight.len() < MAX_IN_FLIGHT && !self.queue.is_empty() {
             let full = self.queue.len() >= self.config.max_batch_spans;
             if !full && now.saturating_sub(self.last_flush_nanos) < interval {
@@ -155,7 +161,7 @@ impl Exporter {
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
         let callout = Callout {
-            cluster: &self.config.cluster,
+            cluster: self.config.cluster(),
             headers,
             body: &batch.body,
             timeout_ms: self.config.timeout_ms,
@@ -165,7 +171,7 @@ impl Exporter {
             Err(reason) => {
                 log::warn!(
                     "meshtrace: export to cluster `{}` not sent: {reason}",
-                    self.config.cluster
+                    self.config.cluster()
                 );
                 self.failed(batch, None, host);
             }

@@ -16,11 +16,14 @@ pub enum Counter {
     TracesRateLimited,
     RemoteSamplingUpdates,
     RemoteSamplingFailures,
+    RequestIdLinks,
+    RequestIdMisses,
+    RequestIdUnrecorded,
 }
 
 impl Counter {
     /// Every counter, in declaration order (`counter as usize` indexes it).
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 13] = [
         Counter::SpansStarted,
         Counter::SpansSampled,
         Counter::SpansExported,
@@ -31,6 +34,9 @@ impl Counter {
         Counter::TracesRateLimited,
         Counter::RemoteSamplingUpdates,
         Counter::RemoteSamplingFailures,
+        Counter::RequestIdLinks,
+        Counter::RequestIdMisses,
+        Counter::RequestIdUnrecorded,
     ];
 
     /// The stat name (Envoy shows it under `wasmcustom.`).
@@ -46,6 +52,9 @@ impl Counter {
             Counter::TracesRateLimited => "meshtrace.traces_rate_limited",
             Counter::RemoteSamplingUpdates => "meshtrace.remote_sampling_updates",
             Counter::RemoteSamplingFailures => "meshtrace.remote_sampling_failures",
+            Counter::RequestIdLinks => "meshtrace.request_id_links",
+            Counter::RequestIdMisses => "meshtrace.request_id_misses",
+            Counter::RequestIdUnrecorded => "meshtrace.request_id_unrecorded",
         }
     }
 }

@@ -6,11 +6,13 @@
 //! For every HTTP request the sidecar handles, the filter makes one span:
 //! SERVER for inbound traffic, CLIENT for outbound. At the request headers it
 //! reads the caller's trace context in any of the configured formats
-//! ([`propagation`]), takes the sampling decision ([`sampler`]) and writes its
-//! own span's context back onto the request in every format, so one trace
-//! survives services that speak different ones. When the stream completes,
-//! a sampled span is finished with the HTTP semantic conventions
-//! ([`semconv`], [`tracer`]), converted to OTLP ([`otlp`]) and queued in the
+//! ([`propagation`]), or, on the outbound side of an application that
+//! forwarded none, finds the inbound request by its `x-request-id` ([`link`]);
+//! takes the sampling decision ([`sampler`]) and writes its own span's context
+//! back onto the request in every format, so one trace survives services that
+//! speak different ones. When the stream completes, a sampled span is finished
+//! with the HTTP or gRPC semantic conventions ([`semconv`], [`rpc`],
+//! [`tracer`]), converted to OTLP ([`otlp`]) and queued in the
 //! VM's [`exporter`], which batches spans and sends them to the collector over
 //! the proxy's own HTTP callout, retrying with backoff.
 //!
@@ -29,9 +31,11 @@ pub mod config;
 pub mod exporter;
 pub mod host;
 pub mod ids;
+pub mod link;
 pub mod otlp;
 pub mod propagation;
 pub mod resource;
+pub mod rpc;
 pub mod sampler;
 pub mod semconv;
 pub mod span;

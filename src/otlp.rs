@@ -22,6 +22,7 @@ pub const SCOPE_NAME: &str = "meshtrace";
 fn any_value(v: Value) -> AnyValue {
     let value = match v {
         Value::Str(s) => any_value::Value::StringValue(s),
+        Value::Static(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(i) => any_value::Value::IntValue(i),
         Value::Bool(b) => any_value::Value::BoolValue(b),
     };
@@ -68,7 +69,7 @@ pub fn to_proto(span: &Span) -> ProtoSpan {
     }
 }
 
-pub fn resource(attributes: Vec<(&'static str, String)>) -> Resource {
+pub fn resource<K: Into<String>>(attributes: impl IntoIterator<Item = (K, String)>) -> Resource {
     Resource {
         attributes: attributes
             .into_iter()
@@ -118,6 +119,7 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
         encode_varint(value_len as u64, &mut buf);
         match value {
             Value::Str(v) => bytes(1, v.as_bytes(), &mut buf),
+            Value::Static(v) => bytes(1, v.as_bytes(), &mut buf),
             Value::Bool(v) => {
                 encode_key(2, WireType::Varint, &mut buf);
                 encode_varint(u64::from(*v), &mut buf);
@@ -170,6 +172,7 @@ fn any_value_len(v: &Value) -> usize {
     // A oneof member is written even when it holds its default value.
     match v {
         Value::Str(s) => key_len(1) + encoded_len_varint(s.len() as u64) + s.len(),
+        Value::Static(s) => key_len(1) + encoded_len_varint(s.len() as u64) + s.len(),
         Value::Bool(b) => key_len(2) + encoded_len_varint(u64::from(*b)),
         Value::Int(i) => key_len(3) + encoded_len_varint(*i as u64),
     }

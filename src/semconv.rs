@@ -8,6 +8,7 @@ pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
 pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
 pub const HTTP_ROUTE: &str = "http.route";
 pub const HTTP_REQUEST_BODY_SIZE: &str = "http.request.body.size";
+pub const HTTP_REQUEST_RESEND_COUNT: &str = "http.request.resend_count";
 pub const HTTP_RESPONSE_BODY_SIZE: &str = "http.response.body.size";
 pub const URL_PATH: &str = "url.path";
 pub const URL_QUERY: &str = "url.query";

@@ -18,11 +18,35 @@ pub enum StatusCode {
     Error,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Value {
     Str(String),
+    /// A string known at build time (a method, a context source): no copy.
+    Static(&'static str),
     Int(i64),
     Bool(bool),
+}
+
+impl Value {
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Static(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Strings compare by their text, whether owned or static.
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            _ => matches!((self.as_str(), other.as_str()), (Some(a), Some(b)) if a == b),
+        }
+    }
 }
 
 impl From<String> for Value {

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use regex_lite::Regex;
 
-use crate::config::{invalid, Config, ConfigError, TagConfig};
+use crate::config::{invalid, Config, ConfigError, TagConfig, TAG_KINDS};
 use crate::host::Host;
 use crate::span::{Attribute, Value};
 
@@ -18,6 +18,9 @@ enum Source {
     Fixed(String),
     /// Index into the header values captured at the request headers.
     Header(usize),
+    /// A response header (lower-case name), read when the stream completes;
+    /// its default; whether its name marks a secret.
+    ResponseHeader(String, Option<String>, bool),
     Property(Vec<String>, Option<String>),
 }
 
@@ -130,17 +133,26 @@ impl Tags {
                     Source::Header(headers.len() - 1)
                 }
                 TagConfig {
+                    response_header: Some(h),
+                    ..
+                } => {
+                    let lower = h.name.to_ascii_lowercase();
+                    if !crate::config::is_header_name(&lower) {
+                        return Err(invalid(
+                            format!("customTags.{name}.responseHeader.name"),
+                            "not an HTTP header name",
+                        ));
+                    }
+                    let secret = redactor.is_secret(&lower);
+                    Source::ResponseHeader(lower, h.default_value.clone(), secret)
+                }
+                TagConfig {
                     property: Some(p), ..
                 } => Source::Property(
                     p.path.split('.').map(String::from).collect(),
                     p.default_value.clone(),
                 ),
-                _ => {
-                    return Err(invalid(
-                        format!("customTags.{name}"),
-                        "exactly one of literal, environment, header, property",
-                    ))
-                }
+                _ => return Err(invalid(format!("customTags.{name}"), TAG_KINDS)),
             };
             tags.push((name.clone(), source));
         }
@@ -180,6 +192,13 @@ impl Tags {
             let value = match source {
                 Source::Fixed(v) => Some(v.clone()),
                 Source::Header(i) => captured.get(*i).cloned().flatten(),
+                Source::ResponseHeader(name, default, secret) => {
+                    match host.property_string(&["response", "headers", name]) {
+                        Some(_) if *secret => Some(self.redactor.replacement.clone()),
+                        Some(v) => Some(v),
+                        None => default.clone(),
+                    }
+                }
                 Source::Property(path, default) => {
                     let path: Vec<&str> = path.iter().map(String::as_str).collect();
                     property(host, &path).or_else(|| default.clone())
@@ -197,15 +216,29 @@ impl Tags {
     pub fn bound(&self, attrs: &mut Vec<Attribute>) -> u32 {
         let mut truncated = 0i64;
         for (key, value) in attrs.iter_mut() {
+            let len = match value {
+                Value::Str(s) => s.len(),
+                Value::Static(s) => s.len(),
+                _ => continue,
+            };
+            // The shorter limit first: most values are under both.
+            if len <= self.max_attribute_length.min(self.max_path_length) {
+                continue;
+            }
+            let max = if key == crate::semconv::URL_PATH {
+                self.max_path_length
+            } else {
+                self.max_attribute_length
+            };
+            if len <= max {
+                continue;
+            }
+            if let Value::Static(s) = value {
+                *value = Value::Str(s.to_string());
+            }
             if let Value::Str(s) = value {
-                let max = if key == crate::semconv::URL_PATH {
-                    self.max_path_length
-                } else {
-                    self.max_attribute_length
-                };
-                if cut(s, max) {
-                    truncated += 1;
-                }
+                cut(s, max);
+                truncated += 1;
             }
         }
         let dropped = attrs.len().saturating_sub(self.max_attributes);
@@ -319,6 +352,36 @@ mod tests {
     }
 
     #[test]
+    fn response_header_tags_are_read_at_the_end_and_redacted() {
+        let t = tags(
+            r#"{"customTags": {
+                "cache": {"responseHeader": {"name": "X-Cache"}},
+                "served.by": {"responseHeader": {"name": "x-served-by", "defaultValue": "unknown"}},
+                "session": {"responseHeader": {"name": "set-cookie"}},
+                "absent": {"responseHeader": {"name": "x-absent"}}
+            }}"#,
+        )
+        .unwrap();
+        let host = MockHost::with_headers(&[]);
+        host.set_property("response.headers.x-cache", b"HIT");
+        host.set_property("response.headers.set-cookie", b"sid=s3cret");
+        let mut attrs = Vec::new();
+        t.append(&mut attrs, &[], &host);
+        assert_eq!(value(&attrs, "cache"), Some(Value::Str("HIT".into())));
+        assert_eq!(
+            value(&attrs, "served.by"),
+            Some(Value::Str("unknown".into())),
+            "the default when the response has no such header"
+        );
+        assert_eq!(
+            value(&attrs, "session"),
+            Some(Value::Str("***".into())),
+            "secret names are redacted like request headers"
+        );
+        assert_eq!(value(&attrs, "absent"), None);
+    }
+
+    #[test]
     fn tag_kinds_are_checked() {
         let err =
             tags(r#"{"customTags": {"x": {"literal": {"value": "a"}, "header": {"name": "b"}}}}"#)
@@ -327,10 +390,10 @@ mod tests {
         let err = tags(r#"{"customTags": {"x": {"request": {"name": "b"}}}}"#).unwrap_err();
         assert_eq!(err.field, "customTags.x.request", "unknown tag kind");
         let err = tags(r#"{"customTags": {"x": {}}}"#).unwrap_err();
-        assert_eq!(
-            err.reason,
-            "exactly one of literal, environment, header, property"
-        );
+        assert_eq!(err.reason, TAG_KINDS);
+        let err =
+            tags(r#"{"customTags": {"x": {"responseHeader": {"name": "bad name"}}}}"#).unwrap_err();
+        assert_eq!(err.field, "customTags.x.responseHeader.name");
         let err = tags(r#"{"redaction": {"keys": ["ok", "("]}}"#).unwrap_err();
         assert_eq!(err.field, "redaction.keys[1]");
         let err = tags(r#"{"redaction": {"keys": [""]}}"#).unwrap_err();
@@ -396,12 +459,21 @@ mod tests {
             ("url.path".into(), Value::Str("/0123456789abcdef".into())),
             ("long".into(), Value::Str("é".repeat(20))),
             ("short".into(), Value::Str("ok".into())),
+            (
+                "static".into(),
+                Value::Static("a constant of 27 characters"),
+            ),
         ];
         for i in 0..10 {
             attrs.push((format!("k{i}").into(), Value::Int(i)));
         }
         let dropped = t.bound(&mut attrs);
-        assert_eq!(dropped, 5);
+        assert_eq!(dropped, 6);
+        assert_eq!(
+            value(&attrs, "static"),
+            Some(Value::Str("a constant of 27".into())),
+            "constants are cut too"
+        );
         assert_eq!(
             value(&attrs, "url.path"),
             Some(Value::Str("/012345678".into()))
@@ -410,7 +482,7 @@ mod tests {
             panic!("long")
         };
         assert!(long.len() <= 16 && long.chars().all(|c| c == 'é'));
-        assert_eq!(value(&attrs, TRUNCATED), Some(Value::Int(2)));
+        assert_eq!(value(&attrs, TRUNCATED), Some(Value::Int(3)));
         assert_eq!(attrs.len(), 9, "8 kept plus the truncation count");
     }
 }

@@ -1,18 +1,22 @@
 //! One request's span: started at the request headers, finished when the
 //! stream completes.
 //!
-//! Start reads the request headers once, extracts the caller's context,
-//! finds the sampling rule, names the span, decides sampling, and writes our
-//! span's context back onto the request in every configured format. Request
-//! attributes are captured only when the span may be exported (sampled, or
-//! `keepErrors` is on), and the response properties are read only then.
+//! Start reads the request headers once, extracts the caller's context (or,
+//! on the outbound side of an application that forwarded none, links to the
+//! inbound request with the same `x-request-id`), finds the sampling rule,
+//! names the span, decides sampling, and writes our span's context back onto
+//! the request in every configured format. Request attributes are captured
+//! only when the span may be exported (sampled, or `keepErrors` is on), and
+//! the response properties are read only then.
 
 use std::borrow::Cow;
 
 use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
-use crate::propagation::{Propagators, SpanContext, TraceState};
+use crate::link;
+use crate::propagation::{Format, Incoming, Propagators, Sampling, SpanContext, TraceState};
+use crate::rpc;
 use crate::sampler::{Kept, Request, Sampler};
 use crate::semconv as sc;
 use crate::span::{Attribute, Span, SpanKind, Value};
@@ -22,6 +26,8 @@ use crate::tags::Tags;
 const OUTBOUND: i64 = 2;
 /// Why an unsampled span was exported anyway (`error` or `slow`).
 pub const KEPT_REASON: &str = "meshtrace.sampling.kept";
+/// Where the span's parent context came from ([`ContextSource::name`]).
+pub const CONTEXT_SOURCE: &str = "meshtrace.context.source";
 
 pub struct Tracer {
     propagators: Propagators,
@@ -29,6 +35,94 @@ pub struct Tracer {
     pub tags: Tags,
     direction: Direction,
     span_name: SpanNameSource,
+    link_by_request_id: bool,
+}
+
+/// Where a span's parent context came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextSource {
+    /// The caller's headers in this format (`b3` for the single header,
+    /// `b3multi` for the `x-b3-*` ones, whichever is configured).
+    Format(Format),
+    /// The inbound request with the same `x-request-id` ([`link`]).
+    RequestId,
+    /// None: a new trace.
+    None,
+}
+
+impl ContextSource {
+    /// The value of `meshtrace.context.source`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContextSource::Format(f) => f.name(),
+            ContextSource::RequestId => "x-request-id",
+            ContextSource::None => "none",
+        }
+    }
+}
+
+/// Where a span's parent is, and what its caller decided.
+struct Caller {
+    parent: Option<(TraceId, SpanId)>,
+    sampling: Option<Sampling>,
+    /// W3C Level 2 random flag of the parent's trace id.
+    random: bool,
+    tracestate: TraceState,
+    source: ContextSource,
+}
+
+impl Default for Caller {
+    fn default() -> Self {
+        Caller {
+            parent: None,
+            sampling: None,
+            random: false,
+            tracestate: TraceState::default(),
+            source: ContextSource::None,
+        }
+    }
+}
+
+/// The request headers a span needs, found in one pass over the list.
+#[derive(Default)]
+struct Seen<'a> {
+    method: &'a str,
+    target: &'a str,
+    scheme: Option<&'a str>,
+    authority: &'a str,
+    user_agent: Option<&'a str>,
+    request_id: Option<&'a str>,
+    forwarded_for: Option<&'a str>,
+    content_type: Option<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    /// The first value of each header, as the proxy lists them.
+    fn of(headers: &'a [(String, String)]) -> Self {
+        let mut s = Seen::default();
+        let set = |slot: &mut Option<&'a str>, v: &'a str| {
+            slot.get_or_insert(v);
+        };
+        let (mut method, mut target, mut authority) = (None, None, None);
+        for (k, v) in headers {
+            let v = v.as_str();
+            match k.as_str() {
+                ":method" => set(&mut method, v),
+                ":path" => set(&mut target, v),
+                ":scheme" => set(&mut s.scheme, v),
+                ":authority" => set(&mut authority, v),
+                "user-agent" => set(&mut s.user_agent, v),
+                "x-request-id" => set(&mut s.request_id, v),
+                "x-forwarded-for" => set(&mut s.forwarded_for, v),
+                "content-type" => set(&mut s.content_type, v),
+                _ => {}
+            }
+        }
+        s.method = method.unwrap_or_default();
+        s.target = target.unwrap_or_default();
+        s.authority = authority.unwrap_or_default();
+        s
+    }
 }
 
 /// What a recorded span keeps of its request headers.
@@ -51,10 +145,15 @@ pub struct ActiveSpan {
     pub kind: SpanKind,
     pub context: SpanContext,
     pub parent: Option<SpanId>,
+    pub source: ContextSource,
     pub start_unix_nanos: u64,
     pub name: String,
     /// The matching rule's route template.
     pub route: Option<String>,
+    /// A gRPC call (`content-type: application/grpc*`, `/{service}/{method}`).
+    pub grpc: bool,
+    /// The `x-request-id` link this SERVER span recorded, closed at its end.
+    link: Option<link::Recorded>,
     request: Option<RequestFacts>,
 }
 
@@ -64,24 +163,17 @@ impl ActiveSpan {
     }
 }
 
-fn first<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 impl RequestFacts {
-    fn from_headers(headers: &[(String, String)], tags: &Tags) -> Self {
-        let get = |n: &str| first(headers, n).map(str::to_string);
+    fn new(seen: &Seen<'_>, headers: &[(String, String)], tags: &Tags) -> Self {
+        let owned = |v: Option<&str>| v.map(str::to_string);
         RequestFacts {
-            method: get(":method").unwrap_or_default(),
-            target: get(":path").unwrap_or_default(),
-            scheme: get(":scheme").unwrap_or_else(|| "http".to_string()),
-            authority: get(":authority").unwrap_or_default(),
-            user_agent: get("user-agent"),
-            request_id: get("x-request-id"),
-            forwarded_for: get("x-forwarded-for"),
+            method: seen.method.to_string(),
+            target: seen.target.to_string(),
+            scheme: seen.scheme.unwrap_or("http").to_string(),
+            authority: seen.authority.to_string(),
+            user_agent: owned(seen.user_agent),
+            request_id: owned(seen.request_id),
+            forwarded_for: owned(seen.forwarded_for),
             tags: tags.capture(headers),
         }
     }
@@ -96,6 +188,7 @@ impl Tracer {
             tags: Tags::new(config, env)?,
             direction: config.direction,
             span_name: config.span_name,
+            link_by_request_id: config.link_by_request_id,
         })
     }
 
@@ -110,24 +203,69 @@ impl Tracer {
         }
     }
 
+    /// The caller's context: what the headers carry, else, on the outbound
+    /// side of an application that forwarded none, the inbound request with
+    /// the same x-request-id. Requests that carry a context never look one up.
+    fn caller(
+        &self,
+        kind: SpanKind,
+        winner: Option<(Format, Incoming)>,
+        request_id: Option<&str>,
+        now: u64,
+        host: &dyn Host,
+    ) -> Caller {
+        let mut caller = match winner {
+            Some((format, incoming)) => Caller {
+                source: match incoming.parent {
+                    Some(_) => ContextSource::Format(format),
+                    None => ContextSource::None,
+                },
+                parent: incoming.parent,
+                sampling: Some(incoming.sampling),
+                random: incoming.random,
+                tracestate: incoming.tracestate,
+            },
+            None => Caller::default(),
+        };
+        let linkable =
+            caller.parent.is_none() && kind == SpanKind::Client && self.link_by_request_id;
+        if let (true, Some(rid)) = (linkable, request_id) {
+            match link::lookup(host, rid, now) {
+                Some(linked) => {
+                    caller = Caller {
+                        parent: Some((linked.trace_id, linked.span_id)),
+                        // A decision the application did forward wins.
+                        sampling: caller.sampling.or(Some(linked.sampling)),
+                        random: linked.random,
+                        tracestate: linked.tracestate,
+                        source: ContextSource::RequestId,
+                    };
+                    host.count(Counter::RequestIdLinks, 1);
+                }
+                None => host.count(Counter::RequestIdMisses, 1),
+            }
+        }
+        caller
+    }
+
     /// Starts the request's span and propagates its context.
     pub fn start(&self, host: &dyn Host) -> ActiveSpan {
         let start_unix_nanos = host.now_unix_nanos();
         let kind = self.kind(host);
         let headers = host.request_headers();
+        let seen = Seen::of(&headers);
         let extracted = self.propagators.extract(&headers);
         if extracted.malformed > 0 {
             host.count(Counter::MalformedHeaders, u64::from(extracted.malformed));
         }
-        let (parent, caller, random, tracestate) = match extracted.winner {
-            Some((_, incoming)) => (
-                incoming.parent,
-                Some(incoming.sampling),
-                incoming.random,
-                incoming.tracestate,
-            ),
-            None => (None, None, false, TraceState::default()),
-        };
+        let request_id = seen.request_id.filter(|r| !r.is_empty());
+        let Caller {
+            parent,
+            sampling: caller,
+            random,
+            tracestate,
+            source,
+        } = self.caller(kind, extracted.winner, request_id, start_unix_nanos, host);
         let (trace_id, random) = match parent {
             Some((trace_id, _)) => (trace_id, random),
             None => (new_trace_id(host), true),
@@ -135,11 +273,14 @@ impl Tracer {
 
         // The rule, the route and the name; Envoy's route name is read at
         // most once, and only when a rule or the span name needs it.
-        let method = first(&headers, ":method").unwrap_or_default();
-        let (path, _) = sc::split_target(first(&headers, ":path").unwrap_or_default());
-        let (host_name, _) = sc::host_port(first(&headers, ":authority").unwrap_or_default(), "");
+        let (path, _) = sc::split_target(seen.target);
+        let (host_name, _) = sc::host_port(seen.authority, "");
+        let grpc_call = seen
+            .content_type
+            .filter(|ct| rpc::is_grpc(ct))
+            .and_then(|_| rpc::service_method(path));
         let request = Request {
-            method,
+            method: seen.method,
             path,
             host: host_name,
             headers: &headers,
@@ -152,12 +293,17 @@ impl Tracer {
         };
         let rule = self.sampler.rule(&request, &mut envoy_route);
         let route = rule.and_then(|r| r.route.clone());
-        let name_route = match (&route, self.span_name) {
-            (Some(r), _) => Some(r.clone()),
-            (None, SpanNameSource::EnvoyRoute) => envoy_route(),
-            (None, SpanNameSource::Method) => None,
+        let name = match grpc_call {
+            Some((service, method)) => rpc::span_name(service, method),
+            None => {
+                let name_route = match (&route, self.span_name) {
+                    (Some(r), _) => Some(r.clone()),
+                    (None, SpanNameSource::EnvoyRoute) => envoy_route(),
+                    (None, SpanNameSource::Method) => None,
+                };
+                sc::span_name(sc::method(seen.method).0, name_route.as_deref())
+            }
         };
-        let name = sc::span_name(sc::method(method).0, name_route.as_deref());
 
         let decision = self
             .sampler
@@ -166,7 +312,7 @@ impl Tracer {
             trace_id,
             span_id: new_span_id(host),
             sampled: decision.sampled(),
-            debug: caller == Some(crate::propagation::Sampling::Debug),
+            debug: caller == Some(Sampling::Debug),
             random,
             tracestate,
         };
@@ -176,6 +322,18 @@ impl Tracer {
         if !edits.is_empty() {
             host.edit_request_headers(&edits);
         }
+        // Every inbound request is recorded, sampled or not: its outbound
+        // calls must carry its decision.
+        let link = match request_id {
+            Some(rid) if kind == SpanKind::Server && self.link_by_request_id => {
+                let recorded = link::record(host, rid, &context, start_unix_nanos);
+                if recorded.is_none() {
+                    host.count(Counter::RequestIdUnrecorded, 1);
+                }
+                recorded
+            }
+            _ => None,
+        };
         host.count(Counter::SpansStarted, 1);
         if context.sampled {
             host.count(Counter::SpansSampled, 1);
@@ -184,17 +342,23 @@ impl Tracer {
         ActiveSpan {
             kind,
             parent: parent.map(|(_, span_id)| span_id),
+            source,
             context,
             start_unix_nanos,
             name,
             route,
-            request: record.then(|| RequestFacts::from_headers(&headers, &self.tags)),
+            grpc: grpc_call.is_some(),
+            link,
+            request: record.then(|| RequestFacts::new(&seen, &headers, &self.tags)),
         }
     }
 
     /// Ends the span when the stream is done; `None` when it is not exported.
     pub fn finish(&self, span: ActiveSpan, host: &dyn Host) -> Option<Span> {
         let end_unix_nanos = host.now_unix_nanos().max(span.start_unix_nanos);
+        if let Some(recorded) = &span.link {
+            link::close(host, recorded, end_unix_nanos);
+        }
         let req = span.request?;
         let code =
             u32::try_from(host.property_int(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
@@ -207,19 +371,39 @@ impl Tracer {
         let flags =
             sc::response_flags(host.property_int(&["response", "flags"]).unwrap_or(0) as u64);
         let (method, unknown_method) = sc::method(&req.method);
-        let (status, error_type) = sc::status(span.kind, code, &flags);
+        // Envoy's `response.grpc_status`: the trailers, else the headers of a
+        // trailers-only answer, else what the HTTP status implies.
+        let grpc_status = if span.grpc {
+            host.property_int(&["response", "grpc_status"])
+        } else {
+            None
+        };
+        let (status, error_type) = match grpc_status {
+            Some(g) => rpc::status(span.kind, g),
+            None => sc::status(span.kind, code, &flags),
+        };
         let (path, query) = sc::split_target(&req.target);
         let query = query.map(|q| self.tags.redactor.query(q));
         let (server_address, server_port) = sc::host_port(&req.authority, &req.scheme);
 
-        let mut a: Vec<Attribute> = Vec::with_capacity(24);
+        let mut a: Vec<Attribute> = Vec::with_capacity(28);
         let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
-        put(sc::HTTP_REQUEST_METHOD, method.into());
+        put(sc::HTTP_REQUEST_METHOD, Value::Static(method));
         if unknown_method {
             put(sc::HTTP_REQUEST_METHOD_ORIGINAL, req.method.as_str().into());
         }
         if let Some(route) = &span.route {
             put(sc::HTTP_ROUTE, route.as_str().into());
+        }
+        if span.grpc {
+            if let Some((service, rpc_method)) = rpc::service_method(path) {
+                put(rpc::RPC_SYSTEM, Value::Static("grpc"));
+                put(rpc::RPC_SERVICE, service.into());
+                put(rpc::RPC_METHOD, rpc_method.into());
+            }
+            if let Some(g) = grpc_status {
+                put(rpc::RPC_GRPC_STATUS_CODE, g.into());
+            }
         }
         if !server_address.is_empty() {
             put(sc::SERVER_ADDRESS, server_address.into());
@@ -248,6 +432,11 @@ impl Tracer {
                     full.push_str(q);
                 }
                 put(sc::URL_FULL, full.into());
+                // Envoy counts the first try: resends are the others.
+                let attempts = host.property_int(&["upstream", "request_attempt_count"]);
+                if let Some(resends) = attempts.filter(|n| *n > 1).map(|n| n - 1) {
+                    put(sc::HTTP_REQUEST_RESEND_COUNT, resends.into());
+                }
                 upstream.clone()
             }
         };
@@ -298,9 +487,10 @@ impl Tracer {
             put(sc::ERROR_TYPE, e.into());
         }
         if let Some(k) = kept {
-            put(KEPT_REASON, k.reason().into());
+            put(KEPT_REASON, Value::Static(k.reason()));
             host.count(Counter::SpansKept, 1);
         }
+        put(CONTEXT_SOURCE, Value::Static(span.source.name()));
         self.tags.append(&mut a, &req.tags, host);
         let dropped_attributes = self.tags.bound(&mut a);
 
@@ -638,6 +828,286 @@ mod tests {
         );
     }
 
+    fn source_of(span: &Span) -> Option<&Value> {
+        span.attribute(CONTEXT_SOURCE)
+    }
+
+    #[test]
+    fn every_span_says_where_its_context_came_from() {
+        let t = tracer(
+            r#"{"direction": "inbound", "propagators": ["tracecontext", "b3multi", "jaeger"]}"#,
+        );
+        let rows: &[(&[(&str, &str)], &str)] = &[
+            (&[("traceparent", TP)], "tracecontext"),
+            (
+                &[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+                "b3",
+            ),
+            (
+                &[
+                    ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+                    ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                    ("x-b3-sampled", "1"),
+                ],
+                "b3multi",
+            ),
+            (
+                &[("uber-trace-id", "80f198ee56343ba8:e457b5a2e4d86bd1:0:1")],
+                "jaeger",
+            ),
+            (&[], "none"),
+            (&[("traceparent", "00-zz")], "none"),
+            (&[("x-b3-sampled", "1")], "none"),
+        ];
+        for (headers, want) in rows {
+            let host = request(headers);
+            let span = t.finish(t.start(&host), &host).unwrap();
+            assert_eq!(
+                source_of(&span),
+                Some(&Value::Str((*want).into())),
+                "{headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_outbound_request_without_context_links_by_request_id() {
+        let inbound = tracer(r#"{"direction": "inbound"}"#);
+        let outbound =
+            tracer(r#"{"direction": "outbound", "propagators": ["tracecontext", "b3multi"]}"#);
+        let host = request(&[("traceparent", TP), ("tracestate", "v=1")]);
+        let server = inbound.start(&host);
+        // The application forwards x-request-id only.
+        *host.headers.borrow_mut() = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/items".into()),
+            (":authority".into(), "items".into()),
+            ("x-request-id".into(), "req-1".into()),
+        ];
+        let client = outbound.start(&host);
+        assert_eq!(client.context.trace_id, server.context.trace_id);
+        assert_eq!(client.parent, Some(server.context.span_id));
+        assert_eq!(client.source, ContextSource::RequestId);
+        assert!(client.sampled(), "the SERVER span's decision");
+        assert_eq!(
+            host.header("traceparent"),
+            Some(format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+                client.context.span_id
+            )),
+            "the upstream gets the linked context"
+        );
+        assert_eq!(host.header("tracestate").as_deref(), Some("v=1"));
+        assert_eq!(
+            host.header("x-b3-traceid").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "in every format"
+        );
+        assert_eq!(host.counter(Counter::RequestIdLinks), 1);
+        let span = outbound.finish(client, &host).unwrap();
+        assert_eq!(source_of(&span), Some(&Value::Str("x-request-id".into())));
+
+        // Another request id: no link, a new trace.
+        host.headers.borrow_mut().retain(|(k, _)| {
+            k != "x-request-id" && k != "traceparent" && !k.starts_with("x-b3") && k != "tracestate"
+        });
+        host.headers
+            .borrow_mut()
+            .push(("x-request-id".into(), "req-2".into()));
+        let other = outbound.start(&host);
+        assert_ne!(other.context.trace_id, server.context.trace_id);
+        assert_eq!(other.source, ContextSource::None);
+        assert_eq!(host.counter(Counter::RequestIdMisses), 1);
+        inbound.finish(server, &host);
+    }
+
+    #[test]
+    fn requests_with_a_context_never_look_up_their_request_id() {
+        let outbound = tracer(r#"{"direction": "outbound"}"#);
+        let host = request(&[("traceparent", TP)]);
+        host.shared.borrow_mut().clear();
+        let span = outbound.start(&host);
+        assert_eq!(span.source, ContextSource::Format(Format::TraceContext));
+        assert_eq!(host.counter(Counter::RequestIdLinks), 0);
+        assert_eq!(
+            host.counter(Counter::RequestIdMisses),
+            0,
+            "no lookup at all"
+        );
+    }
+
+    #[test]
+    fn link_by_request_id_can_be_turned_off() {
+        let inbound = tracer(r#"{"direction": "inbound", "linkByRequestId": false}"#);
+        let outbound = tracer(r#"{"direction": "outbound", "linkByRequestId": false}"#);
+        let host = request(&[("traceparent", TP)]);
+        inbound.start(&host);
+        assert!(host.shared.borrow().is_empty(), "nothing recorded");
+        host.headers
+            .borrow_mut()
+            .retain(|(k, _)| k != "traceparent");
+        let client = outbound.start(&host);
+        assert!(client.parent.is_none());
+        assert_eq!(host.counter(Counter::RequestIdMisses), 0);
+    }
+
+    #[test]
+    fn the_link_is_closed_when_the_server_span_ends_sampled_or_not() {
+        let inbound =
+            tracer(r#"{"direction": "inbound", "sampling": {"randomSamplingPercentage": 0}}"#);
+        let outbound = tracer(r#"{"direction": "outbound"}"#);
+        let host = request(&[]);
+        let server = inbound.start(&host);
+        assert!(!server.sampled());
+        assert!(inbound.finish(server, &host).is_none(), "not exported");
+        host.advance_ms(link::GRACE_NANOS / 1_000_000 + 1);
+        host.headers
+            .borrow_mut()
+            .retain(|(k, _)| k != "traceparent");
+        let late = outbound.start(&host);
+        assert!(
+            late.parent.is_none(),
+            "closed at the end: expired after the grace period"
+        );
+    }
+
+    fn grpc_request(path: &str) -> MockHost {
+        let host = request(&[("content-type", "application/grpc")]);
+        host.headers.borrow_mut().retain(|(k, _)| k != ":path");
+        host.headers
+            .borrow_mut()
+            .push((":path".into(), path.into()));
+        host.headers.borrow_mut().retain(|(k, _)| k != ":method");
+        host.headers
+            .borrow_mut()
+            .push((":method".into(), "POST".into()));
+        host
+    }
+
+    #[test]
+    fn grpc_calls_follow_the_rpc_conventions() {
+        let server = tracer(r#"{"direction": "inbound", "spanName": "envoyRoute"}"#);
+        let client = tracer(r#"{"direction": "outbound"}"#);
+        let host = grpc_request("/shop.v1.Cart/AddItem");
+        host.set_int("response.code", 200);
+        host.set_property("xds.route_name", b"grpc-route");
+        // (tracer, grpc-status, status, error.type, why)
+        type Row<'a> = (
+            &'a Tracer,
+            Option<i64>,
+            StatusCode,
+            Option<&'a str>,
+            &'a str,
+        );
+        let rows: &[Row] = &[
+            (&server, Some(0), StatusCode::Unset, None, "OK"),
+            (
+                &server,
+                Some(5),
+                StatusCode::Unset,
+                None,
+                "NOT_FOUND: the caller's fault",
+            ),
+            (
+                &server,
+                Some(13),
+                StatusCode::Error,
+                Some("INTERNAL"),
+                "INTERNAL answered with HTTP 200",
+            ),
+            (
+                &client,
+                Some(5),
+                StatusCode::Error,
+                Some("NOT_FOUND"),
+                "any failure on a client",
+            ),
+            (&client, Some(0), StatusCode::Unset, None, "OK"),
+            (
+                &server,
+                None,
+                StatusCode::Unset,
+                None,
+                "no grpc-status: the HTTP rules",
+            ),
+        ];
+        for (t, grpc_status, status, error_type, why) in rows {
+            host.properties.borrow_mut().remove("response.grpc_status");
+            if let Some(g) = grpc_status {
+                host.set_int("response.grpc_status", *g);
+            }
+            let span = t.finish(t.start(&host), &host).unwrap();
+            assert_eq!(span.name, "shop.v1.Cart/AddItem", "{why}");
+            assert_eq!(span.status, *status, "{why}");
+            assert_eq!(
+                span.attribute("error.type"),
+                error_type.map(|e| Value::Str(e.into())).as_ref(),
+                "{why}"
+            );
+            assert_eq!(
+                span.attribute("rpc.system"),
+                Some(&Value::Str("grpc".into()))
+            );
+            assert_eq!(
+                span.attribute("rpc.service"),
+                Some(&Value::Str("shop.v1.Cart".into()))
+            );
+            assert_eq!(
+                span.attribute("rpc.method"),
+                Some(&Value::Str("AddItem".into()))
+            );
+            assert_eq!(
+                span.attribute("rpc.grpc.status_code"),
+                grpc_status.map(Value::Int).as_ref(),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn not_grpc_without_the_content_type_or_the_path_shape() {
+        let t = tracer(r#"{"direction": "inbound"}"#);
+        let host = grpc_request("/not-a-method");
+        host.set_int("response.code", 200);
+        host.set_int("response.grpc_status", 13);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(span.name, "POST");
+        assert_eq!(span.attribute("rpc.system"), None);
+        assert_eq!(span.status, StatusCode::Unset, "the HTTP rules: 200");
+        let host = request(&[]);
+        host.set_int("response.code", 200);
+        host.set_int("response.grpc_status", 13);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(span.status, StatusCode::Unset, "no gRPC content-type");
+    }
+
+    #[test]
+    fn client_spans_count_resends() {
+        let t = tracer(r#"{"direction": "outbound"}"#);
+        let host = request(&[]);
+        host.set_int("response.code", 200);
+        host.set_int("upstream.request_attempt_count", 1);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(
+            span.attribute("http.request.resend_count"),
+            None,
+            "the first try is no resend"
+        );
+        host.set_int("upstream.request_attempt_count", 3);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(
+            span.attribute("http.request.resend_count"),
+            Some(&Value::Int(2))
+        );
+        let t = tracer(r#"{"direction": "inbound"}"#);
+        let span = t.finish(t.start(&host), &host).unwrap();
+        assert_eq!(
+            span.attribute("http.request.resend_count"),
+            None,
+            "CLIENT spans only"
+        );
+    }
+
     #[test]
     fn the_readme_complete_example_is_accepted() {
         let readme = include_str!("../README.md");
@@ -648,7 +1118,11 @@ mod tests {
             .expect("the README has its complete example");
         let config = Config::parse(block.as_bytes()).unwrap();
         assert_eq!(config.sampling.rules.len(), 6);
-        assert_eq!(config.custom_tags.len(), 4);
+        assert_eq!(config.custom_tags.len(), 5);
+        assert_eq!(
+            config.exporter.cluster(),
+            "outbound|4318||meshtrace-collector.tracing.svc.cluster.local"
+        );
         Tracer::new(&config, &|_| None).unwrap();
     }
 }

@@ -113,6 +113,7 @@ class JsonServer(_Server):
             def do_GET(self):
                 srv.hits += 1
                 srv.last_path = self.path
+                srv.last_headers = {k.lower(): v for k, v in self.headers.items()}
                 self.send_response(srv.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(srv.body)))
@@ -126,15 +127,18 @@ class Recorder(_Server):
     """An application or upstream: records every request's headers.
 
     Paths: `/status/N` answers N; `/slow/MS` answers after MS ms;
+    `/respond/NAME/VALUE` answers with that response header;
     `/call/...` makes an outbound request through `outbound_port`, forwarding
-    the trace headers it received, and answers with the upstream's status.
+    the headers in `forward` it received (by default every trace header and
+    x-request-id), and answers with the upstream's status.
     """
 
     FORWARD = ("traceparent", "tracestate", "baggage", "b3", "x-b3-traceid", "x-b3-spanid",
                "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "uber-trace-id", "x-request-id")
 
-    def __init__(self, name="app"):
+    def __init__(self, name="app", forward=FORWARD):
         self.name = name
+        self.forward = tuple(forward)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.outbound_port = None
@@ -146,26 +150,34 @@ class Recorder(_Server):
         class H(QuietHandler):
 
             def do_GET(self):
+                # Read the body: left on a kept-alive connection it would be
+                # taken for the next request.
+                self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {}
                 for k, v in self.headers.items():
                     headers.setdefault(k.lower(), []).append(v)
                 with rec.lock:
                     rec.requests.append({"path": self.path, "headers": headers})
                 status = 200
+                extra = {}
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if parts[0] == "status" and len(parts) > 1:
                     status = int(parts[1])
                 elif parts[0] == "slow" and len(parts) > 1:
                     time.sleep(int(parts[1]) / 1000)
+                elif parts[0] == "respond" and len(parts) > 2:
+                    extra[parts[1]] = urllib.parse.unquote(parts[2])
                 elif parts[0] == "call" and rec.outbound_port:
                     fwd = {k: v[0] for k, v in headers.items()
-                           if k in Recorder.FORWARD or k.startswith("uberctx-")}
+                           if k in rec.forward or (k.startswith("uberctx-") and "baggage" in rec.forward)}
                     fwd["host"] = "upstream.local"
                     query = self.path.partition("?")[2]
                     rest = "/" + "/".join(parts[1:]) + (f"?{query}" if query else "")
                     status, _, _ = request(rec.outbound_port, rest, headers=fwd)
                 body = json.dumps({"from": rec.name}).encode()
                 self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -179,9 +191,57 @@ class Recorder(_Server):
         with self.lock:
             return self.requests[-1]["headers"]
 
+    def by_path(self, path: str) -> dict | None:
+        """The headers of the last request to `path`."""
+        with self.lock:
+            found = [r["headers"] for r in self.requests if r["path"] == path]
+        return found[-1] if found else None
+
     def header(self, name: str):
         values = self.last().get(name)
         return values[0] if values else None
+
+
+class TraceContextApp(_Server):
+    """The application of the W3C trace-context test suite's protocol: a POST
+    carries a JSON list of `{"url", "arguments"}`; for each, the app POSTs
+    `arguments` to `url` through `outbound_port` (the sidecar's outbound
+    listener), forwarding the traceparent and tracestate it received and
+    nothing else, and answers once every call is done."""
+
+    def __init__(self):
+        self.outbound_port = None
+        app = self
+
+        class H(QuietHandler):
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                calls = json.loads(body or b"[]") or []
+                fwd = [(k, v) for k, v in self.headers.items() if k.lower() in ("traceparent", "tracestate")]
+                for call in calls:
+                    url = urllib.parse.urlsplit(call["url"])
+                    conn = http.client.HTTPConnection(LOOPBACK, app.outbound_port, timeout=10)
+                    try:
+                        conn.putrequest("POST", url.path or "/", skip_host=True)
+                        conn.putheader("host", url.netloc)
+                        for k, v in fwd:
+                            conn.putheader(k, v)
+                        payload = json.dumps(call.get("arguments", [])).encode()
+                        conn.putheader("content-type", "application/json")
+                        conn.putheader("content-length", str(len(payload)))
+                        conn.endheaders(payload)
+                        conn.getresponse().read()
+                    finally:
+                        conn.close()
+                out = b"{}"
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        super().__init__(H)
 
 
 @dataclass
@@ -287,21 +347,28 @@ def wasm_filter(config: dict, env: dict | None = None) -> dict:
     }
 
 
-def cluster(name: str, port: int | None, timeout="5s") -> dict:
+def cluster(name: str, port: int | None, timeout="5s", h2=False) -> dict:
+    """A static loopback cluster; `h2`: upstream requests keep the
+    downstream protocol (HTTP/2 for gRPC, HTTP/1.1 otherwise)."""
     endpoints = []
     if port:
         endpoints = [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
             "address": LOOPBACK, "port_value": port}}}}]}]
+    protocol = {"typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "use_downstream_protocol_config": {"http_protocol_options": {}, "http2_protocol_options": {}},
+    }}} if h2 else {}
     return {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
+        **protocol,
         "load_assignment": {"cluster_name": name, "endpoints": endpoints},
     }
 
 
 def listener(name: str, port: int, direction: str, target: str, filters: list, exact_balance=False,
-             internal=False) -> dict:
+             internal=False, retry_policy: dict | None = None) -> dict:
     extra = {"connection_balance_config": {"exact_balance": {}}} if exact_balance else {}
     # Envoy strips x-envoy-* headers (x-envoy-force-trace among them) from
     # requests it does not consider internal; a mesh trusts its own traffic.
@@ -321,7 +388,8 @@ def listener(name: str, port: int, direction: str, target: str, filters: list, e
                 "route_config": {"virtual_hosts": [{
                     "name": "all", "domains": ["*"],
                     "routes": [{"name": f"{name}-route", "match": {"prefix": "/"},
-                                "route": {"cluster": target, "timeout": "10s"}}],
+                                "route": {"cluster": target, "timeout": "10s",
+                                          **({"retry_policy": retry_policy} if retry_policy else {})}}],
                 }]},
                 "http_filters": filters + [{
                     "name": "envoy.filters.http.router",
@@ -433,14 +501,22 @@ class Sidecar:
     upstream_port: int | None = None
     # More clusters: name -> port.
     clusters: dict | None = None
-    # Spread connections evenly over the workers.
+    # Spread connections evenly over the workers (both listeners).
     exact_balance: bool = False
     # Treat loopback clients as internal (keeps x-envoy-* request headers).
     internal: bool = False
+    # The application and the upstream (default: Recorders); anything with
+    # `port` and `close()`, and `outbound_port` for the app.
+    app: object = None
+    upstream: object = None
+    # HTTP/2 to the app and upstream when the caller speaks it (gRPC).
+    h2: bool = False
+    # Envoy's retry_policy on the outbound route.
+    outbound_retry: dict | None = None
 
     def __post_init__(self):
-        self.app = Recorder("app")
-        self.upstream = Recorder("upstream")
+        self.app = self.app or Recorder("app")
+        self.upstream = self.upstream or Recorder("upstream")
         self.sink = Sink()
         self.inbound_port = free_port()
         self.outbound_port = free_port()
@@ -453,11 +529,12 @@ class Sidecar:
             "static_resources": {
                 "listeners": [
                     listener("inbound", self.inbound_port, "INBOUND", "app", flt, self.exact_balance, self.internal),
-                    listener("outbound", self.outbound_port, "OUTBOUND", "upstream", flt),
+                    listener("outbound", self.outbound_port, "OUTBOUND", "upstream", flt, self.exact_balance,
+                             retry_policy=self.outbound_retry),
                 ],
                 "clusters": [
-                    cluster("app", self.app.port),
-                    cluster("upstream", self.upstream_port or self.upstream.port),
+                    cluster("app", self.app.port, h2=self.h2),
+                    cluster("upstream", self.upstream_port or self.upstream.port, h2=self.h2),
                     cluster("meshtrace-collector", collector),
                     *(cluster(n, p) for n, p in (self.clusters or {}).items()),
                 ],

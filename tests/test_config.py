@@ -11,6 +11,8 @@ BAD = [
     ({"sampling": {"randomSamplingPercentage": 150}}, "sampling.randomSamplingPercentage: 150 is out of range"),
     ({"propagators": ["tracecontext", "xray"]}, "propagators[1]: unsupported propagator `xray`"),
     ({"samplin": {}}, "samplin: unknown field `samplin`"),
+    ({"exporter": {"cluster": "c", "service": "c.ns.svc:4318"}},
+     "exporter.service: give exporter.cluster or exporter.service, not both"),
 ]
 
 

@@ -1,6 +1,6 @@
 """Export: batching, retries, and a collector that is down, slow or refusing
 never failing or holding up requests."""
-from harness import free_port, request, wait_until
+from harness import Sink, free_port, request, wait_until
 
 
 def test_spans_are_batched(sidecar):
@@ -79,3 +79,16 @@ def test_unknown_exporter_cluster_never_fails_requests(sidecar):
     assert sc.get("/")[0] == 200
     assert sc.envoy.stats().get("wasm.meshtrace.vm_reload", 0) == 0
     assert "panicked" not in sc.envoy.log_text()
+
+
+def test_exporter_named_by_istio_service(sidecar):
+    host = "meshtrace-collector.tracing.svc.cluster.local"
+    sink = Sink()
+    try:
+        sc = sidecar({"exporter": {"service": f"{host}:4318"}}, clusters={f"outbound|4318||{host}": sink.port})
+        sc.get("/")
+        sink.wait_spans(1)
+        assert sink.last_headers["host"] == f"{host}:4318"
+        assert not sc.sink.spans(), "nothing went to the plain-Envoy cluster"
+    finally:
+        sink.close()

@@ -15,12 +15,21 @@ def test_10kb_traceparent(mesh):
     assert len(tp) == 55 and tp.split("-")[1] != "a" * 32
 
 
-def test_100_member_tracestate_is_bounded(mesh):
+def test_100_member_tracestate_is_discarded_whole(mesh):
+    before = mesh.envoy.settled("malformed_headers")
     ts = ",".join(f"k{i}=v{i}" for i in range(100))
     status, _, _ = mesh.get("/", headers={"traceparent": f"00-{T}-{P}-01", "tracestate": ts})
     assert status == 200
-    out = mesh.app.header("tracestate").split(",")
-    assert len(out) == 32 and out[0] == "k0=v0" and out[-1] == "k31=v31"
+    assert mesh.app.header("tracestate") is None, "more than 32 members: invalid, never repaired"
+    assert mesh.app.header("traceparent").split("-")[1] == T, "the traceparent still holds"
+    assert mesh.envoy.settled("malformed_headers") == before + 1
+
+
+def test_long_valid_tracestate_loses_whole_entries(mesh):
+    members = [f"k{i:02}={'v' * 40}" for i in range(20)]  # 20 x 44 chars: over 512
+    mesh.get("/", headers={"traceparent": f"00-{T}-{P}-01", "tracestate": ",".join(members)})
+    out = mesh.app.header("tracestate")
+    assert len(out) <= 512 and out.split(",") == members[:len(out.split(","))], "cut from the right"
 
 
 def test_9kb_baggage_is_bounded_by_whole_members(mesh):

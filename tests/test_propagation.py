@@ -2,7 +2,7 @@
 spans exported for it, for each format a caller may speak."""
 import pytest
 
-from harness import context_in, hexid, spans_of
+from harness import attrs, context_in, hexid, spans_of
 
 T = "4bf92f3577b34da6a3ce929d0e0e4736"
 P = "00f067aa0ba902b7"
@@ -30,6 +30,8 @@ def test_every_format_continues_the_trace_in_every_format(mesh, fmt):
     assert (server.kind, client.kind) == (2, 3), "SERVER then CLIENT"
     assert hexid(server.parent_span_id) == parent, "SERVER is the caller's child"
     assert client.parent_span_id == server.span_id, "CLIENT is the SERVER span's child"
+    assert attrs(server)["meshtrace.context.source"] == fmt, "where the caller's context came from"
+    assert attrs(client)["meshtrace.context.source"] == "tracecontext", "the app forwarded all: the first listed"
 
     app = context_in(mesh.app.header)
     up = context_in(mesh.upstream.header)
@@ -111,3 +113,20 @@ def test_formats_not_configured_are_removed(sidecar):
     sc.get("/", headers={"b3": f"{T}-{P}-1", "uber-trace-id": f"{T}:{P}:0:1", "traceparent": f"00-{T}-{P}-01"})
     assert sc.app.header("b3") is None and sc.app.header("uber-trace-id") is None
     assert sc.app.header("traceparent").split("-")[1] == T
+
+
+@pytest.mark.parametrize("configured,incoming,written,absent", [
+    ("b3multi", {"b3": f"{T1}-{P}-1"}, "x-b3-traceid", "b3"),
+    ("b3", {"x-b3-traceid": T1, "x-b3-spanid": P, "x-b3-sampled": "1"}, "b3", "x-b3-traceid"),
+], ids=["single read with b3multi configured", "multi read with b3 configured"])
+def test_b3_is_read_in_both_encodings_and_written_in_the_configured_one(sidecar, configured, incoming,
+                                                                         written, absent):
+    sc = sidecar({"propagators": ["tracecontext", configured]})
+    sc.get("/", headers=incoming)
+    (span,) = spans_of(sc.sink, T1, 1)
+    assert hexid(span.parent_span_id) == P, "the caller's trace continues"
+    assert attrs(span)["meshtrace.context.source"] == ("b3" if "b3" in incoming else "b3multi")
+    assert sc.app.header(written) is not None and sc.app.header(absent) is None
+    # A single-header deny is honoured too.
+    sc.get("/", headers={"b3": f"{T2}-{P}-0"})
+    assert sc.app.header("traceparent") == f"00-{T2}-{sc.app.header('traceparent').split('-')[2]}-00"

@@ -120,6 +120,7 @@ def test_forcing_samples_whatever_the_rules_say(sidecar):
         {"x-debug-me": "1"},
         {"b3": "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d"},
         {"traceparent": "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-00", "x-debug-me": "1"},
+        {"x-client-trace-id": "client-1"},
     ]
     for headers in forcing:
         sc.get("/", headers=headers)
@@ -127,6 +128,20 @@ def test_forcing_samples_whatever_the_rules_say(sidecar):
         spans_of(sc.sink, trace_of(sc), 1)
     sc.get("/")
     assert not sampled_at_app(sc), "nothing forces a plain request"
+
+
+def test_client_trace_id_forcing_follows_client_sampling_percentage(sidecar):
+    sc = sidecar({"sampling": {"randomSamplingPercentage": 0, "clientSamplingPercentage": 50}})
+    forced = 0
+    for _ in range(40):
+        sc.get("/", headers={"x-client-trace-id": "client-1"})
+        tp = sc.app.header("traceparent")
+        # The documented ratio rule on the trace id, at 50%: the 56 low bits
+        # at or above 2^55.
+        want = int(tp.split("-")[1][-14:], 16) >= 1 << 55
+        assert sampled_at_app(sc) == want, tp
+        forced += want
+    assert 0 < forced < 40
 
 
 def test_keep_errors_exports_failed_and_slow_unsampled_spans(sidecar):
@@ -197,5 +212,19 @@ def test_remote_strategies_applied_refreshed_and_kept_on_failure(sidecar):
         remote.status, remote.body = 200, b"{not json"
         wait_until(lambda: sc.envoy.stat("remote_sampling_failures") > failures + 1, what="a malformed answer counted")
         assert decisions() == (False, True), "the last good strategies are kept"
+    finally:
+        remote.close()
+
+
+def test_remote_sampling_named_by_istio_service_polls_with_an_unencoded_name(sidecar):
+    remote = JsonServer(strategies(1.0, {}))
+    host = "meshtrace-collector.tracing.svc.cluster.local"
+    try:
+        sc = sidecar({"serviceName": "my-svc.v2_x~y",
+                      "sampling": {"remote": {"service": f"{host}:16686", "refreshIntervalMs": 1000}}},
+                     clusters={f"outbound|16686||{host}": remote.port})
+        wait_until(lambda: sc.envoy.stat("remote_sampling_updates") >= 1, what="strategies fetched")
+        assert remote.last_path == "/api/sampling?service=my-svc.v2_x~y", "RFC 3986 unreserved: not encoded"
+        assert remote.last_headers["host"] == f"{host}:16686"
     finally:
         remote.close()

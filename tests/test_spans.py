@@ -68,18 +68,38 @@ def test_resource_from_vm_env_and_node_metadata(mesh):
 
 
 def test_service_name_precedence(sidecar):
-    node = {"id": "n", "metadata": {"WORKLOAD_NAME": "cart-v1", "LABELS": {"app": "cart"}}}
+    canonical = "service.istio.io/canonical-name"
+    labels = {canonical: "cart-canonical", "app": "cart-app"}
     cases = [
-        ({"serviceName": "configured"}, {"OTEL_SERVICE_NAME": "env"}, node, "configured"),
-        ({}, None, node, "cart-v1"),
-        ({}, None, {"id": "n", "metadata": {"LABELS": {"app": "cart"}}}, "cart"),
+        ({"serviceName": "configured"}, {"OTEL_SERVICE_NAME": "env"}, {"LABELS": labels}, "configured"),
+        ({}, {"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-resource"}, {"LABELS": labels}, "from-resource"),
+        ({}, None, {"WORKLOAD_NAME": "cart-v1", "LABELS": labels}, "cart-canonical"),
+        ({}, None, {"WORKLOAD_NAME": "cart-v1"}, "cart-v1"),
         ({}, None, None, "unknown_service"),
     ]
-    for config, env, node_meta, want in cases:
-        sc = sidecar(config, env=env, node=node_meta)
+    for config, env, meta, want in cases:
+        sc = sidecar(config, env=env, node={"id": "n", "metadata": meta} if meta else None)
         sc.get("/")
         spans_of(sc.sink, trace_of(sc), 1)
         assert sc.sink.spans()[0][0]["service.name"] == want
+
+
+def test_kubernetes_resource_from_istio_node_metadata_and_the_environment(sidecar):
+    node = {"id": "n", "metadata": {
+        "NAMESPACE": "shop", "NAME": "cart-7d9f-x2", "NODE_NAME": "node-3", "CLUSTER_ID": "east",
+        "OWNER": "kubernetes://apis/apps/v1/namespaces/shop/deployments/cart",
+        "LABELS": {"service.istio.io/canonical-name": "cart", "service.istio.io/canonical-revision": "v7",
+                   "version": "v1"}}}
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod%20eu,k8s.cluster.name=east-1"}
+    sc = sidecar({}, env=env, node=node)
+    sc.get("/")
+    spans_of(sc.sink, trace_of(sc), 1)
+    res = sc.sink.spans()[0][0]
+    assert res["service.name"] == "cart" and res["service.version"] == "v7", "Istio's canonical service"
+    assert res["k8s.namespace.name"] == "shop" and res["k8s.pod.name"] == "cart-7d9f-x2"
+    assert res["k8s.node.name"] == "node-3" and res["k8s.deployment.name"] == "cart"
+    assert res["k8s.cluster.name"] == "east-1", "OTEL_RESOURCE_ATTRIBUTES wins over what is detected"
+    assert res["deployment.environment.name"] == "prod eu"
 
 
 def test_outbound_connection_failure_is_recorded(sidecar):
@@ -99,3 +119,16 @@ def test_every_request_is_counted(mesh):
     for _ in range(5):
         request(mesh.inbound_port, "/")
     assert mesh.envoy.settled("spans_started") == before + 5
+
+
+def test_client_spans_count_envoys_retries_as_resends(sidecar):
+    sc = sidecar({}, outbound_retry={"retry_on": "5xx", "num_retries": 2,
+                                     "retry_back_off": {"base_interval": "0.01s"}})
+    assert sc.get("/call/status/503")[0] == 503
+    server, client = spans_of(sc.sink, trace_of(sc), 2)
+    assert attrs(client)["http.request.resend_count"] == 2, "three tries"
+    assert len([r for r in sc.upstream.requests if r["path"] == "/status/503"]) == 3
+    assert "http.request.resend_count" not in attrs(server)
+    sc.get("/call/ok")
+    _, client = spans_of(sc.sink, trace_of(sc), 2)
+    assert "http.request.resend_count" not in attrs(client), "no resend, no attribute"

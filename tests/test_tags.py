@@ -32,6 +32,28 @@ def test_custom_tags_of_each_kind(sidecar):
     assert a["missing"] == "n/a"
 
 
+def test_response_header_tags_redacted_and_limited(sidecar):
+    sc = sidecar({"customTags": {
+        "cache": {"responseHeader": {"name": "X-Cache"}},
+        "served.by": {"responseHeader": {"name": "x-served-by", "defaultValue": "unknown"}},
+        "session": {"responseHeader": {"name": "set-cookie"}},
+        "big": {"responseHeader": {"name": "x-big"}},
+    }, "limits": {"maxAttributeLength": 32}})
+    sc.get("/call/respond/x-cache/HIT")
+    server, client = spans_of(sc.sink, trace_of(sc), 2)
+    assert attrs(client)["cache"] == "HIT", "the upstream's answer, on the CLIENT span"
+    assert "cache" not in attrs(server), "the app's own answer has no such header"
+    sc.get("/respond/set-cookie/sid%3Ds3cret")
+    (span,) = spans_of(sc.sink, trace_of(sc), 1)
+    a = attrs(span)
+    assert a["session"] == "***", "a secret's name: redacted like request headers"
+    assert a["served.by"] == "unknown", "the default"
+    assert not [k for k, v in a.items() if "s3cret" in str(v) and k != "url.path"], "only the path says it"
+    sc.get("/respond/x-big/" + "b" * 100)
+    (span,) = spans_of(sc.sink, trace_of(sc), 1)
+    assert attrs(span)["big"] == "b" * 32 and attrs(span)["meshtrace.truncated_attributes"] >= 1
+
+
 def test_secrets_never_leave_the_sidecar(sidecar):
     sc = sidecar({"customTags": {"auth": {"header": {"name": "authorization"}},
                                  "session": {"header": {"name": "cookie"}},

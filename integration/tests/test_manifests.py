@@ -4,6 +4,7 @@ rejects broken ones: each case breaks one thing in a copy in a temp dir."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import sys
 from pathlib import Path
@@ -89,8 +90,8 @@ def test_plugins_match_their_side_fail_open_and_export_to_the_istio_cluster():
         assert spec["match"] == [{"mode": mode}]
         assert spec["failStrategy"] == "FAIL_OPEN"
         assert spec["pluginConfig"]["direction"] == direction
-        assert spec["pluginConfig"]["exporter"]["cluster"] == \
-            f"outbound|4318||meshtrace-collector.{collector_ns}.svc.cluster.local"
+        assert spec["pluginConfig"]["exporter"]["service"] == \
+            f"meshtrace-collector.{collector_ns}.svc.cluster.local:4318"
         assert {e["name"] for e in spec["vmConfig"]["env"]} >= {"OTEL_SERVICE_NAME"}
 
 
@@ -135,8 +136,12 @@ def test_access_admits_the_mesh_to_ingest_and_one_namespace_to_queries():
         for op in (t["operation"] for t in rule["to"]):
             for port in op["ports"]:
                 by_port.setdefault(port, []).append((rule["from"][0]["source"], op))
-    for port in ("4317", "4318", "9411"):
-        assert by_port[port] == [({"principals": ["*"]}, {"ports": ["4318", "4317", "9411"]})]
+    for port in ("4317", "4318"):
+        assert by_port[port] == [({"principals": ["*"]}, {"ports": ["4318", "4317"]})]
+    zipkin = dict((json.dumps(op, sort_keys=True), source) for source, op in by_port["9411"])
+    assert zipkin == {json.dumps({"ports": ["9411"], "methods": ["POST"]}, sort_keys=True): {"principals": ["*"]},
+                      json.dumps({"ports": ["16686", "9411"]}, sort_keys=True): {"namespaces": ["observability"]}}, \
+        "Zipkin's port: spans in from the mesh, its query API for one namespace"
     query = by_port["16686"]
     whole_port = [source for source, op in query if "paths" not in op]
     assert whole_port == [{"namespaces": ["observability"]}], "the query API: one namespace only"

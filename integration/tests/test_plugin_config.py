@@ -37,8 +37,9 @@ def vm_env(spec: dict, proxy_env: dict) -> dict:
 
 def plugin_config(spec: dict) -> dict:
     config = dict(spec["pluginConfig"])
-    # The harness's sidecar has the collector as `meshtrace-collector`, not Istio's cluster.
-    config["exporter"] = {**config["exporter"], "cluster": "meshtrace-collector", "flushIntervalMs": 100}
+    # The harness's sidecar has the collector as `meshtrace-collector`, not Istio's service.
+    exporter = {k: v for k, v in config["exporter"].items() if k not in ("service", "authority")}
+    config["exporter"] = {**exporter, "cluster": "meshtrace-collector", "flushIntervalMs": 100}
     return config
 
 

@@ -59,12 +59,13 @@ impl Root {
             .clone()
             .map(|r| RefCell::new(Poller::new(r, &service)));
         log::info!(
-            "meshtrace: service `{service}`, propagators {:?}, sampling {}% with {} rules{}, exporting to cluster `{}`",
+            "meshtrace: service `{service}`, propagators {:?}, sampling {}% with {} rules{}, x-request-id links {}, exporting to cluster `{}`",
             config.propagators,
             config.sampling.random_sampling_percentage,
             config.sampling.rules.len(),
             if poller.is_some() { " and remote strategies" } else { "" },
-            config.exporter.cluster,
+            if config.link_by_request_id { "on" } else { "off" },
+            config.exporter.cluster(),
         );
         self.shared = Some(Rc::new(Shared {
             tracer,

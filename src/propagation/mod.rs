@@ -210,7 +210,9 @@ pub struct Extracted {
 }
 
 /// The configured formats in extraction order. B3 single and multi are one
-/// B3 family when both are listed: the single header wins, as the B3 spec says.
+/// B3 family when reading: whichever is listed, both encodings are read (the
+/// single header wins, as the B3 spec says); the list chooses only what is
+/// written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Propagators {
     formats: Vec<Format>,
@@ -222,14 +224,6 @@ impl Propagators {
         for &f in listed {
             if !formats.contains(&f) {
                 formats.push(f);
-            }
-        }
-        if let (Some(single), Some(multi)) = (
-            formats.iter().position(|f| *f == Format::B3),
-            formats.iter().position(|f| *f == Format::B3Multi),
-        ) {
-            if multi < single {
-                formats.swap(single, multi);
             }
         }
         Propagators { formats }
@@ -252,30 +246,52 @@ impl Propagators {
     /// Jaeger `uberctx-*` when those formats are listed.
     pub fn extract(&self, headers: &[(String, String)]) -> Extracted {
         let mut out = Extracted::default();
+        let mut w3c_read = false;
+        let mut b3_read = false;
         for &format in &self.formats {
-            if !format.carries_trace() || out.winner.is_some() {
-                continue;
+            if out.winner.is_some() {
+                break;
             }
-            let extraction = match format {
-                Format::TraceContext => tracecontext::extract(headers),
-                Format::B3 => b3::extract_single(headers),
-                Format::B3Multi => b3::extract_multi(headers),
-                Format::Jaeger => jaeger::extract(headers),
-                Format::Baggage => Extraction::Absent,
+            let found = match format {
+                Format::Baggage => continue,
+                Format::TraceContext => {
+                    w3c_read = true;
+                    found(
+                        Format::TraceContext,
+                        tracecontext::extract(headers, &mut out.malformed),
+                        &mut out.malformed,
+                    )
+                }
+                // OpenTelemetry's B3 rules: a B3 propagator reads both
+                // encodings, the single header first.
+                Format::B3 | Format::B3Multi if !b3_read => {
+                    b3_read = true;
+                    found(Format::B3, b3::extract_single(headers), &mut out.malformed).or_else(
+                        || {
+                            found(
+                                Format::B3Multi,
+                                b3::extract_multi(headers),
+                                &mut out.malformed,
+                            )
+                        },
+                    )
+                }
+                Format::B3 | Format::B3Multi => continue,
+                Format::Jaeger => {
+                    found(Format::Jaeger, jaeger::extract(headers), &mut out.malformed)
+                }
             };
-            match extraction {
-                Extraction::Absent => {}
-                Extraction::Malformed => out.malformed += 1,
-                Extraction::Found(incoming) => out.winner = Some((format, incoming)),
-            }
+            out.winner = found;
         }
         // A W3C tracestate belongs to its traceparent's trace: keep it when
-        // another format won with the same trace id.
+        // another format won with the same trace id. (Read before the
+        // winner, tracecontext was absent or invalid.)
         if let Some((format, incoming)) = &mut out.winner {
-            if *format != Format::TraceContext && self.has(Format::TraceContext) {
-                if let (Some((trace_id, _)), Extraction::Found(w3c)) =
-                    (incoming.parent, tracecontext::extract(headers))
-                {
+            if *format != Format::TraceContext && self.has(Format::TraceContext) && !w3c_read {
+                if let (Some((trace_id, _)), Extraction::Found(w3c)) = (
+                    incoming.parent,
+                    tracecontext::extract(headers, &mut out.malformed),
+                ) {
                     if w3c.parent.map(|(t, _)| t) == Some(trace_id) {
                         incoming.tracestate = w3c.tracestate;
                     }
@@ -328,6 +344,19 @@ impl Propagators {
             _ => true,
         });
         edits
+    }
+}
+
+/// What one format's extraction gives the loop: the winner, or nothing
+/// (a present but invalid format is counted).
+fn found(format: Format, e: Extraction, malformed: &mut u32) -> Option<(Format, Incoming)> {
+    match e {
+        Extraction::Absent => None,
+        Extraction::Malformed => {
+            *malformed += 1;
+            None
+        }
+        Extraction::Found(incoming) => Some((format, incoming)),
     }
 }
 
@@ -398,15 +427,102 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn single_b3_wins_over_multi_whatever_the_order() {
-        let h = hdrs(&[
-            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+    fn b3_is_read_in_both_encodings_whichever_is_configured() {
+        const SINGLE: (&str, &str) = ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
+        const SINGLE_DENY: (&str, &str) =
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0");
+        const BAD_SINGLE: (&str, &str) = ("b3", "80f198ee56343ba8-zz");
+        const MULTI: [(&str, &str); 3] = [
             ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
             ("x-b3-spanid", "0020000000000001"),
-        ]);
-        let p = Propagators::new(&[Format::B3Multi, Format::B3]);
-        assert_eq!(p.formats(), &[Format::B3, Format::B3Multi]);
-        assert_eq!(p.extract(&h).winner.map(|(f, _)| f), Some(Format::B3));
+            ("x-b3-sampled", "1"),
+        ];
+        let single_trace = "80f198ee56343ba864fe8b2a57d3eff7";
+        let multi_trace = "463ac35c9f6413ad48485a3953bb6124";
+        let configs: [&[Format]; 4] = [
+            &[Format::B3],
+            &[Format::B3Multi],
+            &[Format::B3, Format::B3Multi],
+            &[Format::B3Multi, Format::B3],
+        ];
+        type Row = (
+            &'static [(&'static str, &'static str)],
+            Option<(Format, &'static str, Sampling)>,
+            u32,
+            &'static str,
+        );
+        let both: &'static [(&str, &str)] = &[SINGLE, MULTI[0], MULTI[1], MULTI[2]];
+        let bad_then_multi: &'static [(&str, &str)] = &[BAD_SINGLE, MULTI[0], MULTI[1], MULTI[2]];
+        let rows: [Row; 6] = [
+            (
+                &[SINGLE],
+                Some((Format::B3, single_trace, Sampling::Accept)),
+                0,
+                "single alone",
+            ),
+            (
+                &MULTI,
+                Some((Format::B3Multi, multi_trace, Sampling::Accept)),
+                0,
+                "multi alone",
+            ),
+            (
+                both,
+                Some((Format::B3, single_trace, Sampling::Accept)),
+                0,
+                "both: the single header wins",
+            ),
+            (
+                &[SINGLE_DENY],
+                Some((Format::B3, single_trace, Sampling::Deny)),
+                0,
+                "a single deny is honoured",
+            ),
+            (
+                bad_then_multi,
+                Some((Format::B3Multi, multi_trace, Sampling::Accept)),
+                1,
+                "an invalid single falls back to multi",
+            ),
+            (&[("x-other", "1")], None, 0, "neither"),
+        ];
+        for formats in configs {
+            let p = Propagators::new(formats);
+            for (pairs, want, malformed, why) in &rows {
+                let e = p.extract(&hdrs(pairs));
+                let got = e.winner.map(|(f, inc)| {
+                    let trace = inc.parent.map(|(t, _)| t.to_string()).unwrap_or_default();
+                    (f, trace, inc.sampling)
+                });
+                let want = want.map(|(f, t, s)| (f, t.to_string(), s));
+                assert_eq!(got, want, "{formats:?}: {why}");
+                assert_eq!(e.malformed, *malformed, "{formats:?}: {why}");
+            }
+        }
+        let deny_alone = hdrs(&[("b3", "0")]);
+        let (_, inc) = Propagators::new(&[Format::B3Multi])
+            .extract(&deny_alone)
+            .winner
+            .unwrap();
+        assert_eq!(
+            (inc.parent, inc.sampling),
+            (None, Sampling::Deny),
+            "b3: 0 read with b3multi configured"
+        );
+    }
+
+    #[test]
+    fn only_the_configured_b3_encoding_is_written() {
+        let incoming = hdrs(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]);
+        let mut out = incoming.clone();
+        let p = Propagators::new(&[Format::B3Multi]);
+        apply(&mut out, &p.inject(&ctx(), &Baggage::default(), &incoming));
+        assert_eq!(
+            header(&out, "b3"),
+            Header::Absent,
+            "the single header read, then replaced"
+        );
+        assert_eq!(header(&out, "x-b3-spanid"), Header::One("00f067aa0ba902b7"));
     }
 
     #[test]

@@ -55,7 +55,9 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
     })
 }
 
-pub fn extract(headers: &[(String, String)]) -> Extraction {
+/// The caller's context; an invalid tracestate list is discarded whole and
+/// counted in `malformed` (the traceparent still holds).
+pub fn extract(headers: &[(String, String)], malformed: &mut u32) -> Extraction {
     let tp = match header(headers, TRACEPARENT) {
         Header::Absent => return Extraction::Absent,
         Header::Several => return Extraction::Malformed,
@@ -64,9 +66,14 @@ pub fn extract(headers: &[(String, String)]) -> Extraction {
             None => return Extraction::Malformed,
         },
     };
-    let tracestate = joined(headers, TRACESTATE)
-        .map(|v| TraceState::parse(&v))
-        .unwrap_or_default();
+    let tracestate = match joined(headers, TRACESTATE).map(|v| TraceState::parse(&v)) {
+        Some(Ok(ts)) => ts,
+        Some(Err(_)) => {
+            *malformed += 1;
+            TraceState::default()
+        }
+        None => TraceState::default(),
+    };
     Extraction::Found(Incoming {
         parent: Some((tp.trace_id, tp.span_id)),
         sampling: if tp.flags & SAMPLED != 0 {
@@ -246,7 +253,7 @@ mod tests {
     fn several_traceparent_headers_are_invalid() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let h = hdrs(&[("traceparent", tp), ("traceparent", tp)]);
-        assert_eq!(extract(&h), Extraction::Malformed);
+        assert_eq!(extract(&h, &mut 0), Extraction::Malformed);
     }
 
     #[test]
@@ -259,15 +266,39 @@ mod tests {
             ("tracestate", "congo=t61rcWkgMzE"),
             ("tracestate", "rojo=00f067aa0ba902b7"),
         ]);
-        let Extraction::Found(inc) = extract(&h) else {
+        let mut malformed = 0;
+        let Extraction::Found(inc) = extract(&h, &mut malformed) else {
             panic!("valid traceparent")
         };
+        assert_eq!(malformed, 0);
         assert_eq!(inc.sampling, Sampling::Deny, "sampled bit clear");
         assert!(inc.random, "random bit kept");
         assert_eq!(
             inc.tracestate.header_value().as_deref(),
             Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
         );
+    }
+
+    #[test]
+    fn invalid_tracestate_is_dropped_and_counted_the_parent_kept() {
+        let h = hdrs(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "foo=1"),
+            ("tracestate", "FOO=2"),
+        ]);
+        let mut malformed = 0;
+        let Extraction::Found(inc) = extract(&h, &mut malformed) else {
+            panic!("the traceparent is valid")
+        };
+        assert!(inc.tracestate.is_empty(), "the whole list is discarded");
+        assert_eq!(
+            inc.parent.map(|(t, _)| t.to_string()).as_deref(),
+            Some(TRACE)
+        );
+        assert_eq!(malformed, 1);
     }
 
     #[test]

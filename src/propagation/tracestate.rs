@@ -1,15 +1,24 @@
-//! W3C `tracestate`: validated list members, bounded in count and size.
+//! W3C `tracestate`: a list validated as a whole, bounded in size.
 //!
-//! Invalid members are dropped, duplicate keys keep their first occurrence,
-//! and past 32 members or 512 characters whole entries go: entries over 128
-//! characters first, then from the right.
+//! A list that breaks the grammar is discarded whole, never repaired: more
+//! than 32 members, a key outside `[a-z0-9][a-z0-9_\-*/@]{0,255}`, or a value
+//! that is empty, longer than 256 characters, or holds a character other
+//! than printable ASCII without `,` and `=` (the W3C test suite's strict
+//! level sends exactly these and expects no tracestate). Empty members and
+//! the spaces and tabs around members are allowed and skipped; a repeated key
+//! keeps its first occurrence. A valid list longer than we propagate (512
+//! characters) loses whole entries: those over 128 characters first, then
+//! from the right.
 
-/// Most members kept.
+/// Most members in a valid list.
 pub const MAX_MEMBERS: usize = 32;
-/// Most characters kept (the spec's "propagate at least 512").
+/// Most characters propagated (the spec's "propagate at least 512").
 pub const MAX_LEN: usize = 512;
 /// Entries longer than this go first when truncating.
 const LONG_ENTRY: usize = 128;
+/// Longest key and value.
+const MAX_KEY: usize = 256;
+const MAX_VALUE: usize = 256;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceState {
@@ -17,30 +26,42 @@ pub struct TraceState {
     members: Vec<String>,
 }
 
+/// Why a tracestate list was discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    TooManyMembers,
+    /// A member without `=`, or with a key or value outside the grammar.
+    Member,
+}
+
 impl TraceState {
-    /// Parses a (comma-joined) tracestate value, keeping the valid members.
-    pub fn parse(value: &str) -> TraceState {
+    /// Parses a (comma-joined) tracestate value: the list, or why it is
+    /// discarded.
+    pub fn parse(value: &str) -> Result<TraceState, Invalid> {
         let mut members: Vec<String> = Vec::new();
+        let mut count = 0;
         for raw in value.split(',') {
             let member = raw.trim_matches(|c| c == ' ' || c == '\t');
-            let Some((key, val)) = member.split_once('=') else {
+            if member.is_empty() {
                 continue;
+            }
+            count += 1;
+            if count > MAX_MEMBERS {
+                return Err(Invalid::TooManyMembers);
+            }
+            let Some((key, val)) = member.split_once('=') else {
+                return Err(Invalid::Member);
             };
             if !valid_key(key) || !valid_value(val) {
-                continue;
+                return Err(Invalid::Member);
             }
-            if members.iter().any(|m| m.split('=').next() == Some(key)) {
-                continue;
-            }
-            members.push(member.to_string());
-            // Hostile input: stop reading long before truncation would matter.
-            if members.len() > 4 * MAX_MEMBERS {
-                break;
+            if !members.iter().any(|m| m.split('=').next() == Some(key)) {
+                members.push(member.to_string());
             }
         }
         let mut ts = TraceState { members };
         ts.truncate();
-        ts
+        Ok(ts)
     }
 
     fn len(&self) -> usize {
@@ -49,7 +70,7 @@ impl TraceState {
     }
 
     fn truncate(&mut self) {
-        while self.members.len() > MAX_MEMBERS || self.len() > MAX_LEN {
+        while self.len() > MAX_LEN {
             let victim = self
                 .members
                 .iter()
@@ -67,6 +88,11 @@ impl TraceState {
         self.members.iter().map(String::as_str)
     }
 
+    /// The length of [`TraceState::header_value`], without building it.
+    pub fn header_len(&self) -> usize {
+        self.len()
+    }
+
     /// The header value, or `None` when there is nothing to send.
     pub fn header_value(&self) -> Option<String> {
         if self.members.is_empty() {
@@ -77,36 +103,27 @@ impl TraceState {
     }
 }
 
-fn key_char(c: u8) -> bool {
-    matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
-}
-
-fn simple_key(k: &[u8], max: usize, first_digit_ok: bool) -> bool {
-    match k.split_first() {
+/// `key = (lcalpha / DIGIT) 0*255(keychar)`, keychar = lcalpha / DIGIT /
+/// `_` / `-` / `*` / `/` / `@` (the current grammar: the former
+/// `tenant@system` form with its 241 and 14 character limits is gone).
+fn valid_key(key: &str) -> bool {
+    match key.as_bytes().split_first() {
         Some((first, rest)) => {
-            (first.is_ascii_lowercase() || (first_digit_ok && first.is_ascii_digit()))
-                && rest.len() < max
-                && rest.iter().all(|&c| key_char(c))
+            (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && rest.len() < MAX_KEY
+                && rest.iter().all(
+                    |&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@'),
+                )
         }
         None => false,
     }
 }
 
-/// `[a-z0-9][_0-9a-z\-*/]{0,255}` or `tenant@system`.
-fn valid_key(key: &str) -> bool {
-    let k = key.as_bytes();
-    match key.split_once('@') {
-        None => simple_key(k, 256, true),
-        Some((tenant, system)) => {
-            simple_key(tenant.as_bytes(), 241, true) && simple_key(system.as_bytes(), 14, false)
-        }
-    }
-}
-
-/// 1..=256 printable ASCII except `,` and `=`, not ending in a space.
+/// `value = 0*255(chr) nblk-chr`: 1 to 256 printable ASCII characters
+/// except `,` and `=`, the last one not a space (leading spaces are kept).
 fn valid_value(v: &str) -> bool {
     !v.is_empty()
-        && v.len() <= 256
+        && v.len() <= MAX_VALUE
         && !v.ends_with(' ')
         && v.bytes()
             .all(|c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
@@ -118,40 +135,175 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    fn parsed(input: &str) -> Option<String> {
+        TraceState::parse(input).ok().and_then(|t| t.header_value())
+    }
+
     #[test]
-    fn member_rules() {
-        let rows: &[(&str, Option<&str>, &str)] = &[
-            ("a=1", Some("a=1"), "simple"),
-            ("a=1 , b=2", Some("a=1,b=2"), "OWS around members"),
-            ("a=1,,b=2", Some("a=1,b=2"), "empty member skipped"),
-            ("tenant@sys=v", Some("tenant@sys=v"), "multi-tenant key"),
-            ("t@9sys=v", None, "system must start with a letter"),
-            ("A=1", None, "upper-case key"),
-            ("9a=1", Some("9a=1"), "key may start with a digit"),
-            ("a=", None, "empty value"),
-            ("a=b=c", None, "= inside value"),
-            ("a=trailing ", Some("a=trailing"), "trailing space is OWS"),
-            ("a", None, "no ="),
-            ("a=1,a=2", Some("a=1"), "duplicate key keeps the first"),
-            ("a=\u{7f}", None, "non-printable value"),
-            ("", None, "empty header"),
+    fn list_rules() {
+        let z256 = "z".repeat(256);
+        let z257 = "z".repeat(257);
+        let t241 = format!("{}@{}", "t".repeat(241), "v".repeat(14));
+        let t242 = format!("{}@v", "t".repeat(242));
+        let long_system = format!("t@{}", "v".repeat(15));
+        let v256 = "v".repeat(256);
+        let v257 = "v".repeat(257);
+        let rows: Vec<(String, Option<String>, &str)> = vec![
+            ("a=1".into(), Some("a=1".into()), "simple"),
+            (
+                "a=1 , b=2".into(),
+                Some("a=1,b=2".into()),
+                "OWS around members",
+            ),
+            (
+                "a=1\t \t,\t \tb=2".into(),
+                Some("a=1,b=2".into()),
+                "tabs are OWS",
+            ),
+            (
+                "a=1,,b=2".into(),
+                Some("a=1,b=2".into()),
+                "empty member skipped",
+            ),
+            (
+                "a=1, ,b=2,".into(),
+                Some("a=1,b=2".into()),
+                "whitespace-only members skipped",
+            ),
+            ("".into(), None, "empty header: nothing to send"),
+            (
+                "tenant@sys=v".into(),
+                Some("tenant@sys=v".into()),
+                "multi-tenant key",
+            ),
+            (
+                "9a=1".into(),
+                Some("9a=1".into()),
+                "key may start with a digit",
+            ),
+            (
+                "foo@=1,bar=2".into(),
+                Some("foo@=1,bar=2".into()),
+                "@ may end a key",
+            ),
+            (
+                "foo@@bar=1,bar=2".into(),
+                Some("foo@@bar=1,bar=2".into()),
+                "@ twice",
+            ),
+            (
+                "foo@bar@baz=1".into(),
+                Some("foo@bar@baz=1".into()),
+                "@ in several places",
+            ),
+            (
+                format!("{t241}=1"),
+                Some(format!("{t241}=1")),
+                "241 + @ + 14",
+            ),
+            (
+                format!("{t242}=1"),
+                Some(format!("{t242}=1")),
+                "242 + @ + 1: no tenant limit",
+            ),
+            (
+                format!("{long_system}=1"),
+                Some(format!("{long_system}=1")),
+                "15 after @: no system limit",
+            ),
+            (
+                format!("{z256}=1"),
+                Some(format!("{z256}=1")),
+                "256-character key",
+            ),
+            (
+                format!("a=1,{v256}x=1"),
+                None,
+                "257-character key: all discarded",
+            ),
+            (
+                format!("a=1,{z257}=1"),
+                None,
+                "257-character key: all discarded",
+            ),
+            (
+                format!("k={v256}"),
+                Some(format!("k={v256}")),
+                "256-character value",
+            ),
+            (
+                format!("a=1,k={v257}"),
+                None,
+                "257-character value: all discarded",
+            ),
+            (
+                "@foo=1,bar=2".into(),
+                None,
+                "key starting with @: all discarded",
+            ),
+            ("A=1,b=2".into(), None, "upper-case key: all discarded"),
+            ("foo =1,b=2".into(), None, "space in a key: all discarded"),
+            ("foo.bar=1,b=2".into(), None, "dot in a key: all discarded"),
+            ("a=,b=3".into(), None, "empty value: all discarded"),
+            ("a=b=c".into(), None, "= inside a value: all discarded"),
+            ("b=2,a".into(), None, "member without =: all discarded"),
+            (
+                "a=\u{7f},b=2".into(),
+                None,
+                "non-printable value: all discarded",
+            ),
+            ("a=x\ty".into(), None, "tab inside a value: all discarded"),
+            ("a=é".into(), None, "non-ASCII value: all discarded"),
+            (
+                "a= lead".into(),
+                Some("a= lead".into()),
+                "leading spaces are part of the value",
+            ),
+            (
+                "a=trailing ".into(),
+                Some("a=trailing".into()),
+                "trailing space is OWS",
+            ),
+            (
+                "a=1,a=2".into(),
+                Some("a=1".into()),
+                "repeated key keeps the first",
+            ),
         ];
         for (input, want, why) in rows {
-            assert_eq!(
-                TraceState::parse(input).header_value().as_deref(),
-                *want,
-                "{why}"
-            );
+            assert_eq!(parsed(&input), want, "{why}");
         }
     }
 
     #[test]
-    fn at_most_32_members_dropping_from_the_right() {
-        let input: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
-        let ts = TraceState::parse(&input.join(","));
-        assert_eq!(ts.members().count(), MAX_MEMBERS);
-        assert_eq!(ts.members().next(), Some("k0=v"));
-        assert_eq!(ts.members().last(), Some("k31=v"));
+    fn every_allowed_character() {
+        let key = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+        let value: String = (0x20u8..=0x7e)
+            .filter(|c| *c != b',' && *c != b'=')
+            .map(char::from)
+            .collect();
+        for k in [key.to_string(), format!("{key}@a-z0-9_-*/")] {
+            let member = format!("{k}={value}");
+            assert_eq!(parsed(&member), Some(member.clone()), "{k}");
+        }
+    }
+
+    #[test]
+    fn thirty_two_members_pass_thirty_three_discard_the_list() {
+        let list = |n: usize| {
+            (1..=n)
+                .map(|i| format!("bar{i:02}={i:02}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let ts = TraceState::parse(&list(32)).unwrap();
+        assert_eq!(ts.members().count(), 32);
+        assert_eq!(TraceState::parse(&list(33)), Err(Invalid::TooManyMembers));
+        assert_eq!(
+            TraceState::parse(&format!("{},,,", list(32))).map(|t| t.members().count()),
+            Ok(32),
+            "empty members do not count"
+        );
     }
 
     #[test]
@@ -161,7 +313,7 @@ mod tests {
         for i in 0..20 {
             parts.push(format!("k{i}={}", "y".repeat(20)));
         }
-        let ts = TraceState::parse(&parts.join(","));
+        let ts = TraceState::parse(&parts.join(",")).unwrap();
         let value = ts.header_value().unwrap();
         assert!(value.len() <= MAX_LEN);
         assert!(!value.contains("long="), "the >128 entry is removed first");
@@ -173,13 +325,14 @@ mod tests {
     }
 
     #[test]
-    fn whole_entries_only() {
+    fn whole_entries_from_the_right() {
         let parts: Vec<String> = (0..30)
             .map(|i| format!("k{i:02}={}", "z".repeat(30)))
             .collect();
-        let ts = TraceState::parse(&parts.join(","));
+        let ts = TraceState::parse(&parts.join(",")).unwrap();
         let value = ts.header_value().unwrap();
         assert!(value.len() <= MAX_LEN);
+        assert!(value.starts_with("k00="), "the left is kept");
         for m in value.split(',') {
             assert_eq!(m.len(), 34, "entry intact: {m}");
         }

@@ -1,7 +1,9 @@
 //! The sampling decision, in this order:
 //!
 //! 1. Forced: B3 debug, `jaeger-debug-id`, `x-envoy-force-trace` or any
-//!    header in `forceHeaders` samples the request whatever the rules say.
+//!    header in `forceHeaders` samples the request whatever the rules say;
+//!    so does Envoy's `x-client-trace-id`, for `clientSamplingPercentage` of
+//!    the traces (by the ratio rule on the trace id).
 //! 2. Parent-based (the matching rule's `parentBased`, else the global one):
 //!    a caller's sampled or not-sampled decision is followed.
 //! 3. Ratio on the trace id ([`ratio`]): the remote strategy for the
@@ -30,6 +32,9 @@ pub use rules::{Request, Rule};
 
 /// Headers whose presence forces sampling, always.
 pub const FORCE_HEADERS: [&str; 2] = ["x-envoy-force-trace", crate::propagation::jaeger::DEBUG_ID];
+/// Envoy's header for a client that asks for a trace, subject to
+/// `clientSamplingPercentage`.
+pub const CLIENT_TRACE_ID: &str = "x-client-trace-id";
 
 /// Why a span was or was not sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +62,8 @@ pub struct Sampler {
     parent_based: bool,
     max_traces_per_second: f64,
     force_headers: Vec<String>,
+    /// The share of `x-client-trace-id` requests forced.
+    client: RatioSampler,
     rules: Vec<Rule>,
     pub keep_errors: Option<KeepErrors>,
     remote: RefCell<Option<Strategies>>,
@@ -77,6 +84,7 @@ impl Sampler {
             parent_based: c.parent_based,
             max_traces_per_second: c.max_traces_per_second,
             force_headers,
+            client: RatioSampler::from_percentage(c.client_sampling_percentage),
             rules,
             keep_errors: c.keep_errors.as_ref().map(KeepErrors::new).transpose()?,
             remote: RefCell::new(None),
@@ -106,10 +114,10 @@ impl Sampler {
         self.remote.borrow().clone()
     }
 
-    fn forced(&self, headers: &[(String, String)]) -> bool {
-        self.force_headers
-            .iter()
-            .any(|h| !matches!(header(headers, h), Header::Absent))
+    fn forced(&self, headers: &[(String, String)], trace_id: &TraceId) -> bool {
+        let present = |h: &str| !matches!(header(headers, h), Header::Absent);
+        self.force_headers.iter().any(|h| present(h))
+            || (present(CLIENT_TRACE_ID) && self.client.should_sample(trace_id))
     }
 
     /// Decides for a request whose span will be named `operation`.
@@ -122,7 +130,7 @@ impl Sampler {
         headers: &[(String, String)],
         host: &dyn Host,
     ) -> Decision {
-        if caller == Some(Sampling::Debug) || self.forced(headers) {
+        if caller == Some(Sampling::Debug) || self.forced(headers, trace_id) {
             return Decision::Forced;
         }
         let parent_based = rule
@@ -222,6 +230,34 @@ mod tests {
             decide(&s, None, &[("x-other", "1")]),
             Decision::Ratio(false)
         );
+    }
+
+    #[test]
+    fn client_trace_id_forces_for_its_share_of_traces() {
+        let h = vec![(CLIENT_TRACE_ID.to_string(), "c-1".to_string())];
+        let host = MockHost::with_headers(&[]);
+        let all = sampler(r#"{"sampling": {"randomSamplingPercentage": 0}}"#);
+        assert_eq!(
+            all.decide(Some(Sampling::Deny), &ID, None, "GET", &h, &host),
+            Decision::Forced,
+            "100% by default, like Envoy's client_sampling"
+        );
+        let none = sampler(
+            r#"{"sampling": {"randomSamplingPercentage": 0, "clientSamplingPercentage": 0}}"#,
+        );
+        assert_eq!(
+            none.decide(None, &ID, None, "GET", &h, &host),
+            Decision::Ratio(false)
+        );
+        // Half the traces, by the same ratio rule as everything else.
+        let half = sampler(
+            r#"{"sampling": {"randomSamplingPercentage": 0, "clientSamplingPercentage": 50}}"#,
+        );
+        let forced = (0..10_000u64)
+            .map(|i| TraceId::from_u128(u128::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15))))
+            .filter(|t| half.decide(None, t, None, "GET", &h, &host) == Decision::Forced)
+            .count();
+        assert!((4_500..=5_500).contains(&forced), "{forced}");
     }
 
     #[test]

@@ -5,12 +5,22 @@
 //! service until the next one; an unreachable or malformed answer keeps the
 //! last good strategies and is counted.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
 use crate::config::RemoteConfig;
 use crate::host::{Callout, Counter, Host};
 
 use super::RatioSampler;
+
+/// What a query value percent-encodes: everything but RFC 3986's unreserved
+/// characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`), which producers must not
+/// encode.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Strategies in force, from the last good answer.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -129,9 +139,7 @@ pub struct Poller {
 
 impl Poller {
     pub fn new(config: RemoteConfig, service: &str) -> Self {
-        let service: String =
-            percent_encoding::utf8_percent_encode(service, percent_encoding::NON_ALPHANUMERIC)
-                .collect();
+        let service: String = percent_encoding::utf8_percent_encode(service, QUERY_VALUE).collect();
         let sep = if config.path.contains('?') { '&' } else { '?' };
         Poller {
             path: format!("{}{sep}service={service}", config.path),
@@ -152,7 +160,7 @@ impl Poller {
         }
         self.next_due_nanos = now + self.config.refresh_interval_ms * 1_000_000;
         let callout = Callout {
-            cluster: &self.config.cluster,
+            cluster: self.config.cluster(),
             headers: vec![
                 (":method", "GET"),
                 (":path", &self.path),
@@ -249,6 +257,21 @@ mod tests {
         ];
         for body in rows {
             assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn the_service_is_percent_encoded_except_unreserved_characters() {
+        let rows = [
+            ("my-svc", "my-svc"),
+            ("cart_v2.shop~x", "cart_v2.shop~x"),
+            ("shop cart", "shop%20cart"),
+            ("a&b=c/d?e#f", "a%26b%3Dc%2Fd%3Fe%23f"),
+            ("café", "caf%C3%A9"),
+        ];
+        for (service, want) in rows {
+            let p = Poller::new(RemoteConfig::default(), service);
+            assert_eq!(p.path, format!("/api/sampling?service={want}"), "{service}");
         }
     }
 

@@ -56,7 +56,7 @@ def test_every_service_has_a_sidecar_and_an_app_in_its_network():
     assert len(SERVICES) >= 4
     formats = set()
     for name, (fmt, _) in SERVICES.items():
-        assert services[name]["environment"]["SERVICE_NAME"] == name
+        assert services[name]["command"] == ["-c", f"/etc/meshtrace/{name}.json"], "the service's own bootstrap"
         assert "sidecar.Dockerfile" in services[name]["build"]["dockerfile"]
         app = services[f"{name}-app"]
         assert app["network_mode"] == f"service:{name}"
@@ -64,6 +64,11 @@ def test_every_service_has_a_sidecar_and_an_app_in_its_network():
         formats.add(fmt)
     assert formats >= {"w3c", "b3", "jaeger"}
     assert "collector" in services and "loadgen" in services
+    for name, svc in services.items():
+        if name != "loadgen":
+            assert svc["healthcheck"]["test"][0] == "CMD", f"{name}: a health check run without a shell"
+        for dependency, condition in (svc.get("depends_on") or {}).items():
+            assert condition == {"condition": "service_healthy"}, f"{name} waits for {dependency} to be healthy"
     assert services["loadgen"]["environment"]["DURATION"] != "0", "the load is bounded in time"
     for svc in services.values():
         for port in svc.get("ports", []):

@@ -26,9 +26,12 @@ setup-rust:
 	@rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null
 	@rustup component add rustfmt clippy >/dev/null
 
-$(VENV)/.ready: tests/requirements.txt
+# The venv, with testkit/ (meshtrace_testkit, the harness of every Python test, the demo and the
+# benchmarks) on its path through a .pth file: .venv/bin/python imports it from any directory.
+$(VENV)/.ready: tests/requirements.txt testkit/meshtrace_testkit/__init__.py
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	echo "$(CURDIR)/testkit" > "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/meshtrace_testkit.pth"
 	touch $@
 
 $(TEST_RUNNER):

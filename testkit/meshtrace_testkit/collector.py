@@ -55,20 +55,22 @@ class Collector:
             raise ValueError(f"log level {log_level} hides the collector's readiness: give listen={{'http': port}}")
         self._ready = threading.Event()
         self._error = None
+        self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [str(self.binary), *flags, "--data-dir", str(data_dir), "--log-format", "json", *levels, *args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=own_session,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         try:
             wait_until(self._started, timeout, f"collector ready ({self.binary})", interval=0.02,
-                       proc=self.proc, log=self.log_path)
+                       log=self.log_path)
         except BaseException:
             procs.stop(self.proc, 10)
             raise
 
     def _pump(self):
-        with open(self.log_path, "a") as log:
+        with self._log as log:
             for line in self.proc.stderr:
                 log.write(line)
                 log.flush()
@@ -84,6 +86,10 @@ class Collector:
                     self._error = line.strip()
 
     def _started(self) -> bool:
+        if self.proc.poll() is not None:
+            self._pump_thread.join(5)  # the log's last lines
+            raise NotReady(f"collector ({self.binary}) exited with {self.proc.returncode}"
+                           f"\n--- {self.log_path} ends:\n{procs.tail(self.log_path)}")
         if self._error:
             raise NotReady(f"collector failed: {self._error}")
         if self._ready.is_set():

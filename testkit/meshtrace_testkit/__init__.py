@@ -3,7 +3,8 @@
 once.
 
     net        LOOPBACK, free_port, request, wait_until, wait_for_http, wait_for_port, NotReady
-    procs      stop a child for sure, a log's tail, a process's RSS and CPU time
+    procs      `Process` (start, wait until ready, stop), `stop` a child for sure, a log's tail,
+               a process's RSS and CPU time
     paths      ROOT, WASM, RELEASE_COLLECTOR, envoy_bin(), collector_bin()
     envoy      Envoy bootstrap builders and `Envoy`, a real Envoy process
     collector  `Collector`, the real meshtrace-collector on loopback

@@ -155,6 +155,6 @@ class Collector:
         self.proc.kill()
         self.proc.wait()
 
-    def stop(self) -> int | None:
-        """SIGTERM (the collector drains and exits 0), SIGKILL after 30 s; returns the exit code."""
-        return procs.stop(self.proc, 30)
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the collector drains and exits 0), SIGKILL after `timeout` s; returns the exit code."""
+        return procs.stop(self.proc, timeout)

@@ -7,6 +7,33 @@ import subprocess
 from pathlib import Path
 
 
+class Process:
+    """A child process (`argv`, `popen` passed to subprocess.Popen; output to `log`, else discarded),
+    started and, when `ready` is given, waited for until `ready()` is true (`what` names it in the error;
+    the process exiting fails the wait at once)."""
+
+    def __init__(self, argv: list, *, log: Path | None = None, ready=None, what: str | None = None,
+                 timeout: float = 60.0, **popen):
+        from .net import wait_until  # net uses `tail` from here
+
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **popen)
+        finally:
+            if log:
+                out.close()
+        if ready is not None:
+            try:
+                wait_until(ready, timeout, what or f"{Path(argv[0]).name} ready", interval=0.1, proc=self.proc,
+                           log=log)
+            except BaseException:
+                stop(self.proc, 10)
+                raise
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        return stop(self.proc, timeout)
+
+
 def stop(proc: subprocess.Popen | None, timeout: float = 30.0) -> int | None:
     """SIGTERM, then SIGKILL if `proc` is still there after `timeout` seconds; returns its exit code."""
     if proc is None:

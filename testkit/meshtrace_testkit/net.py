@@ -1,9 +1,11 @@
 """Loopback ports, one-shot HTTP requests, and waiting with errors that say what was awaited."""
 from __future__ import annotations
 
+import collections
 import http.client
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -17,18 +19,32 @@ class NotReady(AssertionError):
     awaited and, when there is a log, how it ends. An AssertionError, so a test reports it as a failure."""
 
 
+# The ports free_port handed out lately. The kernel may hand a port out again once its probing socket
+# is closed, before whoever asked has bound it: a bootstrap's listener then got the same port as the
+# admin picked after it (Envoy exits: "Address already in use").
+_given = collections.deque(maxlen=4096)
+_given_lock = threading.Lock()
+
+
 def free_port(preferred: int | None = None) -> int:
-    """A loopback TCP port nobody listens on: `preferred` if it is free, else one the kernel hands out."""
-    if preferred:
-        with socket.socket() as s:
-            try:
-                s.bind((LOOPBACK, preferred))
-                return preferred
-            except OSError:
-                pass
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nobody listens on, and that this process was not given lately: `preferred`
+    if it is free, else one the kernel hands out."""
+    with _given_lock:
+        if preferred and preferred not in _given:
+            with socket.socket() as s:
+                try:
+                    s.bind((LOOPBACK, preferred))
+                    _given.append(preferred)
+                    return preferred
+                except OSError:
+                    pass
+        while True:
+            with socket.socket() as s:
+                s.bind((LOOPBACK, 0))
+                port = s.getsockname()[1]
+            if port not in _given:
+                _given.append(port)
+                return port
 
 
 def request(port: int, path: str = "/", headers: dict | None = None, method: str = "GET",

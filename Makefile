@@ -50,7 +50,7 @@ wasm: setup-rust setup-wasm-opt
 	wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/meshtrace.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test fuzz-replay deny
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -86,6 +86,9 @@ bench: build $(VENV)/.bench-ready chromium
 
 clean:
 	rm -rf dist target $(VENV) $(TOOLS)
+
+-include fuzz/fuzz.mk
+-include soak/soak.mk
 
 -include collector/collector.mk
 -include integration/integration.mk

@@ -2,7 +2,7 @@
 import pytest
 
 from harness import ALL_PROPAGATORS
-from meshtrace_testkit import WASM
+from meshtrace_testkit import WASM, Collector
 from meshtrace_testkit.sidecar import Sidecar
 
 
@@ -38,3 +38,11 @@ def sidecar():
     yield make
     panics = [p for sc in made for p in sc.close()]
     assert not panics, f"the module panicked: {panics}"
+
+
+@pytest.fixture
+def collector(tmp_path):
+    """The real collector (the debug build, or $MESHTRACE_COLLECTOR_BIN) on loopback ports."""
+    c = Collector(tmp_path / "data")
+    yield c
+    c.stop()

@@ -1,16 +1,6 @@
 """The filter in a real Envoy exporting to the real collector: the Jaeger
 query API gives back one trace tree across two sidecars."""
-import pytest
-
-from meshtrace_testkit import Collector
 from meshtrace_testkit.jaeger import parent_of, service_of, tag
-
-
-@pytest.fixture
-def collector(tmp_path):
-    c = Collector(tmp_path / "data")
-    yield c
-    c.stop()
 
 
 def test_one_trace_tree_across_two_sidecars_in_the_collector(sidecar, collector):

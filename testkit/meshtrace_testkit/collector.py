@@ -41,37 +41,48 @@ class Collector:
         self.binary = Path(binary or collector_bin())
         if not self.binary.exists():
             raise NotReady(f"collector binary {self.binary} is missing: cargo build -p meshtrace-collector")
-        data_dir = Path(data_dir)
-        self.log_path = Path(log_path or data_dir.parent / f"{data_dir.name}.log")
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path or self.data_dir.parent / f"{self.data_dir.name}.log")
         self.ssl_context = ssl_context
         self.scheme = "https" if ssl_context else "http"
-        ports = {name: 0 for name in LISTENERS} | (listen or {})
-        self.addrs = {name: f"{LOOPBACK}:{port}" for name, port in ports.items() if port}
-        flags = [x for name, port in ports.items() for x in (LISTENERS[name], f"{LOOPBACK}:{port}")]
-        levels = ["--log-level", log_level] if log_level else []
+        self.args = [*(["--log-level", log_level] if log_level else []), *args]
         # Without info lines the addresses come from `listen` alone, and readiness from /readyz.
         self._probe = log_level is not None and log_level.split(",")[0] in ("warn", "error", "off")
         if self._probe and not (listen or {}).get("http"):
             raise ValueError(f"log level {log_level} hides the collector's readiness: give listen={{'http': port}}")
+        self.own_session = own_session
+        self.timeout = timeout
+        self._start({name: 0 for name in LISTENERS} | (listen or {}))
+
+    def restart(self) -> None:
+        """Starts it again (after `kill9` or `stop`; stops it first otherwise) on the same data directory,
+        flags and LISTENERS ports, as a restarted deployment would be."""
+        procs.stop(self.proc, 30)
+        self._start({name: self.port(name) if name in self.addrs else 0 for name in LISTENERS})
+
+    def _start(self, ports: dict) -> None:
+        self.addrs = {name: f"{LOOPBACK}:{port}" for name, port in ports.items() if port}
+        flags = [x for name, port in ports.items() for x in (LISTENERS[name], f"{LOOPBACK}:{port}")]
         self._ready = threading.Event()
         self._error = None
-        self._log = open(self.log_path, "a")
+        log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [str(self.binary), *flags, "--data-dir", str(data_dir), "--log-format", "json", *levels, *args],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=own_session,
+            [str(self.binary), *flags, "--data-dir", str(self.data_dir), "--log-format", "json", *self.args],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=self.own_session,
         )
-        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread = threading.Thread(target=self._pump, args=(self.proc, log, self._ready), daemon=True)
         self._pump_thread.start()
         try:
-            wait_until(self._started, timeout, f"collector ready ({self.binary})", interval=0.02,
+            wait_until(self._started, self.timeout, f"collector ready ({self.binary})", interval=0.02,
                        log=self.log_path)
         except BaseException:
             procs.stop(self.proc, 10)
             raise
 
-    def _pump(self):
-        with self._log as log:
-            for line in self.proc.stderr:
+    def _pump(self, proc: subprocess.Popen, log, ready: threading.Event):
+        """Copies the collector's log to `log_path`, learning its addresses and whether it is ready."""
+        with log:
+            for line in proc.stderr:
                 log.write(line)
                 log.flush()
                 try:
@@ -81,8 +92,8 @@ class Collector:
                 if event.get("message") == "listening":
                     self.addrs[event["listener"]] = event["addr"]
                 elif event.get("message") == "ready":
-                    self._ready.set()
-                elif event.get("level") == "ERROR" and not self._ready.is_set() and self._error is None:
+                    ready.set()
+                elif event.get("level") == "ERROR" and not ready.is_set() and self._error is None:
                     self._error = line.strip()
 
     def _started(self) -> bool:
@@ -99,11 +110,11 @@ class Collector:
     def port(self, listener: str) -> int:
         return int(self.addrs[listener].rsplit(":", 1)[1])
 
-    def get(self, path: str):
+    def get(self, path: str, timeout: float = 10.0):
         """(status, JSON body) of a GET on the query port (`--http-addr`)."""
         try:
             url = f"{self.scheme}://{self.addrs['http']}{path}"
-            with urllib.request.urlopen(url, timeout=10, context=self.ssl_context) as r:
+            with urllib.request.urlopen(url, timeout=timeout, context=self.ssl_context) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")

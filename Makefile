@@ -31,10 +31,13 @@ setup-rust:
 	@scripts/ensure-rust.sh --target wasm32-wasip1 --target wasm32-unknown-unknown \
 	  --component rustfmt --component clippy
 
+# The venv, with testkit/ (meshtrace_testkit, the harness of every Python test, the demo and the
+# benchmarks) on its path through a .pth file: .venv/bin/python imports it from any directory.
 # Debian's python3 makes venvs only with python3-venv installed.
-$(VENV)/.ready: tests/requirements.txt
+$(VENV)/.ready: tests/requirements.txt testkit/meshtrace_testkit/__init__.py
 	@python3 -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); scripts/ensure-deb.sh python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	echo "$(CURDIR)/testkit" > "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/meshtrace_testkit.pth"
 	touch $@
 
 $(TEST_RUNNER):

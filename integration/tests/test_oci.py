@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from meshtrace_testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "dist" / "meshtrace.wasm"
@@ -43,12 +44,6 @@ needs_tools = pytest.mark.skipif(
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,17 @@
 """The pluginConfig and vmConfig.env of each WasmPlugin start the real filter
-in a real Envoy (tests/harness.py): a field the filter does not know would
+in a real Envoy (meshtrace_testkit.sidecar): a field the filter does not know would
 stop the plugin, and Istio would then run the proxy without it. The
 `valueFrom: HOST` variables get the values an istio-proxy container would
 have, and the ingest token named by exporter.bearerTokenEnv reaches the
 collector as a bearer token."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+from meshtrace_testkit import ROOT, WASM, envoy_bin
 
-harness = pytest.importorskip("harness", reason="needs the project venv (tests/requirements.txt)")
+kit = pytest.importorskip("meshtrace_testkit.sidecar", reason="needs the project venv (tests/requirements.txt)")
 
 PLUGINS = sorted((ROOT / "istio").glob("wasmplugin-*.yaml"))
 # What the istio-proxy container's environment holds in a pod set up as istio/README.md says.
@@ -37,14 +33,14 @@ def vm_env(spec: dict, proxy_env: dict) -> dict:
 
 def plugin_config(spec: dict) -> dict:
     config = dict(spec["pluginConfig"])
-    # The harness's sidecar has the collector as `meshtrace-collector`, not Istio's service.
+    # The test kit's sidecar has the collector as `meshtrace-collector`, not Istio's service.
     exporter = {k: v for k, v in config["exporter"].items() if k not in ("service", "authority")}
     config["exporter"] = {**exporter, "cluster": "meshtrace-collector", "flushIntervalMs": 100}
     return config
 
 
 def needs_envoy():
-    if not harness.WASM.exists() or not harness.ENVOY.exists():
+    if not WASM.exists() or not envoy_bin().exists():
         pytest.skip("needs dist/meshtrace.wasm and .venv's Envoy")
 
 
@@ -52,7 +48,7 @@ def needs_envoy():
 def test_plugin_config_starts_the_filter_and_exports_with_the_ingest_token(path):
     needs_envoy()
     spec = yaml.safe_load(path.read_text())["spec"]
-    sidecar = harness.Sidecar(plugin_config(spec), env=vm_env(spec, PROXY_ENV))
+    sidecar = kit.Sidecar(plugin_config(spec), env=vm_env(spec, PROXY_ENV))
     try:
         status, _, _ = sidecar.get("/", headers=SAMPLED_B3)
         assert status == 200
@@ -74,6 +70,6 @@ def test_a_proxy_without_the_token_variable_refuses_the_plugin_naming_the_field(
     spec = yaml.safe_load(PLUGINS[0].read_text())["spec"]
     env = {k: v for k, v in PROXY_ENV.items() if k != "MESHTRACE_INGEST_TOKEN"}
     with pytest.raises(AssertionError) as failed:
-        harness.Sidecar(plugin_config(spec), env=vm_env(spec, env))
+        kit.Sidecar(plugin_config(spec), env=vm_env(spec, env))
     assert ("meshtrace: invalid configuration: exporter.bearerTokenEnv: "
             "the VM environment has no value for MESHTRACE_INGEST_TOKEN") in str(failed.value)

@@ -18,31 +18,18 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness import LOOPBACK, Envoy, cluster, free_port, wasm_filter  # noqa: E402
+from meshtrace_testkit import LOOPBACK, Envoy, cluster, free_port, http_listener, wasm_filter
+from meshtrace_testkit.procs import cpu_seconds, rss_mib
 
 PINNED = (os.cpu_count() or 1) >= 2
 SIDECAR_CPU, LOAD_CPU = ("0", "1") if PINNED else (None, None)
 
-HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-
 
 def hcm_listener(name, port, route, filters=(), tracing=None):
-    hcm = {"@type": HCM, "stat_prefix": name, "route_config": {"virtual_hosts": [
-        {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}]},
-        "http_filters": [*filters, ROUTER]}
-    if tracing:
-        hcm["tracing"] = tracing
-    return {"name": name, "traffic_direction": "INBOUND",
-            "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}]}
+    """An inbound listener whose every path takes `route` (a route's action: `route` or `direct_response`)."""
+    return http_listener(name, port, [{"match": {"prefix": "/"}, **route}], filters=filters, direction="INBOUND",
+                         hcm={"tracing": tracing} if tracing else None)
 
 
 def backend():
@@ -80,17 +67,6 @@ def sidecar(mode, app_port, sink_port):
         "listeners": [hcm_listener("ingress", port, route, filters, tracing)],
         "clusters": [cluster("app", app_port), cluster("sink", sink_port)]}}, concurrency=1, cpus=SIDECAR_CPU)
     return env, port
-
-
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / 100.0
-
-
-def rss_mib(pid):
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
 
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

@@ -34,17 +34,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import collector as bench  # noqa: E402
+from meshtrace_testkit import LOOPBACK, ROOT, free_port, http_ok, request, wait_until  # noqa: E402
+from meshtrace_testkit.procs import Process, cpu_seconds  # noqa: E402
 
-COLLECTOR = Path(os.environ.get("COLLECTOR_BIN", bench.ROOT / "target" / "release" / "meshtrace-collector"))
+COLLECTOR = Path(os.environ.get("COLLECTOR_BIN", ROOT / "target" / "release" / "meshtrace-collector"))
 CONNECTIONS = 8
 
 
 def args(data_dir, ports):
     return [str(COLLECTOR), *os.environ.get("COLLECTOR_ARGS", "").split(), "--data-dir", str(data_dir), "--log-level", "warn",
-            "--otlp-http-addr", f"{bench.LOOPBACK}:{ports['http']}",
-            "--otlp-grpc-addr", f"{bench.LOOPBACK}:{ports['grpc']}",
-            "--zipkin-addr", f"{bench.LOOPBACK}:0", "--http-addr", f"{bench.LOOPBACK}:{ports['query']}",
-            "--sampling-addr", f"{bench.LOOPBACK}:0",
+            "--otlp-http-addr", f"{LOOPBACK}:{ports['http']}",
+            "--otlp-grpc-addr", f"{LOOPBACK}:{ports['grpc']}",
+            "--zipkin-addr", f"{LOOPBACK}:0", "--http-addr", f"{LOOPBACK}:{ports['query']}",
+            "--sampling-addr", f"{LOOPBACK}:0",
             "--retention-max-age", "0", "--retention-max-bytes", "0"]
 
 
@@ -54,7 +56,7 @@ def post_all(port, bodies, start, count):
     lock, nxt = threading.Lock(), [start]
 
     def worker():
-        conn = http.client.HTTPConnection(bench.LOOPBACK, port, timeout=600)
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=600)
         while True:
             with lock:
                 n = nxt[0]
@@ -75,19 +77,24 @@ def post_all(port, bodies, start, count):
         t.join()
 
 
+def start(data_dir, ports):
+    return Process(args(data_dir, ports), ready=lambda: http_ok(ports["query"], "/readyz"),
+                   what="collector ready", timeout=30)
+
+
 def callgrind_run(bodies, n_requests):
     tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cg-"))
     out = tmp / "callgrind.out"
-    ports = {k: bench.free_port() for k in ("http", "grpc", "query")}
+    ports = {k: free_port() for k in ("http", "grpc", "query")}
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
                             + args(tmp / "data", ports), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         def ready():
             try:
-                return bench.request(ports["query"], "/readyz", timeout=5)[0] == 200
+                return request(ports["query"], "/readyz", timeout=5)[0] == 200
             except OSError:
                 return False
-        bench.wait_until(ready, timeout=300, what="collector under callgrind")
+        wait_until(ready, timeout=300, what="collector under callgrind")
         post_all(ports["http"], bodies, 0, n_requests)
     finally:
         proc.terminate()
@@ -115,19 +122,13 @@ def batches(n=300):
     return bodies
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of process `pid`, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu(seconds=20):
     tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cpu-"))
     batch_dir = tmp / "batches"
     batch_dir.mkdir()
     bench.write_batches(batch_dir, 300)
-    ports = {k: bench.free_port() for k in ("http", "grpc", "query")}
-    coll = bench.Proc(args(tmp / "data", ports), ports["query"], "/readyz")
+    ports = {k: free_port() for k in ("http", "grpc", "query")}
+    coll = start(tmp / "data", ports)
     try:
         bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
         time.sleep(3)
@@ -155,8 +156,8 @@ def perf(seconds=20):
     batch_dir = tmp / "batches"
     batch_dir.mkdir()
     bench.write_batches(batch_dir, 300)
-    ports = {k: bench.free_port() for k in ("http", "grpc", "query")}
-    coll = bench.Proc(args(tmp / "data", ports), ports["query"], "/readyz")
+    ports = {k: free_port() for k in ("http", "grpc", "query")}
+    coll = start(tmp / "data", ports)
     try:
         bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
         rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(tmp / "perf.data"),

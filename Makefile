@@ -18,7 +18,7 @@ TEST_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-te
 
 CLIPPY_FLAGS := -D warnings
 
-.PHONY: build bench wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
+.PHONY: build bench floors wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
 
 build: wasm collector-build
 
@@ -36,7 +36,18 @@ $(TEST_RUNNER):
 
 # binaryen's wasm-opt shrinks the module after rustc (about 15%); the
 # features are those rustc emits for wasm32-wasip1.
-WASM_OPT_FLAGS := -Os --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+WASM_OPT_FLAGS := -Os $(WASM_FEATURES)
+
+# $(call wasm-finish,built module,exports graph,output): the SDK exports every
+# proxy-wasm callback, and Envoy calls each one a module exports on every
+# request; binaryen's wasm-metadce keeps only the exports the graph lists
+# (src/filter/exports.json: the callbacks the filter implements), then
+# wasm-opt shrinks what is left.
+define wasm-finish
+	wasm-metadce $(WASM_FEATURES) -f $(2) $(1) -o $(1:.wasm=.trimmed.wasm) >/dev/null
+	wasm-opt $(WASM_OPT_FLAGS) $(1:.wasm=.trimmed.wasm) -o $(3)
+endef
 
 setup-wasm-opt:
 	@command -v wasm-opt >/dev/null || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; }
@@ -44,8 +55,23 @@ setup-wasm-opt:
 wasm: setup-rust setup-wasm-opt
 	cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release
 	@mkdir -p dist
-	wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/meshtrace.wasm -o $(WASM)
+	$(call wasm-finish,$(WASM_PROFILE_DIR)/meshtrace.wasm,src/filter/exports.json,$(WASM))
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+# The benchmark's floor filters (bench/floors/), built like the filter: same
+# profile, same export trimming and wasm-opt pass. `make bench` runs them
+# beside meshtrace; `probe` prices hostcalls (bench/hostcall_costs.py).
+FLOORS := null headers probe
+
+floors: setup-rust setup-wasm-opt
+	cargo build $(FLOORS:%=-p floor-%) --target wasm32-wasip1 --profile wasm-release
+	@mkdir -p dist/floors
+	@for f in $(FLOORS); do \
+	  wasm-metadce $(WASM_FEATURES) -f bench/floors/$$f/exports.json $(WASM_PROFILE_DIR)/floor_$$f.wasm \
+	    -o $(WASM_PROFILE_DIR)/floor_$$f.trimmed.wasm >/dev/null && \
+	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/floor_$$f.trimmed.wasm -o dist/floors/$$f.wasm || exit 1; \
+	  echo "built dist/floors/$$f.wasm ($$(stat -c %s dist/floors/$$f.wasm) bytes)"; \
+	done
 
 test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test
 
@@ -76,7 +102,7 @@ $(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
 	touch $@
 
-bench: build $(VENV)/.bench-ready
+bench: build floors $(VENV)/.bench-ready
 	@command -v wrk >/dev/null && command -v hyperfine >/dev/null && command -v valgrind >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq wrk hyperfine valgrind >/dev/null; }
 	$(PYTHON) bench/run.py

@@ -85,6 +85,20 @@ pub trait Host {
     /// Sets a shared value if `cas` still matches; false when it lost the race.
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 
+    /// The proxy's clock as of a recent moment (to within a tick), for
+    /// deadlines measured in seconds (a link's expiry): a host can serve it
+    /// without a hostcall. By default, the clock itself.
+    fn coarse_now_unix_nanos(&self) -> u64 {
+        self.now_unix_nanos()
+    }
+
+    /// Several properties at once, in order, each as [`Host::property`]
+    /// would return it. By default one `property` each; Envoy's host answers
+    /// a batch in one hostcall.
+    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+        paths.iter().map(|p| self.property(p)).collect()
+    }
+
     fn property_string(&self, path: &[&str]) -> Option<String> {
         self.property(path)
             .and_then(|b| String::from_utf8(b).ok())

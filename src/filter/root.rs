@@ -120,6 +120,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
+            shared.host.tick_clock();
             shared.exporter.borrow_mut().on_tick(&shared.host);
             if let Some(poller) = &shared.poller {
                 poller.borrow_mut().on_tick(&shared.host);

@@ -18,7 +18,7 @@ TEST_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-te
 
 CLIPPY_FLAGS := -D warnings
 
-.PHONY: build bench floors wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
+.PHONY: build bench floors profile-wasm wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
 
 build: wasm collector-build
 
@@ -57,6 +57,15 @@ wasm: setup-rust setup-wasm-opt
 	@mkdir -p dist
 	$(call wasm-finish,$(WASM_PROFILE_DIR)/meshtrace.wasm,src/filter/exports.json,$(WASM))
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+# The same module with its function names (the name section), for profiles:
+# bench/sidecar_instructions.py --wasm dist/meshtrace-names.wasm. Its own
+# target directory, so the shipped build is not redone.
+profile-wasm: setup-rust setup-wasm-opt
+	CARGO_PROFILE_WASM_RELEASE_STRIP=none cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release --target-dir target/names
+	wasm-metadce $(WASM_FEATURES) -f src/filter/exports.json target/names/wasm32-wasip1/wasm-release/meshtrace.wasm \
+	  -o target/names/meshtrace.trimmed.wasm >/dev/null
+	wasm-opt $(WASM_OPT_FLAGS) -g target/names/meshtrace.trimmed.wasm -o dist/meshtrace-names.wasm
 
 # The benchmark's floor filters (bench/floors/), built like the filter: same
 # profile, same export trimming and wasm-opt pass. `make bench` runs them

@@ -56,7 +56,7 @@ class CallgrindEnvoy(Envoy):
              "--dump-instr=yes", "--dump-line=no", "--compress-strings=no", "--compress-pos=no",
              f"--callgrind-out-file={self.out}", str(binary), "-c", str(self.config_path),
              "--concurrency", "1", "--use-dynamic-base-id", "--disable-hot-restart", "-l", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir.name)  # V8 writes isolate-*.log there
         wait_until(self._ready, timeout=900, what=f"envoy under valgrind ready (log: {self.log_path})")
         return self
 

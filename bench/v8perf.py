@@ -12,7 +12,7 @@ flag's name to the byte that holds its value. Benchmarks only; the shipped
 module and the tests run the stock binary.
 
 V8 names Wasm code `wasm-function[N]`; `function_names` reads the module's
-name section (kept by the profiling build, `make profile-wasm`) to name it.
+name section (kept by `make profile-wasm`) to name it.
 """
 from __future__ import annotations
 

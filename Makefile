@@ -106,12 +106,12 @@ envoy-test: wasm $(VENV)/.ready
 	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
 
 # `make bench` (not part of `make test`): writes BENCHMARKS.md. It installs
-# wrk, hyperfine, valgrind and binaryen from Debian and rotel into the venv itself.
-$(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt
+# wrk, hyperfine, valgrind, binaryen and chromium from Debian and rotel into the venv itself.
+$(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt collector/tests/browser/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
 	touch $@
 
-bench: build floors $(VENV)/.bench-ready
+bench: build floors $(VENV)/.bench-ready chromium
 	@command -v wrk >/dev/null && command -v hyperfine >/dev/null && command -v valgrind >/dev/null || \
 	  { apt-get update -qq && apt-get install -y -qq wrk hyperfine valgrind >/dev/null; }
 	$(PYTHON) bench/run.py

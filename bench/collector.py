@@ -117,6 +117,7 @@ def meshtrace_collector(data_dir):
     p = Proc([str(COLLECTOR), "--data-dir", str(data_dir), "--log-level", "warn",
               "--otlp-http-addr", f"{LOOPBACK}:{ports['http']}", "--otlp-grpc-addr", f"{LOOPBACK}:{ports['grpc']}",
               "--zipkin-addr", f"{LOOPBACK}:{ports['zipkin']}", "--http-addr", f"{LOOPBACK}:{ports['query']}",
+              "--tempo-addr", f"{LOOPBACK}:{free_port()}",
               "--sampling-addr", f"{LOOPBACK}:0",
               "--retention-max-age", "0", "--retention-max-bytes", "0"],
              ports["query"], "/readyz")

@@ -21,6 +21,7 @@ import collector as collector_bench  # noqa: E402
 import module as module_bench  # noqa: E402
 import filter_profile as profile_bench  # noqa: E402
 import sidecar as sidecar_bench  # noqa: E402
+import viewer as viewer_bench  # noqa: E402
 
 
 def machine() -> str:
@@ -128,6 +129,8 @@ def main():
     print("collector ...", flush=True)
     results["collector"] = collector_bench.run(seconds=int(os.environ.get("BENCH_SECONDS", "5")),
                                                rounds=3, sizes=sizes)
+    print("viewer ...", flush=True)
+    results["viewer"] = viewer_bench.run()
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=1))
     doc = f"""# Benchmarks
 
@@ -142,6 +145,7 @@ least rotel's receive-only rate; trace by id under 10 ms p99 at 10M spans.
 {sidecar_section(results['sidecar'])}
 {module_section(results['module'])}
 {collector_section(results['collector'])}
+{viewer_bench.section(results['viewer'])}
 {(HERE / 'PROFILE.md').read_text() if (HERE / 'PROFILE.md').exists() else ''}
 This run (`python bench/filter_profile.py`, the callgrind command above): **{results['profile']['per_request']:,.0f}
 instructions per request** over {results['profile']['requests']} requests; {results['profile']['per_request_without_link']:,.0f}

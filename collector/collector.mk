@@ -2,10 +2,12 @@
 # Uses $(VENV), $(PYTHON) and $(VENV)/.ready from the root Makefile.
 
 COLLECTOR_PY_READY := $(VENV)/.collector-py-ready
+BROWSER_PY_READY := $(VENV)/.browser-py-ready
 # The Node.js jaeger-client for the Jaeger receiver tests (Node and npm from Debian when missing).
 COLLECTOR_NODE_READY := collector/tests/node/node_modules/.ready
 
-.PHONY: collector-build collector-test collector-clippy collector-unit-test collector-py-test
+.PHONY: collector-build collector-test collector-clippy collector-unit-test collector-py-test \
+	collector-browser-test chromium
 
 collector-build:
 	cargo build -p meshtrace-collector --release
@@ -22,7 +24,7 @@ $(COLLECTOR_NODE_READY): collector/tests/node/package.json collector/tests/node/
 	npm ci --prefix collector/tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
-collector-test: collector-clippy collector-unit-test collector-py-test
+collector-test: collector-clippy collector-unit-test collector-py-test collector-browser-test
 
 collector-clippy:
 	cargo clippy -p meshtrace-collector --all-targets -- -D warnings
@@ -36,3 +38,21 @@ collector-py-test: $(COLLECTOR_PY_READY) $(COLLECTOR_NODE_READY)
 	cargo build -p meshtrace-collector
 	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) ENVOY=$(abspath $(VENV)/bin/envoy) \
 	  $(PYTHON) -m pytest -q collector/tests/py
+
+$(BROWSER_PY_READY): $(VENV)/.ready collector/tests/browser/requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r collector/tests/browser/requirements.txt
+	touch $@
+
+# Debian's chromium and chromium-driver for the viewer's tests, installed when missing (sudo when not root).
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	SUDO=; if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	echo "installing chromium and chromium-driver (apt)"; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+
+# The viewer in headless Chromium against the debug binary (one browser and one filled collector per run).
+collector-browser-test: $(BROWSER_PY_READY) chromium
+	cargo build -p meshtrace-collector
+	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) \
+	  $(PYTHON) -m pytest -q collector/tests/browser

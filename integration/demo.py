@@ -94,6 +94,8 @@ class Shop:
         self.procs: list[tuple[str, subprocess.Popen, Path]] = []
         self.query_port = free_port(16686 if interactive else None)
         self.otlp_port = free_port(4318 if interactive else None)
+        self.tempo_port = free_port(3200 if interactive else None)
+        self.zipkin_port = free_port(9411 if interactive else None)
         self.inbound = {name: free_port() for name in SERVICES}
         self.outbound = {name: free_port() for name in SERVICES}
         self.app = {name: free_port() for name in SERVICES}
@@ -115,9 +117,10 @@ class Shop:
             str(COLLECTOR), "--data-dir", str(data), "--log-format", "text",
             "--otlp-http-addr", f"{LOOPBACK}:{self.otlp_port}",
             "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
-            "--zipkin-addr", f"{LOOPBACK}:{free_port()}",
+            "--zipkin-addr", f"{LOOPBACK}:{self.zipkin_port}",
             "--sampling-addr", f"{LOOPBACK}:0",
             "--http-addr", f"{LOOPBACK}:{self.query_port}",
+            "--tempo-addr", f"{LOOPBACK}:{self.tempo_port}",
         ])
         wait_for("collector", lambda: get(self.query_port, "/readyz")[0] == 200, proc, log)
 
@@ -285,13 +288,22 @@ def where_to_look(shop: Shop, trace_id: str, timed: bool = False):
     if timed:
         print("\n(DEMO_SECONDS is set: everything stops now; `make demo` keeps it running.)")
     print(f"""
-Where to look (the collector's Jaeger-compatible query API; it has no UI of its own yet:
-point Grafana's Jaeger data source or a Jaeger UI up to v2.20 at {q}):
+Open the viewer: {q}/
+  the trace drawn above:  {q}/trace/{trace_id}
+  its service map:        {q}/dependencies
+The collector's query APIs (point Jaeger UI, Grafana or Zipkin's UI at it as below):
   curl -s {q}/api/services
   curl -s '{q}/api/traces?service={ENTRY}&limit=5'
   curl -s {q}/api/traces/{trace_id}
   curl -s '{q}/api/dependencies?endTs={int(time.time() * 1000)}&lookback=3600000'
   curl -s {q}/metrics
+  curl -s {q}/api/meshtrace/traces/{trace_id}/diagnostics
+  curl -sG http://{LOOPBACK}:{shop.tempo_port}/api/search --data-urlencode 'q={{ resource.service.name = "{ENTRY}" }} >> {{ kind = server }}'
+Viewers (collector/README.md, "Viewers"):
+  Jaeger UI (v3 API, Monitor tab)   query base {q}
+  Grafana, Tempo data source        URL http://{LOOPBACK}:{shop.tempo_port}, search streaming off
+  Grafana, Jaeger data source       URL {q}
+  Zipkin UI                         /api/v2 proxied to http://{LOOPBACK}:{shop.zipkin_port}
 The shop's entry, through the frontend's sidecar:
   curl -si -H 'host: {ENTRY}' http://{LOOPBACK}:{shop.inbound[ENTRY]}/checkout
 The filter's counters in one sidecar (Envoy admin):
@@ -401,6 +413,7 @@ def main() -> int:
         print(f"starting the collector, {len(SERVICES)} services and their Envoy sidecars "
               f"(propagators {', '.join(PROPAGATORS)}) ...", flush=True)
         shop.start()
+        print(f"viewer: http://{LOOPBACK}:{shop.query_port}/", flush=True)
         for name, (fmt, calls) in SERVICES.items():
             to = ", ".join(f"{c}{p}" for c, p in calls) or "-"
             print(f"  {name:9} app forwards {FORMAT_NAMES[fmt]:6} only; calls {to}; "

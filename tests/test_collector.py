@@ -23,7 +23,7 @@ def collector():
         [str(COLLECTOR), "--data-dir", data.name,
          "--otlp-http-addr", f"{LOOPBACK}:{otlp}", "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
          "--zipkin-addr", f"{LOOPBACK}:{free_port()}", "--http-addr", f"{LOOPBACK}:{query}",
-         "--sampling-addr", f"{LOOPBACK}:0"],
+         "--tempo-addr", f"{LOOPBACK}:{free_port()}", "--sampling-addr", f"{LOOPBACK}:0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 

@@ -103,7 +103,7 @@ async fn span_metrics_and_service_graph_from_spans_in_separate_batches() {
     assert_eq!(status, 200);
     assert_eq!(
         v["data"],
-        serde_json::json!([{"parent": "front", "child": "cart", "callCount": 1}])
+        serde_json::json!([{"parent": "front", "child": "cart", "callCount": 1, "errorCount": 1}])
     );
 }
 
@@ -213,6 +213,7 @@ async fn bad_strategies_file_stops_startup() {
             "127.0.0.1:0",
         ])
         .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--tempo-addr", "127.0.0.1:0"])
         .args(["--sampling-addr", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path().join("d"))

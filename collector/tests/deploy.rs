@@ -257,6 +257,18 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
     dashboard_exprs(&dashboard, &mut panel_exprs);
     assert!(panel_exprs.len() >= 8);
     exprs.extend(panel_exprs);
+    // The Grafana data sources' traces-to-metrics queries (`$$__tags` is Grafana's, escaped for
+    // provisioning).
+    exprs.extend(
+        provisioned_datasources()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("query:"))
+            .map(|q| {
+                q.trim()
+                    .replace("{$$__tags, ", "{")
+                    .replace("{$$__tags}", "")
+            }),
+    );
     for expr in &exprs {
         let names = metric_names(expr).unwrap_or_else(|e| panic!("{e}"));
         for name in names {
@@ -265,5 +277,110 @@ async fn alerts_and_dashboard_name_only_exported_metrics() {
                 "{name} (in {expr}) is not exported; exported: {exported:?}"
             );
         }
+    }
+}
+
+fn provisioned_datasources() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/provisioning/datasources/meshtrace.yaml"
+    ))
+    .unwrap()
+}
+
+/// The value after `key:` on the first line (at or after `from`) that has it.
+fn yaml_value<'a>(yaml: &'a str, from: &str, key: &str) -> Option<&'a str> {
+    let start = yaml.find(from)?;
+    yaml.get(start..)?
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .map(str::trim)
+}
+
+#[test]
+fn grafana_is_provisioned_with_tempo_jaeger_and_prometheus() {
+    let yaml = provisioned_datasources();
+    assert_eq!(
+        yaml_value(&yaml, "type: tempo", "url"),
+        Some("http://127.0.0.1:3200"),
+        "Tempo on --tempo-addr"
+    );
+    assert_eq!(
+        yaml_value(&yaml, "type: jaeger", "url"),
+        Some("http://127.0.0.1:16686"),
+        "Jaeger on --http-addr"
+    );
+    assert_eq!(
+        yaml_value(&yaml, "uid: meshtrace-prometheus", "type"),
+        Some("prometheus")
+    );
+    assert_eq!(
+        yaml_value(&yaml, "serviceMap:", "datasourceUid"),
+        Some("meshtrace-prometheus"),
+        "the service map reads the service-graph metrics from Prometheus"
+    );
+    assert_eq!(
+        yaml_value(&yaml, "tracesToMetrics:", "datasourceUid"),
+        Some("meshtrace-prometheus")
+    );
+    assert_eq!(
+        yaml_value(&yaml, "streamingEnabled:", "search"),
+        Some("false"),
+        "no gRPC streaming here"
+    );
+    assert!(!yaml.contains('\t'), "YAML is indented with spaces");
+    let dashboards = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/provisioning/dashboards/meshtrace.yaml"
+    ))
+    .unwrap();
+    assert_eq!(yaml_value(&dashboards, "providers:", "type"), Some("file"));
+}
+
+#[test]
+fn the_service_map_panel_gets_the_fields_grafanas_node_graph_requires() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/meshtrace-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let panel = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "nodeGraph")
+        .expect("a node graph panel");
+    // Grafana's node graph reads an edges frame: `id`, `source` and `target` (and `mainstat`,
+    // `secondarystat`); nodes are derived from the edges. With a Prometheus table the labels become the
+    // fields, so each query must carry them as labels, one frame per query merged into one.
+    let targets = panel["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    for t in targets {
+        let expr = t["expr"].as_str().unwrap();
+        assert_eq!(t["format"], "table", "{expr}");
+        assert_eq!(t["instant"], true, "{expr}");
+        for needle in [
+            r#""source", "$1", "client", "(.*)""#,
+            r#""target", "$1", "server", "(.*)""#,
+            r#""id", "->", "client", "server""#,
+        ] {
+            assert!(expr.contains(needle), "{needle} in {expr}");
+        }
+    }
+    let transformations = panel["transformations"].as_array().unwrap();
+    assert_eq!(
+        transformations[0]["id"], "merge",
+        "the two queries become one frame"
+    );
+    assert_eq!(transformations[1]["id"], "organize");
+    let rename = &transformations[1]["options"]["renameByName"];
+    assert_eq!(rename["Value #A"], "mainstat");
+    assert_eq!(rename["Value #B"], "secondarystat");
+    let excluded = &transformations[1]["options"]["excludeByName"];
+    for field in ["Time", "client", "server"] {
+        assert_eq!(excluded[field], true, "{field} is dropped");
     }
 }

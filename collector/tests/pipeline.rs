@@ -173,6 +173,7 @@ async fn bad_tail_sampling_config_stops_startup() {
             "127.0.0.1:0",
         ])
         .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--tempo-addr", "127.0.0.1:0"])
         .args(["--sampling-addr", "127.0.0.1:0"])
         .output()
         .unwrap();

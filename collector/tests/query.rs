@@ -197,7 +197,7 @@ async fn jaeger_api_answers_like_jaeger() {
     .await;
     assert_eq!(
         v["data"],
-        json!([{"parent":"front","child":"cart","callCount":1}])
+        json!([{"parent":"front","child":"cart","callCount":1,"errorCount":1}])
     );
 
     // Operating endpoints.

@@ -337,7 +337,7 @@ async fn zipkin_v2_json_is_mapped_to_the_same_model() {
     let (_, deps) = get_json(&c, "/api/dependencies?endTs=1700000001000&lookback=10000").await;
     assert_eq!(
         deps["data"],
-        serde_json::json!([{"parent":"frontend","child":"backend","callCount":1}])
+        serde_json::json!([{"parent":"frontend","child":"backend","callCount":1,"errorCount":1}])
     );
 
     let r = client()

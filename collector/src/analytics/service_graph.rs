@@ -9,7 +9,8 @@
 //! Each matched pair counts one request on `traces_service_graph_request_total{client, server}` (and
 //! `..._failed_total` when either span is an error), observes the parent's duration on
 //! `traces_service_graph_request_client_seconds` and the child's on `..._server_seconds`, and adds one
-//! call to a per-minute edge table (by the time the pair completed) that `/api/dependencies` reads.
+//! call (and one error when either span is an error) to a per-minute edge table (by the time the pair
+//! completed) that `/api/dependencies` reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -68,12 +69,21 @@ struct Node {
     children: Vec<Side>,
 }
 
-/// An edge with its call count over a window.
+/// An edge with its call and error counts over a window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edge {
     pub parent: String,
     pub child: String,
     pub calls: u64,
+    /// Calls where the parent or the child span is an error.
+    pub errors: u64,
+}
+
+/// Calls and errors of one edge in one minute.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    calls: u64,
+    errors: u64,
 }
 
 #[derive(Default)]
@@ -81,8 +91,8 @@ struct State {
     nodes: HashMap<(TraceId, SpanId), Node>,
     /// Insertion order for expiry: (inserted at, key).
     order: VecDeque<(Instant, (TraceId, SpanId))>,
-    /// minute -> (parent, child) -> calls.
-    minutes: BTreeMap<u64, HashMap<(String, String), u64>>,
+    /// minute -> (parent, child) -> calls and errors.
+    minutes: BTreeMap<u64, HashMap<(String, String), Counts>>,
     edges: std::collections::HashSet<(String, String)>,
 }
 
@@ -214,7 +224,8 @@ impl ServiceGraph {
             server: edge.1.clone(),
         };
         self.requests.get_or_create(&labels).inc();
-        if parent.error || child.error {
+        let failed = parent.error || child.error;
+        if failed {
             self.failed.get_or_create(&labels).inc();
         }
         if is_client(parent.kind) {
@@ -226,12 +237,14 @@ impl ServiceGraph {
             .get_or_create(&labels)
             .observe(child.duration_s);
         let minute = now_ms / 60_000;
-        *state
+        let counts = state
             .minutes
             .entry(minute)
             .or_default()
             .entry(edge)
-            .or_default() += 1;
+            .or_default();
+        counts.calls += 1;
+        counts.errors += u64::from(failed);
         let keep_minutes = self.limits.keep.as_secs() / 60 + 1;
         while state.minutes.len() as u64 > keep_minutes {
             state.minutes.pop_first();
@@ -269,23 +282,26 @@ impl ServiceGraph {
         self.state.lock().map(|s| s.nodes.len()).unwrap_or(0)
     }
 
-    /// Edge call counts for pairs completed in `[start_ms, end_ms]`.
+    /// Edge call and error counts for pairs completed in `[start_ms, end_ms]`.
     pub fn edges(&self, start_ms: u64, end_ms: u64) -> Vec<Edge> {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
         };
-        let mut total: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut total: BTreeMap<(String, String), Counts> = BTreeMap::new();
         for (_, edges) in state.minutes.range(start_ms / 60_000..=end_ms / 60_000) {
-            for (edge, calls) in edges {
-                *total.entry(edge.clone()).or_default() += calls;
+            for (edge, counts) in edges {
+                let sum = total.entry(edge.clone()).or_default();
+                sum.calls += counts.calls;
+                sum.errors += counts.errors;
             }
         }
         total
             .into_iter()
-            .map(|((parent, child), calls)| Edge {
+            .map(|((parent, child), c)| Edge {
                 parent,
                 child,
-                calls,
+                calls: c.calls,
+                errors: c.errors,
             })
             .collect()
     }
@@ -355,8 +371,10 @@ mod tests {
             vec![Edge {
                 parent: "front".into(),
                 child: "cart".into(),
-                calls: 1
-            }]
+                calls: 1,
+                errors: 1,
+            }],
+            "the server half was an error, so the call counts as failed"
         );
         let text = render(&registry);
         assert!(

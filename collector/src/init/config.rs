@@ -94,6 +94,10 @@ pub struct Config {
     #[arg(long, env = "MESHTRACE_HTTP_ADDR", default_value = "127.0.0.1:16686")]
     pub http_addr: SocketAddr,
 
+    /// Grafana Tempo's HTTP API (`/api/traces/{id}`, `/api/search` with TraceQL, tags), Tempo's port.
+    #[arg(long, env = "MESHTRACE_TEMPO_ADDR", default_value = "127.0.0.1:3200")]
+    pub tempo_addr: SocketAddr,
+
     /// Directory of the embedded store.
     #[arg(long, env = "MESHTRACE_DATA_DIR", default_value = "./meshtrace-data")]
     pub data_dir: PathBuf,
@@ -173,6 +177,18 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub service_graph_max_edges: usize,
+
+    /// How far back the in-memory span metrics history (Monitor tab, `/api/metrics/*`) reaches (Go duration).
+    #[arg(long, env = "MESHTRACE_SPAN_METRICS_HISTORY", default_value = "2h", value_parser = parse_go_duration)]
+    pub span_metrics_history: Duration,
+
+    /// Distinct (service, operation, kind) series the history keeps; past this, `__overflow__`.
+    #[arg(
+        long,
+        env = "MESHTRACE_SPAN_METRICS_HISTORY_MAX_SERIES",
+        default_value_t = 2_000
+    )]
+    pub span_metrics_history_max_series: usize,
 
     /// Jaeger-format sampling strategies file served on /api/sampling (none: probabilistic 1.0).
     #[arg(long, env = "MESHTRACE_SAMPLING_STRATEGIES_FILE")]
@@ -295,11 +311,12 @@ mod tests {
                 c.otlp_grpc_addr,
                 c.zipkin_addr,
                 c.http_addr,
+                c.tempo_addr,
             ]
         });
         let addrs = addrs.unwrap_or_else(|e| panic!("{e}"));
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
-        assert_eq!(addrs.map(|a| a.port()), [4318, 4317, 9411, 16686]);
+        assert_eq!(addrs.map(|a| a.port()), [4318, 4317, 9411, 16686, 3200]);
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! What every span goes through before a receiver acknowledges it: the analytics (span metrics, service
-//! graph, adaptive sampling), tail sampling when configured, and the writer (store and export queue).
+//! What every span goes through before a receiver acknowledges it: the analytics (span metrics and their
+//! history, service graph, adaptive sampling), tail sampling when configured, and the writer (store and export queue).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{now_us, Config, InitError};
-use crate::analytics::{ServiceGraph, ServiceGraphLimits, SpanMetrics};
+use crate::analytics::{HistoryLimits, ServiceGraph, ServiceGraphLimits, SpanHistory, SpanMetrics};
 use crate::exporters::ExportQueue;
 use crate::ingest::{spawn_writer, QueueDepth, QueueLimits, Sinks};
 use crate::sampling::{Adaptive, AdaptiveConfig, Sampling, StrategiesFile};
@@ -24,6 +24,8 @@ pub struct Derived {
     pub analytics: Arc<Analytics>,
     pub sampling: Arc<Sampling>,
     pub service_graph: Arc<ServiceGraph>,
+    /// The recent span metrics, for the query API's `/api/metrics/*`.
+    pub span_history: Arc<SpanHistory>,
 }
 
 /// Registers the span metrics and the service graph in `metrics`; loads the strategies file.
@@ -62,6 +64,10 @@ pub fn analytics(config: &Config, metrics: &mut Metrics) -> Result<Derived, Init
         }
         None => None,
     };
+    let span_history = Arc::new(SpanHistory::new(HistoryLimits {
+        retention: config.span_metrics_history,
+        max_series: config.span_metrics_history_max_series,
+    }));
     Ok(Derived {
         sampling: Arc::new(Sampling {
             file,
@@ -69,10 +75,12 @@ pub fn analytics(config: &Config, metrics: &mut Metrics) -> Result<Derived, Init
         }),
         analytics: Arc::new(Analytics {
             span_metrics,
+            span_history: span_history.clone(),
             service_graph: service_graph.clone(),
             adaptive,
         }),
         service_graph,
+        span_history,
     })
 }
 

@@ -1,5 +1,5 @@
-//! The query API's listener (`--http-addr`: Jaeger's API, health, metrics, remote sampling) and the Jaeger
-//! agent's sampling port (`--sampling-addr`).
+//! The query API's listeners: `--http-addr` (Jaeger's APIs, health, metrics, remote sampling and the
+//! viewer), `--tempo-addr` (Grafana Tempo's API) and the Jaeger agent's sampling port (`--sampling-addr`).
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::sampling::Sampling;
 
 pub struct Query {
     http: Bound,
+    tempo: Bound,
     sampling: Bound,
 }
 
@@ -21,6 +22,7 @@ impl Query {
     pub async fn bind(config: &Config, listeners: &Listeners) -> Result<Self, InitError> {
         Ok(Query {
             http: listeners.bind("http", config.http_addr).await?,
+            tempo: listeners.bind("tempo", config.tempo_addr).await?,
             sampling: listeners.bind("sampling", config.sampling_addr).await?,
         })
     }
@@ -32,6 +34,12 @@ impl Query {
         sampling: Arc<Sampling>,
         stop: &CancellationToken,
     ) {
+        serve(
+            tasks,
+            self.tempo,
+            query::tempo_router(ctx.clone()),
+            stop.clone(),
+        );
         serve(tasks, self.http, query::router(ctx), stop.clone());
         serve(tasks, self.sampling, agent_router(sampling), stop.clone());
     }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use axum::Router;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -58,11 +59,13 @@ impl Receivers {
         })
     }
 
-    /// Serves every receiver until `stop`; the tasks hold the last handles on the pipeline.
+    /// Serves every receiver until `stop`; the tasks hold the last handles on the pipeline. The Zipkin
+    /// port also answers Zipkin's query API (`zipkin_query`).
     pub fn serve(
         self,
         tasks: &mut JoinSet<Result<(), String>>,
         ctx: ReceiverContext,
+        zipkin_query: Router,
         stop: &CancellationToken,
     ) {
         serve(
@@ -74,7 +77,7 @@ impl Receivers {
         serve(
             tasks,
             self.zipkin,
-            zipkin::router(ctx.clone()),
+            zipkin::router(ctx.clone()).merge(zipkin_query),
             stop.clone(),
         );
         let grpc = tonic::service::Routes::new(otlp_grpc::service(ctx.clone())).into_axum_router();

@@ -18,7 +18,7 @@ use super::serve::Listeners;
 use super::{exporters, pipeline, store, Config};
 use crate::auth::{AuthConfigError, BearerAuth};
 use crate::exporters::ExporterMetrics;
-use crate::query::QueryContext;
+use crate::query::{self, QueryContext};
 use crate::receivers::ReceiverContext;
 use crate::sampling::StrategyError;
 use crate::store::StoreError;
@@ -104,6 +104,16 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     let others_stop = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
 
+    let query_ctx = QueryContext {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        auth: query_auth,
+        ready: ready.clone(),
+        queue: Some(built.depth),
+        service_graph: Some(derived.service_graph),
+        sampling: derived.sampling.clone(),
+        span_history: derived.span_history,
+    };
     let mut receiver_tasks = Tasks::new();
     receivers.serve(
         &mut receiver_tasks,
@@ -113,6 +123,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
             auth: ingest_auth,
             max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
         },
+        query::zipkin_router(query_ctx.clone()),
         &receivers_stop,
     );
     let mut tail_task = JoinSet::new();
@@ -120,20 +131,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         tail_task.spawn(sampler.run(tail_stop.clone()));
     }
     let mut others = Tasks::new();
-    query.serve(
-        &mut others,
-        QueryContext {
-            store: store.clone(),
-            metrics: metrics.clone(),
-            auth: query_auth,
-            ready: ready.clone(),
-            queue: Some(built.depth),
-            service_graph: Some(derived.service_graph),
-            sampling: derived.sampling.clone(),
-        },
-        derived.sampling,
-        &others_stop,
-    );
+    query.serve(&mut others, query_ctx, derived.sampling, &others_stop);
     if let Some(tls) = tls {
         let watch = tls.watch(config.tls_reload_interval, others_stop.clone());
         others.spawn(async move {

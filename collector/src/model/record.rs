@@ -160,12 +160,12 @@ impl SpanRecord {
     /// client/server spans; Envoy's Zipkin tracer sends several spans with one id) while a retried
     /// duplicate maps onto the same key.
     pub fn discriminator(&self) -> [u8; 4] {
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(self.service_name().as_bytes());
-        hasher.update(&self.span.kind.to_be_bytes());
-        hasher.update(&self.span.start_time_unix_nano.to_be_bytes());
-        hasher.update(self.span.name.as_bytes());
-        hasher.finalize().to_be_bytes()
+        span_discriminator(
+            self.service_name(),
+            self.span.kind,
+            self.span.start_time_unix_nano,
+            &self.span.name,
+        )
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -188,6 +188,16 @@ impl SpanRecord {
         let span = ss.spans.into_iter().next()?;
         Self::new(resource, ss.scope.unwrap_or_default(), span).ok()
     }
+}
+
+/// `SpanRecord::discriminator` from its parts (CRC32 of service, kind, start and name).
+pub fn span_discriminator(service: &str, kind: i32, start_ns: u64, name: &str) -> [u8; 4] {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(service.as_bytes());
+    hasher.update(&kind.to_be_bytes());
+    hasher.update(&start_ns.to_be_bytes());
+    hasher.update(name.as_bytes());
+    hasher.finalize().to_be_bytes()
 }
 
 /// Jaeger's lower-case name for an OTLP span kind.

@@ -1,6 +1,6 @@
 //! The `/api/*` handlers. Store reads run on the blocking pool; each handler records its latency.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -10,16 +10,9 @@ use serde::Serialize;
 use super::envelope::{error, list};
 use super::jaeger::to_jaeger_trace;
 use super::params::{self, TraceSearch};
-use super::QueryContext;
+use super::{now_us, QueryContext};
 use crate::model::parse_trace_id;
 use crate::store::{Store, StoreError};
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
 
 /// Runs a store read on the blocking pool and turns failures into a 500 envelope. Without a store
 /// (`--store=false`) every read finds nothing.
@@ -28,24 +21,9 @@ async fn read<T: Default + Send + 'static>(
     endpoint: &'static str,
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
-    let Some(store) = ctx.store.clone() else {
-        return Ok(T::default());
-    };
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || f(&store)).await;
-    ctx.metrics
-        .observe_query(endpoint, started.elapsed().as_secs_f64());
-    match result {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            tracing::error!(endpoint, error = %e, "store read failed");
-            Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-        }
-        Err(e) => Err(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("query task failed: {e}"),
-        )),
-    }
+    super::blocking::read(ctx, endpoint, f)
+        .await
+        .map_err(|msg| error(StatusCode::INTERNAL_SERVER_ERROR, msg))
 }
 
 pub async fn not_found() -> Response {
@@ -150,46 +128,68 @@ struct DependencyLink {
     parent: String,
     child: String,
     call_count: u64,
+    /// Not in Jaeger's model (clients ignore it): calls where either span is an error, for the viewer's
+    /// error rates.
+    error_count: u64,
 }
 
-/// Dependencies in a window: edges counted live by the service graph since the collector started (complete
-/// even when tail sampling drops traces), plus, for the part of the window before that, edges derived from
-/// the stored traces.
+/// Dependencies in a window (µs).
 pub async fn dependencies(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) -> Response {
     let (start, end) = match params::dependency_window(raw.as_deref(), now_us()) {
         Ok(w) => w,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let mut edges: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    match dependency_links(&ctx, start, end).await {
+        Ok(edges) => list(
+            edges
+                .into_iter()
+                .map(|((parent, child), counts)| DependencyLink {
+                    parent,
+                    child,
+                    call_count: counts.calls,
+                    error_count: counts.errors,
+                })
+                .collect(),
+        ),
+        Err(msg) => error(StatusCode::INTERNAL_SERVER_ERROR, msg),
+    }
+}
+
+/// Calls between two services, and how many of them failed (the parent or the child span is an error).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounts {
+    pub calls: u64,
+    pub errors: u64,
+}
+
+/// Call and error counts per (parent, child) service in a window (µs): edges counted live by the service
+/// graph since the collector started (complete even when tail sampling drops traces), plus, for the part
+/// of the window before that, edges derived from the stored traces.
+pub async fn dependency_links(
+    ctx: &QueryContext,
+    start: u64,
+    end: u64,
+) -> Result<BTreeMap<(String, String), LinkCounts>, String> {
+    let mut edges: BTreeMap<(String, String), LinkCounts> = BTreeMap::new();
     let mut store_end = end;
     if let Some(graph) = &ctx.service_graph {
         for e in graph.edges(start / 1000, end / 1000) {
-            *edges.entry((e.parent, e.child)).or_default() += e.calls;
+            let counts = edges.entry((e.parent, e.child)).or_default();
+            counts.calls += e.calls;
+            counts.errors += e.errors;
         }
         store_end = store_end.min((graph.started_ms * 1000).saturating_sub(1));
     }
     if ctx.store.is_some() && start <= store_end {
-        match read(&ctx, "dependencies", move |s| {
+        let deps = super::blocking::read(ctx, "dependencies", move |s| {
             s.dependencies(start, store_end)
         })
-        .await
-        {
-            Ok(deps) => {
-                for d in deps {
-                    *edges.entry((d.parent, d.child)).or_default() += d.call_count;
-                }
-            }
-            Err(r) => return r,
+        .await?;
+        for d in deps {
+            let counts = edges.entry((d.parent, d.child)).or_default();
+            counts.calls += d.call_count;
+            counts.errors += d.error_count;
         }
     }
-    list(
-        edges
-            .into_iter()
-            .map(|((parent, child), call_count)| DependencyLink {
-                parent,
-                child,
-                call_count,
-            })
-            .collect(),
-    )
+    Ok(edges)
 }

@@ -1,15 +1,34 @@
-//! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, plus `/healthz`, `/readyz`
-//! and `/metrics`, and the remote sampling endpoint (`/api/sampling`, `/sampling`).
+//! The query API on the http address: Jaeger's legacy HTTP API under `/api/`, Jaeger's API v3 under
+//! `/api/v3/`, Jaeger UI's Monitor tab under `/api/metrics/`, meshtrace's trace diagnostics under
+//! `/api/meshtrace/`; Grafana Tempo's API (`tempo`, on its own listener) and Zipkin's query API (`zipkin`,
+//! on the Zipkin port); plus `/healthz`, `/readyz` and `/metrics`, the remote sampling endpoint
+//! (`/api/sampling`, `/sampling`), and the viewer (`/` and its pages, `ui.rs`).
 
 mod admin;
+mod aliases;
+mod blocking;
+mod diagnostics;
 mod envelope;
+mod gateway;
 mod handlers;
 mod jaeger;
+mod logfmt;
+mod meshtrace;
+mod metrics;
+mod otlp;
 mod params;
 mod sampling;
+mod summary;
+mod tempo;
+mod timestamp;
+mod traceql;
+mod ui;
+mod v3;
+mod zipkin;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -18,7 +37,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
-use crate::analytics::ServiceGraph;
+use crate::analytics::{ServiceGraph, SpanHistory};
 use crate::auth::BearerAuth;
 use crate::ingest::QueueDepth;
 use crate::sampling::Sampling;
@@ -26,6 +45,21 @@ use crate::store::Store;
 use crate::telemetry::Metrics;
 
 pub use jaeger::to_jaeger_trace;
+pub use tempo::router as tempo_router;
+pub use zipkin::router as zipkin_router;
+
+/// How long one search may scan before it answers with what it found.
+pub const SEARCH_BUDGET: Duration = Duration::from_secs(5);
+/// How many recent traces the tag listings (Tempo's tags, Zipkin's autocompletion and remote services)
+/// read.
+pub const RECENT_TRACES: usize = 1_000;
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 #[derive(Clone)]
 pub struct QueryContext {
@@ -42,6 +76,8 @@ pub struct QueryContext {
     pub service_graph: Option<Arc<ServiceGraph>>,
     /// Remote and adaptive sampling strategies.
     pub sampling: Arc<Sampling>,
+    /// The recent span metrics (`/api/metrics/*`).
+    pub span_history: Arc<SpanHistory>,
 }
 
 pub fn router(ctx: QueryContext) -> Router {
@@ -55,7 +91,10 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/api/traces", get(handlers::find_traces))
         .route("/api/traces/{id}", get(handlers::get_trace))
         .route("/api/dependencies", get(handlers::dependencies))
-        .fallback(handlers::not_found)
+        .merge(v3::routes())
+        .merge(meshtrace::routes())
+        .merge(metrics::routes())
+        .fallback(ui::not_found)
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token));
     Router::new()
         .route("/healthz", get(admin::healthz))
@@ -63,6 +102,7 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/api/sampling", get(sampling::strategy))
         .route("/sampling", get(sampling::strategy))
+        .merge(ui::routes())
         .merge(api)
         .with_state(ctx)
 }
@@ -73,10 +113,14 @@ async fn require_token(State(ctx): State<QueryContext>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
     if !ctx.auth.allows(authorization) {
-        return envelope::error(
-            axum::http::StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token".into(),
-        );
+        let status = axum::http::StatusCode::UNAUTHORIZED;
+        let msg = "missing or wrong bearer token";
+        let path = request.uri().path();
+        return if path.starts_with("/api/v3/") || path.starts_with("/api/meshtrace/") {
+            gateway::error(status, msg)
+        } else {
+            envelope::error(status, msg.into())
+        };
     }
     next.run(request).await
 }

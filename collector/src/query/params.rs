@@ -4,18 +4,19 @@
 use crate::model::{parse_trace_id, TraceId};
 use crate::store::TraceQuery;
 
+use super::aliases;
 use crate::duration::{as_micros, parse_go_duration};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 10_000;
 
-fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
+pub(super) fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
 }
 
-fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(super) fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
     pairs
         .iter()
         .rev()
@@ -68,14 +69,14 @@ pub fn trace_search(raw: Option<&str>, now_us: u64) -> Result<TraceSearch, Strin
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };
-            tags.push((k, value));
+            tags.push(aliases::tag(&k, &value));
         }
     }
     for (_, tag) in pairs.iter().filter(|(k, _)| k == "tag") {
         let (k, v) = tag
             .split_once(':')
             .ok_or_else(|| format!("malformed 'tag' parameter {tag:?}, expected key:value"))?;
-        tags.push((k.to_string(), v.to_string()));
+        tags.push(aliases::tag(k, v));
     }
     let end_us = parse_u64(&pairs, "end")?.unwrap_or(now_us);
     let start_us = match parse_u64(&pairs, "start")? {
@@ -113,7 +114,7 @@ pub fn trace_search(raw: Option<&str>, now_us: u64) -> Result<TraceSearch, Strin
         Some(n) => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
     };
     Ok(TraceSearch::Query(TraceQuery {
-        service,
+        service: Some(service),
         operation,
         tags,
         start_us,
@@ -186,11 +187,11 @@ mod tests {
         assert_eq!(
             q,
             Ok(TraceQuery {
-                service: "front".into(),
+                service: Some("front".into()),
                 operation: Some("GET /".into()),
                 tags: vec![
-                    ("error".into(), "true".into()),
-                    ("http.status_code".into(), "200".into())
+                    aliases::tag("error", "true"),
+                    aliases::tag("http.status_code", "200")
                 ],
                 start_us: 10,
                 end_us: 20,

@@ -1,14 +1,17 @@
 //! The embedded trace store, on fjall (see DESIGN.md for the layout and the durability argument).
 //!
 //! `schema` names the tables, `keys` builds their keys, `part` encodes trace parts, `write` adds spans,
-//! `read` answers queries, `retention` expires old traces.
+//! `read` answers queries, `scan` walks the search entries for them, `skeleton` reads the lean view of
+//! spans that summaries need, `retention` expires old traces.
 
 mod errors;
 mod keys;
 mod part;
 mod read;
 mod retention;
+mod scan;
 mod schema;
+mod skeleton;
 mod write;
 
 use std::collections::HashSet;
@@ -21,6 +24,10 @@ pub use errors::StoreError;
 pub use keys::TraceSummary;
 pub use read::{Dependency, TraceQuery};
 pub use retention::{RetentionPolicy, RetentionReport};
+pub use scan::{
+    Candidate, Condition, Flow, ScanFilter, ScanReport, TagMatch, TraceReader, MAX_SCANNED,
+};
+pub use skeleton::{SpanSkeleton, CONTEXT_SOURCE, PEER_KEYS};
 pub use write::Prepared;
 
 /// Settings of a new store (an existing store keeps the ones it was created with).

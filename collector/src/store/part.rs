@@ -87,9 +87,14 @@ pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
     TraceSummary::decode(value)
 }
 
+/// The encoded `TracesData` of a stored value.
+pub fn encoded_spans(value: &[u8]) -> Option<&[u8]> {
+    value.get(TraceSummary::LEN..)
+}
+
 /// The spans of a stored value; `None` when it does not decode.
 pub fn decode_value(value: &[u8]) -> Option<Vec<SpanRecord>> {
-    let data = TracesData::decode(value.get(TraceSummary::LEN..)?).ok()?;
+    let data = TracesData::decode(encoded_spans(value)?).ok()?;
     let mut out = Vec::new();
     for rs in data.resource_spans {
         let resource = rs.resource.unwrap_or_default();

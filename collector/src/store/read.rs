@@ -1,31 +1,29 @@
 //! Answering queries from snapshots (MVCC: readers never block the writer and see whole batches only).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 use fjall::Snapshot;
 
 use super::keys::{self, TraceSummary};
+use super::scan::{Candidate, Condition, Flow, ScanFilter, ScanReport, TagMatch, TraceReader};
+use super::skeleton::{decode_skeletons, SpanSkeleton};
 use super::{part, Store, StoreError};
 use crate::model::{kind_name, SpanRecord, TraceId};
 
-/// Upper bound on search entries one search looks at, so a broad query cannot run unbounded.
-const MAX_SCANNED: usize = 500_000;
 /// Upper bound on traces one search reads to check conditions the chosen index does not answer.
 const MAX_VERIFIED: usize = 20_000;
 /// Upper bound on traces the dependency graph reads.
 const MAX_DEPENDENCY_TRACES: usize = 20_000;
-/// A search entry carries the earliest start of the spans behind it; a part whose spans start up to this
-/// long before the searched window may still hold a span inside it, so the scan reaches that far back
-/// (and checks such candidates against their spans).
-const PART_SPREAD_US: u64 = 3_600_000_000;
 
 /// A trace search, as Jaeger's `/api/traces` asks it: a trace matches when one of its spans matches all
 /// the conditions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceQuery {
-    pub service: String,
+    /// The span's service; `None`: any service.
+    pub service: Option<String>,
     pub operation: Option<String>,
-    pub tags: Vec<(String, String)>,
+    pub tags: Vec<TagMatch>,
     pub start_us: u64,
     pub end_us: u64,
     pub min_duration_us: Option<u64>,
@@ -35,10 +33,13 @@ pub struct TraceQuery {
 
 impl TraceQuery {
     /// Whether `rec` alone satisfies every condition.
-    fn matches(&self, rec: &SpanRecord) -> bool {
+    pub fn matches(&self, rec: &SpanRecord) -> bool {
         let start = rec.start_us();
         let duration = rec.duration_us();
-        if rec.service_name() != self.service
+        !(self
+            .service
+            .as_deref()
+            .is_some_and(|s| s != rec.service_name())
             || start < self.start_us
             || start > self.end_us
             || self.min_duration_us.is_some_and(|m| duration < m)
@@ -47,14 +48,37 @@ impl TraceQuery {
                 .operation
                 .as_deref()
                 .is_some_and(|op| op != rec.span.name)
-        {
-            return false;
+            || !self.tags.iter().all(|t| t.matches(rec)))
+    }
+
+    /// The entries this query can only be found through.
+    pub fn scan_filter(&self) -> ScanFilter {
+        ScanFilter {
+            service: self.service.clone(),
+            start_us: self.start_us,
+            end_us: self.end_us,
+            min_duration_us: self.min_duration_us,
+            max_duration_us: self.max_duration_us,
+            conditions: self
+                .operation
+                .iter()
+                .map(|op| Condition::Operation(op.clone()))
+                .chain(self.tags.iter().cloned().map(Condition::Tag))
+                .collect(),
         }
-        if self.tags.is_empty() {
-            return true;
-        }
-        let tags = rec.searchable_tags();
-        self.tags.iter().all(|want| tags.contains(want))
+    }
+
+    /// Whether an entry of the query's service that starts inside the window is a match by itself (no
+    /// condition is left for the spans to decide).
+    fn entry_suffices(&self, c: &Candidate) -> bool {
+        self.service
+            .as_deref()
+            .is_none_or(|s| s.len() <= keys::MAX_KEY_STRING)
+            && self.operation.is_none()
+            && self.tags.is_empty()
+            && self.min_duration_us.is_none()
+            && self.max_duration_us.is_none()
+            && c.entry_start_us >= self.start_us
     }
 }
 
@@ -64,6 +88,8 @@ pub struct Dependency {
     pub parent: String,
     pub child: String,
     pub call_count: u64,
+    /// Calls where the parent or the child span is an error.
+    pub error_count: u64,
 }
 
 impl Store {
@@ -105,72 +131,56 @@ impl Store {
         read_trace(&self.parts.snapshot(), trace)
     }
 
-    /// Trace ids matching `q`, newest first, at most `q.limit`.
-    ///
-    /// Scans the service's search entries newest first within the window. An entry whose durations or
-    /// operation and tag hashes rule the query out is skipped without reading anything else; the others
-    /// are checked against the trace's spans, once per trace (a service-only search whose entry starts
-    /// inside the window needs no check).
-    pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
-        let at = self.keyspace.instant();
-        let parts = self.parts.snapshot_at(at);
-        let search = self.search.snapshot_at(at);
-        let prefix = keys::service_prefix(&q.service);
-        let mut wanted: Vec<u32> = q.tags.iter().map(|(k, v)| keys::tag_hash(k, v)).collect();
-        wanted.extend(q.operation.as_deref().map(keys::operation_hash));
-        let covered = wanted.is_empty()
-            && q.min_duration_us.is_none()
-            && q.max_duration_us.is_none()
-            && q.service.len() <= keys::MAX_KEY_STRING;
-        let lo = q.start_us.saturating_sub(PART_SPREAD_US);
-        let lower = [prefix.as_slice(), &lo.to_be_bytes()].concat();
-        let upper = [
-            prefix.as_slice(),
-            &q.end_us.to_be_bytes(),
-            &[0xff; keys::PART_REF_LEN],
-        ]
-        .concat();
+    /// The lean view of every span of a trace (each once).
+    pub fn trace_skeletons(&self, trace: &TraceId) -> Result<Vec<SpanSkeleton>, StoreError> {
+        read_skeletons(&self.parts.snapshot(), trace)
+    }
 
+    /// Trace ids matching `q`, newest first, at most `q.limit`.
+    pub fn find_traces(&self, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
         let mut found = Vec::new();
-        let mut decided = HashSet::new();
-        let mut verified = 0usize;
-        for item in search
-            .range(lower.as_slice()..=upper.as_slice())
-            .rev()
-            .take(MAX_SCANNED)
-        {
-            if found.len() >= q.limit || verified >= MAX_VERIFIED {
-                break;
-            }
-            let (key, value) = item?;
-            let Some(trace) = keys::part_ref_suffix(&key).and_then(keys::trace_of) else {
-                continue;
-            };
-            if decided.contains(&trace) {
-                continue;
-            }
-            let Some(v) = keys::SearchValue::decode(&value) else {
-                continue;
-            };
-            if q.min_duration_us.is_some_and(|m| v.max_dur < m)
-                || q.max_duration_us.is_some_and(|m| v.min_dur > m)
-                || !wanted.iter().all(|h| v.may_contain(*h))
-            {
-                continue;
-            }
-            let start = keys::u64_before_ref(&key).unwrap_or(0);
-            let matched = if covered && start >= q.start_us {
-                true
-            } else {
-                verified += 1;
-                read_trace(&parts, &trace)?.iter().any(|r| q.matches(r))
-            };
-            decided.insert(trace);
-            if matched {
-                found.push(trace);
-            }
+        if q.limit == 0 {
+            return Ok(found);
         }
+        self.search(q, None, |trace, _| {
+            found.push(*trace);
+            Ok(if found.len() >= q.limit {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        })?;
         Ok(found)
+    }
+
+    /// Visits the traces matching `q` (one of their spans matches every condition), newest first, until
+    /// the visitor says stop, the scan ends (see `scan`) or `MAX_VERIFIED` traces were checked against
+    /// their spans. Entries whose durations or hashes rule the query out are skipped unread; the traces
+    /// behind the others are checked against their spans, once per trace (a search with no condition
+    /// but the service and the window needs no check for an entry that starts inside the window).
+    pub fn search(
+        &self,
+        q: &TraceQuery,
+        deadline: Option<Instant>,
+        mut visit: impl FnMut(&TraceId, &TraceReader) -> Result<Flow, StoreError>,
+    ) -> Result<ScanReport, StoreError> {
+        let mut verified = 0usize;
+        let mut report = self.scan(&q.scan_filter(), deadline, |c, reader| {
+            let matched = q.entry_suffices(&c) || {
+                verified += 1;
+                reader.records(&c.trace)?.iter().any(|r| q.matches(r))
+            };
+            if matched && visit(&c.trace, reader)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+            Ok(if verified >= MAX_VERIFIED {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        })?;
+        report.truncated |= verified >= MAX_VERIFIED;
+        Ok(report)
     }
 
     /// Service-to-service call counts from traces that started in `[start_us, end_us]`.
@@ -180,7 +190,7 @@ impl Store {
         let age = self.age.snapshot_at(at);
         let lower = keys::age_key(start_us, &[0; 16]);
         let upper = keys::age_key(end_us, &[0xff; 16]);
-        let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut edges: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         let mut seen = HashSet::new();
         for item in age.range(lower.as_slice()..=upper.as_slice()) {
             if seen.len() >= MAX_DEPENDENCY_TRACES {
@@ -194,30 +204,33 @@ impl Store {
                 continue;
             }
             let records = read_trace(&parts, &trace)?;
-            let service_of: HashMap<[u8; 8], &str> = records
+            let service_of: HashMap<[u8; 8], (&str, bool)> = records
                 .iter()
-                .map(|r| (r.span_id, r.service_name()))
+                .map(|r| (r.span_id, (r.service_name(), r.is_error())))
                 .collect();
             for r in &records {
                 let Some(parent) = r.parent_span_id() else {
                     continue;
                 };
-                let Some(parent_service) = service_of.get(&parent) else {
+                let Some((parent_service, parent_error)) = service_of.get(&parent) else {
                     continue;
                 };
                 if *parent_service != r.service_name() {
-                    *edges
+                    let counts = edges
                         .entry((parent_service.to_string(), r.service_name().to_string()))
-                        .or_default() += 1;
+                        .or_default();
+                    counts.0 += 1;
+                    counts.1 += u64::from(*parent_error || r.is_error());
                 }
             }
         }
         Ok(edges
             .into_iter()
-            .map(|((parent, child), call_count)| Dependency {
+            .map(|((parent, child), (call_count, error_count))| Dependency {
                 parent,
                 child,
                 call_count,
+                error_count,
             })
             .collect())
     }
@@ -243,7 +256,7 @@ pub(super) fn summarize(
     Ok(out)
 }
 
-fn read_trace(parts: &Snapshot, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
+pub(super) fn read_trace(parts: &Snapshot, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for item in parts.prefix(trace) {
@@ -254,5 +267,21 @@ fn read_trace(parts: &Snapshot, trace: &TraceId) -> Result<Vec<SpanRecord>, Stor
             }
         }
     }
+    Ok(out)
+}
+
+pub(super) fn read_skeletons(
+    parts: &Snapshot,
+    trace: &TraceId,
+) -> Result<Vec<SpanSkeleton>, StoreError> {
+    let mut out = Vec::new();
+    for item in parts.prefix(trace) {
+        let (_, v) = item?;
+        if let Some(spans) = part::encoded_spans(&v) {
+            decode_skeletons(spans, &mut out);
+        }
+    }
+    let mut seen = HashSet::new();
+    out.retain(|s| seen.insert((s.span_id, s.discriminator())));
     Ok(out)
 }

@@ -35,7 +35,7 @@ fn open() -> (tempfile::TempDir, Store) {
 
 fn query(service: &str) -> TraceQuery {
     TraceQuery {
-        service: service.into(),
+        service: Some(service.into()),
         end_us: u64::MAX,
         limit: 100,
         ..Default::default()
@@ -148,7 +148,7 @@ fn retention_by_size_removes_oldest_first() {
 fn dependencies_count_cross_service_edges() {
     let (_dir, store) = open();
     let parent = rec(1, 1, "front", 100, false);
-    let mut child = rec(1, 2, "cart", 110, false);
+    let mut child = rec(1, 2, "cart", 110, true);
     child.span.parent_span_id = vec![1; 8];
     let mut same = rec(1, 3, "front", 120, false);
     same.span.parent_span_id = vec![1; 8];
@@ -159,8 +159,10 @@ fn dependencies_count_cross_service_edges() {
         vec![Dependency {
             parent: "front".into(),
             child: "cart".into(),
-            call_count: 1
-        }]
+            call_count: 1,
+            error_count: 1,
+        }],
+        "one call, failed because the child span is an error"
     );
     assert!(
         store.dependencies(500, 1_000).unwrap().is_empty(),
@@ -187,7 +189,7 @@ fn one_span_must_match_every_condition() {
         ])
         .unwrap();
     let q = TraceQuery {
-        tags: vec![("http.route".into(), "/x".into())],
+        tags: vec![TagMatch::exact("http.route", "/x")],
         min_duration_us: Some(100),
         ..query("a")
     };
@@ -203,8 +205,8 @@ fn one_span_must_match_every_condition() {
     );
     let q = TraceQuery {
         tags: vec![
-            ("http.route".into(), "/x".into()),
-            ("http.route".into(), "/y".into()),
+            TagMatch::exact("http.route", "/x"),
+            TagMatch::exact("http.route", "/y"),
         ],
         ..query("a")
     };
@@ -224,7 +226,7 @@ fn high_cardinality_and_long_tags_are_found() {
         ])
         .unwrap();
     let q = TraceQuery {
-        tags: vec![("client.address".into(), "10.0.0.1".into())],
+        tags: vec![TagMatch::exact("client.address", "10.0.0.1")],
         ..query("a")
     };
     assert_eq!(store.find_traces(&q).unwrap(), vec![[1u8; 16]]);
@@ -233,7 +235,7 @@ fn high_cardinality_and_long_tags_are_found() {
         .write_spans(&[tagged(3, 1, 300, 5, &[("note", long.as_str())])])
         .unwrap();
     let q = TraceQuery {
-        tags: vec![("note".into(), long)],
+        tags: vec![TagMatch::exact("note", long)],
         ..query("a")
     };
     assert_eq!(store.find_traces(&q).unwrap(), vec![[3u8; 16]]);
@@ -314,4 +316,82 @@ fn deleting_a_trace_leaves_nothing_behind() {
     );
     assert!(store.age.is_empty().unwrap());
     assert_eq!(store.stored_bytes().unwrap(), 0);
+}
+
+#[test]
+fn a_search_without_service_merges_every_service_newest_first() {
+    let (_dir, store) = open();
+    store
+        .write_spans(&[
+            rec(1, 1, "a", 100, false),
+            rec(2, 1, "b", 300, false),
+            rec(3, 1, "c", 200, true),
+            rec(4, 1, "a", 400, false),
+        ])
+        .unwrap();
+    let any = TraceQuery {
+        service: None,
+        ..query("")
+    };
+    assert_eq!(
+        store.find_traces(&any).unwrap(),
+        vec![[4u8; 16], [2; 16], [3; 16], [1; 16]],
+        "all services, newest first"
+    );
+    let errors = TraceQuery {
+        tags: vec![TagMatch::exact("error", "true")],
+        ..any.clone()
+    };
+    assert_eq!(store.find_traces(&errors).unwrap(), vec![[3u8; 16]]);
+    let limited = TraceQuery { limit: 2, ..any };
+    assert_eq!(
+        store.find_traces(&limited).unwrap(),
+        vec![[4u8; 16], [2; 16]]
+    );
+}
+
+#[test]
+fn a_tag_condition_matches_any_of_its_keys() {
+    let (_dir, store) = open();
+    store
+        .write_spans(&[
+            tagged(1, 1, 100, 5, &[("http.response.status_code", "500")]),
+            tagged(2, 1, 200, 5, &[("http.status_code", "500")]),
+            tagged(3, 1, 300, 5, &[("http.status_code", "200")]),
+        ])
+        .unwrap();
+    let q = TraceQuery {
+        tags: vec![TagMatch {
+            keys: vec![
+                "http.status_code".into(),
+                "http.response.status_code".into(),
+            ],
+            value: "500".into(),
+        }],
+        ..query("a")
+    };
+    assert_eq!(store.find_traces(&q).unwrap(), vec![[2u8; 16], [1; 16]]);
+}
+
+#[test]
+fn scans_stop_at_the_deadline_and_say_so() {
+    let (_dir, store) = open();
+    store
+        .write_spans(&[rec(1, 1, "a", 100, false), rec(2, 1, "a", 200, false)])
+        .unwrap();
+    let filter = query("a").scan_filter();
+    let past = std::time::Instant::now();
+    let report = store
+        .scan(&filter, Some(past), |_, _| Ok(Flow::Continue))
+        .unwrap();
+    assert!(report.truncated && report.traces == 0, "{report:?}");
+    let mut seen = Vec::new();
+    let report = store
+        .scan(&filter, None, |c, reader| {
+            seen.push((c.trace, reader.skeletons(&c.trace)?.len()));
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+    assert!(!report.truncated);
+    assert_eq!(seen, vec![([2u8; 16], 1), ([1u8; 16], 1)]);
 }

@@ -1,9 +1,9 @@
 //! `Pipeline`: the handle receivers submit through.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::analytics::{ServiceGraph, SpanMetrics};
+use crate::analytics::{ServiceGraph, SpanHistory, SpanMetrics};
 use crate::ingest::{Ingest, IngestError};
 use crate::model::SpanRecord;
 use crate::sampling::Adaptive;
@@ -12,6 +12,7 @@ use crate::tail_sampling::TailSampler;
 /// Everything computed from all spans, before tail sampling.
 pub struct Analytics {
     pub span_metrics: SpanMetrics,
+    pub span_history: Arc<SpanHistory>,
     pub service_graph: Arc<ServiceGraph>,
     pub adaptive: Option<Arc<Adaptive>>,
 }
@@ -20,6 +21,11 @@ impl Analytics {
     pub fn observe(&self, records: &[SpanRecord]) {
         let now = Instant::now();
         self.span_metrics.observe(records);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.span_history.observe(records, now_ms);
         self.service_graph.observe(records, now);
         if let Some(adaptive) = &self.adaptive {
             adaptive.observe(records, now);

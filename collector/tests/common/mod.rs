@@ -30,6 +30,7 @@ pub struct Collector {
     pub otlp_grpc: SocketAddr,
     pub zipkin: SocketAddr,
     pub http: SocketAddr,
+    pub tempo: SocketAddr,
     /// Every listener's address by name (`sampling`, `jaeger_compact`, `jaeger_http`, ...).
     pub addrs: std::collections::HashMap<String, SocketAddr>,
     pub data_dir: PathBuf,
@@ -52,6 +53,7 @@ impl Collector {
     pub fn start_at(data_dir: &Path, extra: &[&str]) -> Collector {
         let mut child = Command::new(BIN)
             .args(["--zipkin-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--tempo-addr", "127.0.0.1:0"])
             .args(["--sampling-addr", "127.0.0.1:0"])
             .args(["--log-format", "json", "--log-level", "info"])
             .arg("--data-dir")
@@ -102,6 +104,7 @@ impl Collector {
             otlp_grpc: addrs["otlp_grpc"],
             zipkin: addrs["zipkin"],
             http: addrs["http"],
+            tempo: addrs["tempo"],
             addrs,
             data_dir: data_dir.to_path_buf(),
             logs: rx,
@@ -110,6 +113,10 @@ impl Collector {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
+    }
+
+    pub fn tempo_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.tempo, path)
     }
 
     pub fn otlp_url(&self) -> String {

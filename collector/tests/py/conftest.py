@@ -45,6 +45,7 @@ class Collector:
                 "--zipkin-addr", "127.0.0.1:0",
                 "--sampling-addr", "127.0.0.1:0",
                 "--http-addr", "127.0.0.1:0",
+                "--tempo-addr", "127.0.0.1:0",
                 "--data-dir", str(data_dir),
                 "--log-format", "json",
                 *extra_args,

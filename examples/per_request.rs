@@ -7,7 +7,8 @@
 //! link), convert to OTLP and queue; the exporter encodes a batch every 512
 //! spans. `inbound-nolink`: the same with `linkByRequestId` off.
 //! `outbound-linked`: a CLIENT span of an application that forwarded only
-//! x-request-id, parented through the link an inbound request recorded.
+//! x-request-id, parented through the link an inbound request recorded (in
+//! another plugin instance, so read from shared data).
 //!
 //! Shared data lives in a map standing in for Envoy's (host-side work in a
 //! real proxy, kept cheap here: FNV hashing): reads hand the module a copy,
@@ -169,19 +170,27 @@ fn main() {
         shared: RefCell::new(SharedMap::default()),
         outbound: false,
     };
-    let host = if mode == "outbound-linked" {
+    // The outbound side is another plugin instance (its own root context),
+    // as in a sidecar, so it reads the link from shared data.
+    let inbound = tracer;
+    let (tracer, host) = if mode == "outbound-linked" {
         // An inbound request in flight records its link; the application
         // then calls out forwarding only x-request-id.
-        let _in_flight = tracer.start(&host);
+        let _in_flight = inbound.start(&host);
         host.headers
             .borrow_mut()
             .retain(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate" | "baggage"));
-        BenchHost {
+        let outbound = match Tracer::new(&config, &|_| None) {
+            Ok(t) => t,
+            Err(e) => return eprintln!("{e}"),
+        };
+        let host = BenchHost {
             outbound: true,
             ..host
-        }
+        };
+        (outbound, host)
     } else {
-        host
+        (inbound, host)
     };
     let resource = otlp::resource(resource::attributes(Some("cart"), &|_| None, &host));
     let mut exporter = Exporter::new(config.exporter.clone(), resource);

@@ -148,6 +148,9 @@ pub mod mock {
         pub fail_dispatch: Cell<bool>,
         pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
         pub cas_always_fails: Cell<bool>,
+        /// Shared-data reads and writes made (each a hostcall in a proxy).
+        pub shared_reads: Cell<u32>,
+        pub shared_writes: Cell<u32>,
     }
 
     impl MockHost {
@@ -226,12 +229,14 @@ pub mod mock {
             Ok(t)
         }
         fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+            self.shared_reads.set(self.shared_reads.get() + 1);
             self.shared
                 .borrow()
                 .get(key)
                 .map(|(v, cas)| (v.clone(), Some(*cas)))
         }
         fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+            self.shared_writes.set(self.shared_writes.get() + 1);
             let mut shared = self.shared.borrow_mut();
             let current = shared.get(key).map(|(_, c)| *c);
             if self.cas_always_fails.get() || (cas.is_some() && cas != current) {

@@ -36,6 +36,7 @@ pub struct Tracer {
     direction: Direction,
     span_name: SpanNameSource,
     link_by_request_id: bool,
+    links: link::Links,
 }
 
 /// Where a span's parent context came from.
@@ -173,7 +174,16 @@ impl Tracer {
             direction: config.direction,
             span_name: config.span_name,
             link_by_request_id: config.link_by_request_id,
+            links: link::Links::new(),
         })
+    }
+
+    /// The root context's tick: keeps this instance's x-request-id slot
+    /// alive ([`link`]).
+    pub fn on_tick(&self, host: &dyn Host) {
+        if self.link_by_request_id {
+            self.links.tick(host, host.coarse_now_unix_nanos());
+        }
     }
 
     fn kind(&self, host: &dyn Host) -> SpanKind {
@@ -214,7 +224,7 @@ impl Tracer {
         let linkable =
             caller.parent.is_none() && kind == SpanKind::Client && self.link_by_request_id;
         if let (true, Some(rid)) = (linkable, request_id) {
-            match link::lookup(host, rid, now) {
+            match self.links.lookup(host, rid, now) {
                 Some(linked) => {
                     caller = Caller {
                         parent: Some((linked.trace_id, linked.span_id)),
@@ -317,7 +327,7 @@ impl Tracer {
         // calls must carry its decision.
         let link = match request_id {
             Some(rid) if kind == SpanKind::Server && self.link_by_request_id => {
-                let recorded = link::record(host, rid, &context, now);
+                let recorded = self.links.record(host, rid, &context, now);
                 if recorded.is_none() {
                     host.count(Counter::RequestIdUnrecorded, 1);
                 }
@@ -356,13 +366,14 @@ impl Tracer {
         let Some(req) = span.request else {
             // Not recorded: only its link to close, by the coarse clock.
             if let Some(recorded) = &span.link {
-                link::close(host, recorded, host.coarse_now_unix_nanos());
+                self.links
+                    .close(host, recorded, host.coarse_now_unix_nanos());
             }
             return None;
         };
         let end_unix_nanos = host.now_unix_nanos().max(span.start_unix_nanos);
         if let Some(recorded) = &span.link {
-            link::close(host, recorded, end_unix_nanos);
+            self.links.close(host, recorded, end_unix_nanos);
         }
         let kept: Option<Kept> = if span.context.sampled {
             None

@@ -121,6 +121,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
             shared.host.tick_clock();
+            shared.tracer.on_tick(&shared.host);
             shared.exporter.borrow_mut().on_tick(&shared.host);
             if let Some(poller) = &shared.poller {
                 poller.borrow_mut().on_tick(&shared.host);

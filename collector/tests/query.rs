@@ -247,3 +247,46 @@ async fn jaeger_api_answers_like_jaeger() {
         .unwrap();
     assert!(stored > 0);
 }
+
+/// Clients that accept gzip (browsers, Grafana) get query answers compressed; the body is the same JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_answers_are_gzipped_for_clients_that_accept_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &[]);
+    let t = trace_id(8, 1);
+    let spans: Vec<SpanSpec> = (1..=50)
+        .map(|i| {
+            let mut s = SpanSpec::new(t.clone(), span_id(i), "GET /items");
+            s.start_us = T0 + i;
+            if i > 1 {
+                s.parent = span_id(1);
+            }
+            s
+        })
+        .collect();
+    send(&c, "shop", spans).await;
+    let path = format!("/api/traces/{}", hex::encode(&t));
+    let plain = client().get(c.url(&path)).send().await.unwrap();
+    assert_eq!(plain.headers().get("content-encoding"), None);
+    let plain: Value = serde_json::from_slice(&plain.bytes().await.unwrap()).unwrap();
+    let gz = client()
+        .get(c.url(&path))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let body = gz.bytes().await.unwrap();
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut json).unwrap();
+    let unzipped: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(unzipped, plain);
+    assert_eq!(unzipped["data"][0]["spans"].as_array().unwrap().len(), 50);
+    assert!(
+        body.len() * 3 < json.len(),
+        "compressed: {} of {} bytes",
+        body.len(),
+        json.len()
+    );
+}

@@ -9,8 +9,8 @@
 //! Each matched pair counts one request on `traces_service_graph_request_total{client, server}` (and
 //! `..._failed_total` when either span is an error), observes the parent's duration on
 //! `traces_service_graph_request_client_seconds` and the child's on `..._server_seconds`, and adds one
-//! call (and one error when either span is an error) to a per-minute edge table (by the time the pair
-//! completed) that `/api/dependencies` reads.
+//! call (and one error when either span is an error) to a per-minute edge table (by the minute the child
+//! span started) that `/api/dependencies` reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -50,6 +50,8 @@ struct Side {
     kind: i32,
     error: bool,
     duration_s: f64,
+    /// When the span started (ms since the epoch): a pair counts in the minute its child started.
+    start_ms: u64,
 }
 
 impl Side {
@@ -59,6 +61,7 @@ impl Side {
             kind: r.span.kind,
             error: r.is_error(),
             duration_s: r.duration_us() as f64 / 1e6,
+            start_ms: r.start_us() / 1000,
         }
     }
 }
@@ -236,7 +239,14 @@ impl ServiceGraph {
         self.server_seconds
             .get_or_create(&labels)
             .observe(child.duration_s);
-        let minute = now_ms / 60_000;
+        // The minute the call happened (the child's start; never later than now), so that the live table
+        // and the store answer the same question for a window; calls older than what is kept count only
+        // in the metrics above.
+        let minute = child.start_ms.min(now_ms) / 60_000;
+        let keep_minutes = self.limits.keep.as_secs() / 60 + 1;
+        if minute + keep_minutes < now_ms / 60_000 {
+            return;
+        }
         let counts = state
             .minutes
             .entry(minute)
@@ -245,7 +255,6 @@ impl ServiceGraph {
             .or_default();
         counts.calls += 1;
         counts.errors += u64::from(failed);
-        let keep_minutes = self.limits.keep.as_secs() / 60 + 1;
         while state.minutes.len() as u64 > keep_minutes {
             state.minutes.pop_first();
         }
@@ -282,7 +291,7 @@ impl ServiceGraph {
         self.state.lock().map(|s| s.nodes.len()).unwrap_or(0)
     }
 
-    /// Edge call and error counts for pairs completed in `[start_ms, end_ms]`.
+    /// Edge call and error counts for calls (child spans) that started in the minutes `[start_ms, end_ms]` touch.
     pub fn edges(&self, start_ms: u64, end_ms: u64) -> Vec<Edge> {
         let Ok(state) = self.state.lock() else {
             return Vec::new();
@@ -319,8 +328,21 @@ mod tests {
     use crate::model::string_attribute;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn rec(service: &str, id: u8, parent: Option<u8>, kind: i32, error: bool) -> SpanRecord {
+        rec_at(service, id, parent, kind, error, SystemTime::now())
+    }
+
+    fn rec_at(
+        service: &str,
+        id: u8,
+        parent: Option<u8>,
+        kind: i32,
+        error: bool,
+        at: SystemTime,
+    ) -> SpanRecord {
+        let now_ns = at.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
         let resource = Resource {
             attributes: vec![string_attribute("service.name", service)],
             ..Default::default()
@@ -330,8 +352,8 @@ mod tests {
             span_id: vec![id; 8],
             parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
             kind,
-            start_time_unix_nano: 120_000_000_000,
-            end_time_unix_nano: 120_010_000_000,
+            start_time_unix_nano: now_ns,
+            end_time_unix_nano: now_ns + 10_000_000,
             status: error.then(|| Status {
                 code: 2,
                 ..Default::default()
@@ -424,5 +446,46 @@ mod tests {
             g.observe(&[rec("a", i, Some(i + 101), 2, false)], now);
         }
         assert!(g.waiting() <= 10);
+    }
+
+    #[test]
+    fn calls_count_in_the_minute_they_happened_and_older_than_kept_only_in_metrics() {
+        let mut registry = Registry::default();
+        let g = ServiceGraph::new(&mut registry, limits(), 0);
+        let now = Instant::now();
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(30 * 60);
+        g.observe(
+            &[
+                rec_at("front", 1, None, 3, false, an_hour_ago),
+                rec_at("cart", 2, Some(1), 2, false, an_hour_ago),
+            ],
+            now,
+        );
+        let minute_ms = an_hour_ago.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert_eq!(
+            g.edges(minute_ms, minute_ms).len(),
+            1,
+            "counted at the call's own minute"
+        );
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            g.edges(now_ms - 60_000, now_ms).is_empty(),
+            "not at the minute it arrived"
+        );
+        // Past the kept hour (limits().keep): in the metrics, not in the table.
+        let old = SystemTime::now() - Duration::from_secs(3 * 3600);
+        g.observe(
+            &[
+                rec_at("front", 5, None, 3, false, old),
+                rec_at("users", 6, Some(5), 2, false, old),
+            ],
+            now,
+        );
+        assert!(g.edges(0, u64::MAX / 2).iter().all(|e| e.child != "users"));
+        assert!(render(&registry)
+            .contains("traces_service_graph_request_total{client=\"front\",server=\"users\"} 1"));
     }
 }

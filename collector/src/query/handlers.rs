@@ -163,8 +163,10 @@ pub struct LinkCounts {
 }
 
 /// Call and error counts per (parent, child) service in a window (µs): edges counted live by the service
-/// graph since the collector started (complete even when tail sampling drops traces), plus, for the part
-/// of the window before that, edges derived from the stored traces.
+/// graph for calls made from the first whole minute after the collector started (complete even when tail
+/// sampling drops traces), plus, for the part of the window before that, edges derived from the stored
+/// traces. Both sides go by when a call happened, so a span dated before the start but received after it
+/// counts once (from the store), not twice.
 pub async fn dependency_links(
     ctx: &QueryContext,
     start: u64,
@@ -173,12 +175,20 @@ pub async fn dependency_links(
     let mut edges: BTreeMap<(String, String), LinkCounts> = BTreeMap::new();
     let mut store_end = end;
     if let Some(graph) = &ctx.service_graph {
-        for e in graph.edges(start / 1000, end / 1000) {
-            let counts = edges.entry((e.parent, e.child)).or_default();
-            counts.calls += e.calls;
-            counts.errors += e.errors;
+        // Without a store the live table is all there is, partial first minute included.
+        let live_from_ms = match ctx.store {
+            Some(_) => graph.started_ms.div_ceil(60_000) * 60_000,
+            None => 0,
+        };
+        let live_start_ms = (start / 1000).max(live_from_ms);
+        if live_start_ms <= end / 1000 {
+            for e in graph.edges(live_start_ms, end / 1000) {
+                let counts = edges.entry((e.parent, e.child)).or_default();
+                counts.calls += e.calls;
+                counts.errors += e.errors;
+            }
         }
-        store_end = store_end.min((graph.started_ms * 1000).saturating_sub(1));
+        store_end = store_end.min((live_from_ms * 1000).saturating_sub(1));
     }
     if ctx.store.is_some() && start <= store_end {
         let deps = super::blocking::read(ctx, "dependencies", move |s| {

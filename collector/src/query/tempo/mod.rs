@@ -45,6 +45,7 @@ pub fn router(ctx: QueryContext) -> Router {
     Router::new()
         .route("/ready", get(status::ready))
         .merge(api)
+        .layer(super::compression())
         .with_state(ctx)
 }
 

@@ -52,6 +52,7 @@ pub fn router(ctx: QueryContext) -> Router {
         .route("/api/v2/autocompleteKeys", get(autocomplete_keys))
         .route("/api/v2/autocompleteValues", get(autocomplete_values))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), require_token))
+        .layer(super::compression())
         .with_state(ctx)
 }
 

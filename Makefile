@@ -87,17 +87,18 @@ test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test d
 fmt-check:
 	cargo fmt --all -- --check
 
+# The filter and meshtrace-core, which builds into its module, on every target.
 clippy: setup-rust
-	cargo clippy -p meshtrace --all-targets -- $(CLIPPY_FLAGS)
-	cargo clippy -p meshtrace --all-targets --target wasm32-wasip1 -- $(CLIPPY_FLAGS)
-	cargo clippy -p meshtrace --all-targets --target wasm32-unknown-unknown --no-default-features -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace -p meshtrace-core --all-targets -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace -p meshtrace-core --all-targets --target wasm32-wasip1 -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace -p meshtrace-core --all-targets --target wasm32-unknown-unknown --no-default-features -- $(CLIPPY_FLAGS)
 
 unit-test:
-	cargo test -p meshtrace
+	cargo test -p meshtrace -p meshtrace-core
 
 wasm-test: setup-rust $(TEST_RUNNER)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(TEST_RUNNER)) \
-	  cargo test -p meshtrace --lib --target wasm32-unknown-unknown --no-default-features
+	  cargo test -p meshtrace -p meshtrace-core --lib --target wasm32-unknown-unknown --no-default-features
 
 # The real-Envoy tests, including `envoy --mode validate` of every config in
 # envoy/ and the filter exporting to the real collector (debug build).

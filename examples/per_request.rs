@@ -192,8 +192,8 @@ fn main() {
     } else {
         (inbound, host)
     };
-    let resource = otlp::resource(resource::attributes(Some("cart"), &|_| None, &host));
-    let mut exporter = Exporter::new(config.exporter.clone(), resource);
+    let resource = resource::attributes(Some("cart"), &|_| None, &host);
+    let mut exporter = Exporter::new(config.exporter.clone(), otlp::framing(&resource));
     let started = Instant::now();
     for _ in 0..n {
         let span = tracer.start(&host);

@@ -45,7 +45,7 @@ impl Root {
             .first()
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let exporter = Exporter::new(config.exporter.clone(), otlp::resource(attributes));
+        let exporter = Exporter::new(config.exporter.clone(), otlp::framing(&attributes));
         if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(exporter.tick_ms())) {
             return Err(format!("cannot set the tick period: {s:?}"));
         }

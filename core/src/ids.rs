@@ -14,7 +14,7 @@ impl TraceId {
     pub const fn from_u128(v: u128) -> Self {
         TraceId(v.to_be_bytes())
     }
-    pub const fn to_u128(self) -> u128 {
+    const fn to_u128(self) -> u128 {
         u128::from_be_bytes(self.0)
     }
     pub fn is_valid(&self) -> bool {
@@ -22,12 +22,12 @@ impl TraceId {
     }
     /// True when the high 64 bits are zero: a legacy 64-bit id (B3, Jaeger),
     /// which those formats get back in its short form.
-    pub fn is_64bit(&self) -> bool {
+    fn is_64bit(&self) -> bool {
         self.to_u128() >> 64 == 0
     }
     /// The 56 low bits: the part W3C Level 2 calls random, and the randomness
     /// every sampling decision is taken on.
-    pub fn randomness(&self) -> u64 {
+    pub(crate) fn randomness(&self) -> u64 {
         (self.to_u128() as u64) & ((1u64 << 56) - 1)
     }
     /// Parses exactly 32 lower-case hex digits.
@@ -60,9 +60,6 @@ impl TraceId {
 impl SpanId {
     pub const fn from_u64(v: u64) -> Self {
         SpanId(v.to_be_bytes())
-    }
-    pub const fn to_u64(self) -> u64 {
-        u64::from_be_bytes(self.0)
     }
     pub fn is_valid(&self) -> bool {
         self.0 != [0; 8]
@@ -118,7 +115,7 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
 }
 
 /// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     push_hex(&mut out, bytes);
     out
@@ -205,10 +202,7 @@ mod tests {
             TraceId::from_hex_padded("123456789012345678901234567890123").is_none(),
             "33 digits"
         );
-        assert_eq!(
-            SpanId::from_hex_padded("1f").map(|s| s.to_u64()),
-            Some(0x1f)
-        );
+        assert_eq!(SpanId::from_hex_padded("1f"), Some(SpanId::from_u64(0x1f)));
         assert!(
             SpanId::from_hex_padded("12345678901234567").is_none(),
             "17 digits"

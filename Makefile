@@ -63,7 +63,7 @@ wasm: setup-rust setup-wasm-opt
 # target directory, so the shipped build is not redone.
 profile-wasm: setup-rust setup-wasm-opt
 	CARGO_PROFILE_WASM_RELEASE_STRIP=none cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release --target-dir target/names
-	wasm-metadce $(WASM_FEATURES) -f src/filter/exports.json target/names/wasm32-wasip1/wasm-release/meshtrace.wasm \
+	wasm-metadce $(WASM_FEATURES) -g -f src/filter/exports.json target/names/wasm32-wasip1/wasm-release/meshtrace.wasm \
 	  -o target/names/meshtrace.trimmed.wasm >/dev/null
 	wasm-opt $(WASM_OPT_FLAGS) -g target/names/meshtrace.trimmed.wasm -o dist/meshtrace-names.wasm
 

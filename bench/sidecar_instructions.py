@@ -174,13 +174,13 @@ def count(label: str, bootstrap: dict, port: int, requests=REQUESTS, names: Path
 
 
 def measure(mode: str, app_port: int, sink_port: int, requests=REQUESTS, wasm: Path | None = None) -> dict:
-    """One mode of bench/sidecar.py; `wasm`: the module to run instead of the
-    mode's own (e.g. a build with its name section, to name the profile's
-    functions)."""
+    """One mode of bench/sidecar.py; `wasm`: the module to run in the meshtrace
+    modes instead of dist/meshtrace.wasm (e.g. `make profile-wasm`'s, whose
+    name section names the profile's functions)."""
     port = sc.free_port()
     bootstrap = sc.bootstrap(mode, port, app_port, sink_port)
     names = wasm
-    if wasm:
+    if wasm and mode.startswith("meshtrace-"):
         with_module(bootstrap, wasm)
     elif mode.startswith("floor-"):
         names = sc.FLOORS / f"{mode.split('-', 1)[1]}.wasm"
@@ -211,4 +211,4 @@ if __name__ == "__main__":
     ap.add_argument("--requests", type=int, default=REQUESTS)
     ap.add_argument("--wasm", type=Path, help="the module for the meshtrace modes (default: dist/meshtrace.wasm)")
     a = ap.parse_args()
-    print(json.dumps(run(a.modes.split(","), a.requests, a.wasm), indent=1))
+    print(json.dumps(run(a.modes.split(","), a.requests, a.wasm and a.wasm.resolve()), indent=1))

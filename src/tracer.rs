@@ -10,6 +10,7 @@
 //! the response properties are read only then.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
@@ -37,6 +38,10 @@ pub struct Tracer {
     span_name: SpanNameSource,
     link_by_request_id: bool,
     links: link::Links,
+    /// `direction: auto`: the listener's direction, read at the first
+    /// request. It is the plugin's (Envoy keeps a plugin, and a root
+    /// context, per listener direction), so it never changes.
+    auto_kind: Cell<Option<SpanKind>>,
 }
 
 /// Where a span's parent context came from.
@@ -148,6 +153,7 @@ pub struct ActiveSpan {
     pub parent: Option<SpanId>,
     pub source: ContextSource,
     pub start_unix_nanos: u64,
+    /// Empty for a span that is not recorded: nothing reads it.
     pub name: String,
     /// The matching rule's route template.
     pub route: Option<String>,
@@ -175,6 +181,7 @@ impl Tracer {
             span_name: config.span_name,
             link_by_request_id: config.link_by_request_id,
             links: link::Links::new(),
+            auto_kind: Cell::new(None),
         })
     }
 
@@ -190,10 +197,17 @@ impl Tracer {
         match self.direction {
             Direction::Inbound => SpanKind::Server,
             Direction::Outbound => SpanKind::Client,
-            Direction::Auto => match host.property_int(&["xds", "listener_direction"]) {
-                Some(OUTBOUND) => SpanKind::Client,
-                _ => SpanKind::Server,
-            },
+            Direction::Auto => {
+                if let Some(kind) = self.auto_kind.get() {
+                    return kind;
+                }
+                let kind = match host.property_int(&["xds", "listener_direction"]) {
+                    Some(OUTBOUND) => SpanKind::Client,
+                    _ => SpanKind::Server,
+                };
+                self.auto_kind.set(Some(kind));
+                kind
+            }
         }
     }
 
@@ -270,43 +284,59 @@ impl Tracer {
         };
 
         // The rule, the route and the name; Envoy's route name is read at
-        // most once, and only when a rule or the span name needs it.
+        // most once, and only when a rule or the span name needs it. A rule
+        // needs the request's path and host, the remote strategies the name;
+        // a span that is not recorded and needs neither never works them out.
         let method = value(&headers, seen.method).unwrap_or_default();
-        let (path, _) = sc::split_target(value(&headers, seen.target).unwrap_or_default());
-        let (host_name, _) = sc::host_port(value(&headers, seen.authority).unwrap_or_default(), "");
-        let grpc_call = value(&headers, seen.content_type)
-            .filter(|ct| rpc::is_grpc(ct))
-            .and_then(|_| rpc::service_method(path));
-        let request = Request {
-            method,
-            path,
-            host: host_name,
-            headers: &headers,
-        };
+        let path = || sc::split_target(value(&headers, seen.target).unwrap_or_default()).0;
         let mut route_name: Option<Option<String>> = None;
         let mut envoy_route = || {
             route_name
                 .get_or_insert_with(|| host.property_string(&["xds", "route_name"]))
                 .clone()
         };
-        let rule = self.sampler.rule(&request, &mut envoy_route);
+        let rule = if self.sampler.has_rules() {
+            let request = Request {
+                method,
+                path: path(),
+                host: sc::host_port(value(&headers, seen.authority).unwrap_or_default(), "").0,
+                headers: &headers,
+            };
+            self.sampler.rule(&request, &mut envoy_route)
+        } else {
+            None
+        };
         let route = rule.and_then(|r| r.route.clone());
-        let name = match grpc_call {
-            Some((service, method)) => rpc::span_name(service, method),
-            None => {
-                let name_route = match (&route, self.span_name) {
-                    (Some(r), _) => Some(r.clone()),
-                    (None, SpanNameSource::EnvoyRoute) => envoy_route(),
-                    (None, SpanNameSource::Method) => None,
-                };
-                sc::span_name(sc::method(method).0, name_route.as_deref())
+        // The span's name, and whether it is a gRPC call.
+        let named = |envoy_route: &mut dyn FnMut() -> Option<String>| {
+            let grpc_call = value(&headers, seen.content_type)
+                .filter(|ct| rpc::is_grpc(ct))
+                .and_then(|_| rpc::service_method(path()));
+            match grpc_call {
+                Some((service, method)) => (rpc::span_name(service, method), true),
+                None => {
+                    let name_route = match (&route, self.span_name) {
+                        (Some(r), _) => Some(r.clone()),
+                        (None, SpanNameSource::EnvoyRoute) => envoy_route(),
+                        (None, SpanNameSource::Method) => None,
+                    };
+                    (
+                        sc::span_name(sc::method(method).0, name_route.as_deref()),
+                        false,
+                    )
+                }
             }
         };
-        let grpc = grpc_call.is_some();
+        let name = self.sampler.has_remote().then(|| named(&mut envoy_route));
 
-        let decision = self
-            .sampler
-            .decide(caller, &trace_id, rule, &name, &headers, host);
+        let decision = self.sampler.decide(
+            caller,
+            &trace_id,
+            rule,
+            name.as_ref().map_or("", |(n, _)| n.as_str()),
+            &headers,
+            host,
+        );
         let context = SpanContext {
             trace_id,
             span_id: new_span_id(host),
@@ -316,6 +346,11 @@ impl Tracer {
             tracestate,
         };
         let record = context.sampled || self.sampler.keep_errors.is_some();
+        let (name, grpc) = match (record, name) {
+            (false, _) => (String::new(), false),
+            (true, Some(known)) => known,
+            (true, None) => named(&mut envoy_route),
+        };
         let start_unix_nanos = if record { host.now_unix_nanos() } else { now };
         let edits = self
             .propagators
@@ -712,6 +747,23 @@ mod tests {
     }
 
     #[test]
+    fn the_listener_direction_is_read_once_per_plugin_instance() {
+        let t = tracer("{}");
+        let host = request(&[]);
+        host.set_int("xds.listener_direction", 2);
+        assert_eq!(t.start(&host).kind, SpanKind::Client);
+        host.properties
+            .borrow_mut()
+            .remove("xds.listener_direction");
+        assert_eq!(
+            t.start(&host).kind,
+            SpanKind::Client,
+            "a plugin's listener keeps its direction: not read again"
+        );
+        assert_eq!(tracer("{}").start(&host).kind, SpanKind::Server);
+    }
+
+    #[test]
     fn client_span_from_the_listener_direction() {
         let t = tracer("{}");
         let host = request(&[]);
@@ -783,6 +835,25 @@ mod tests {
         assert!(!active.sampled());
         let b3 = host.header("b3").unwrap();
         assert!(b3.ends_with("-0"), "{b3}");
+    }
+
+    #[test]
+    fn an_unrecorded_span_is_not_named_but_remote_strategies_see_the_name() {
+        use crate::sampler::{RatioSampler, Strategies};
+        let t = tracer(r#"{"sampling": {"randomSamplingPercentage": 0}}"#);
+        let host = request(&[]);
+        let active = t.start(&host);
+        assert!(!active.sampled());
+        assert_eq!(active.name, "", "nothing will read it");
+        // Per-operation strategies decide by the name, so it is made first.
+        t.sampler.set_remote(Strategies {
+            default: Some(RatioSampler::from_percentage(0.0)),
+            per_operation: vec![("GET".into(), RatioSampler::from_percentage(100.0))],
+            max_traces_per_second: None,
+        });
+        let active = t.start(&request(&[]));
+        assert!(active.sampled(), "the GET operation is sampled at 100%");
+        assert_eq!(active.name, "GET");
     }
 
     #[test]

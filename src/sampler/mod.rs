@@ -91,6 +91,17 @@ impl Sampler {
         })
     }
 
+    /// Whether any sampling rule is configured.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Whether remote strategies are in force (their per-operation ratios
+    /// need the span's name).
+    pub fn has_remote(&self) -> bool {
+        self.remote.borrow().is_some()
+    }
+
     /// The first rule that matches the request.
     pub fn rule(
         &self,

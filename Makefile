@@ -82,7 +82,7 @@ floors: setup-rust setup-wasm-opt
 	  echo "built dist/floors/$$f.wasm ($$(stat -c %s dist/floors/$$f.wasm) bytes)"; \
 	done
 
-test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test fuzz-replay deny
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -119,6 +119,9 @@ bench: build floors $(VENV)/.bench-ready chromium
 
 clean:
 	rm -rf dist target $(VENV) $(TOOLS)
+
+-include fuzz/fuzz.mk
+-include soak/soak.mk
 
 -include collector/collector.mk
 -include integration/integration.mk

@@ -36,6 +36,10 @@ pub struct Baggage {
 }
 
 impl Baggage {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
     pub fn members(&self) -> &[Member] {
         &self.members
     }

@@ -53,6 +53,11 @@ impl Format {
     pub fn from_name(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.name() == name)
     }
+
+    /// Whether the format carries a trace context (baggage does not).
+    pub fn carries_trace(self) -> bool {
+        !matches!(self, Format::Baggage)
+    }
 }
 
 impl fmt::Display for Format {

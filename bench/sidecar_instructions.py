@@ -137,6 +137,23 @@ def with_module(bootstrap: dict, wasm: Path) -> dict:
     return bootstrap
 
 
+def full_batches_only(bootstrap: dict) -> dict:
+    """The meshtrace filter exporting full batches only. Under valgrind a
+    sidecar serves a few requests a second, so the default flush interval
+    (a partial batch waits at most 1 s) would send a batch of a few spans
+    each time, and the export's fixed cost (an HTTP call through Envoy and
+    its answer) would weigh on each span as it never does under load, where
+    batches fill up (512 spans)."""
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    for f in hcm["http_filters"]:
+        if f["name"] == "envoy.filters.http.wasm":
+            conf = f["typed_config"]["config"]["configuration"]
+            config = json.loads(conf["value"])
+            config.setdefault("exporter", {})["flushIntervalMs"] = 60000
+            conf["value"] = json.dumps(config)
+    return bootstrap
+
+
 def count(label: str, bootstrap: dict, port: int, requests=REQUESTS, names: Path | None = None) -> dict:
     """Instructions per request of a sidecar with `bootstrap` (listening on
     `port`); `names`: a module whose name section names the Wasm functions."""
@@ -179,6 +196,8 @@ def measure(mode: str, app_port: int, sink_port: int, requests=REQUESTS, wasm: P
     name section names the profile's functions)."""
     port = sc.free_port()
     bootstrap = sc.bootstrap(mode, port, app_port, sink_port)
+    if mode.startswith("meshtrace-"):
+        full_batches_only(bootstrap)
     names = wasm
     if wasm and mode.startswith("meshtrace-"):
         with_module(bootstrap, wasm)

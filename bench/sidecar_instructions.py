@@ -16,6 +16,7 @@ object: `jit` (the module's code as V8 compiled it, and V8's stubs), `envoy`
 """
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
@@ -30,13 +31,29 @@ sys.path.insert(0, str(HERE))
 
 import sidecar as sc  # noqa: E402
 import v8perf  # noqa: E402
-from harness import ENVOY, ROOT, Client, Envoy, wait_until  # noqa: E402
+from meshtrace_testkit import LOOPBACK, ROOT, Envoy, envoy_bin, http_ok, wait_until  # noqa: E402
 
 PATCHED = ROOT / "target" / "bench" / "envoy-v8-perf-basic-prof"
 
 REQUESTS = 1000
 WARMUP = 200
 MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-1", "meshtrace-100"]
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client: one connection for every request."""
+
+    def __init__(self, port, timeout=10.0):
+        self.conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+
+    def get(self, path="/"):
+        self.conn.request("GET", path)
+        resp = self.conn.getresponse()
+        resp.read()
+        return resp.status
+
+    def close(self):
+        self.conn.close()
 
 
 class CallgrindEnvoy(Envoy):
@@ -49,16 +66,21 @@ class CallgrindEnvoy(Envoy):
         self.out = out
 
     def start(self, expect_ready=True):
-        binary = v8perf.patched_envoy(v8perf.envoy_binary(ENVOY.parent / "python"), PATCHED)
+        binary = v8perf.patched_envoy(v8perf.envoy_binary(envoy_bin().parent / "python"), PATCHED)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
              "--dump-instr=yes", "--dump-line=no", "--compress-strings=no", "--compress-pos=no",
              f"--callgrind-out-file={self.out}", str(binary), "-c", str(self.config_path),
              "--concurrency", "1", "--use-dynamic-base-id", "--disable-hot-restart", "-l", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir.name)  # V8 writes isolate-*.log there
-        wait_until(self._ready, timeout=900, what=f"envoy under valgrind ready (log: {self.log_path})")
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)  # V8 writes isolate-*.log there
+        wait_until(lambda: http_ok(self.admin_port, "/ready"), timeout=900,
+                   what=f"envoy under valgrind ready (log: {self.log_path})")
         return self
+
+    def stop(self):
+        super().stop()
+        self.log.close()
 
     def control(self, *args):
         subprocess.run(["callgrind_control", *args, str(self.proc.pid)], check=True, capture_output=True)

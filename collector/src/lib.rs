@@ -12,6 +12,8 @@ pub mod analytics;
 pub mod auth;
 pub mod duration;
 pub mod exporters;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod init;
 pub mod model;

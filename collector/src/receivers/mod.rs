@@ -1,7 +1,7 @@
 //! Receivers: each one decodes a wire format into `SpanRecord`s and hands them to `Ingest`, answering only
 //! once they are durable.
 
-mod body;
+pub(crate) mod body;
 pub mod jaeger;
 mod otlp;
 pub mod otlp_grpc;

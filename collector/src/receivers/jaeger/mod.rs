@@ -9,9 +9,9 @@
 
 pub mod grpc;
 pub mod http;
-mod proto;
+pub(crate) mod proto;
 mod span;
-mod thrift;
+pub(crate) mod thrift;
 pub mod udp;
 
 pub use proto::api_v2;

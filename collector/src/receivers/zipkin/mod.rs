@@ -18,8 +18,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
 use serde::Deserialize;
 
-mod proto;
-mod v1;
+pub(crate) mod proto;
+pub(crate) mod v1;
 
 use super::body::read_body;
 use super::{plain_error, refused, Conversion, ReceiverContext};

@@ -1,0 +1,23 @@
+# Fuzzing (RELIABILITY.md). Included by the root Makefile.
+#
+# `make fuzz FUZZ_SECONDS=600 [FUZZ_TARGETS="traceparent b3"]`: every target under libFuzzer on the
+# nightly toolchain (cargo-fuzz installed when missing), niced to idle CPU, then `cargo fuzz cmin` into
+# fuzz/corpus/. Not part of `make test`, which only replays the committed corpora and regressions
+# (`fuzz-replay`, on stable, a few seconds).
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz fuzz-replay deny
+
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz/run.sh
+
+fuzz-replay:
+	cargo test -p meshtrace-fuzz
+
+# Licences, banned and duplicated crates, sources (deny.toml). The advisories check needs the RustSec
+# database, which CI machines here cannot fetch: `cargo deny check advisories` where it can be had.
+deny:
+	@command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
+	cargo deny --offline check licenses bans sources

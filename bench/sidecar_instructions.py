@@ -16,6 +16,7 @@ object: `jit` (the module's code as V8 compiled it, and V8's stubs), `envoy`
 """
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
@@ -30,13 +31,29 @@ sys.path.insert(0, str(HERE))
 
 import sidecar as sc  # noqa: E402
 import v8perf  # noqa: E402
-from harness import ENVOY, ROOT, Client, Envoy, wait_until  # noqa: E402
+from meshtrace_testkit import LOOPBACK, ROOT, Envoy, envoy_bin, http_ok, wait_until  # noqa: E402
 
 PATCHED = ROOT / "target" / "bench" / "envoy-v8-perf-basic-prof"
 
 REQUESTS = 1000
 WARMUP = 200
 MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-1", "meshtrace-100"]
+
+
+class Client:
+    """A keep-alive HTTP/1.1 client: one connection for every request."""
+
+    def __init__(self, port, timeout=10.0):
+        self.conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+
+    def get(self, path="/"):
+        self.conn.request("GET", path)
+        resp = self.conn.getresponse()
+        resp.read()
+        return resp.status
+
+    def close(self):
+        self.conn.close()
 
 
 class CallgrindEnvoy(Envoy):
@@ -49,16 +66,21 @@ class CallgrindEnvoy(Envoy):
         self.out = out
 
     def start(self, expect_ready=True):
-        binary = v8perf.patched_envoy(v8perf.envoy_binary(ENVOY.parent / "python"), PATCHED)
+        binary = v8perf.patched_envoy(v8perf.envoy_binary(envoy_bin().parent / "python"), PATCHED)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
              "--dump-instr=yes", "--dump-line=no", "--compress-strings=no", "--compress-pos=no",
              f"--callgrind-out-file={self.out}", str(binary), "-c", str(self.config_path),
              "--concurrency", "1", "--use-dynamic-base-id", "--disable-hot-restart", "-l", "warning"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir.name)  # V8 writes isolate-*.log there
-        wait_until(self._ready, timeout=900, what=f"envoy under valgrind ready (log: {self.log_path})")
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)  # V8 writes isolate-*.log there
+        wait_until(lambda: http_ok(self.admin_port, "/ready"), timeout=900,
+                   what=f"envoy under valgrind ready (log: {self.log_path})")
         return self
+
+    def stop(self):
+        super().stop()
+        self.log.close()
 
     def control(self, *args):
         subprocess.run(["callgrind_control", *args, str(self.proc.pid)], check=True, capture_output=True)
@@ -137,6 +159,23 @@ def with_module(bootstrap: dict, wasm: Path) -> dict:
     return bootstrap
 
 
+def full_batches_only(bootstrap: dict) -> dict:
+    """The meshtrace filter exporting full batches only. Under valgrind a
+    sidecar serves a few requests a second, so the default flush interval
+    (a partial batch waits at most 1 s) would send a batch of a few spans
+    each time, and the export's fixed cost (an HTTP call through Envoy and
+    its answer) would weigh on each span as it never does under load, where
+    batches fill up (512 spans)."""
+    hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    for f in hcm["http_filters"]:
+        if f["name"] == "envoy.filters.http.wasm":
+            conf = f["typed_config"]["config"]["configuration"]
+            config = json.loads(conf["value"])
+            config.setdefault("exporter", {})["flushIntervalMs"] = 60000
+            conf["value"] = json.dumps(config)
+    return bootstrap
+
+
 def count(label: str, bootstrap: dict, port: int, requests=REQUESTS, names: Path | None = None) -> dict:
     """Instructions per request of a sidecar with `bootstrap` (listening on
     `port`); `names`: a module whose name section names the Wasm functions."""
@@ -179,6 +218,8 @@ def measure(mode: str, app_port: int, sink_port: int, requests=REQUESTS, wasm: P
     name section names the profile's functions)."""
     port = sc.free_port()
     bootstrap = sc.bootstrap(mode, port, app_port, sink_port)
+    if mode.startswith("meshtrace-"):
+        full_batches_only(bootstrap)
     names = wasm
     if wasm and mode.startswith("meshtrace-"):
         with_module(bootstrap, wasm)

@@ -10,7 +10,6 @@
 //! the response properties are read only then.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 
 use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
@@ -38,10 +37,6 @@ pub struct Tracer {
     span_name: SpanNameSource,
     link_by_request_id: bool,
     links: link::Links,
-    /// `direction: auto`: the listener's direction, read at the first
-    /// request. It is the plugin's (Envoy keeps a plugin, and a root
-    /// context, per listener direction), so it never changes.
-    auto_kind: Cell<Option<SpanKind>>,
 }
 
 /// Where a span's parent context came from.
@@ -181,7 +176,6 @@ impl Tracer {
             span_name: config.span_name,
             link_by_request_id: config.link_by_request_id,
             links: link::Links::new(),
-            auto_kind: Cell::new(None),
         })
     }
 
@@ -197,17 +191,10 @@ impl Tracer {
         match self.direction {
             Direction::Inbound => SpanKind::Server,
             Direction::Outbound => SpanKind::Client,
-            Direction::Auto => {
-                if let Some(kind) = self.auto_kind.get() {
-                    return kind;
-                }
-                let kind = match host.property_int(&["xds", "listener_direction"]) {
-                    Some(OUTBOUND) => SpanKind::Client,
-                    _ => SpanKind::Server,
-                };
-                self.auto_kind.set(Some(kind));
-                kind
-            }
+            Direction::Auto => match host.property_int(&["xds", "listener_direction"]) {
+                Some(OUTBOUND) => SpanKind::Client,
+                _ => SpanKind::Server,
+            },
         }
     }
 
@@ -744,23 +731,6 @@ mod tests {
             Some(Value::Str("curl/8".into()))
         );
         assert_eq!(span.tracestate.as_deref(), Some("v=1"));
-    }
-
-    #[test]
-    fn the_listener_direction_is_read_once_per_plugin_instance() {
-        let t = tracer("{}");
-        let host = request(&[]);
-        host.set_int("xds.listener_direction", 2);
-        assert_eq!(t.start(&host).kind, SpanKind::Client);
-        host.properties
-            .borrow_mut()
-            .remove("xds.listener_direction");
-        assert_eq!(
-            t.start(&host).kind,
-            SpanKind::Client,
-            "a plugin's listener keeps its direction: not read again"
-        );
-        assert_eq!(tracer("{}").start(&host).kind, SpanKind::Server);
     }
 
     #[test]

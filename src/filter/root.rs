@@ -36,8 +36,12 @@ impl Root {
         let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
             .unwrap_or_default();
-        let config = Config::parse(&bytes).map_err(|e| e.to_string())?;
+        let mut config = Config::parse(&bytes).map_err(|e| e.to_string())?;
         let env = |k: &str| std::env::var(k).ok();
+        config
+            .exporter
+            .resolve_bearer_token(&env)
+            .map_err(|e| e.to_string())?;
         let tracer = Tracer::new(&config, &env).map_err(|e| e.to_string())?;
         let host = WasmHost::new();
         let attributes = resource::attributes(config.service_name.as_deref(), &env, &host);

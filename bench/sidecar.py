@@ -25,8 +25,8 @@ import random
 import re
 import statistics
 import subprocess
-import sys
 import time
+from pathlib import Path
 
 from meshtrace_testkit import LOOPBACK, ROOT, Envoy, cluster, free_port, http_listener, request, wasm_filter
 from meshtrace_testkit.procs import cpu_seconds, rss_mib

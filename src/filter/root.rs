@@ -49,7 +49,7 @@ impl Root {
             .first()
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let exporter = Exporter::new(config.exporter.clone(), otlp::resource(attributes));
+        let exporter = Exporter::new(config.exporter.clone(), otlp::framing(&attributes));
         if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(exporter.tick_ms())) {
             return Err(format!("cannot set the tick period: {s:?}"));
         }
@@ -124,6 +124,8 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
+            shared.host.tick_clock();
+            shared.tracer.on_tick(&shared.host);
             shared.exporter.borrow_mut().on_tick(&shared.host);
             if let Some(poller) = &shared.poller {
                 poller.borrow_mut().on_tick(&shared.host);

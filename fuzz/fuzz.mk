@@ -20,4 +20,4 @@ fuzz-replay:
 # database, which CI machines here cannot fetch: `cargo deny check advisories` where it can be had.
 deny:
 	@command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
-	cargo deny --offline check licenses bans sources
+	cargo deny --workspace --offline check licenses bans sources

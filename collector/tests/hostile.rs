@@ -245,6 +245,9 @@ async fn thrift_nesting_and_huge_lists_are_refused() {
     still_serving(&c, 92).await;
 }
 
+/// What is posted where, and the status wanted: (why, url, content type, content encoding, body, status).
+type LimitCase<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Vec<u8>, u16);
+
 /// One byte past `--max-body-bytes` on every TCP receiver: OTLP/HTTP (protobuf and JSON), Zipkin (JSON
 /// and protobuf), the Jaeger collector's thrift endpoint: 413, also when the body is a gzip bomb that is
 /// small on the wire; OTLP/gRPC and Jaeger gRPC: OUT_OF_RANGE past the limit, RESOURCE_EXHAUSTED for a
@@ -269,7 +272,7 @@ async fn every_receiver_refuses_a_body_past_its_limit() {
         v
     };
     let over = || vec![b' '; LIMIT + 1];
-    let cases: Vec<(&str, &str, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    let cases: Vec<LimitCase> = vec![
         (
             "OTLP protobuf",
             &otlp,

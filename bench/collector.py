@@ -13,20 +13,16 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from meshtrace_testkit import LOOPBACK, RELEASE_COLLECTOR, ROOT, Collector, free_port, port_open, request
+from meshtrace_testkit.procs import Process, rss_mib
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from harness import LOOPBACK, free_port, request, wait_until  # noqa: E402
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
-
-COLLECTOR = ROOT / "dist" / "meshtrace-collector"
 SPANS_PER_BATCH = 100
 MARKER = b"\xab" * 8
 SERVICES = ["frontend", "cart", "catalog", "payment", "shipping"]
@@ -83,44 +79,11 @@ def write_batches(directory: Path, n: int, seed=3) -> None:
         (directory / f"{i}.pb").write_bytes(batch(rng))
 
 
-def rss_mib(pid):
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
-
-
-class Proc:
-    def __init__(self, argv, ready_port, ready_path=None, env=None):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-
-        def ready():
-            assert self.proc.poll() is None, f"{argv[0]} exited"
-            try:
-                if ready_path:
-                    return request(ready_port, ready_path, timeout=1)[0] == 200
-                with __import__("socket").create_connection((LOOPBACK, ready_port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=30, what=f"{argv[0]} ready")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 def meshtrace_collector(data_dir):
     ports = {k: free_port() for k in ("http", "grpc", "zipkin", "query")}
-    p = Proc([str(COLLECTOR), "--data-dir", str(data_dir), "--log-level", "warn",
-              "--otlp-http-addr", f"{LOOPBACK}:{ports['http']}", "--otlp-grpc-addr", f"{LOOPBACK}:{ports['grpc']}",
-              "--zipkin-addr", f"{LOOPBACK}:{ports['zipkin']}", "--http-addr", f"{LOOPBACK}:{ports['query']}",
-              "--tempo-addr", f"{LOOPBACK}:{free_port()}",
-              "--sampling-addr", f"{LOOPBACK}:0",
-              "--retention-max-age", "0", "--retention-max-bytes", "0"],
-             ports["query"], "/readyz")
+    p = Collector(data_dir, ["--retention-max-age", "0", "--retention-max-bytes", "0"], binary=RELEASE_COLLECTOR,
+                  log_level="warn", listen={"otlp_http": ports["http"], "otlp_grpc": ports["grpc"],
+                                            "zipkin": ports["zipkin"], "http": ports["query"]})
     return p, ports["http"], ports["query"]
 
 
@@ -128,8 +91,9 @@ def rotel(tmp):
     import rotel as rotel_pkg
     agent = Path(rotel_pkg.__file__).parent / "rotel-agent"
     http, grpc = free_port(), free_port()
-    p = Proc([str(agent), "start", "--exporter", "blackhole", "--otlp-http-endpoint", f"{LOOPBACK}:{http}",
-              "--otlp-grpc-endpoint", f"{LOOPBACK}:{grpc}", "--pid-file", str(Path(tmp) / "rotel.pid")], http)
+    p = Process([str(agent), "start", "--exporter", "blackhole", "--otlp-http-endpoint", f"{LOOPBACK}:{http}",
+                 "--otlp-grpc-endpoint", f"{LOOPBACK}:{grpc}", "--pid-file", str(Path(tmp) / "rotel.pid")],
+                ready=lambda: port_open(http), what="rotel ready", timeout=30)
     return p, http
 
 

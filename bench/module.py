@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness import ENVOY, WASM, cluster, free_port, listener, wasm_filter  # noqa: E402
+from meshtrace_testkit import WASM, bootstrap as envoy_bootstrap, cluster, envoy_bin, free_port, http_listener, route, wasm_filter
 
 
 def bootstrap(with_filter: bool) -> dict:
     filters = [wasm_filter({"direction": "inbound"})] if with_filter else []
-    return {"static_resources": {
-        "listeners": [listener("inbound", free_port(), "INBOUND", "app", filters)],
-        "clusters": [cluster("app", free_port()), cluster("meshtrace-collector", free_port())]}}
+    return envoy_bootstrap(
+        [http_listener("inbound", free_port(), [route("app", name="inbound-route", timeout="10s")], filters=filters,
+                       direction="INBOUND")],
+        [cluster("app", free_port()), cluster("meshtrace-collector", free_port())])
 
 
 def run(runs=10):
@@ -31,7 +28,7 @@ def run(runs=10):
     for name, with_filter in (("without", False), ("with", True)):
         cfg = tmp / f"{name}.json"
         cfg.write_text(json.dumps(bootstrap(with_filter)))
-        cmds[name] = f"{ENVOY} --mode validate -c {cfg} -l error --use-dynamic-base-id"
+        cmds[name] = f"{envoy_bin()} --mode validate -c {cfg} -l error --use-dynamic-base-id"
     out = tmp / "hyperfine.json"
     subprocess.run(["hyperfine", "--warmup", "2", "--runs", str(runs), "--export-json", str(out),
                     "-n", "without", cmds["without"], "-n", "with", cmds["with"]],

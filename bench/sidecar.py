@@ -1,12 +1,21 @@
 """Sidecar overhead: what tracing costs every request.
 
-One sidecar Envoy (one worker) per mode, all in front of the same backend (an
-Envoy answering at once with a direct response), driven over loopback by wrk.
+One sidecar Envoy per mode, all in front of the same backend (an Envoy
+answering at once with a direct response), driven over loopback by wrk.
 Modes alternate within one run, in a new random order each round, so a noisy
-neighbour hurts them alike; figures are ratios to "no tracing" in the same run.
-With two or more CPUs the sidecars are pinned to the first and the backend and
-wrk to the second, so a sidecar's throughput is its own cost, not the
-scheduler's.
+neighbour hurts them alike; figures are ratios to "no tracing" and to the
+"headers" floor in the same run.
+
+The floors (bench/floors/, built by `make floors` like the filter) are what any
+proxy-wasm filter pays: `floor-null` returns Continue, `floor-headers` reads the
+request headers, writes one and reads the response code. What meshtrace costs
+over `floor-headers` is the tracer's own.
+
+With one worker per sidecar and two or more CPUs, the sidecars are pinned to
+the first CPU and the backend and wrk to the second, so a sidecar's throughput
+is its own cost, not the scheduler's. With two workers (`--concurrency 2`:
+two VMs, so the export queues and the Envoy-wide rate cap contend) nothing is
+pinned: the sidecar needs both CPUs.
 """
 from __future__ import annotations
 
@@ -16,42 +25,39 @@ import random
 import re
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from meshtrace_testkit import LOOPBACK, ROOT, Envoy, cluster, free_port, http_listener, request, wasm_filter
+from meshtrace_testkit.procs import cpu_seconds, rss_mib
 
-from harness import LOOPBACK, Envoy, cluster, free_port, wasm_filter  # noqa: E402
+FLOORS = ROOT / "dist" / "floors"
+CPUS = os.cpu_count() or 1
 
-PINNED = (os.cpu_count() or 1) >= 2
-SIDECAR_CPU, LOAD_CPU = ("0", "1") if PINNED else (None, None)
+# Every mode, in table order. `meshtrace-cap` samples everything but takes a
+# token from the Envoy-wide cap (shared data, compare-and-swap) per trace.
+MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-1", "meshtrace-100",
+         "envoy-otel-100"]
+MODES_2 = [*MODES[:6], "meshtrace-cap", *MODES[6:]]
+CAP_PER_SECOND = 1000
 
-HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-ROUTER = {"name": "envoy.filters.http.router",
-          "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+# The filter's configuration in every meshtrace mode.
+PROPAGATORS = ["tracecontext", "baggage", "b3"]
 
 
 def hcm_listener(name, port, route, filters=(), tracing=None):
-    hcm = {"@type": HCM, "stat_prefix": name, "route_config": {"virtual_hosts": [
-        {"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, **route}]}]},
-        "http_filters": [*filters, ROUTER]}
-    if tracing:
-        hcm["tracing"] = tracing
-    return {"name": name, "traffic_direction": "INBOUND",
-            "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}]}
+    """An inbound listener whose every path takes `route` (a route's action: `route` or `direct_response`)."""
+    return http_listener(name, port, [{"match": {"prefix": "/"}, **route}], filters=filters, direction="INBOUND",
+                         hcm={"tracing": tracing} if tracing else None)
 
 
-def backend():
+def backend(cpus=None):
     """An Envoy that answers every request at once: the app and the OTLP sink."""
     app, sink = free_port(), free_port()
     direct = {"direct_response": {"status": 200, "body": {"inline_string": "ok"}}}
     env = Envoy({"static_resources": {"listeners": [
         hcm_listener("app", app, direct), hcm_listener("sink", sink, {"direct_response": {"status": 200}})]}},
-        concurrency=1, cpus=LOAD_CPU)
+        concurrency=1, cpus=cpus)
     return env, app, sink
 
 
@@ -64,41 +70,55 @@ def envoy_otel_tracing(sink_cluster):
                                                        "timeout": "1s"}}}}}
 
 
-def sidecar(mode, app_port, sink_port):
-    port = free_port()
+def floor_filter(name):
+    """A floor module in the same Wasm filter configuration as meshtrace's."""
+    return wasm_filter({}, wasm=FLOORS / f"{name}.wasm", vm_id=f"floor-{name}")
+
+
+def meshtrace_config(mode):
+    sampling = {"randomSamplingPercentage": 100.0 if mode == "meshtrace-cap" else float(mode.split("-")[1])}
+    if mode == "meshtrace-cap":
+        sampling["maxTracesPerSecond"] = CAP_PER_SECOND
+    return {"direction": "inbound", "serviceName": "bench", "propagators": PROPAGATORS,
+            "sampling": sampling, "exporter": {"cluster": "sink"}}
+
+
+def bootstrap(mode, port, app_port, sink_port):
     route = {"route": {"cluster": "app"}}
     filters, tracing = [], None
     if mode == "envoy-otel-100":
         tracing = envoy_otel_tracing("sink")
+    elif mode.startswith("floor-"):
+        filters = [floor_filter(mode.split("-", 1)[1])]
     elif mode.startswith("meshtrace-"):
-        pct = float(mode.split("-")[1])
-        filters = [wasm_filter({"direction": "inbound", "serviceName": "bench",
-                                "propagators": ["tracecontext", "baggage", "b3"],
-                                "sampling": {"randomSamplingPercentage": pct},
-                                "exporter": {"cluster": "sink"}})]
-    env = Envoy({"static_resources": {
+        filters = [wasm_filter(meshtrace_config(mode))]
+    return {"static_resources": {
         "listeners": [hcm_listener("ingress", port, route, filters, tracing)],
-        "clusters": [cluster("app", app_port), cluster("sink", sink_port)]}}, concurrency=1, cpus=SIDECAR_CPU)
+        "clusters": [cluster("app", app_port), cluster("sink", sink_port)]}}
+
+
+def sidecar(mode, app_port, sink_port, concurrency=1, cpus=None):
+    port = free_port()
+    env = Envoy(bootstrap(mode, port, app_port, sink_port), concurrency=concurrency, cpus=cpus)
     return env, port
 
 
-def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / 100.0
-
-
-def rss_mib(pid):
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
+def heap_mib(env) -> dict:
+    """Envoy's allocator (tcmalloc) from the admin `/memory` endpoint: what
+    is live (`allocated`) and what it holds freed (page heap and thread
+    caches), which RSS counts too."""
+    _, _, body = request(env.admin_port, "/memory")
+    m = {k: int(v) / 2**20 for k, v in json.loads(body).items()}
+    return {"allocated": m.get("allocated", 0.0),
+            "held_free": m.get("pageheap_free", 0.0) + m.get("total_thread_cache", 0.0)}
 
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(port, seconds, connections):
-    pin = ["taskset", "-c", LOAD_CPU] if LOAD_CPU else []
-    out = subprocess.run([*pin, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+def wrk(port, seconds, connections, threads=1, cpus=None):
+    pin = ["taskset", "-c", cpus] if cpus else []
+    out = subprocess.run([*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
                           f"http://{LOOPBACK}:{port}/"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -108,39 +128,48 @@ def wrk(port, seconds, connections):
     return {"rps": rps, "requests": total, "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
 
 
-MODES = ["no-tracing", "envoy-otel-100", "meshtrace-100", "meshtrace-1", "meshtrace-0"]
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def run(rounds=5, seconds=5, connections=16, soak_seconds=20):
-    be, app_port, sink_port = backend()
+def run(rounds=5, seconds=5, connections=16, soak_seconds=10, concurrency=1, modes=None):
+    modes = list(modes or (MODES if concurrency == 1 else MODES_2))
+    pinned = concurrency == 1 and CPUS >= 2
+    sidecar_cpu, load_cpu = ("0", "1") if pinned else (None, None)
+    threads = concurrency
+    load_before = loadavg()
+    be, app_port, sink_port = backend(load_cpu)
     be.start()
     sidecars = {}
     try:
-        for mode in MODES:
-            env, port = sidecar(mode, app_port, sink_port)
+        for mode in modes:
+            env, port = sidecar(mode, app_port, sink_port, concurrency, sidecar_cpu)
             env.start()
             sidecars[mode] = (env, port)
         for env, port in sidecars.values():  # warm-up
-            wrk(port, 1, connections)
-        samples = {m: [] for m in MODES}
+            wrk(port, 1, connections, threads, load_cpu)
+        samples = {m: [] for m in modes}
         rng = random.Random(1)
         for _ in range(rounds):
-            order = MODES[:]
+            order = modes[:]
             rng.shuffle(order)
             for mode in order:
                 env, port = sidecars[mode]
                 cpu0 = cpu_seconds(env.proc.pid)
-                r = wrk(port, seconds, connections)
+                r = wrk(port, seconds, connections, threads, load_cpu)
                 r["cpu_us_per_request"] = (cpu_seconds(env.proc.pid) - cpu0) / max(r["requests"], 1) * 1e6
                 samples[mode].append(r)
-        # Memory after a soak at 100% sampling: the sidecar's resident set,
-        # against the no-tracing sidecar's after the same soak.
-        for mode in ("no-tracing", "meshtrace-100"):
-            wrk(sidecars[mode][1], soak_seconds, connections)
+        # Memory after a soak: every sidecar under the same load for the same
+        # time, then its resident set.
+        for mode in modes:
+            wrk(sidecars[mode][1], soak_seconds, connections, threads, load_cpu)
         time.sleep(2)
         rss = {m: rss_mib(env.proc.pid) for m, (env, _) in sidecars.items()}
-        exported = sidecars["meshtrace-100"][0].stat("spans_exported")
-        dropped = sidecars["meshtrace-100"][0].stat("spans_dropped")
+        heap = {m: heap_mib(env) for m, (env, _) in sidecars.items()}
+        soak = {}
+        if "meshtrace-100" in sidecars:
+            env = sidecars["meshtrace-100"][0]
+            soak = {"meshtrace_exported": env.stat("spans_exported"), "meshtrace_dropped": env.stat("spans_dropped")}
     finally:
         for env, _ in sidecars.values():
             env.stop()
@@ -149,25 +178,44 @@ def run(rounds=5, seconds=5, connections=16, soak_seconds=20):
     def med(mode, key):
         return statistics.median(s[key] for s in samples[mode])
 
-    base = {k: med("no-tracing", k) for k in ("rps", "p50_ms", "p99_ms")}
+    base = {k: med("no-tracing", k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")}
+    floor = med("floor-headers", "rps") if "floor-headers" in samples else None
     rows = []
-    for mode in MODES:
+    for mode in modes:
         rows.append({
             "mode": mode,
             "rps": med(mode, "rps"),
             "throughput_ratio": med(mode, "rps") / base["rps"],
+            "floor_ratio": med(mode, "rps") / floor if floor else None,
             "p50_ms": med(mode, "p50_ms"),
             "p50_ratio": med(mode, "p50_ms") / base["p50_ms"],
             "p99_ms": med(mode, "p99_ms"),
             "p99_ratio": med(mode, "p99_ms") / base["p99_ms"],
             "cpu_us_per_request": med(mode, "cpu_us_per_request"),
+            "cpu_us_over_no_tracing": med(mode, "cpu_us_per_request") - base["cpu_us_per_request"],
             "rss_mib": rss[mode],
+            "allocated_mib": heap[mode]["allocated"],
+            "held_free_mib": heap[mode]["held_free"],
             "rounds": [round(s["rps"]) for s in samples[mode]],
         })
-    return {"rounds": rounds, "seconds": seconds, "connections": connections, "rows": rows, "pinned": PINNED,
-            "soak": {"seconds": soak_seconds, "meshtrace_exported": exported, "meshtrace_dropped": dropped}}
+    return {"rounds": rounds, "seconds": seconds, "connections": connections, "threads": threads,
+            "concurrency": concurrency, "rows": rows, "pinned": pinned,
+            "load_before": load_before, "load_after": loadavg(),
+            "soak": {"seconds": soak_seconds, **soak}}
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(rounds=int(sys.argv[1]) if len(sys.argv) > 1 else 3,
-                         seconds=int(sys.argv[2]) if len(sys.argv) > 2 else 3), indent=1))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--soak", type=int, default=5)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--modes", help="comma-separated subset (no-tracing is always included)")
+    a = ap.parse_args()
+    modes = None
+    if a.modes:
+        modes = ["no-tracing", *[m for m in a.modes.split(",") if m != "no-tracing"]]
+    print(json.dumps(run(a.rounds, a.seconds, soak_seconds=a.soak, concurrency=a.concurrency, modes=modes),
+                     indent=1))

@@ -13,21 +13,20 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "collector" / "tests" / "browser"))
+from meshtrace_testkit import RELEASE_COLLECTOR, ROOT, Collector, wait_until
 
+sys.path.insert(0, str(ROOT / "collector" / "tests" / "browser"))
 import mesh  # noqa: E402
-from conftest import Collector, fill, new_driver  # noqa: E402
+from conftest import fill, new_driver  # noqa: E402
 
 ROUNDS = 5
 SEARCH_SERVICE = "api-gateway"
 
 
 def binary() -> str:
-    for path in (ROOT / "dist" / "meshtrace-collector", ROOT / "target" / "debug" / "meshtrace-collector"):
+    for path in (RELEASE_COLLECTOR, ROOT / "target" / "debug" / "meshtrace-collector"):
         if path.exists():
             return str(path)
     raise SystemExit("build the collector first (make collector-build)")
@@ -35,15 +34,10 @@ def binary() -> str:
 
 def wait_mark(driver, name: str, timeout=120.0) -> dict:
     """The page's performance mark `name`: {at_ms (from navigation start), ms (the app's own timing)}."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        mark = driver.execute_script(
-            "const m = performance.getEntriesByName(arguments[0]).pop();"
-            "return m ? {at_ms: m.startTime, ms: m.detail && m.detail.ms} : null;", name)
-        if mark:
-            return mark
-        time.sleep(0.02)
-    raise RuntimeError(f"no {name} mark within {timeout} s")
+    return wait_until(lambda: driver.execute_script(
+        "const m = performance.getEntriesByName(arguments[0]).pop();"
+        "return m ? {at_ms: m.startTime, ms: m.detail && m.detail.ms} : null;", name), timeout, f"the {name} mark",
+        interval=0.02)
 
 
 def open_trace(driver, base: str, trace_id: str) -> dict:

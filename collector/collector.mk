@@ -1,5 +1,5 @@
 # The collector's build and test targets; included by the root Makefile (run from the repo root).
-# Uses $(VENV), $(PYTHON) and $(VENV)/.ready from the root Makefile.
+# Uses $(VENV), $(PYTHON), $(TARGET_DIR) and $(VENV)/.ready from the root Makefile.
 
 COLLECTOR_PY_READY := $(VENV)/.collector-py-ready
 BROWSER_PY_READY := $(VENV)/.browser-py-ready
@@ -12,15 +12,14 @@ COLLECTOR_NODE_READY := collector/tests/node/node_modules/.ready
 collector-build:
 	cargo build -p meshtrace-collector --release
 	@mkdir -p dist
-	cp target/release/meshtrace-collector dist/meshtrace-collector
+	cp $(TARGET_DIR)/release/meshtrace-collector dist/meshtrace-collector
 
 $(COLLECTOR_PY_READY): $(VENV)/.ready collector/tests/py/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r collector/tests/py/requirements.txt
 	touch $@
 
 $(COLLECTOR_NODE_READY): collector/tests/node/package.json collector/tests/node/package-lock.json
-	@command -v npm >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	@scripts/ensure-deb.sh nodejs=node npm=npm
 	npm ci --prefix collector/tests/node --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -36,7 +35,7 @@ collector-unit-test:
 # tracers, the Python and Node.js Jaeger clients) against the debug binary that `cargo test` already built.
 collector-py-test: $(COLLECTOR_PY_READY) $(COLLECTOR_NODE_READY)
 	cargo build -p meshtrace-collector
-	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) ENVOY=$(abspath $(VENV)/bin/envoy) \
+	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) ENVOY=$(abspath $(VENV)/bin/envoy) \
 	  $(PYTHON) -m pytest -q collector/tests/py
 
 $(BROWSER_PY_READY): $(VENV)/.ready collector/tests/browser/requirements.txt
@@ -45,14 +44,10 @@ $(BROWSER_PY_READY): $(VENV)/.ready collector/tests/browser/requirements.txt
 
 # Debian's chromium and chromium-driver for the viewer's tests, installed when missing (sudo when not root).
 chromium:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
-	SUDO=; if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
-	echo "installing chromium and chromium-driver (apt)"; \
-	$$SUDO apt-get update -qq && \
-	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+	@scripts/ensure-deb.sh chromium=chromium chromium-driver=chromedriver
 
 # The viewer in headless Chromium against the debug binary (one browser and one filled collector per run).
 collector-browser-test: $(BROWSER_PY_READY) chromium
 	cargo build -p meshtrace-collector
-	MESHTRACE_COLLECTOR_BIN=$(abspath target/debug/meshtrace-collector) \
+	MESHTRACE_COLLECTOR_BIN=$(abspath $(TARGET_DIR)/debug/meshtrace-collector) \
 	  $(PYTHON) -m pytest -q collector/tests/browser

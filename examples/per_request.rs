@@ -7,14 +7,21 @@
 //! link), convert to OTLP and queue; the exporter encodes a batch every 512
 //! spans. `inbound-nolink`: the same with `linkByRequestId` off.
 //! `outbound-linked`: a CLIENT span of an application that forwarded only
-//! x-request-id, parented through the link an inbound request recorded.
+//! x-request-id, parented through the link an inbound request recorded (in
+//! another plugin instance, so read from shared data). `unsampled`: an
+//! inbound request without a parent at 0% (propagation only, as in the
+//! sidecar benchmark's `meshtrace-0`).
+//!
+//! `per_request N MODE hostcalls` prints, instead of a timing, the hostcalls
+//! a request makes in Envoy, by kind, counted at the [`Host`] (each method
+//! maps to one proxy-wasm hostcall, an edit to one per header).
 //!
 //! Shared data lives in a map standing in for Envoy's (host-side work in a
 //! real proxy, kept cheap here: FNV hashing): reads hand the module a copy,
 //! as the proxy does.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
@@ -49,29 +56,19 @@ struct BenchHost {
     headers: RefCell<Vec<(String, String)>>,
     shared: RefCell<SharedMap>,
     outbound: bool,
+    /// Hostcalls by the proxy-wasm ABI's name, when counting (`hostcalls`:
+    /// off for the profile, which it would weigh on).
+    calls: Option<RefCell<BTreeMap<&'static str, u64>>>,
 }
 
-impl Host for BenchHost {
-    fn now_unix_nanos(&self) -> u64 {
-        self.now.set(self.now.get() + 250_000);
-        self.now.get()
+impl BenchHost {
+    fn call(&self, name: &'static str, n: u64) {
+        if let Some(calls) = &self.calls {
+            *calls.borrow_mut().entry(name).or_default() += n;
+        }
     }
-    fn random_u64(&self) -> u64 {
-        let x = self
-            .rng
-            .get()
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.rng.set(x);
-        x ^ (x >> 33)
-    }
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
-    }
-    fn edit_request_headers(&self, edits: &[HeaderEdit]) {
-        std::hint::black_box(edits);
-    }
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+
+    fn lookup(&self, path: &[&str]) -> Option<Vec<u8>> {
         let v: &[u8] = match path {
             ["response", "code"] => &200i64.to_le_bytes(),
             ["response", "flags"] | ["request", "size"] => &0i64.to_le_bytes(),
@@ -85,19 +82,65 @@ impl Host for BenchHost {
         };
         Some(v.to_vec())
     }
+}
+
+impl Host for BenchHost {
+    fn now_unix_nanos(&self) -> u64 {
+        self.call("proxy_get_current_time_nanoseconds", 1);
+        self.now.set(self.now.get() + 250_000);
+        self.now.get()
+    }
+    fn random_u64(&self) -> u64 {
+        let x = self
+            .rng
+            .get()
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.rng.set(x);
+        x ^ (x >> 33)
+    }
+    fn coarse_now_unix_nanos(&self) -> u64 {
+        // Envoy's host serves it from the tick's clock, no hostcall.
+        self.now.get()
+    }
+    fn request_headers(&self) -> Vec<(String, String)> {
+        self.call("proxy_get_header_map_pairs", 1);
+        self.headers.borrow().clone()
+    }
+    fn edit_request_headers(&self, edits: &[HeaderEdit]) {
+        for e in edits {
+            match e.value {
+                Some(_) => self.call("proxy_replace_header_map_value", 1),
+                None => self.call("proxy_remove_header_map_value", 1),
+            }
+        }
+        std::hint::black_box(edits);
+    }
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.call("proxy_get_property", 1);
+        self.lookup(path)
+    }
     fn count(&self, counter: Counter, n: u64) {
         std::hint::black_box((counter, n));
     }
+    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+        // Envoy's host: one CEL list (src/filter/cel.rs).
+        self.call("proxy_call_foreign_function (expr_evaluate)", 1);
+        paths.iter().map(|p| self.lookup(p)).collect()
+    }
     fn dispatch(&self, c: &Callout<'_>) -> Result<u32, String> {
+        self.call("proxy_http_call", 1);
         std::hint::black_box(c.body.len());
         self.token.set(self.token.get() + 1);
         Ok(self.token.get())
     }
     fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+        self.call("proxy_get_shared_data", 1);
         let shared = self.shared.borrow();
         shared.get(key).map(|(v, cas)| (v.clone(), Some(*cas)))
     }
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        self.call("proxy_set_shared_data", 1);
         let mut shared = self.shared.borrow_mut();
         match shared.get_mut(key) {
             Some((_, current)) if cas.is_some() && cas != Some(*current) => false,
@@ -121,17 +164,21 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
     let mode = std::env::args().nth(2).unwrap_or_else(|| "inbound".into());
-    let (direction, link) = match mode.as_str() {
-        "inbound" => ("auto", true),
-        "inbound-nolink" => ("auto", false),
-        "outbound-linked" => ("auto", true),
+    let hostcalls = std::env::args().nth(3).is_some_and(|a| a == "hostcalls");
+    let (direction, link, percent) = match mode.as_str() {
+        "inbound" => ("auto", true, 100),
+        "inbound-nolink" => ("auto", false, 100),
+        "outbound-linked" => ("auto", true, 100),
+        "unsampled" => ("auto", true, 0),
         other => {
-            return eprintln!("unknown mode {other}: inbound, inbound-nolink, outbound-linked")
+            return eprintln!(
+                "unknown mode {other}: inbound, inbound-nolink, outbound-linked, unsampled"
+            )
         }
     };
     let json = format!(
         r#"{{"direction": "{direction}", "propagators": ["tracecontext", "baggage", "b3"],
-             "linkByRequestId": {link},
+             "linkByRequestId": {link}, "sampling": {{"randomSamplingPercentage": {percent}}},
              "exporter": {{"maxBatchSpans": 512, "flushIntervalMs": 1000}}}}"#
     );
     let config = Config::parse(json.as_bytes()).unwrap_or_default();
@@ -168,23 +215,40 @@ fn main() {
         ),
         shared: RefCell::new(SharedMap::default()),
         outbound: false,
+        calls: hostcalls.then(RefCell::default),
     };
-    let host = if mode == "outbound-linked" {
-        // An inbound request in flight records its link; the application
-        // then calls out forwarding only x-request-id.
-        let _in_flight = tracer.start(&host);
+    if mode == "unsampled" {
         host.headers
             .borrow_mut()
             .retain(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate" | "baggage"));
-        BenchHost {
+    }
+    // The outbound side is another plugin instance (its own root context),
+    // as in a sidecar, so it reads the link from shared data.
+    let inbound = tracer;
+    let (tracer, host) = if mode == "outbound-linked" {
+        // An inbound request in flight records its link; the application
+        // then calls out forwarding only x-request-id.
+        let _in_flight = inbound.start(&host);
+        host.headers
+            .borrow_mut()
+            .retain(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate" | "baggage"));
+        let outbound = match Tracer::new(&config, &|_| None) {
+            Ok(t) => t,
+            Err(e) => return eprintln!("{e}"),
+        };
+        let host = BenchHost {
             outbound: true,
             ..host
-        }
+        };
+        (outbound, host)
     } else {
-        host
+        (inbound, host)
     };
-    let resource = otlp::resource(resource::attributes(Some("cart"), &|_| None, &host));
-    let mut exporter = Exporter::new(config.exporter.clone(), resource);
+    let resource = resource::attributes(Some("cart"), &|_| None, &host);
+    let mut exporter = Exporter::new(config.exporter.clone(), otlp::framing(&resource));
+    if let Some(calls) = &host.calls {
+        calls.borrow_mut().clear();
+    }
     let started = Instant::now();
     for _ in 0..n {
         let span = tracer.start(&host);
@@ -198,5 +262,11 @@ fn main() {
         }
     }
     let per = started.elapsed().as_nanos() / u128::from(n.max(1));
+    if let Some(calls) = &host.calls {
+        for (name, count) in calls.borrow().iter() {
+            println!("{:.3} {name}", *count as f64 / f64::from(n.max(1)));
+        }
+        return;
+    }
     println!("{n} requests, {per} ns/request (native; informational)");
 }

@@ -12,12 +12,9 @@ Then it sends traffic, prints where to look and draws one trace as a tree.
 """
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +22,12 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from meshtrace_testkit import (LOOPBACK, RELEASE_COLLECTOR, ROOT, WASM, Collector, Envoy, NotReady, envoy_bin,
+                               free_port, wait_until)
+from meshtrace_testkit.jaeger import parent_of, tag
+from meshtrace_testkit.procs import stop as stop_process
+from meshtrace_testkit.procs import tail
+
 SHOP = ROOT / "integration" / "shop"
 sys.path.insert(0, str(SHOP))
 
@@ -33,57 +35,9 @@ import loadgen  # noqa: E402
 import sidecar  # noqa: E402
 from topology import ENTRY, PROPAGATORS, SERVICES, callees, expected_span_count  # noqa: E402
 
-WASM = ROOT / "dist" / "meshtrace.wasm"
-COLLECTOR = ROOT / "dist" / "meshtrace-collector"
-ENVOY = Path(os.environ.get("ENVOY") or Path(sys.executable).parent / "envoy")
-LOOPBACK = "127.0.0.1"
 RATE = 4.0           # requests per second from the load generator
 FLUSH_MS = 200       # the sidecars' export interval, short so traces show up at once
 FORMAT_NAMES = {"w3c": "W3C", "b3": "B3", "jaeger": "Jaeger"}
-
-
-def free_port(preferred: int | None = None) -> int:
-    if preferred:
-        with socket.socket() as s:
-            try:
-                s.bind((LOOPBACK, preferred))
-                return preferred
-            except OSError:
-                pass
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def get(port: int, path: str, timeout=5.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_for(what: str, ok, proc: subprocess.Popen, log: Path, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail(log)}")
-        try:
-            if ok():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {timeout:.0f} s:\n{tail(log)}")
-
-
-def tail(path: Path, lines=30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class Shop:
@@ -100,6 +54,8 @@ class Shop:
         self.outbound = {name: free_port() for name in SERVICES}
         self.app = {name: free_port() for name in SERVICES}
         self.admin = {name: free_port() for name in SERVICES}
+        self.collector: Collector | None = None
+        self.envoys: dict[str, Envoy] = {}
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
         log = self.dir / f"{name}.log"
@@ -112,24 +68,19 @@ class Shop:
         return proc, log
 
     def start(self):
-        data = self.dir / "collector-data"
-        proc, log = self.spawn("collector", [
-            str(COLLECTOR), "--data-dir", str(data), "--log-format", "text",
-            "--otlp-http-addr", f"{LOOPBACK}:{self.otlp_port}",
-            "--otlp-grpc-addr", f"{LOOPBACK}:{free_port()}",
-            "--zipkin-addr", f"{LOOPBACK}:{self.zipkin_port}",
-            "--sampling-addr", f"{LOOPBACK}:0",
-            "--http-addr", f"{LOOPBACK}:{self.query_port}",
-            "--tempo-addr", f"{LOOPBACK}:{self.tempo_port}",
-        ])
-        wait_for("collector", lambda: get(self.query_port, "/readyz")[0] == 200, proc, log)
+        log = self.dir / "collector.log"
+        # In a session of its own, like every child (see `spawn`).
+        self.collector = Collector(
+            self.dir / "collector-data", binary=RELEASE_COLLECTOR, log_path=log, own_session=True,
+            listen={"otlp_http": self.otlp_port, "zipkin": self.zipkin_port, "http": self.query_port,
+                    "tempo": self.tempo_port})
+        self.procs.append(("collector", self.collector.proc, log))
 
         for name in SERVICES:
             self.spawn(name, [sys.executable, str(SHOP / "service.py")], {
                 "SERVICE_NAME": name, "PORT": str(self.app[name]), "BIND": LOOPBACK,
                 "OUTBOUND": f"{LOOPBACK}:{self.outbound[name]}"})
 
-        envoys = []
         for name in SERVICES:
             config = sidecar.bootstrap(
                 name, wasm_path=str(WASM),
@@ -138,59 +89,27 @@ class Shop:
                 upstreams={c: (LOOPBACK, self.inbound[c]) for c in callees(name)},
                 collector=(LOOPBACK, self.otlp_port), admin=(LOOPBACK, self.admin[name]),
                 flush_ms=FLUSH_MS)
-            path = self.dir / f"envoy-{name}.json"
-            path.write_text(json.dumps(config, indent=1))
-            proc, log = self.spawn(f"envoy-{name}", [
-                str(ENVOY), "-c", str(path), "--concurrency", "1", "--use-dynamic-base-id",
-                "--disable-hot-restart", "-l", "info", "--component-log-level", "wasm:debug"])
-            envoys.append((name, proc, log))
-        for name, proc, log in envoys:
-            port = self.admin[name]
-            wait_for(f"envoy of {name}", lambda: get(port, "/ready")[0] == 200, proc, log, timeout=90)
+            envoy = Envoy(config, directory=self.dir, name=f"envoy-{name}", own_session=True)
+            self.envoys[name] = envoy.start(expect_ready=False)
+            self.procs.append((envoy.name, envoy.proc, envoy.log_path))
+        for envoy in self.envoys.values():
+            envoy.wait_ready(timeout=90)
         for name, proc, log in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail(log)}")
 
     def stop(self):
-        for name, proc, _ in reversed(self.procs):  # the collector was started first, it stops last
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for _, proc, _ in reversed(self.procs):  # the collector was started first, it stops last
+            stop_process(proc, 15)
 
     def stat(self, service: str, name: str) -> int:
-        status, body = get(self.admin[service], "/stats?format=json&filter=meshtrace")
-        for s in json.loads(body).get("stats", []):
-            if s.get("name", "").endswith(name):
-                return int(s.get("value", 0))
-        return 0
+        return self.envoys[service].stat(name)
 
     def trace(self, trace_id: str) -> dict | None:
-        status, body = get(self.query_port, f"/api/traces/{trace_id}")
-        if status != 200:
-            return None
-        data = json.loads(body).get("data") or []
-        return data[0] if data else None
+        return self.collector.trace(trace_id)
 
 
 # ---- checking a trace --------------------------------------------------------
-
-def tag(span: dict, key: str):
-    for kv in span.get("tags", []):
-        if kv.get("key") == key:
-            return kv.get("value")
-    return None
-
-
-def parent_of(span: dict) -> str:
-    for ref in span.get("references", []):
-        if ref.get("refType") == "CHILD_OF":
-            return ref.get("spanID", "")
-    return ""
-
 
 def check_trace(trace: dict | None, trace_id: str, caller_span: str) -> list[str]:
     """What is wrong with one trace of the shop's entry request ([] if complete)."""
@@ -217,7 +136,7 @@ def check_trace(trace: dict | None, trace_id: str, caller_span: str) -> list[str
         if name not in servers:
             problems.append(f"no SERVER span for {name}")
     # The root: the frontend's SERVER span, child of the load generator's context if it sent one.
-    if ENTRY in servers and parent_of(by_id[servers[ENTRY]]) != caller_span:
+    if ENTRY in servers and (parent_of(by_id[servers[ENTRY]]) or "") != caller_span:
         problems.append(f"{ENTRY} SERVER parent is {parent_of(by_id[servers[ENTRY]]) or 'none'}, "
                         f"expected {caller_span or 'none'}")
     for name in SERVICES:
@@ -225,7 +144,7 @@ def check_trace(trace: dict | None, trace_id: str, caller_span: str) -> list[str
         if len(clients) != len(callees(name)):
             problems.append(f"{name} has {len(clients)} CLIENT spans, expected {len(callees(name))}")
         for sid in clients:
-            if parent_of(by_id[sid]) != servers.get(name):
+            if (parent_of(by_id[sid]) or "") != servers.get(name):
                 fmt = FORMAT_NAMES[SERVICES[name][0]]
                 problems.append(f"{name} CLIENT span {sid} is not a child of its SERVER span "
                                 f"(the {fmt}-only hop broke)")
@@ -313,13 +232,19 @@ Logs: {shop.dir}
 
 
 def wait_complete(shop: Shop, sent: loadgen.Sent, timeout: float) -> tuple[dict | None, list[str]]:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The trace and what is wrong with it: nothing once it is complete, else what was wrong last."""
+    last = None, []
+
+    def complete():
+        nonlocal last
         trace = shop.trace(sent.trace_id)
-        problems = check_trace(trace, sent.trace_id, sent.parent_span_id)
-        if not problems or time.monotonic() > deadline:
-            return trace, problems
-        time.sleep(0.25)
+        last = trace, check_trace(trace, sent.trace_id, sent.parent_span_id)
+        return not last[1]
+    try:
+        wait_until(complete, timeout, f"trace {sent.trace_id} complete", interval=0.25)
+    except NotReady:
+        pass
+    return last
 
 
 def show_one(shop: Shop, sent: list[loadgen.Sent]) -> str | None:
@@ -399,7 +324,8 @@ def _interrupt(*_):
 
 
 def main() -> int:
-    for path, how in ((WASM, "make wasm"), (COLLECTOR, "make collector-build"), (ENVOY, "make .venv/.ready")):
+    for path, how in ((WASM, "make wasm"), (RELEASE_COLLECTOR, "make collector-build"),
+                       (envoy_bin(), "make .venv/.ready")):
         if not path.exists():
             print(f"demo: {path} is missing (run `{how}`, or simply `make demo`)", file=sys.stderr)
             return 2
@@ -422,7 +348,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         code = 0 if seconds <= 0 else 130
-    except (RuntimeError, OSError) as err:
+    except (RuntimeError, OSError, NotReady) as err:
         print(f"demo: {err}", file=sys.stderr, flush=True)
         code = 1
     finally:

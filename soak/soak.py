@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,81 +31,56 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness import LOOPBACK, Envoy, cluster, free_port, listener, request, wait_until, wasm_filter  # noqa: E402
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+import meshtrace_testkit as kit
+from meshtrace_testkit import (LOOPBACK, RELEASE_COLLECTOR, ROOT, Envoy, bootstrap, cluster, direct_response,
+                               free_port, http_listener, request, route, wait_until, wasm_filter)
+from meshtrace_testkit.procs import rss_mib
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 KILL_EVERY = float(os.environ.get("SOAK_KILL_EVERY_S", "240"))
 DOWN_FOR = float(os.environ.get("SOAK_DOWN_S", "60"))
 CONNECTIONS = int(os.environ.get("SOAK_CONNECTIONS", "8"))
 SEGMENT = 10  # seconds per wrk run: one throughput / latency point
-COLLECTOR = Path(os.environ.get("MESHTRACE_COLLECTOR_BIN", ROOT / "dist" / "meshtrace-collector"))
+COLLECTOR = Path(os.environ.get("MESHTRACE_COLLECTOR_BIN", RELEASE_COLLECTOR))
 OUT = ROOT / "bench"
 
 
 def rss_kib(pid: int) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        return round(rss_mib(pid) * 1024)
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def direct_response_listener(name: str, port: int) -> dict:
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": LOOPBACK, "port_value": port}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": name,
-                "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
-                    "match": {"prefix": "/"},
-                    "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]}]},
-                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
-            },
-        }]}],
-    }
+def sidecar_listener(name: str, port: int, direction: str, target: str, filters: list) -> dict:
+    return http_listener(name, port, [route(target, name=f"{name}-route", timeout="10s")], filters=filters,
+                         direction=direction)
 
 
 class Collector:
-    """The release collector on fixed loopback ports, restartable on the same data directory."""
+    """The release collector (meshtrace_testkit's), restarted on the same data directory and loopback ports
+    after each kill; counts the spans it accepted over all its lifetimes."""
 
     def __init__(self, data_dir: str):
         self.data_dir = data_dir
-        self.otlp, self.http = free_port(), free_port()
+        self.running: kit.Collector | None = None
         self.proc = None
         self.accepted_before = 0.0  # spans accepted by earlier lifetimes (last scrape before each kill)
         self.last_accepted = 0.0
-        self.log = open(Path(data_dir).parent / "collector.log", "ab")
 
     def start(self):
-        self.proc = subprocess.Popen(
-            [str(COLLECTOR), "--data-dir", self.data_dir,
-             "--otlp-http-addr", f"{LOOPBACK}:{self.otlp}", "--otlp-grpc-addr", f"{LOOPBACK}:0",
-             "--zipkin-addr", f"{LOOPBACK}:0", "--http-addr", f"{LOOPBACK}:{self.http}",
-             "--tempo-addr", f"{LOOPBACK}:0", "--sampling-addr", f"{LOOPBACK}:0", "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=self.log,
-        )
-        wait_until(self.ready, timeout=120, what="collector ready")
-
-    def ready(self):
-        assert self.proc.poll() is None, f"collector exited {self.proc.returncode}"
-        try:
-            return request(self.http, "/readyz", timeout=1)[0] == 200
-        except OSError:
-            return False
+        if self.running is None:
+            self.running = kit.Collector(Path(self.data_dir), binary=COLLECTOR,
+                                         log_path=Path(self.data_dir).parent / "collector.log")
+        else:
+            self.running.restart()
+        self.proc = self.running.proc
+        self.otlp, self.http = self.running.port("otlp_http"), self.running.port("http")
 
     def scrape(self) -> float:
         try:
@@ -125,15 +99,13 @@ class Collector:
 
     def kill9(self):
         self.scrape()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
+        self.running.kill9()
         self.accepted_before += self.last_accepted
         self.last_accepted = 0.0
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(60)
+        if self.running:
+            self.running.stop(60)
 
 
 class Probe(threading.Thread):
@@ -299,14 +271,14 @@ def main() -> int:
 
     f_in, f_out, b_in, b_app = free_port(), free_port(), free_port(), free_port()
     flt = lambda name: [wasm_filter({"serviceName": name, "propagators": ["tracecontext", "baggage"]})]  # noqa: E731
-    front = Envoy({"static_resources": {
-        "listeners": [listener("inbound", f_in, "INBOUND", "app", flt("front")),
-                      listener("outbound", f_out, "OUTBOUND", "upstream", flt("front"))],
-        "clusters": [cluster("app", f_out), cluster("upstream", b_in), cluster("meshtrace-collector", c.otlp)]}})
-    back = Envoy({"static_resources": {
-        "listeners": [listener("inbound", b_in, "INBOUND", "app", flt("back")),
-                      direct_response_listener("app", b_app)],
-        "clusters": [cluster("app", b_app), cluster("meshtrace-collector", c.otlp)]}})
+    front = Envoy(bootstrap(
+        [sidecar_listener("inbound", f_in, "INBOUND", "app", flt("front")),
+         sidecar_listener("outbound", f_out, "OUTBOUND", "upstream", flt("front"))],
+        [cluster("app", f_out), cluster("upstream", b_in), cluster("meshtrace-collector", c.otlp)]))
+    back = Envoy(bootstrap(
+        [sidecar_listener("inbound", b_in, "INBOUND", "app", flt("back")),
+         http_listener("app", b_app, [direct_response(200, "ok")])],
+        [cluster("app", b_app), cluster("meshtrace-collector", c.otlp)]))
     front.start()
     back.start()
 

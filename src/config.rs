@@ -322,6 +322,9 @@ pub struct ExporterConfig {
     pub max_queue_spans: usize,
     /// Extra request headers (e.g. an authorization token).
     pub headers: BTreeMap<String, String>,
+    /// A VM environment variable whose value goes out as `authorization:
+    /// Bearer <value>`: a token that is not written into the configuration.
+    pub bearer_token_env: Option<String>,
 }
 
 impl Default for ExporterConfig {
@@ -336,6 +339,7 @@ impl Default for ExporterConfig {
             max_batch_spans: 512,
             max_queue_spans: 8_192,
             headers: BTreeMap::new(),
+            bearer_token_env: None,
         }
     }
 }
@@ -346,6 +350,37 @@ impl ExporterConfig {
     }
     pub fn authority(&self) -> &str {
         self.authority.as_deref().unwrap_or(self.cluster())
+    }
+
+    /// Adds `authorization: Bearer <token>` with the token read from the VM
+    /// environment variable `bearerTokenEnv` names. Unset, empty or not a
+    /// token there refuses the configuration (the collector would refuse
+    /// every batch); the error never shows the value.
+    pub fn resolve_bearer_token(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let Some(name) = &self.bearer_token_env else {
+            return Ok(());
+        };
+        let field = "exporter.bearerTokenEnv";
+        let value = env(name).unwrap_or_default();
+        let token = value.trim();
+        if token.is_empty() {
+            return Err(invalid(
+                field,
+                format!("the VM environment has no value for {name} (vm_config.environment_variables, Istio vmConfig.env)"),
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                field,
+                format!("{name} holds characters a bearer token cannot have"),
+            ));
+        }
+        self.headers
+            .insert("authorization".into(), format!("Bearer {token}"));
+        Ok(())
     }
 }
 
@@ -675,6 +710,20 @@ impl ExporterConfig {
                 ));
             }
         }
+        if let Some(name) = &self.bearer_token_env {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(invalid(
+                    "exporter.bearerTokenEnv",
+                    "must be an environment variable name",
+                ));
+            }
+            if self.headers.contains_key("authorization") {
+                return Err(invalid(
+                    "exporter.bearerTokenEnv",
+                    "exporter.headers already sets authorization",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -831,6 +880,82 @@ mod tests {
                 "{doc}: reason {:?}",
                 err.reason
             );
+        }
+    }
+
+    #[test]
+    fn bearer_token_comes_from_the_vm_environment() {
+        let env = |k: &str| match k {
+            "INGEST_TOKEN" => Some("s3cret\n".to_string()),
+            "EMPTY" => Some("  ".to_string()),
+            "SPACED" => Some("two words".to_string()),
+            _ => None,
+        };
+        // (variable, expected authorization header or the error's reason, why)
+        let rows: &[(&str, Result<&str, &str>, &str)] = &[
+            (
+                "INGEST_TOKEN",
+                Ok("Bearer s3cret"),
+                "the value, trimmed like a Secret's file",
+            ),
+            (
+                "UNSET",
+                Err("no value for UNSET"),
+                "an unset variable refuses the configuration",
+            ),
+            ("EMPTY", Err("no value for EMPTY"), "blank is unset"),
+            (
+                "SPACED",
+                Err("cannot have"),
+                "a header value that is no token",
+            ),
+        ];
+        for (name, want, why) in rows {
+            let doc = format!(r#"{{"exporter": {{"bearerTokenEnv": "{name}"}}}}"#);
+            let mut c = Config::parse(doc.as_bytes()).unwrap();
+            let got = c.exporter.resolve_bearer_token(&env);
+            match want {
+                Ok(header) => {
+                    assert_eq!(got, Ok(()), "{why}");
+                    assert_eq!(c.exporter.headers["authorization"], *header, "{why}");
+                }
+                Err(reason) => {
+                    let err = got.unwrap_err();
+                    assert_eq!(err.field, "exporter.bearerTokenEnv", "{why}");
+                    assert!(err.reason.contains(reason), "{why}: {}", err.reason);
+                    assert!(!err.reason.contains("two words"), "never shows the value");
+                }
+            }
+        }
+        let mut plain = Config::parse(br#"{"exporter": {"headers": {"x-a": "b"}}}"#).unwrap();
+        assert_eq!(plain.exporter.resolve_bearer_token(&env), Ok(()));
+        assert_eq!(
+            plain.exporter.headers.len(),
+            1,
+            "nothing added without bearerTokenEnv"
+        );
+    }
+
+    #[test]
+    fn bearer_token_env_is_validated() {
+        let rows: &[(&str, &str)] = &[
+            (
+                r#"{"exporter": {"bearerTokenEnv": ""}}"#,
+                "environment variable name",
+            ),
+            (
+                r#"{"exporter": {"bearerTokenEnv": "A=B"}}"#,
+                "environment variable name",
+            ),
+            (
+                r#"{"exporter": {"bearerTokenEnv": "T", "headers": {"authorization": "Bearer x"}}}"#,
+                "already sets authorization",
+            ),
+        ];
+        for (doc, reason) in rows {
+            let err = Config::parse(doc.as_bytes()).unwrap_err();
+            assert_eq!(err.field, "exporter.bearerTokenEnv", "{doc}");
+            assert!(err.reason.contains(reason), "{doc}: {}", err.reason);
         }
     }
 

@@ -12,11 +12,10 @@
 
 use std::collections::VecDeque;
 
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use meshtrace_core::otlp::Framing;
 
 use crate::config::ExporterConfig;
 use crate::host::{Callout, Counter, Host};
-use crate::otlp::Framing;
 
 /// Sends in flight at once, per VM.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -72,11 +71,11 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    pub fn new(config: ExporterConfig, resource: Resource) -> Self {
+    pub fn new(config: ExporterConfig, framing: Framing) -> Self {
         Exporter {
             queue: Vec::with_capacity(config.max_batch_spans),
             config,
-            framing: Framing::new(&resource),
+            framing,
             in_flight: Vec::new(),
             retries: VecDeque::new(),
             held: 0,
@@ -246,8 +245,6 @@ impl Exporter {
 mod tests {
     use super::*;
     use crate::host::mock::MockHost;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use prost::Message;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -259,23 +256,22 @@ mod tests {
             headers: [("authorization".to_string(), "Bearer t".to_string())].into(),
             ..Default::default()
         };
-        Exporter::new(
-            config,
-            crate::otlp::resource(vec![("service.name", "s".into())]),
-        )
+        Exporter::new(config, framing())
     }
 
+    fn framing() -> Framing {
+        crate::otlp::framing(&[("service.name".into(), "s".into())])
+    }
+
+    /// Bytes standing for an encoded span: the framing never looks inside.
     fn span(i: u64) -> Vec<u8> {
-        crate::otlp::OtlpSpan {
-            span_id: i.to_be_bytes().to_vec(),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        i.to_be_bytes().to_vec()
     }
 
-    fn spans_in(body: &[u8]) -> usize {
-        let req = ExportTraceServiceRequest::decode(body).unwrap();
-        req.resource_spans[0].scope_spans[0].spans.len()
+    /// The request body holding exactly these spans, in this order.
+    fn body_of(spans: impl IntoIterator<Item = u64>) -> Vec<u8> {
+        let spans: Vec<Vec<u8>> = spans.into_iter().map(span).collect();
+        framing().request(&spans)
     }
 
     #[test]
@@ -289,7 +285,7 @@ mod tests {
         host.advance_ms(10);
         e.on_tick(&host);
         assert_eq!(host.sent.borrow().len(), 1, "one full batch");
-        assert_eq!(spans_in(&host.sent.borrow()[0].2), 3);
+        assert_eq!(host.sent.borrow()[0].2, body_of(0..3));
         host.advance_ms(500);
         e.on_tick(&host);
         assert_eq!(
@@ -300,7 +296,7 @@ mod tests {
         host.advance_ms(600);
         e.on_tick(&host);
         assert_eq!(host.sent.borrow().len(), 2);
-        assert_eq!(spans_in(&host.sent.borrow()[1].2), 1);
+        assert_eq!(host.sent.borrow()[1].2, body_of([3]));
     }
 
     #[test]

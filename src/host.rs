@@ -85,6 +85,20 @@ pub trait Host {
     /// Sets a shared value if `cas` still matches; false when it lost the race.
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 
+    /// The proxy's clock as of a recent moment (to within a tick), for
+    /// deadlines measured in seconds (a link's expiry): a host can serve it
+    /// without a hostcall. By default, the clock itself.
+    fn coarse_now_unix_nanos(&self) -> u64 {
+        self.now_unix_nanos()
+    }
+
+    /// Several properties at once, in order, each as [`Host::property`]
+    /// would return it. By default one `property` each; Envoy's host answers
+    /// a batch in one hostcall.
+    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+        paths.iter().map(|p| self.property(p)).collect()
+    }
+
     fn property_string(&self, path: &[&str]) -> Option<String> {
         self.property(path)
             .and_then(|b| String::from_utf8(b).ok())
@@ -134,6 +148,9 @@ pub mod mock {
         pub fail_dispatch: Cell<bool>,
         pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
         pub cas_always_fails: Cell<bool>,
+        /// Shared-data reads and writes made (each a hostcall in a proxy).
+        pub shared_reads: Cell<u32>,
+        pub shared_writes: Cell<u32>,
     }
 
     impl MockHost {
@@ -212,12 +229,14 @@ pub mod mock {
             Ok(t)
         }
         fn shared_data(&self, key: &str) -> Option<(Vec<u8>, Option<u32>)> {
+            self.shared_reads.set(self.shared_reads.get() + 1);
             self.shared
                 .borrow()
                 .get(key)
                 .map(|(v, cas)| (v.clone(), Some(*cas)))
         }
         fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+            self.shared_writes.set(self.shared_writes.get() + 1);
             let mut shared = self.shared.borrow_mut();
             let current = shared.get(key).map(|(_, c)| *c);
             if self.cas_always_fails.get() || (cas.is_some() && cas != current) {

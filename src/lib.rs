@@ -16,6 +16,10 @@
 //! VM's [`exporter`], which batches spans and sends them to the collector over
 //! the proxy's own HTTP callout, retrying with backoff.
 //!
+//! What the collector must agree on (ids, the ratio rule, the Jaeger sampling
+//! strategies, attribute names, the OTLP framing) lives in meshtrace-core,
+//! which both depend on.
+//!
 //! Everything above is pure logic that talks to the proxy only through the
 //! [`host::Host`] trait (clock, randomness, headers, properties, counters and
 //! callouts). It is unit-tested natively and on wasm32. The `filter` module
@@ -30,7 +34,6 @@
 pub mod config;
 pub mod exporter;
 pub mod host;
-pub mod ids;
 pub mod link;
 pub mod otlp;
 pub mod propagation;
@@ -41,6 +44,9 @@ pub mod semconv;
 pub mod span;
 pub mod tags;
 pub mod tracer;
+
+/// Trace and span ids, shared with the collector (meshtrace-core).
+pub use meshtrace_core::ids;
 
 #[cfg(feature = "proxy")]
 mod filter;

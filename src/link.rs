@@ -8,27 +8,40 @@
 //! do). The outbound side, finding no trace context on a request, looks its
 //! `x-request-id` up and parents the CLIENT span on that SERVER span.
 //!
-//! **Bounded.** [`BUCKETS`] shared-data keys, each holding at most
-//! [`PER_BUCKET`] entries, picked by a hash of the request id: about 16k
-//! entries of 43 bytes plus the tracestate, whatever the traffic. An entry
-//! is *open* while its request is in flight and expires [`GRACE_NANOS`]
-//! after the request ends ([`MAX_OPEN_NANOS`] after it started if it never
-//! ends). A new entry replaces an expired one or one with the same request
-//! id, else the closed entry that ended first; when every entry of its
-//! bucket is in flight it is not recorded (`request_id_unrecorded`) rather
-//! than cut another request's link.
+//! **One writer per key.** Each recording plugin instance (one per worker
+//! for an inbound plugin) takes a slot in a small registry and writes only
+//! its own keys, `meshtrace.rid.{slot}.{bucket}`, keeping the authoritative
+//! copy of its buckets in the VM. Recording and closing a link are then one
+//! shared-data write each, with no read: a read hands its result back
+//! through a call into the module's allocator, which made the two
+//! read-then-compare-and-swap pairs of a shared bucket three quarters of what
+//! an unsampled request cost over the headers floor. A lookup reads the
+//! bucket of every live slot (its own from the VM), and only for outbound
+//! requests that carry no trace context.
 //!
-//! **Never waits.** Writes are compare-and-swap on the bucket with a few
-//! tries: losing them all means not recording (or not closing: the entry
-//! then lives until [`MAX_OPEN_NANOS`]). A request costs a read and a write
-//! when it starts and again when it ends; the outbound side reads once, and
-//! only for requests that carry no trace context.
+//! **Bounded.** [`BUCKETS`] keys per slot, each holding at most
+//! [`PER_BUCKET`] entries, picked by a hash of the request id: about 16k
+//! entries of 43 bytes plus the tracestate per worker, whatever the traffic.
+//! An entry is *open* while its request is in flight and expires
+//! [`GRACE_NANOS`] after the request ends ([`MAX_OPEN_NANOS`] after it
+//! started if it never ends). A new entry replaces an expired one or one with
+//! the same request id, else the closed entry that ended first; when every
+//! entry of its bucket is in flight it is not recorded
+//! (`request_id_unrecorded`) rather than cut another request's link.
+//!
+//! **Never waits.** The registry is the one value written by several VMs:
+//! compare-and-swap with a few tries, when a slot is taken and once a second
+//! to say the owner is alive ([`HEARTBEAT_NANOS`]); a slot not refreshed for
+//! [`STALE_NANOS`] is free again. An instance that cannot get a slot records
+//! nothing until it can.
+
+use std::cell::{Cell, RefCell};
 
 use crate::host::Host;
 use crate::ids::{SpanId, TraceId};
 use crate::propagation::{Sampling, SpanContext, TraceState};
 
-/// Shared-data keys used, `meshtrace.rid.000` to `meshtrace.rid.fff`.
+/// Shared-data keys per slot, `meshtrace.rid.{slot}.000` to `.fff`.
 pub const BUCKETS: u64 = 4096;
 const _: () = assert!(BUCKETS <= 0x1000, "three hex digits name every bucket");
 /// Entries per key.
@@ -38,11 +51,25 @@ pub const PER_BUCKET: usize = 4;
 pub const GRACE_NANOS: u64 = 5_000_000_000;
 /// The longest a link lives while its request is still open.
 pub const MAX_OPEN_NANOS: u64 = 300_000_000_000;
-/// Compare-and-swap tries per write.
+/// Recording plugin instances the registry holds at once.
+pub const MAX_SLOTS: usize = 64;
+/// How often a slot's owner says it is alive.
+pub const HEARTBEAT_NANOS: u64 = 1_000_000_000;
+/// A slot whose owner has not said so for this long is free.
+pub const STALE_NANOS: u64 = 30_000_000_000;
+/// How long a reader trusts its copy of the registry.
+const REGISTRY_TTL_NANOS: u64 = 1_000_000_000;
+/// Compare-and-swap tries per registry write.
 const TRIES: usize = 3;
-/// Layout version, the first byte of a bucket: a bucket of another layout
-/// (another build of the module during a rollout) reads as empty.
-const VERSION: u8 = 1;
+/// Layout version, the first byte of a bucket and of the registry: a value
+/// of another layout (another build of the module during a rollout) reads
+/// as empty.
+const VERSION: u8 = 2;
+
+/// The registry: VERSION, then per slot its number (u8), its owner's nonce
+/// (u64) and when the owner last said it was alive (u64, ns since the epoch).
+pub const REGISTRY: &str = "meshtrace.rid.slots";
+const SLOT_LEN: usize = 17;
 
 const SAMPLED: u8 = 0x01;
 const RANDOM: u8 = 0x02;
@@ -62,7 +89,8 @@ const FIXED: usize = 43;
 /// Where a recorded link is, so the request's end can close it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
-    key: String,
+    slot: u8,
+    bucket: u16,
     check: u64,
     span_id: SpanId,
 }
@@ -103,20 +131,6 @@ fn hash(request_id: &str) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
-}
-
-/// `meshtrace.rid.{bucket as 3 hex digits}`, written without the formatting
-/// machinery: it is built on every inbound request.
-fn key(bucket: u64) -> String {
-    const PREFIX: &str = "meshtrace.rid.";
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut key = String::with_capacity(PREFIX.len() + 3);
-    key.push_str(PREFIX);
-    for shift in [8, 4, 0] {
-        let digit = HEX.get(((bucket >> shift) & 0xf) as usize).copied();
-        key.push(char::from(digit.unwrap_or(b'0')));
-    }
-    key
 }
 
 /// One entry of a bucket, as stored.
@@ -205,59 +219,247 @@ fn push_entry(out: &mut Vec<u8>, check: u64, ctx: &SpanContext, expires: u64) {
     }
 }
 
-/// Records the SERVER span `ctx` of a request that started at `now` under
-/// its `x-request-id`; `None` when it could not be recorded.
-pub fn record(host: &dyn Host, request_id: &str, ctx: &SpanContext, now: u64) -> Option<Recorded> {
-    let check = hash(request_id);
-    let key = key(check % BUCKETS);
-    for _ in 0..TRIES {
-        let (old, cas) = host.shared_data(&key).unwrap_or_default();
+/// `meshtrace.rid.{slot as 2 hex digits}.{bucket as 3}`, written without
+/// the formatting machinery: it is built on every inbound request.
+fn key(slot: u8, bucket: u16) -> String {
+    const PREFIX: &str = "meshtrace.rid.";
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |v: u32| char::from(HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0'));
+    let mut key = String::with_capacity(PREFIX.len() + 6);
+    key.push_str(PREFIX);
+    key.push(digit(u32::from(slot) >> 4));
+    key.push(digit(u32::from(slot)));
+    key.push('.');
+    for shift in [8, 4, 0] {
+        key.push(digit(u32::from(bucket) >> shift));
+    }
+    key
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The registry's slots: (number, owner's nonce, last heartbeat).
+fn slots(registry: &[u8]) -> Vec<(u8, u64, u64)> {
+    match registry.split_first() {
+        Some((&VERSION, rest)) => rest
+            .chunks_exact(SLOT_LEN)
+            .take(MAX_SLOTS)
+            .map(|c| (c.first().copied().unwrap_or(0), u64_at(c, 1), u64_at(c, 9)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn registry_bytes(slots: &[(u8, u64, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + slots.len() * SLOT_LEN);
+    out.push(VERSION);
+    for (slot, nonce, at) in slots {
+        out.push(*slot);
+        out.extend_from_slice(&nonce.to_le_bytes());
+        out.extend_from_slice(&at.to_le_bytes());
+    }
+    out
+}
+
+/// This instance's slot and the authoritative copy of its buckets.
+#[derive(Default)]
+struct Own {
+    slot: Option<u8>,
+    /// Every bucket of the slot, as last written (empty: never written).
+    buckets: Vec<Vec<u8>>,
+    /// When the registry last heard from this instance.
+    heartbeat: u64,
+    /// No new claim before then, after one failed.
+    retry_at: u64,
+}
+
+/// The registry as a reader last read it: the live slots.
+#[derive(Default)]
+struct Registry {
+    live: Vec<u8>,
+    read_at: Option<u64>,
+}
+
+/// One plugin instance's links: the slot it writes, if it records, and the
+/// registry as it last read it, if it looks links up.
+#[derive(Default)]
+pub struct Links {
+    /// Tells this instance's slot from one another instance took over.
+    nonce: Cell<u64>,
+    own: RefCell<Own>,
+    registry: RefCell<Registry>,
+}
+
+impl Links {
+    pub fn new() -> Self {
+        Links::default()
+    }
+
+    /// Keeps this instance's slot alive; the root context calls it on every
+    /// tick, so an instance that records nothing for a while keeps its slot.
+    pub fn tick(&self, host: &dyn Host, now: u64) {
+        let due = {
+            let own = self.own.borrow();
+            own.slot.is_some() && now.saturating_sub(own.heartbeat) >= HEARTBEAT_NANOS
+        };
+        if due {
+            self.heartbeat(host, now);
+        }
+    }
+
+    /// The slot this instance writes: claimed at its first record, refreshed
+    /// when a heartbeat is due (which also finds out whether another instance
+    /// took it over meanwhile, before anything is written).
+    fn slot(&self, host: &dyn Host, now: u64) -> Option<u8> {
+        let (slot, heartbeat) = {
+            let own = self.own.borrow();
+            (own.slot, own.heartbeat)
+        };
+        if let Some(s) = slot {
+            if now.saturating_sub(heartbeat) < HEARTBEAT_NANOS {
+                return Some(s);
+            }
+            self.heartbeat(host, now);
+            if let Some(s) = self.own.borrow().slot {
+                return Some(s);
+            }
+        }
+        if now < self.own.borrow().retry_at {
+            return None;
+        }
+        self.claim(host, now)
+    }
+
+    fn nonce(&self, host: &dyn Host) -> u64 {
+        if self.nonce.get() == 0 {
+            self.nonce.set(host.random_u64() | 1);
+        }
+        self.nonce.get()
+    }
+
+    /// Takes the lowest slot nobody holds, or whose owner has been silent for
+    /// [`STALE_NANOS`].
+    fn claim(&self, host: &dyn Host, now: u64) -> Option<u8> {
+        let nonce = self.nonce(host);
+        for _ in 0..TRIES {
+            let (bytes, cas) = host.shared_data(REGISTRY).unwrap_or_default();
+            let mut list = slots(&bytes);
+            let held = |n: u8| {
+                list.iter()
+                    .any(|&(s, _, at)| s == n && at.saturating_add(STALE_NANOS) >= now)
+            };
+            let Some(free) = (0..MAX_SLOTS as u8).find(|n| !held(*n)) else {
+                break;
+            };
+            list.retain(|&(s, _, _)| s != free);
+            list.push((free, nonce, now));
+            if host.set_shared_data(REGISTRY, &registry_bytes(&list), cas) {
+                *self.own.borrow_mut() = Own {
+                    slot: Some(free),
+                    buckets: vec![Vec::new(); BUCKETS as usize],
+                    heartbeat: now,
+                    retry_at: 0,
+                };
+                return Some(free);
+            }
+        }
+        self.own.borrow_mut().retry_at = now.saturating_add(HEARTBEAT_NANOS);
+        None
+    }
+
+    /// Says this instance is alive; gives its slot up if another instance
+    /// took it over (this one was silent for [`STALE_NANOS`]).
+    fn heartbeat(&self, host: &dyn Host, now: u64) {
+        let Some(slot) = self.own.borrow().slot else {
+            return;
+        };
+        let nonce = self.nonce.get();
+        for _ in 0..TRIES {
+            let (bytes, cas) = host.shared_data(REGISTRY).unwrap_or_default();
+            let mut list = slots(&bytes);
+            match list.iter_mut().find(|(s, _, _)| *s == slot) {
+                Some(mine) if mine.1 == nonce => mine.2 = now,
+                _ => {
+                    *self.own.borrow_mut() = Own {
+                        retry_at: now,
+                        ..Own::default()
+                    };
+                    return;
+                }
+            }
+            if host.set_shared_data(REGISTRY, &registry_bytes(&list), cas) {
+                self.own.borrow_mut().heartbeat = now;
+                return;
+            }
+        }
+    }
+
+    /// Records the SERVER span `ctx` of a request that started at `now`
+    /// under its `x-request-id`: one shared-data write, no read. `None` when
+    /// it could not be recorded.
+    pub fn record(
+        &self,
+        host: &dyn Host,
+        request_id: &str,
+        ctx: &SpanContext,
+        now: u64,
+    ) -> Option<Recorded> {
+        let slot = self.slot(host, now)?;
+        let check = hash(request_id);
+        let bucket = (check % BUCKETS) as u16;
+        let mut own = self.own.borrow_mut();
+        let old = own.buckets.get_mut(usize::from(bucket))?;
         // The entries that stay: unexpired ones of other request ids; when
         // they fill the bucket, the closed one that ended first goes.
         let live = |e: &Entry<'_>| e.check() != check && e.expires() >= now;
-        let kept = entries(&old).filter(live).count();
+        let kept = entries(old).filter(live).count();
         let evict = if kept < PER_BUCKET {
             None
         } else {
-            let closed = entries(&old)
+            let closed = entries(old)
                 .enumerate()
                 .filter(|(_, e)| live(e) && e.flags() & OPEN == 0)
                 .min_by_key(|(_, e)| e.expires());
-            match closed {
-                Some((i, _)) => Some(i),
-                None => return None,
-            }
+            Some(closed?.0)
         };
         let mut new = Vec::with_capacity(1 + FIXED + ctx.tracestate.header_len() + old.len());
         new.push(VERSION);
         push_entry(&mut new, check, ctx, now + MAX_OPEN_NANOS);
-        for (i, e) in entries(&old).enumerate() {
+        for (i, e) in entries(old).enumerate() {
             if live(&e) && Some(i) != evict {
                 new.extend_from_slice(e.0);
             }
         }
-        if host.set_shared_data(&key, &new, cas) {
-            return Some(Recorded {
-                key,
-                check,
-                span_id: ctx.span_id,
-            });
+        if !host.set_shared_data(&key(slot, bucket), &new, None) {
+            return None;
         }
+        *old = new;
+        Some(Recorded {
+            slot,
+            bucket,
+            check,
+            span_id: ctx.span_id,
+        })
     }
-    None
-}
 
-/// Closes a recorded link when its request ends at `end`: it now expires
-/// [`GRACE_NANOS`] later.
-pub fn close(host: &dyn Host, recorded: &Recorded, end: u64) {
-    let key = &recorded.key;
-    for _ in 0..TRIES {
-        let Some((mut bytes, cas)) = host.shared_data(key) else {
+    /// Closes a recorded link when its request ends at `end`: it now expires
+    /// [`GRACE_NANOS`] later. One shared-data write.
+    pub fn close(&self, host: &dyn Host, recorded: &Recorded, end: u64) {
+        if self.slot(host, end) != Some(recorded.slot) {
+            return; // the slot changed hands: nothing of ours to close
+        }
+        let mut own = self.own.borrow_mut();
+        let Some(bytes) = own.buckets.get_mut(usize::from(recorded.bucket)) else {
             return;
         };
         let mut offset = 1;
         let mut found = None;
-        for e in entries(&bytes) {
+        for e in entries(bytes) {
             if e.check() == recorded.check && e.span_id() == recorded.span_id {
                 found = Some(offset);
                 break;
@@ -275,17 +477,69 @@ pub fn close(host: &dyn Host, recorded: &Recorded, end: u64) {
         if let Some(expires) = bytes.get_mut(at + AT_EXPIRES..at + AT_EXPIRES + 8) {
             expires.copy_from_slice(&(end + GRACE_NANOS).to_le_bytes());
         }
-        if host.set_shared_data(key, &bytes, cas) {
-            return;
+        // A failed write leaves the entry open to readers until the bucket
+        // is written again; this copy is closed either way.
+        host.set_shared_data(&key(recorded.slot, recorded.bucket), bytes, None);
+    }
+
+    /// The live slots, from the registry as read at most
+    /// [`REGISTRY_TTL_NANOS`] ago.
+    fn live_slots(&self, host: &dyn Host, now: u64) -> Vec<u8> {
+        let mut registry = self.registry.borrow_mut();
+        let fresh = registry
+            .read_at
+            .is_some_and(|at| now.saturating_sub(at) < REGISTRY_TTL_NANOS);
+        if !fresh {
+            let bytes = host
+                .shared_data(REGISTRY)
+                .map(|(b, _)| b)
+                .unwrap_or_default();
+            registry.live = slots(&bytes)
+                .into_iter()
+                .filter(|&(_, _, at)| at.saturating_add(STALE_NANOS) >= now)
+                .map(|(s, _, _)| s)
+                .collect();
+            registry.read_at = Some(now);
         }
+        registry.live.clone()
+    }
+
+    /// The SERVER span recorded under `request_id`, if it has not expired:
+    /// this instance's own bucket from memory, every other live slot's from
+    /// shared data. When several hold the id, the one that expires last (the
+    /// latest request) wins.
+    pub fn lookup(&self, host: &dyn Host, request_id: &str, now: u64) -> Option<Linked> {
+        let check = hash(request_id);
+        let bucket = (check % BUCKETS) as u16;
+        let mut best: Option<(u64, Linked)> = None;
+        let mut consider = |bytes: &[u8]| {
+            let found = entries(bytes).find(|e| e.check() == check && e.expires() >= now);
+            if let Some(e) = found {
+                if best.as_ref().is_none_or(|(at, _)| e.expires() > *at) {
+                    best = Some((e.expires(), linked(&e)));
+                }
+            }
+        };
+        let own_slot = {
+            let own = self.own.borrow();
+            if let Some(bytes) = own.buckets.get(usize::from(bucket)) {
+                consider(bytes);
+            }
+            own.slot
+        };
+        for slot in self.live_slots(host, now) {
+            if Some(slot) == own_slot {
+                continue;
+            }
+            if let Some((bytes, _)) = host.shared_data(&key(slot, bucket)) {
+                consider(&bytes);
+            }
+        }
+        best.map(|(_, l)| l)
     }
 }
 
-/// The SERVER span recorded under `request_id`, if it has not expired.
-pub fn lookup(host: &dyn Host, request_id: &str, now: u64) -> Option<Linked> {
-    let check = hash(request_id);
-    let (bytes, _) = host.shared_data(&key(check % BUCKETS))?;
-    let e = entries(&bytes).find(|e| e.check() == check && e.expires() >= now)?;
+fn linked(e: &Entry<'_>) -> Linked {
     let flags = e.flags();
     let sampling = if flags & DEBUG != 0 {
         Sampling::Debug
@@ -298,13 +552,13 @@ pub fn lookup(host: &dyn Host, request_id: &str, now: u64) -> Option<Linked> {
         .ok()
         .and_then(|ts| TraceState::parse(ts).ok())
         .unwrap_or_default();
-    Some(Linked {
+    Linked {
         trace_id: e.trace_id(),
         span_id: e.span_id(),
         sampling,
         random: flags & RANDOM != 0,
         tracestate,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -340,90 +594,152 @@ mod tests {
     #[test]
     fn recorded_then_found_until_grace_after_the_end() {
         let host = MockHost::with_headers(&[]);
+        let (inbound, outbound) = (Links::new(), Links::new());
         let now = 1_000 * S;
-        let rec = record(&host, "req-1", &ctx(7, true), now).unwrap();
-        let found = lookup(&host, "req-1", now + S).unwrap();
-        assert_eq!(found.span_id, SpanId::from_u64(7));
-        assert_eq!(found.trace_id, ctx(7, true).trace_id);
-        assert_eq!(found.sampling, Sampling::Accept);
-        assert!(found.random);
-        assert_eq!(found.tracestate.header_value().as_deref(), Some("vendor=1"));
-        assert!(lookup(&host, "req-2", now + S).is_none(), "another id");
+        let rec = inbound.record(&host, "req-1", &ctx(7, true), now).unwrap();
+        for (links, who) in [(&inbound, "the recorder"), (&outbound, "another instance")] {
+            let found = links.lookup(&host, "req-1", now + S).unwrap();
+            assert_eq!(found.span_id, SpanId::from_u64(7), "{who}");
+            assert_eq!(found.trace_id, ctx(7, true).trace_id);
+            assert_eq!(found.sampling, Sampling::Accept);
+            assert!(found.random);
+            assert_eq!(found.tracestate.header_value().as_deref(), Some("vendor=1"));
+            assert!(
+                links.lookup(&host, "req-2", now + S).is_none(),
+                "another id"
+            );
+        }
         assert!(
-            lookup(&host, "req-1", now + 200 * S).is_some(),
+            inbound.lookup(&host, "req-1", now + 200 * S).is_some(),
             "open: lives while the request is in flight"
         );
-        close(&host, &rec, now + 2 * S);
-        assert!(lookup(&host, "req-1", now + 2 * S + GRACE_NANOS).is_some());
-        assert!(
-            lookup(&host, "req-1", now + 2 * S + GRACE_NANOS + 1).is_none(),
-            "expired: request end plus grace"
+        inbound.close(&host, &rec, now + 2 * S);
+        let reader = Links::new();
+        for links in [&inbound, &reader] {
+            assert!(links
+                .lookup(&host, "req-1", now + 2 * S + GRACE_NANOS)
+                .is_some());
+            assert!(
+                links
+                    .lookup(&host, "req-1", now + 2 * S + GRACE_NANOS + 1)
+                    .is_none(),
+                "expired: request end plus grace"
+            );
+        }
+    }
+
+    #[test]
+    fn recording_and_closing_write_once_and_read_nothing() {
+        let host = MockHost::with_headers(&[]);
+        let links = Links::new();
+        let first = links.record(&host, "req-0", &ctx(1, true), 0).unwrap();
+        let (reads, writes) = (host.shared_reads.get(), host.shared_writes.get());
+        let rec = links.record(&host, "req-1", &ctx(2, true), S / 2).unwrap();
+        links.close(&host, &rec, S / 2);
+        links.close(&host, &first, S / 2);
+        assert_eq!(host.shared_reads.get(), reads, "no shared-data read");
+        assert_eq!(host.shared_writes.get(), writes + 3, "one write each");
+        links.record(&host, "req-2", &ctx(3, true), 2 * S).unwrap();
+        assert_eq!(
+            host.shared_writes.get(),
+            writes + 5,
+            "and the registry once a second"
         );
     }
 
     #[test]
     fn never_closed_expires_after_max_open() {
         let host = MockHost::with_headers(&[]);
-        record(&host, "req-1", &ctx(7, false), 0).unwrap();
+        let links = Links::new();
+        links.record(&host, "req-1", &ctx(7, false), 0).unwrap();
         assert_eq!(
-            lookup(&host, "req-1", MAX_OPEN_NANOS).map(|l| l.sampling),
+            links
+                .lookup(&host, "req-1", MAX_OPEN_NANOS)
+                .map(|l| l.sampling),
             Some(Sampling::Deny),
             "the not-sampled decision is linked too"
         );
-        assert!(lookup(&host, "req-1", MAX_OPEN_NANOS + 1).is_none());
+        assert!(links.lookup(&host, "req-1", MAX_OPEN_NANOS + 1).is_none());
     }
 
     #[test]
     fn the_same_request_id_again_replaces_the_entry() {
         let host = MockHost::with_headers(&[]);
-        let first = record(&host, "req-1", &ctx(1, true), 0).unwrap();
-        record(&host, "req-1", &ctx(2, true), S).unwrap();
+        let links = Links::new();
+        let first = links.record(&host, "req-1", &ctx(1, true), 0).unwrap();
+        links.record(&host, "req-1", &ctx(2, true), S).unwrap();
         assert_eq!(
-            lookup(&host, "req-1", S).unwrap().span_id,
+            links.lookup(&host, "req-1", S).unwrap().span_id,
             SpanId::from_u64(2)
         );
-        close(&host, &first, S);
+        links.close(&host, &first, S);
         assert!(
-            lookup(&host, "req-1", 100 * S).is_some(),
+            links.lookup(&host, "req-1", 100 * S).is_some(),
             "closing the replaced entry leaves the new one open"
+        );
+    }
+
+    #[test]
+    fn the_same_request_id_on_two_workers_links_to_the_latest() {
+        let host = MockHost::with_headers(&[]);
+        let (a, b, reader) = (Links::new(), Links::new(), Links::new());
+        a.record(&host, "req-1", &ctx(1, true), 0).unwrap();
+        b.record(&host, "req-1", &ctx(2, true), S).unwrap();
+        assert_eq!(
+            reader.lookup(&host, "req-1", S).unwrap().span_id,
+            SpanId::from_u64(2)
+        );
+        assert_eq!(
+            a.lookup(&host, "req-1", S).unwrap().span_id,
+            SpanId::from_u64(2),
+            "its own copy and the other worker's"
         );
     }
 
     #[test]
     fn a_full_bucket_evicts_the_closed_entry_that_ended_first_never_an_open_one() {
         let host = MockHost::with_headers(&[]);
+        let links = Links::new();
         let ids = same_bucket(PER_BUCKET + 2);
         let mut recs = Vec::new();
         for (i, id) in ids.iter().take(PER_BUCKET).enumerate() {
-            recs.push(record(&host, id, &ctx(i as u64 + 1, true), 0).unwrap());
+            recs.push(
+                links
+                    .record(&host, id, &ctx(i as u64 + 1, true), 0)
+                    .unwrap(),
+            );
         }
         let extra = ids.get(PER_BUCKET).unwrap();
         assert!(
-            record(&host, extra, &ctx(99, true), S).is_none(),
+            links.record(&host, extra, &ctx(99, true), S).is_none(),
             "every entry in flight: not recorded"
         );
         for id in ids.iter().take(PER_BUCKET) {
-            assert!(lookup(&host, id, S).is_some(), "{id} kept its link");
+            assert!(links.lookup(&host, id, S).is_some(), "{id} kept its link");
         }
-        close(&host, &recs[2], 2 * S);
-        close(&host, &recs[1], 3 * S);
-        record(&host, extra, &ctx(99, true), 4 * S).unwrap();
+        links.close(&host, &recs[2], 2 * S);
+        links.close(&host, &recs[1], 3 * S);
+        links.record(&host, extra, &ctx(99, true), 4 * S).unwrap();
         assert!(
-            lookup(&host, &ids[2], 4 * S).is_none(),
+            links.lookup(&host, &ids[2], 4 * S).is_none(),
             "ended first: evicted"
         );
         assert!(
-            lookup(&host, &ids[1], 4 * S).is_some(),
+            links.lookup(&host, &ids[1], 4 * S).is_some(),
             "in its grace period"
         );
-        assert!(lookup(&host, extra, 4 * S).is_some());
+        assert!(links.lookup(&host, extra, 4 * S).is_some());
         let later = ids.get(PER_BUCKET + 1).unwrap();
-        record(&host, later, &ctx(100, true), 3 * S + GRACE_NANOS + 1).unwrap();
+        let at = 3 * S + GRACE_NANOS + 1;
+        links.record(&host, later, &ctx(100, true), at).unwrap();
         assert!(
-            lookup(&host, &ids[1], 3 * S + GRACE_NANOS + 1).is_none(),
+            links.lookup(&host, &ids[1], at).is_none(),
             "expired entries make room first"
         );
-        let raw = host.shared_data(&key(hash(extra) % BUCKETS)).unwrap().0;
+        let raw = host
+            .shared_data(&key(0, (hash(extra) % BUCKETS) as u16))
+            .unwrap()
+            .0;
         assert_eq!(
             entries(&raw).count(),
             PER_BUCKET,
@@ -432,39 +748,103 @@ mod tests {
     }
 
     #[test]
-    fn losing_every_swap_means_not_recorded_and_never_a_wait() {
+    fn losing_every_swap_for_a_slot_means_not_recorded_and_never_a_wait() {
         let host = MockHost::with_headers(&[]);
+        let links = Links::new();
         host.cas_always_fails.set(true);
-        assert!(record(&host, "req-1", &ctx(1, true), 0).is_none());
+        assert!(links.record(&host, "req-1", &ctx(1, true), 0).is_none());
         host.cas_always_fails.set(false);
-        let rec = record(&host, "req-1", &ctx(1, true), 0).unwrap();
-        host.cas_always_fails.set(true);
-        close(&host, &rec, S);
         assert!(
-            lookup(&host, "req-1", 100 * S).is_some(),
-            "not closed: still open until MAX_OPEN"
+            links.record(&host, "req-1", &ctx(1, true), S / 2).is_none(),
+            "no new claim within a second of a failed one"
         );
+        assert!(links.record(&host, "req-1", &ctx(1, true), S).is_some());
+    }
+
+    #[test]
+    fn instances_take_distinct_slots_up_to_the_limit() {
+        let host = MockHost::with_headers(&[]);
+        let all: Vec<Links> = (0..MAX_SLOTS).map(|_| Links::new()).collect();
+        for (i, links) in all.iter().enumerate() {
+            let rec = links.record(&host, &format!("req-{i}"), &ctx(i as u64 + 1, true), 0);
+            assert_eq!(rec.map(|r| usize::from(r.slot)), Some(i));
+        }
+        let one_more = Links::new();
+        assert!(
+            one_more.record(&host, "req-x", &ctx(99, true), 0).is_none(),
+            "every slot held: not recorded"
+        );
+        let reader = Links::new();
+        for i in 0..MAX_SLOTS {
+            assert!(reader.lookup(&host, &format!("req-{i}"), 0).is_some());
+        }
+    }
+
+    #[test]
+    fn a_silent_owners_slot_is_taken_over_and_it_notices_before_writing() {
+        let host = MockHost::with_headers(&[]);
+        let (old, new) = (Links::new(), Links::new());
+        old.record(&host, "req-old", &ctx(1, true), 0).unwrap();
+        let taken = new
+            .record(&host, "req-new", &ctx(2, true), STALE_NANOS + S)
+            .unwrap();
+        assert_eq!(taken.slot, 0, "silent for longer than STALE: free again");
+        let again = old
+            .record(&host, "req-back", &ctx(3, true), STALE_NANOS + 2 * S)
+            .unwrap();
+        assert_eq!(again.slot, 1, "the old owner took another slot");
+        let reader = Links::new();
+        let now = STALE_NANOS + 2 * S;
+        assert!(
+            reader.lookup(&host, "req-new", now).is_some(),
+            "not overwritten"
+        );
+        assert!(reader.lookup(&host, "req-back", now).is_some());
+    }
+
+    #[test]
+    fn ticks_keep_a_quiet_owner_alive() {
+        let host = MockHost::with_headers(&[]);
+        let (owner, other) = (Links::new(), Links::new());
+        owner.record(&host, "req-1", &ctx(1, true), 0).unwrap();
+        let mut now = 0;
+        while now < 2 * STALE_NANOS {
+            now += 200_000_000;
+            owner.tick(&host, now);
+        }
+        let rec = other.record(&host, "req-2", &ctx(2, true), now).unwrap();
+        assert_eq!(rec.slot, 1, "slot 0 is still held");
     }
 
     #[test]
     fn garbage_and_other_layouts_read_as_empty() {
         let host = MockHost::with_headers(&[]);
-        let k = key(hash("req-1") % BUCKETS);
+        let bucket = (hash("req-1") % BUCKETS) as u16;
         for junk in [
             &b""[..],
-            b"\x01",
-            b"\x02whatever",
-            &[1u8; 60][..],
-            &[1u8, 0, 0][..],
+            b"\x02",
+            b"\x01whatever",
+            &[2u8; 60][..],
+            &[2u8, 0, 0][..],
         ] {
+            let (owner, reader) = (Links::new(), Links::new());
+            host.shared.borrow_mut().clear();
             host.shared
                 .borrow_mut()
-                .insert(k.clone(), (junk.to_vec(), 1));
-            assert!(lookup(&host, "req-1", 0).is_none());
-            record(&host, "req-1", &ctx(3, true), 0).unwrap();
+                .insert(REGISTRY.to_string(), (junk.to_vec(), 1));
+            assert!(reader.lookup(&host, "req-1", 0).is_none());
+            owner.record(&host, "req-1", &ctx(3, true), 0).unwrap();
+            host.shared
+                .borrow_mut()
+                .insert(key(0, bucket), (junk.to_vec(), 7));
+            assert!(
+                Links::new().lookup(&host, "req-1", 0).is_none(),
+                "{junk:?} in the bucket"
+            );
             assert_eq!(
-                lookup(&host, "req-1", 0).unwrap().span_id,
-                SpanId::from_u64(3)
+                owner.lookup(&host, "req-1", 0).unwrap().span_id,
+                SpanId::from_u64(3),
+                "the owner's own copy"
             );
         }
     }
@@ -492,8 +872,8 @@ mod tests {
 
     #[test]
     fn keys() {
-        for b in [0, 7, 10, 4095] {
-            assert_eq!(key(b), format!("meshtrace.rid.{b:03x}"));
+        for (slot, b) in [(0, 0), (1, 7), (0x3f, 10), (5, 4095)] {
+            assert_eq!(key(slot, b), format!("meshtrace.rid.{slot:02x}.{b:03x}"));
         }
     }
 

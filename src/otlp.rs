@@ -1,17 +1,11 @@
-//! OTLP protobuf encoding of finished spans, with the opentelemetry-proto
-//! prost messages.
+//! OTLP protobuf encoding of finished spans. The attributes, the resource,
+//! the instrumentation scope and the export request around the spans are
+//! meshtrace-core's (`otlp`).
 
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status};
-#[cfg(test)]
-use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, Status};
+use meshtrace_core::otlp::{key_value, length_delimited as bytes, AnyValue, Framing};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
-use prost::Message;
 
 use crate::span::{Span, SpanKind, StatusCode, Value};
-
-pub use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 
 /// OTLP span flags: the parent's remoteness is known (bit 8) and it is remote (bit 9).
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
@@ -19,29 +13,24 @@ const FLAG_IS_REMOTE: u32 = 0x200;
 
 pub const SCOPE_NAME: &str = "meshtrace";
 
-fn any_value(v: Value) -> AnyValue {
-    let value = match v {
-        Value::Str(s) => any_value::Value::StringValue(s),
-        Value::Static(s) => any_value::Value::StringValue(s.to_string()),
-        Value::Int(i) => any_value::Value::IntValue(i),
-        Value::Bool(b) => any_value::Value::BoolValue(b),
-    };
-    AnyValue { value: Some(value) }
-}
-
-pub fn key_value(key: impl Into<String>, value: impl Into<Value>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(any_value(value.into())),
-        ..Default::default()
-    }
-}
-
 /// The same span as prost message structs: the oracle [`encode_span`] is
 /// tested against. Every parent we record is remote (the caller or the
 /// application, never this process).
-#[cfg(test)]
-pub fn to_proto(span: &Span) -> ProtoSpan {
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub fn to_proto(span: &Span) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue as Any, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, Status};
+    let key_value = |k: &str, v: &Value| KeyValue {
+        key: k.to_string(),
+        value: Some(Any {
+            value: Some(match any_value(v) {
+                AnyValue::Str(s) => any_value::Value::StringValue(s.to_string()),
+                AnyValue::Bool(b) => any_value::Value::BoolValue(b),
+                AnyValue::Int(i) => any_value::Value::IntValue(i),
+            }),
+        }),
+        ..Default::default()
+    };
     ProtoSpan {
         trace_id: span.trace_id.0.to_vec(),
         span_id: span.span_id.0.to_vec(),
@@ -58,23 +47,13 @@ pub fn to_proto(span: &Span) -> ProtoSpan {
         attributes: span
             .attributes
             .iter()
-            .map(|(k, v)| key_value(k.to_string(), v.clone()))
+            .map(|(k, v)| key_value(k, v))
             .collect(),
         dropped_attributes_count: span.dropped_attributes,
         status: Some(Status {
             code: status_code(span.status) as i32,
             message: String::new(),
         }),
-        ..Default::default()
-    }
-}
-
-pub fn resource<K: Into<String>>(attributes: impl IntoIterator<Item = (K, String)>) -> Resource {
-    Resource {
-        attributes: attributes
-            .into_iter()
-            .map(|(k, v)| key_value(k, v))
-            .collect(),
         ..Default::default()
     }
 }
@@ -99,7 +78,7 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
         bytes(5, span.name.as_bytes(), &mut buf);
     }
     encode_key(6, WireType::Varint, &mut buf);
-    encode_varint(kind(span.kind) as u64, &mut buf);
+    encode_varint(u64::from(kind(span.kind)), &mut buf);
     for (tag, nanos) in [(7, span.start_unix_nanos), (8, span.end_unix_nanos)] {
         if nanos != 0 {
             encode_key(tag, WireType::SixtyFourBit, &mut buf);
@@ -107,35 +86,14 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
         }
     }
     for (key, value) in &span.attributes {
-        let value_len = any_value_len(value);
-        let kv_len =
-            str_len(1, key) + key_len(2) + encoded_len_varint(value_len as u64) + value_len;
-        encode_key(9, WireType::LengthDelimited, &mut buf);
-        encode_varint(kv_len as u64, &mut buf);
-        if !key.is_empty() {
-            bytes(1, key.as_bytes(), &mut buf);
-        }
-        encode_key(2, WireType::LengthDelimited, &mut buf);
-        encode_varint(value_len as u64, &mut buf);
-        match value {
-            Value::Str(v) => bytes(1, v.as_bytes(), &mut buf),
-            Value::Static(v) => bytes(1, v.as_bytes(), &mut buf),
-            Value::Bool(v) => {
-                encode_key(2, WireType::Varint, &mut buf);
-                encode_varint(u64::from(*v), &mut buf);
-            }
-            Value::Int(v) => {
-                encode_key(3, WireType::Varint, &mut buf);
-                encode_varint(*v as u64, &mut buf);
-            }
-        }
+        key_value(9, key, any_value(value), &mut buf);
     }
     if span.dropped_attributes != 0 {
         encode_key(10, WireType::Varint, &mut buf);
         encode_varint(u64::from(span.dropped_attributes), &mut buf);
     }
     // Status: the message is empty; the code is left out when UNSET.
-    let code = status_code(span.status) as u64;
+    let code = u64::from(status_code(span.status));
     let status_len = if code == 0 {
         0
     } else {
@@ -153,28 +111,12 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
     buf
 }
 
-fn bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(value.len() as u64, buf);
-    buf.extend_from_slice(value);
-}
-
-/// Encoded length of a string field (absent when empty, as prost does).
-fn str_len(tag: u32, s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
-    }
-}
-
-fn any_value_len(v: &Value) -> usize {
-    // A oneof member is written even when it holds its default value.
+fn any_value(v: &Value) -> AnyValue<'_> {
     match v {
-        Value::Str(s) => key_len(1) + encoded_len_varint(s.len() as u64) + s.len(),
-        Value::Static(s) => key_len(1) + encoded_len_varint(s.len() as u64) + s.len(),
-        Value::Bool(b) => key_len(2) + encoded_len_varint(u64::from(*b)),
-        Value::Int(i) => key_len(3) + encoded_len_varint(*i as u64),
+        Value::Str(s) => AnyValue::Str(s),
+        Value::Static(s) => AnyValue::Str(s),
+        Value::Bool(b) => AnyValue::Bool(*b),
+        Value::Int(i) => AnyValue::Int(*i),
     }
 }
 
@@ -186,91 +128,36 @@ fn span_flags(span: &Span) -> u32 {
     flags
 }
 
-fn kind(k: SpanKind) -> span::SpanKind {
+/// `Span.SpanKind`.
+fn kind(k: SpanKind) -> u8 {
     match k {
-        SpanKind::Server => span::SpanKind::Server,
-        SpanKind::Client => span::SpanKind::Client,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
     }
 }
 
-fn status_code(s: StatusCode) -> status::StatusCode {
+/// `Status.StatusCode`.
+fn status_code(s: StatusCode) -> u8 {
     match s {
-        StatusCode::Unset => status::StatusCode::Unset,
-        StatusCode::Error => status::StatusCode::Error,
+        StatusCode::Unset => 0,
+        StatusCode::Error => 2,
     }
 }
 
-fn scope() -> InstrumentationScope {
-    InstrumentationScope {
-        name: SCOPE_NAME.into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    }
+/// The export request's framing: this sidecar's resource, and meshtrace,
+/// this version, as the instrumentation scope.
+pub fn framing(resource: &[(String, String)]) -> Framing {
+    Framing::new(resource, SCOPE_NAME, env!("CARGO_PKG_VERSION"))
 }
 
-/// Writes a length-delimited field: key, length, bytes.
-fn field(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(bytes.len() as u64, buf);
-    buf.extend_from_slice(bytes);
-}
-
-/// Builds ExportTraceServiceRequests around spans encoded beforehand.
-///
-/// Encoding the whole request with prost makes every level recompute the
-/// lengths of all it holds; here each span is encoded once, when it ends, and
-/// a batch is framed around the bytes: `request { resource_spans(1) {
-/// resource(1), scope_spans(2) { scope(1), spans(2)... } } }`. The bytes are
-/// the same as prost's encoding of the same request (tested).
-pub struct Framing {
-    /// `resource` field of ResourceSpans, encoded.
-    resource: Vec<u8>,
-    /// `scope` field of ScopeSpans, encoded.
-    scope: Vec<u8>,
-}
-
-impl Framing {
-    pub fn new(resource: &Resource) -> Self {
-        let mut r = Vec::new();
-        field(1, &resource.encode_to_vec(), &mut r);
-        let mut sc = Vec::new();
-        field(1, &scope().encode_to_vec(), &mut sc);
-        Framing {
-            resource: r,
-            scope: sc,
-        }
-    }
-
-    /// One request holding `spans` (each an encoded Span).
-    pub fn request<B: AsRef<[u8]>>(&self, spans: &[B]) -> Vec<u8> {
-        let spans_len: usize = spans
-            .iter()
-            .map(|s| {
-                let n = s.as_ref().len();
-                key_len(2) + encoded_len_varint(n as u64) + n
-            })
-            .sum();
-        let mut scope_spans = Vec::with_capacity(self.scope.len() + spans_len);
-        scope_spans.extend_from_slice(&self.scope);
-        for s in spans {
-            field(2, s.as_ref(), &mut scope_spans);
-        }
-        let mut resource_spans = Vec::with_capacity(self.resource.len() + scope_spans.len() + 16);
-        resource_spans.extend_from_slice(&self.resource);
-        field(2, &scope_spans, &mut resource_spans);
-        let mut out = Vec::with_capacity(resource_spans.len() + 16);
-        field(1, &resource_spans, &mut out);
-        out
-    }
-}
-
-#[cfg(test)]
+/// Against prost's generated types, natively only (see Cargo.toml).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::ids::{SpanId, TraceId};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use prost::Message;
 
     fn span() -> Span {
         Span {
@@ -291,8 +178,8 @@ mod tests {
 
     #[test]
     fn encode_decodes_back_with_every_field() {
-        let res = resource(vec![("service.name", "shop".into())]);
-        let bytes = Framing::new(&res).request(&[encode_span(&span())]);
+        let res = [("service.name".to_string(), "shop".to_string())];
+        let bytes = framing(&res).request(&[encode_span(&span())]);
         let req = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         let rs = &req.resource_spans[0];
         assert_eq!(
@@ -300,7 +187,11 @@ mod tests {
             "service.name"
         );
         let ss = &rs.scope_spans[0];
-        assert_eq!(ss.scope.as_ref().unwrap().name, "meshtrace");
+        let scope = ss.scope.as_ref().unwrap();
+        assert_eq!(
+            (scope.name.as_str(), scope.version.as_str()),
+            ("meshtrace", env!("CARGO_PKG_VERSION"))
+        );
         let s = &ss.spans[0];
         assert_eq!(s.trace_id, TraceId::from_u128(0x0102).0.to_vec());
         assert_eq!(s.parent_span_id, SpanId::from_u64(0x0506).0.to_vec());
@@ -323,40 +214,6 @@ mod tests {
         let p = to_proto(&sp);
         assert!(p.parent_span_id.is_empty());
         assert_eq!(p.flags, 0x101);
-    }
-
-    #[test]
-    fn framing_is_byte_for_byte_what_prost_writes() {
-        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-        let res = resource(vec![
-            ("service.name", "shop".into()),
-            ("k8s.namespace.name", "prod".into()),
-        ]);
-        let spans: Vec<ProtoSpan> = (0..3)
-            .map(|i| {
-                let mut s = span();
-                s.name = format!("GET /{i}");
-                to_proto(&s)
-            })
-            .collect();
-        let by_prost = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(res.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(scope()),
-                    spans: spans.clone(),
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        }
-        .encode_to_vec();
-        let encoded: Vec<Vec<u8>> = spans.iter().map(Message::encode_to_vec).collect();
-        assert_eq!(Framing::new(&res).request(&encoded), by_prost);
-        let empty: [Vec<u8>; 0] = [];
-        let req = ExportTraceServiceRequest::decode(Framing::new(&res).request(&empty).as_slice())
-            .unwrap();
-        assert!(req.resource_spans[0].scope_spans[0].spans.is_empty());
     }
 
     #[test]

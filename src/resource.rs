@@ -24,7 +24,7 @@
 use crate::host::Host;
 
 pub const SDK_NAME: &str = "meshtrace";
-pub const SERVICE_NAME: &str = "service.name";
+pub use meshtrace_core::semconv::SERVICE_NAME;
 
 /// Istio's canonical service name labels, in its order.
 const NAME_LABELS: [&str; 3] = [

@@ -6,10 +6,7 @@
 
 use crate::span::{SpanKind, StatusCode};
 
-pub const RPC_SYSTEM: &str = "rpc.system";
-pub const RPC_SERVICE: &str = "rpc.service";
-pub const RPC_METHOD: &str = "rpc.method";
-pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+pub use meshtrace_core::semconv::{RPC_GRPC_STATUS_CODE, RPC_METHOD, RPC_SERVICE, RPC_SYSTEM};
 
 /// Whether a request's content-type makes it a gRPC call (`application/grpc`,
 /// `application/grpc+proto`, `application/grpc-web`...). Media types are

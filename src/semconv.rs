@@ -1,27 +1,17 @@
 //! OpenTelemetry HTTP semantic conventions (stable): span names, attributes
-//! and status from what the proxy saw of a request and its response.
+//! and status from what the proxy saw of a request and its response. The
+//! attribute names are meshtrace-core's, which the collector reads back.
 
 use crate::span::{SpanKind, StatusCode};
 
-pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
-pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
-pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
-pub const HTTP_ROUTE: &str = "http.route";
-pub const HTTP_REQUEST_BODY_SIZE: &str = "http.request.body.size";
-pub const HTTP_REQUEST_RESEND_COUNT: &str = "http.request.resend_count";
-pub const HTTP_RESPONSE_BODY_SIZE: &str = "http.response.body.size";
-pub const URL_PATH: &str = "url.path";
-pub const URL_QUERY: &str = "url.query";
-pub const URL_SCHEME: &str = "url.scheme";
-pub const URL_FULL: &str = "url.full";
-pub const SERVER_ADDRESS: &str = "server.address";
-pub const SERVER_PORT: &str = "server.port";
-pub const CLIENT_ADDRESS: &str = "client.address";
-pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
-pub const NETWORK_PEER_PORT: &str = "network.peer.port";
-pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
-pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
-pub const ERROR_TYPE: &str = "error.type";
+pub use meshtrace_core::semconv::{
+    CLIENT_ADDRESS, ERROR_TYPE, HTTP_REQUEST_BODY_SIZE, HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_METHOD_ORIGINAL, HTTP_REQUEST_RESEND_COUNT, HTTP_RESPONSE_BODY_SIZE,
+    HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
+    NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT, URL_FULL, URL_PATH, URL_QUERY,
+    URL_SCHEME, USER_AGENT_ORIGINAL,
+};
+
 /// What only the proxy knows, under the names Envoy's own tracers use, so
 /// queries written against them keep working.
 pub const REQUEST_ID: &str = "guid:x-request-id";

@@ -36,6 +36,7 @@ pub struct Tracer {
     direction: Direction,
     span_name: SpanNameSource,
     link_by_request_id: bool,
+    links: link::Links,
 }
 
 /// Where a span's parent context came from.
@@ -83,60 +84,60 @@ impl Default for Caller {
     }
 }
 
-/// The request headers a span needs, found in one pass over the list.
-#[derive(Default)]
-struct Seen<'a> {
-    method: &'a str,
-    target: &'a str,
-    scheme: Option<&'a str>,
-    authority: &'a str,
-    user_agent: Option<&'a str>,
-    request_id: Option<&'a str>,
-    forwarded_for: Option<&'a str>,
-    content_type: Option<&'a str>,
+/// Where the request headers a span needs are in the list, found in one
+/// pass: the first value of each, as the proxy lists them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    method: Option<usize>,
+    target: Option<usize>,
+    scheme: Option<usize>,
+    authority: Option<usize>,
+    user_agent: Option<usize>,
+    request_id: Option<usize>,
+    forwarded_for: Option<usize>,
+    content_type: Option<usize>,
 }
 
-impl<'a> Seen<'a> {
-    /// The first value of each header, as the proxy lists them.
-    fn of(headers: &'a [(String, String)]) -> Self {
+impl Seen {
+    fn of(headers: &[(String, String)]) -> Self {
         let mut s = Seen::default();
-        let set = |slot: &mut Option<&'a str>, v: &'a str| {
-            slot.get_or_insert(v);
-        };
-        let (mut method, mut target, mut authority) = (None, None, None);
-        for (k, v) in headers {
-            let v = v.as_str();
-            match k.as_str() {
-                ":method" => set(&mut method, v),
-                ":path" => set(&mut target, v),
-                ":scheme" => set(&mut s.scheme, v),
-                ":authority" => set(&mut authority, v),
-                "user-agent" => set(&mut s.user_agent, v),
-                "x-request-id" => set(&mut s.request_id, v),
-                "x-forwarded-for" => set(&mut s.forwarded_for, v),
-                "content-type" => set(&mut s.content_type, v),
-                _ => {}
-            }
+        for (i, (k, _)) in headers.iter().enumerate() {
+            let slot = match k.as_str() {
+                ":method" => &mut s.method,
+                ":path" => &mut s.target,
+                ":scheme" => &mut s.scheme,
+                ":authority" => &mut s.authority,
+                "user-agent" => &mut s.user_agent,
+                "x-request-id" => &mut s.request_id,
+                "x-forwarded-for" => &mut s.forwarded_for,
+                "content-type" => &mut s.content_type,
+                _ => continue,
+            };
+            slot.get_or_insert(i);
         }
-        s.method = method.unwrap_or_default();
-        s.target = target.unwrap_or_default();
-        s.authority = authority.unwrap_or_default();
         s
     }
 }
 
-/// What a recorded span keeps of its request headers.
+/// The value of the header at `at`.
+fn value(headers: &[(String, String)], at: Option<usize>) -> Option<&str> {
+    headers.get(at?).map(|(_, v)| v.as_str())
+}
+
+/// What a recorded span keeps of its request: the header list itself (moved
+/// from the start, not copied value by value) and where its values are.
 #[derive(Debug, Default)]
 struct RequestFacts {
-    method: String,
-    target: String,
-    scheme: String,
-    authority: String,
-    user_agent: Option<String>,
-    request_id: Option<String>,
-    forwarded_for: Option<String>,
+    headers: Vec<(String, String)>,
+    seen: Seen,
     /// Values of the header custom tags, secrets masked.
     tags: Vec<Option<String>>,
+}
+
+impl RequestFacts {
+    fn get(&self, at: Option<usize>) -> Option<&str> {
+        value(&self.headers, at)
+    }
 }
 
 /// A span in progress.
@@ -147,6 +148,7 @@ pub struct ActiveSpan {
     pub parent: Option<SpanId>,
     pub source: ContextSource,
     pub start_unix_nanos: u64,
+    /// Empty for a span that is not recorded: nothing reads it.
     pub name: String,
     /// The matching rule's route template.
     pub route: Option<String>,
@@ -163,22 +165,6 @@ impl ActiveSpan {
     }
 }
 
-impl RequestFacts {
-    fn new(seen: &Seen<'_>, headers: &[(String, String)], tags: &Tags) -> Self {
-        let owned = |v: Option<&str>| v.map(str::to_string);
-        RequestFacts {
-            method: seen.method.to_string(),
-            target: seen.target.to_string(),
-            scheme: seen.scheme.unwrap_or("http").to_string(),
-            authority: seen.authority.to_string(),
-            user_agent: owned(seen.user_agent),
-            request_id: owned(seen.request_id),
-            forwarded_for: owned(seen.forwarded_for),
-            tags: tags.capture(headers),
-        }
-    }
-}
-
 impl Tracer {
     /// Compiles a configuration; `env` is the VM's environment.
     pub fn new(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -189,7 +175,16 @@ impl Tracer {
             direction: config.direction,
             span_name: config.span_name,
             link_by_request_id: config.link_by_request_id,
+            links: link::Links::new(),
         })
+    }
+
+    /// The root context's tick: keeps this instance's x-request-id slot
+    /// alive ([`link`]).
+    pub fn on_tick(&self, host: &dyn Host) {
+        if self.link_by_request_id {
+            self.links.tick(host, host.coarse_now_unix_nanos());
+        }
     }
 
     fn kind(&self, host: &dyn Host) -> SpanKind {
@@ -230,7 +225,7 @@ impl Tracer {
         let linkable =
             caller.parent.is_none() && kind == SpanKind::Client && self.link_by_request_id;
         if let (true, Some(rid)) = (linkable, request_id) {
-            match link::lookup(host, rid, now) {
+            match self.links.lookup(host, rid, now) {
                 Some(linked) => {
                     caller = Caller {
                         parent: Some((linked.trace_id, linked.span_id)),
@@ -249,8 +244,12 @@ impl Tracer {
     }
 
     /// Starts the request's span and propagates its context.
+    ///
+    /// An unsampled request reads no clock of its own: its link, if any,
+    /// expires by the host's coarse clock. A recorded span takes its start
+    /// time once it is known to be recorded, after the sampling decision.
     pub fn start(&self, host: &dyn Host) -> ActiveSpan {
-        let start_unix_nanos = host.now_unix_nanos();
+        let now = host.coarse_now_unix_nanos();
         let kind = self.kind(host);
         let headers = host.request_headers();
         let seen = Seen::of(&headers);
@@ -258,56 +257,73 @@ impl Tracer {
         if extracted.malformed > 0 {
             host.count(Counter::MalformedHeaders, u64::from(extracted.malformed));
         }
-        let request_id = seen.request_id.filter(|r| !r.is_empty());
+        let request_id = value(&headers, seen.request_id).filter(|r| !r.is_empty());
         let Caller {
             parent,
             sampling: caller,
             random,
             tracestate,
             source,
-        } = self.caller(kind, extracted.winner, request_id, start_unix_nanos, host);
+        } = self.caller(kind, extracted.winner, request_id, now, host);
         let (trace_id, random) = match parent {
             Some((trace_id, _)) => (trace_id, random),
             None => (new_trace_id(host), true),
         };
 
         // The rule, the route and the name; Envoy's route name is read at
-        // most once, and only when a rule or the span name needs it.
-        let (path, _) = sc::split_target(seen.target);
-        let (host_name, _) = sc::host_port(seen.authority, "");
-        let grpc_call = seen
-            .content_type
-            .filter(|ct| rpc::is_grpc(ct))
-            .and_then(|_| rpc::service_method(path));
-        let request = Request {
-            method: seen.method,
-            path,
-            host: host_name,
-            headers: &headers,
-        };
+        // most once, and only when a rule or the span name needs it. A rule
+        // needs the request's path and host, the remote strategies the name;
+        // a span that is not recorded and needs neither never works them out.
+        let method = value(&headers, seen.method).unwrap_or_default();
+        let path = || sc::split_target(value(&headers, seen.target).unwrap_or_default()).0;
         let mut route_name: Option<Option<String>> = None;
         let mut envoy_route = || {
             route_name
                 .get_or_insert_with(|| host.property_string(&["xds", "route_name"]))
                 .clone()
         };
-        let rule = self.sampler.rule(&request, &mut envoy_route);
+        let rule = if self.sampler.has_rules() {
+            let request = Request {
+                method,
+                path: path(),
+                host: sc::host_port(value(&headers, seen.authority).unwrap_or_default(), "").0,
+                headers: &headers,
+            };
+            self.sampler.rule(&request, &mut envoy_route)
+        } else {
+            None
+        };
         let route = rule.and_then(|r| r.route.clone());
-        let name = match grpc_call {
-            Some((service, method)) => rpc::span_name(service, method),
-            None => {
-                let name_route = match (&route, self.span_name) {
-                    (Some(r), _) => Some(r.clone()),
-                    (None, SpanNameSource::EnvoyRoute) => envoy_route(),
-                    (None, SpanNameSource::Method) => None,
-                };
-                sc::span_name(sc::method(seen.method).0, name_route.as_deref())
+        // The span's name, and whether it is a gRPC call.
+        let named = |envoy_route: &mut dyn FnMut() -> Option<String>| {
+            let grpc_call = value(&headers, seen.content_type)
+                .filter(|ct| rpc::is_grpc(ct))
+                .and_then(|_| rpc::service_method(path()));
+            match grpc_call {
+                Some((service, method)) => (rpc::span_name(service, method), true),
+                None => {
+                    let name_route = match (&route, self.span_name) {
+                        (Some(r), _) => Some(r.clone()),
+                        (None, SpanNameSource::EnvoyRoute) => envoy_route(),
+                        (None, SpanNameSource::Method) => None,
+                    };
+                    (
+                        sc::span_name(sc::method(method).0, name_route.as_deref()),
+                        false,
+                    )
+                }
             }
         };
+        let name = self.sampler.has_remote().then(|| named(&mut envoy_route));
 
-        let decision = self
-            .sampler
-            .decide(caller, &trace_id, rule, &name, &headers, host);
+        let decision = self.sampler.decide(
+            caller,
+            &trace_id,
+            rule,
+            name.as_ref().map_or("", |(n, _)| n.as_str()),
+            &headers,
+            host,
+        );
         let context = SpanContext {
             trace_id,
             span_id: new_span_id(host),
@@ -316,6 +332,13 @@ impl Tracer {
             random,
             tracestate,
         };
+        let record = context.sampled || self.sampler.keep_errors.is_some();
+        let (name, grpc) = match (record, name) {
+            (false, _) => (String::new(), false),
+            (true, Some(known)) => known,
+            (true, None) => named(&mut envoy_route),
+        };
+        let start_unix_nanos = if record { host.now_unix_nanos() } else { now };
         let edits = self
             .propagators
             .inject(&context, &extracted.baggage, &headers);
@@ -326,7 +349,7 @@ impl Tracer {
         // calls must carry its decision.
         let link = match request_id {
             Some(rid) if kind == SpanKind::Server && self.link_by_request_id => {
-                let recorded = link::record(host, rid, &context, start_unix_nanos);
+                let recorded = self.links.record(host, rid, &context, now);
                 if recorded.is_none() {
                     host.count(Counter::RequestIdUnrecorded, 1);
                 }
@@ -338,7 +361,11 @@ impl Tracer {
         if context.sampled {
             host.count(Counter::SpansSampled, 1);
         }
-        let record = context.sampled || self.sampler.keep_errors.is_some();
+        let request = record.then(|| RequestFacts {
+            tags: self.tags.capture(&headers),
+            headers,
+            seen,
+        });
         ActiveSpan {
             kind,
             parent: parent.map(|(_, span_id)| span_id),
@@ -347,34 +374,57 @@ impl Tracer {
             start_unix_nanos,
             name,
             route,
-            grpc: grpc_call.is_some(),
+            grpc,
             link,
-            request: record.then(|| RequestFacts::new(&seen, &headers, &self.tags)),
+            request,
         }
     }
 
     /// Ends the span when the stream is done; `None` when it is not exported.
+    ///
+    /// The response properties are read in one batch ([`Host::properties`]:
+    /// one hostcall in Envoy), and only for a span that is exported.
     pub fn finish(&self, span: ActiveSpan, host: &dyn Host) -> Option<Span> {
+        let Some(req) = span.request else {
+            // Not recorded: only its link to close, by the coarse clock.
+            if let Some(recorded) = &span.link {
+                self.links
+                    .close(host, recorded, host.coarse_now_unix_nanos());
+            }
+            return None;
+        };
         let end_unix_nanos = host.now_unix_nanos().max(span.start_unix_nanos);
         if let Some(recorded) = &span.link {
-            link::close(host, recorded, end_unix_nanos);
+            self.links.close(host, recorded, end_unix_nanos);
         }
-        let req = span.request?;
-        let code =
-            u32::try_from(host.property_int(&["response", "code"]).unwrap_or(0)).unwrap_or(0);
         let kept: Option<Kept> = if span.context.sampled {
             None
         } else {
+            // keepErrors: the status alone decides whether to read the rest.
             let keep = self.sampler.keep_errors.as_ref()?;
+            let code = host.property_int(RESPONSE_CODE).unwrap_or(0);
+            let code = u32::try_from(code).unwrap_or(0);
             Some(keep.keep(code, end_unix_nanos - span.start_unix_nanos)?)
         };
-        let flags =
-            sc::response_flags(host.property_int(&["response", "flags"]).unwrap_or(0) as u64);
-        let (method, unknown_method) = sc::method(&req.method);
+        let paths = match span.kind {
+            SpanKind::Server => &SERVER_PROPERTIES[..],
+            SpanKind::Client => &CLIENT_PROPERTIES[..],
+        };
+        // The gRPC status is last: read only for gRPC calls.
+        let paths = if span.grpc {
+            paths
+        } else {
+            paths.get(..GRPC_STATUS).unwrap_or(paths)
+        };
+        let mut props = Properties(host.properties(paths));
+        let code = u32::try_from(props.int(CODE).unwrap_or(0)).unwrap_or(0);
+        let flags = sc::response_flags(props.int(FLAGS).unwrap_or(0) as u64);
+        let method_raw = req.get(req.seen.method).unwrap_or_default();
+        let (method, unknown_method) = sc::method(method_raw);
         // Envoy's `response.grpc_status`: the trailers, else the headers of a
         // trailers-only answer, else what the HTTP status implies.
         let grpc_status = if span.grpc {
-            host.property_int(&["response", "grpc_status"])
+            props.int(GRPC_STATUS)
         } else {
             None
         };
@@ -382,15 +432,17 @@ impl Tracer {
             Some(g) => rpc::status(span.kind, g),
             None => sc::status(span.kind, code, &flags),
         };
-        let (path, query) = sc::split_target(&req.target);
+        let scheme = req.get(req.seen.scheme).unwrap_or("http");
+        let authority = req.get(req.seen.authority).unwrap_or_default();
+        let (path, query) = sc::split_target(req.get(req.seen.target).unwrap_or_default());
         let query = query.map(|q| self.tags.redactor.query(q));
-        let (server_address, server_port) = sc::host_port(&req.authority, &req.scheme);
+        let (server_address, server_port) = sc::host_port(authority, scheme);
 
         let mut a: Vec<Attribute> = Vec::with_capacity(28);
         let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
         put(sc::HTTP_REQUEST_METHOD, Value::Static(method));
         if unknown_method {
-            put(sc::HTTP_REQUEST_METHOD_ORIGINAL, req.method.as_str().into());
+            put(sc::HTTP_REQUEST_METHOD_ORIGINAL, method_raw.into());
         }
         if let Some(route) = &span.route {
             put(sc::HTTP_ROUTE, route.as_str().into());
@@ -411,29 +463,33 @@ impl Tracer {
         if let Some(port) = server_port {
             put(sc::SERVER_PORT, i64::from(port).into());
         }
-        // Each property read is a hostcall: the upstream address is read once.
-        let upstream = host.property_string(&["upstream", "address"]);
+        let upstream = props.string(UPSTREAM_ADDRESS);
         let peer = match span.kind {
             SpanKind::Server => {
                 put(sc::URL_PATH, path.into());
                 if let Some(q) = &query {
                     put(sc::URL_QUERY, q.as_ref().into());
                 }
-                put(sc::URL_SCHEME, req.scheme.as_str().into());
-                if let Some(ua) = &req.user_agent {
-                    put(sc::USER_AGENT_ORIGINAL, ua.as_str().into());
+                put(sc::URL_SCHEME, scheme.into());
+                if let Some(ua) = req.get(req.seen.user_agent) {
+                    put(sc::USER_AGENT_ORIGINAL, ua.into());
                 }
-                host.property_string(&["source", "address"])
+                props.string(PEER_OR_ATTEMPTS)
             }
             SpanKind::Client => {
-                let mut full = format!("{}://{}{}", req.scheme, req.authority, path);
+                let mut full =
+                    String::with_capacity(scheme.len() + 3 + authority.len() + path.len() + 64);
+                full.push_str(scheme);
+                full.push_str("://");
+                full.push_str(authority);
+                full.push_str(path);
                 if let Some(q) = &query {
                     full.push('?');
                     full.push_str(q);
                 }
                 put(sc::URL_FULL, full.into());
                 // Envoy counts the first try: resends are the others.
-                let attempts = host.property_int(&["upstream", "request_attempt_count"]);
+                let attempts = props.int(PEER_OR_ATTEMPTS);
                 if let Some(resends) = attempts.filter(|n| *n > 1).map(|n| n - 1) {
                     put(sc::HTTP_REQUEST_RESEND_COUNT, resends.into());
                 }
@@ -448,8 +504,7 @@ impl Tracer {
             }
             if span.kind == SpanKind::Server {
                 let client = req
-                    .forwarded_for
-                    .as_deref()
+                    .get(req.seen.forwarded_for)
                     .and_then(|xff| xff.split(',').next())
                     .map(str::trim)
                     .filter(|c| !c.is_empty())
@@ -460,21 +515,21 @@ impl Tracer {
         if code > 0 {
             put(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(code).into());
         }
-        if let Some(v) = host.property_string(&["request", "protocol"]) {
+        if let Some(v) = props.string(PROTOCOL) {
             if let Some(version) = sc::protocol_version(&v) {
                 put(sc::NETWORK_PROTOCOL_VERSION, version.into());
             }
         }
-        if let Some(n) = host.property_int(&["request", "size"]) {
+        if let Some(n) = props.int(REQUEST_SIZE) {
             put(sc::HTTP_REQUEST_BODY_SIZE, n.into());
         }
-        if let Some(n) = host.property_int(&["response", "size"]) {
+        if let Some(n) = props.int(RESPONSE_SIZE) {
             put(sc::HTTP_RESPONSE_BODY_SIZE, n.into());
         }
-        if let Some(id) = &req.request_id {
-            put(sc::REQUEST_ID, id.as_str().into());
+        if let Some(id) = req.get(req.seen.request_id) {
+            put(sc::REQUEST_ID, id.into());
         }
-        if let Some(c) = host.property_string(&["xds", "cluster_name"]) {
+        if let Some(c) = props.string(CLUSTER) {
             put(sc::UPSTREAM_CLUSTER, c.into());
         }
         if let Some(u) = upstream {
@@ -513,6 +568,61 @@ impl Tracer {
             dropped_attributes,
             status,
         })
+    }
+}
+
+const RESPONSE_CODE: &[&str] = &["response", "code"];
+
+// Indices into the property batch a finished span reads.
+const CODE: usize = 0;
+const FLAGS: usize = 1;
+const UPSTREAM_ADDRESS: usize = 2;
+const PROTOCOL: usize = 3;
+const REQUEST_SIZE: usize = 4;
+const RESPONSE_SIZE: usize = 5;
+const CLUSTER: usize = 6;
+/// SERVER: the downstream peer; CLIENT: Envoy's attempt count.
+const PEER_OR_ATTEMPTS: usize = 7;
+/// Read for gRPC calls only: the last of the batch.
+const GRPC_STATUS: usize = 8;
+
+const SERVER_PROPERTIES: [&[&str]; 9] = [
+    RESPONSE_CODE,
+    &["response", "flags"],
+    &["upstream", "address"],
+    &["request", "protocol"],
+    &["request", "size"],
+    &["response", "size"],
+    &["xds", "cluster_name"],
+    &["source", "address"],
+    &["response", "grpc_status"],
+];
+const CLIENT_PROPERTIES: [&[&str]; 9] = [
+    RESPONSE_CODE,
+    &["response", "flags"],
+    &["upstream", "address"],
+    &["request", "protocol"],
+    &["request", "size"],
+    &["response", "size"],
+    &["xds", "cluster_name"],
+    &["upstream", "request_attempt_count"],
+    &["response", "grpc_status"],
+];
+
+/// A batch of properties as the host serializes them (integers as 8
+/// little-endian bytes), taken out one by one.
+struct Properties(Vec<Option<Vec<u8>>>);
+
+impl Properties {
+    fn int(&self, i: usize) -> Option<i64> {
+        let bytes: [u8; 8] = self.0.get(i)?.as_deref()?.try_into().ok()?;
+        Some(i64::from_le_bytes(bytes))
+    }
+
+    /// Non-empty UTF-8 text, as [`Host::property_string`].
+    fn string(&mut self, i: usize) -> Option<String> {
+        let bytes = self.0.get_mut(i)?.take()?;
+        String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
     }
 }
 
@@ -695,6 +805,25 @@ mod tests {
         assert!(!active.sampled());
         let b3 = host.header("b3").unwrap();
         assert!(b3.ends_with("-0"), "{b3}");
+    }
+
+    #[test]
+    fn an_unrecorded_span_is_not_named_but_remote_strategies_see_the_name() {
+        use crate::sampler::{RatioSampler, Strategies};
+        let t = tracer(r#"{"sampling": {"randomSamplingPercentage": 0}}"#);
+        let host = request(&[]);
+        let active = t.start(&host);
+        assert!(!active.sampled());
+        assert_eq!(active.name, "", "nothing will read it");
+        // Per-operation strategies decide by the name, so it is made first.
+        t.sampler.set_remote(Strategies {
+            default: Some(RatioSampler::from_percentage(0.0)),
+            per_operation: vec![("GET".into(), RatioSampler::from_percentage(100.0))],
+            max_traces_per_second: None,
+        });
+        let active = t.start(&request(&[]));
+        assert!(active.sampled(), "the GET operation is sampled at 100%");
+        assert_eq!(active.name, "GET");
     }
 
     #[test]

@@ -1,12 +1,9 @@
-"""Fixtures for the real-Envoy tests of dist/meshtrace.wasm."""
-import sys
-from pathlib import Path
-
+"""Fixtures for the real-Envoy tests of dist/meshtrace.wasm (the sidecar: testkit/meshtrace_testkit)."""
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from harness import ALL_PROPAGATORS, WASM, Sidecar  # noqa: E402
+from harness import ALL_PROPAGATORS
+from meshtrace_testkit import WASM, Collector
+from meshtrace_testkit.sidecar import Sidecar
 
 
 def pytest_sessionstart(session):
@@ -41,3 +38,11 @@ def sidecar():
     yield make
     panics = [p for sc in made for p in sc.close()]
     assert not panics, f"the module panicked: {panics}"
+
+
+@pytest.fixture
+def collector(tmp_path):
+    """The real collector (the debug build, or $MESHTRACE_COLLECTOR_BIN) on loopback ports."""
+    c = Collector(tmp_path / "data")
+    yield c
+    c.stop()

@@ -1,10 +1,10 @@
 """Configuration: an invalid document is refused at start with one log line
 naming the field; the shipped Envoy configurations validate."""
-from pathlib import Path
 
 import pytest
 
-from harness import ENVOY, ROOT, Sidecar, wait_until
+from meshtrace_testkit import ROOT, envoy_bin
+from meshtrace_testkit.sidecar import Sidecar
 
 BAD = [
     ({"exporter": {"timeoutMs": "5s"}}, "exporter.timeoutMs: invalid type"),
@@ -30,7 +30,7 @@ def test_envoy_configurations_in_the_repo_validate():
     configs = sorted((ROOT / "envoy").glob("*.yaml"))
     assert configs, "envoy/ has configurations"
     for cfg in configs:
-        proc = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(cfg)],
+        proc = subprocess.run([str(envoy_bin()), "--mode", "validate", "-c", str(cfg)],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 0, f"{cfg.name}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
 

@@ -1,6 +1,7 @@
 """Export: batching, retries, and a collector that is down, slow or refusing
 never failing or holding up requests."""
-from harness import Sink, free_port, request, wait_until
+from meshtrace_testkit import free_port, request, wait_until
+from meshtrace_testkit.sidecar import Sink
 
 
 def test_spans_are_batched(sidecar):

@@ -7,7 +7,8 @@ from concurrent import futures
 import grpc
 import pytest
 
-from harness import LOOPBACK, attrs, spans_of
+from meshtrace_testkit import LOOPBACK
+from meshtrace_testkit.sidecar import Sidecar, attrs, spans_of
 
 SERVICE = "shop.v1.Cart"
 P = "00f067aa0ba902b7"
@@ -39,8 +40,6 @@ class GrpcServer:
 
 @pytest.fixture(scope="module")
 def grpc_sidecar():
-    from harness import Sidecar
-
     sc = Sidecar({}, app=GrpcServer(), upstream=GrpcServer(), h2=True)
     yield sc
     assert not sc.close(), "the module panicked"

@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import Recorder, attrs, hexid, request, spans_of, wait_until
+from meshtrace_testkit import request, wait_until
+from meshtrace_testkit.sidecar import Recorder, attrs, hexid, spans_of
 
 P = "00f067aa0ba902b7"
 REQUESTS = 200

@@ -2,69 +2,20 @@
 port: every request is served, none waits on the export, spans are dropped only past the exporter's queue
 bound and every one of them is counted, and export resumes by itself. `make soak` runs the long version
 (a minute down, every few minutes, for half an hour); this one is kept short for `make test`."""
-import json
 import os
-import signal
-import subprocess
-import tempfile
 import threading
 import time
 
-import pytest
-
-from harness import LOOPBACK, Client, free_port, request, wait_until
-from test_collector import COLLECTOR
+from harness import Client
+from meshtrace_testkit import Collector, wait_until
 
 OUTAGE_S = float(os.environ.get("MESHTRACE_OUTAGE_SECONDS", "6"))
 QUEUE = 64
 
 
-class Collector:
-    def __init__(self):
-        self.data = tempfile.TemporaryDirectory(prefix="meshtrace-outage-")
-        self.otlp, self.http = free_port(), free_port()
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [str(COLLECTOR), "--data-dir", self.data.name,
-             "--otlp-http-addr", f"{LOOPBACK}:{self.otlp}", "--otlp-grpc-addr", f"{LOOPBACK}:0",
-             "--zipkin-addr", f"{LOOPBACK}:0", "--http-addr", f"{LOOPBACK}:{self.http}",
-             "--tempo-addr", f"{LOOPBACK}:0", "--sampling-addr", f"{LOOPBACK}:0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.ready, timeout=60, what="collector ready")
-
-    def ready(self):
-        assert self.proc.poll() is None, f"collector exited {self.proc.returncode}"
-        try:
-            return request(self.http, "/readyz", timeout=1)[0] == 200
-        except OSError:
-            return False
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stored_span_ids(self, service: str) -> set:
-        _, _, body = request(self.http, f"/api/traces?service={service}&limit=100000&lookback=1h", timeout=60)
-        return {s["spanID"] for t in json.loads(body)["data"] for s in t["spans"]}
-
-    def close(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.data.cleanup()
-
-
-@pytest.fixture
-def collector():
-    if not COLLECTOR.exists():
-        pytest.fail(f"{COLLECTOR} is missing: build it with `cargo build -p meshtrace-collector`")
-    c = Collector()
-    c.start()
-    yield c
-    c.close()
+def stored_span_ids(collector: Collector, service: str) -> set:
+    _, body = collector.get(f"/api/traces?service={service}&limit=100000&lookback=1h", timeout=60)
+    return {s["spanID"] for t in body["data"] for s in t["spans"]}
 
 
 class Load(threading.Thread):
@@ -104,7 +55,7 @@ def test_collector_killed_under_load(sidecar, collector):
     sc = sidecar({"serviceName": "outage",
                   "exporter": {"maxQueueSpans": QUEUE, "maxBatchSpans": 16, "flushIntervalMs": 100,
                                "timeoutMs": 1000}},
-                 collector_port=collector.otlp)
+                 collector_port=collector.port("otlp_http"))
     stop = threading.Event()
     loads = [Load(sc.inbound_port, stop) for _ in range(3)]
     for t in loads:
@@ -114,7 +65,7 @@ def test_collector_killed_under_load(sidecar, collector):
     collector.kill9()
     time.sleep(OUTAGE_S)
     restarted_at = time.monotonic()
-    collector.start()
+    collector.restart()  # on the same port
     ready_at = time.monotonic()
     wait_until(lambda: sc.envoy.stat("spans_exported") > 0 and any(
         r[0] > restarted_at for t in loads for r in t.results), timeout=30, what="load after the restart")
@@ -154,6 +105,6 @@ def test_collector_killed_under_load(sidecar, collector):
     assert sc.envoy.stat("export_failures") > 0
     # What the filter counted as exported is in the collector (a batch cut by the kill may be stored and
     # sent again: at least once).
-    stored = collector.stored_span_ids("outage")
+    stored = stored_span_ids(collector, "outage")
     assert len(stored) >= s["spans_exported"], (len(stored), s)
     assert len(stored) <= s["spans_sampled"], (len(stored), s)

@@ -2,7 +2,8 @@
 spans exported for it, for each format a caller may speak."""
 import pytest
 
-from harness import attrs, context_in, hexid, spans_of
+from harness import context_in
+from meshtrace_testkit.sidecar import attrs, hexid, spans_of
 
 T = "4bf92f3577b34da6a3ce929d0e0e4736"
 P = "00f067aa0ba902b7"

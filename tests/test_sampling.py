@@ -6,7 +6,9 @@ import re
 import threading
 import time
 
-from harness import Client, JsonServer, attrs, hexid, request, spans_of, wait_until
+from harness import Client
+from meshtrace_testkit import request, wait_until
+from meshtrace_testkit.sidecar import JsonServer, attrs, hexid, spans_of
 
 
 def sampled_at_app(sc) -> bool:

@@ -1,7 +1,8 @@
 """What an exported span says: kinds, attributes, status, timing, resource."""
 import time
 
-from harness import attrs, hexid, request, spans_of
+from meshtrace_testkit import request
+from meshtrace_testkit.sidecar import attrs, hexid, spans_of
 
 
 def trace_of(sc):

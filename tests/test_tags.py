@@ -1,6 +1,6 @@
 """Custom tags of each kind, redaction of secrets, and attribute limits, on
 spans exported from a real Envoy."""
-from harness import attrs, spans_of
+from meshtrace_testkit.sidecar import attrs, spans_of
 
 
 def trace_of(sc):

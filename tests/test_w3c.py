@@ -17,7 +17,9 @@ import uuid
 
 import pytest
 
-from harness import LOOPBACK, Sidecar, TraceContextApp
+from harness import TraceContextApp
+from meshtrace_testkit import LOOPBACK
+from meshtrace_testkit.sidecar import Sidecar
 
 T = "12345678901234567890123456789012"
 P = "1234567890123456"

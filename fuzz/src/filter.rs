@@ -339,7 +339,7 @@ pub fn request_path(data: &[u8]) {
     let propagators = config.propagators().expect("valid propagators");
     let mut exporter = Exporter::new(
         config.exporter.clone(),
-        otlp::resource([("service.name", "f".to_string())]),
+        otlp::framing(&[("service.name".to_string(), "f".to_string())]),
     );
     let mut host = FuzzHost::default();
     host.now.set(1_700_000_000_000_000_000);
@@ -459,7 +459,7 @@ pub fn exporter(data: &[u8]) {
     let bound = config.exporter.max_queue_spans;
     let mut exporter = Exporter::new(
         config.exporter,
-        otlp::resource([("service.name", "f".to_string())]),
+        otlp::framing(&[("service.name".to_string(), "f".to_string())]),
     );
     let host = FuzzHost::default();
     host.now.set(1_700_000_000_000_000_000);

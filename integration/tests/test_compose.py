@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from meshtrace_testkit import ROOT, WASM, envoy_bin
+
 COMPOSE_FILE = ROOT / "integration" / "docker-compose.yaml"
-ENVOY = Path(os.environ.get("ENVOY") or Path(sys.executable).parent / "envoy")
-WASM = ROOT / "dist" / "meshtrace.wasm"
 sys.path.insert(0, str(ROOT / "integration" / "shop"))
 
 from topology import SERVICES  # noqa: E402
@@ -56,7 +55,7 @@ def test_every_service_has_a_sidecar_and_an_app_in_its_network():
     assert len(SERVICES) >= 4
     formats = set()
     for name, (fmt, _) in SERVICES.items():
-        assert services[name]["environment"]["SERVICE_NAME"] == name
+        assert services[name]["command"] == ["-c", f"/etc/meshtrace/{name}.json"], "the service's own bootstrap"
         assert "sidecar.Dockerfile" in services[name]["build"]["dockerfile"]
         app = services[f"{name}-app"]
         assert app["network_mode"] == f"service:{name}"
@@ -64,6 +63,11 @@ def test_every_service_has_a_sidecar_and_an_app_in_its_network():
         formats.add(fmt)
     assert formats >= {"w3c", "b3", "jaeger"}
     assert "collector" in services and "loadgen" in services
+    for name, svc in services.items():
+        if name != "loadgen":
+            assert svc["healthcheck"]["test"][0] == "CMD", f"{name}: a health check run without a shell"
+        for dependency, condition in (svc.get("depends_on") or {}).items():
+            assert condition == {"condition": "service_healthy"}, f"{name} waits for {dependency} to be healthy"
     assert services["loadgen"]["environment"]["DURATION"] != "0", "the load is bounded in time"
     for svc in services.values():
         for port in svc.get("ports", []):
@@ -76,7 +80,7 @@ def test_every_service_has_a_sidecar_and_an_app_in_its_network():
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_the_compose_sidecar_bootstrap_validates(service, tmp_path):
-    if not ENVOY.exists() or not WASM.exists():
+    if not envoy_bin().exists() or not WASM.exists():
         pytest.skip("needs .venv's Envoy and dist/meshtrace.wasm (make wasm .venv/.ready)")
     env = {**os.environ, "SERVICE_NAME": service, "MESHTRACE_WASM": str(WASM)}
     out = subprocess.run([sys.executable, str(ROOT / "integration" / "shop" / "sidecar.py")],
@@ -84,6 +88,6 @@ def test_the_compose_sidecar_bootstrap_validates(service, tmp_path):
     config = tmp_path / "envoy.json"
     config.write_text(out.stdout)
     json.loads(out.stdout)
-    proc = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(config)],
+    proc = subprocess.run([str(envoy_bin()), "--mode", "validate", "-c", str(config)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -2,6 +2,7 @@
 //! configuration, the exporter and the tick; HTTP contexts start and finish
 //! spans; [`wasm_host::WasmHost`] is the `Host` over hostcalls.
 
+mod cel;
 mod http;
 mod root;
 mod wasm_host;

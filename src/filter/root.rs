@@ -36,8 +36,12 @@ impl Root {
         let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .map_err(|s| format!("cannot read the plugin configuration: {s:?}"))?
             .unwrap_or_default();
-        let config = Config::parse(&bytes).map_err(|e| e.to_string())?;
+        let mut config = Config::parse(&bytes).map_err(|e| e.to_string())?;
         let env = |k: &str| std::env::var(k).ok();
+        config
+            .exporter
+            .resolve_bearer_token(&env)
+            .map_err(|e| e.to_string())?;
         let tracer = Tracer::new(&config, &env).map_err(|e| e.to_string())?;
         let host = WasmHost::new();
         let attributes = resource::attributes(config.service_name.as_deref(), &env, &host);
@@ -45,7 +49,7 @@ impl Root {
             .first()
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let exporter = Exporter::new(config.exporter.clone(), otlp::resource(attributes));
+        let exporter = Exporter::new(config.exporter.clone(), otlp::framing(&attributes));
         if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(exporter.tick_ms())) {
             return Err(format!("cannot set the tick period: {s:?}"));
         }
@@ -120,6 +124,8 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
+            shared.host.tick_clock();
+            shared.tracer.on_tick(&shared.host);
             shared.exporter.borrow_mut().on_tick(&shared.host);
             if let Some(poller) = &shared.poller {
                 poller.borrow_mut().on_tick(&shared.host);

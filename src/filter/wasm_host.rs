@@ -7,6 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType};
 
+use super::cel;
+
 use crate::host::{Callout, Counter, Host};
 use crate::propagation::HeaderEdit;
 
@@ -17,6 +19,10 @@ pub struct WasmHost {
     /// flushes them, so the request path makes no hostcall to count.
     pending: [Cell<u64>; Counter::ALL.len()],
     rng: RefCell<fastrand::Rng>,
+    /// The clock at the last tick: [`Host::coarse_now_unix_nanos`].
+    coarse_now: Cell<u64>,
+    /// Property batches as CEL lists Envoy compiled (see [`cel`]).
+    batches: cel::Batches,
 }
 
 impl WasmHost {
@@ -30,7 +36,14 @@ impl WasmHost {
             metrics,
             pending: std::array::from_fn(|_| Cell::new(0)),
             rng: RefCell::new(fastrand::Rng::with_seed(seed)),
+            coarse_now: Cell::new(0),
+            batches: cel::Batches::default(),
         }
+    }
+
+    /// Sets the coarse clock; the root context calls it on every tick.
+    pub fn tick_clock(&self) {
+        self.coarse_now.set(now_nanos());
     }
 
     /// Adds the pending counts to the proxy's stats.
@@ -68,6 +81,17 @@ impl Host for WasmHost {
         now_nanos()
     }
 
+    fn coarse_now_unix_nanos(&self) -> u64 {
+        match self.coarse_now.get() {
+            0 => {
+                let now = now_nanos();
+                self.coarse_now.set(now);
+                now
+            }
+            t => t,
+        }
+    }
+
     fn random_u64(&self) -> u64 {
         self.rng.borrow_mut().u64(..)
     }
@@ -95,6 +119,12 @@ impl Host for WasmHost {
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+        self.batches
+            .read(paths)
+            .unwrap_or_else(|| paths.iter().map(|p| self.property(p)).collect())
     }
 
     fn count(&self, counter: Counter, n: u64) {

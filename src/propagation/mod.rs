@@ -158,6 +158,23 @@ pub const TRACE_HEADERS: [&str; 9] = [
     jaeger::UBER_TRACE_ID,
 ];
 
+/// Where `name` is in [`TRACE_HEADERS`]: one comparison by length and bytes
+/// (a `match` on strings), not one per trace header.
+fn trace_header_index(name: &str) -> Option<usize> {
+    Some(match name {
+        tracecontext::TRACEPARENT => 0,
+        tracecontext::TRACESTATE => 1,
+        b3::SINGLE => 2,
+        b3::TRACE_ID => 3,
+        b3::SPAN_ID => 4,
+        b3::PARENT_SPAN_ID => 5,
+        b3::SAMPLED => 6,
+        b3::FLAGS => 7,
+        jaeger::UBER_TRACE_ID => 8,
+        _ => return None,
+    })
+}
+
 /// A header as the request has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Header<'a> {
@@ -332,16 +349,33 @@ impl Propagators {
                 Format::Baggage => baggage::inject_w3c(baggage, headers, &mut edits),
             }
         }
-        for name in TRACE_HEADERS {
-            let written = edits.iter().any(|e| e.name == name);
-            if !written && !matches!(header(headers, name), Header::Absent) {
-                edits.push(HeaderEdit::remove(name));
+        // The trace headers the request has, found in one pass over it.
+        let mut present = [Header::Absent; TRACE_HEADERS.len()];
+        for (k, v) in headers {
+            if let Some(slot) = trace_header_index(k).and_then(|i| present.get_mut(i)) {
+                *slot = match slot {
+                    Header::Absent => Header::One(v.as_str()),
+                    _ => Header::Several,
+                };
             }
         }
-        edits.retain(|edit| match (&edit.value, header(headers, &edit.name)) {
-            (Some(v), Header::One(current)) => v != current,
-            (None, Header::Absent) => false,
-            _ => true,
+        for (name, found) in TRACE_HEADERS.iter().zip(present) {
+            let written = edits.iter().any(|e| e.name == *name);
+            if !written && !matches!(found, Header::Absent) {
+                edits.push(HeaderEdit::remove(*name));
+            }
+        }
+        // A header whose value would not change is left alone.
+        edits.retain(|edit| {
+            let current = match trace_header_index(&edit.name) {
+                Some(i) => present.get(i).copied().unwrap_or(Header::Absent),
+                None => header(headers, &edit.name),
+            };
+            match (&edit.value, current) {
+                (Some(v), Header::One(current)) => v != current,
+                (None, Header::Absent) => false,
+                _ => true,
+            }
         });
         edits
     }
@@ -371,6 +405,15 @@ pub(crate) mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn trace_header_index_follows_the_list() {
+        for (i, name) in TRACE_HEADERS.iter().enumerate() {
+            assert_eq!(trace_header_index(name), Some(i), "{name}");
+        }
+        assert_eq!(trace_header_index("baggage"), None);
+        assert_eq!(trace_header_index("x-b3-traceid2"), None);
     }
 
     /// Applies edits the way Envoy's set/remove header calls do.

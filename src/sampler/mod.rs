@@ -6,7 +6,8 @@
 //!    the traces (by the ratio rule on the trace id).
 //! 2. Parent-based (the matching rule's `parentBased`, else the global one):
 //!    a caller's sampled or not-sampled decision is followed.
-//! 3. Ratio on the trace id ([`ratio`]): the remote strategy for the
+//! 3. Ratio on the trace id ([`RatioSampler`], meshtrace-core's rule, which
+//!    the collector's tail sampling shares): the remote strategy for the
 //!    operation, else the remote default, else the matching rule's
 //!    percentage, else `randomSamplingPercentage`.
 //! 4. A new sampled trace then needs a token from the Envoy-wide cap
@@ -14,7 +15,6 @@
 
 pub mod keep;
 pub mod rate_limit;
-pub mod ratio;
 pub mod remote;
 pub mod rules;
 
@@ -26,8 +26,8 @@ use crate::ids::TraceId;
 use crate::propagation::{header, Header, Sampling};
 
 pub use keep::{KeepErrors, Kept};
-pub use ratio::RatioSampler;
-pub use remote::Strategies;
+pub use meshtrace_core::ratio::RatioSampler;
+pub use meshtrace_core::strategy::Strategies;
 pub use rules::{Request, Rule};
 
 /// Headers whose presence forces sampling, always.
@@ -91,9 +91,15 @@ impl Sampler {
         })
     }
 
-    /// Whether any rule needs Envoy's route name.
-    pub fn uses_route_name(&self) -> bool {
-        self.rules.iter().any(Rule::uses_route_name)
+    /// Whether any sampling rule is configured.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// Whether remote strategies are in force (their per-operation ratios
+    /// need the span's name).
+    pub fn has_remote(&self) -> bool {
+        self.remote.borrow().is_some()
     }
 
     /// The first rule that matches the request.
@@ -108,10 +114,6 @@ impl Sampler {
     /// Replaces the remote strategies (from the root context's poller).
     pub fn set_remote(&self, strategies: Strategies) {
         *self.remote.borrow_mut() = Some(strategies);
-    }
-
-    pub fn remote(&self) -> Option<Strategies> {
-        self.remote.borrow().clone()
     }
 
     fn forced(&self, headers: &[(String, String)], trace_id: &TraceId) -> bool {

@@ -1,4 +1,5 @@
-//! Trace and span ids: fixed-size byte arrays, never all zero.
+//! Trace and span ids: fixed-size byte arrays, never all zero. Hex is read by meshtrace-core's rules, the
+//! filter's.
 
 /// A 128-bit trace id.
 pub type TraceId = [u8; 16];
@@ -19,24 +20,16 @@ pub fn span_id_from_bytes(bytes: &[u8]) -> Option<SpanId> {
 
 /// Parses a hex trace id of 1 to 32 digits (64-bit ids are left-padded with zeros, as B3 and Jaeger do).
 pub fn parse_trace_id(hex_id: &str) -> Option<TraceId> {
-    let bytes = parse_padded_hex::<16>(hex_id)?;
-    (bytes != [0; 16]).then_some(bytes)
+    meshtrace_core::ids::TraceId::from_hex_padded(hex_id)
+        .filter(|id| id.is_valid())
+        .map(|id| id.0)
 }
 
 /// Parses a hex span id of 1 to 16 digits, left-padded with zeros.
 pub fn parse_span_id(hex_id: &str) -> Option<SpanId> {
-    let bytes = parse_padded_hex::<8>(hex_id)?;
-    (bytes != [0; 8]).then_some(bytes)
-}
-
-fn parse_padded_hex<const N: usize>(hex_id: &str) -> Option<[u8; N]> {
-    if hex_id.is_empty() || hex_id.len() > N * 2 || !hex_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let padded = format!("{hex_id:0>width$}", width = N * 2);
-    let mut out = [0u8; N];
-    hex::decode_to_slice(padded, &mut out).ok()?;
-    Some(out)
+    meshtrace_core::ids::SpanId::from_hex_padded(hex_id)
+        .filter(|id| id.is_valid())
+        .map(|id| id.0)
 }
 
 #[cfg(test)]

@@ -2,15 +2,19 @@
 //! users type `http.status_code=500`; the filter records `http.response.status_code`. A search by either
 //! name finds both, in every API (Jaeger, Jaeger v3, Tempo and Zipkin).
 
+use meshtrace_core::semconv::{
+    HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, SERVER_ADDRESS, URL_FULL, URL_PATH,
+};
+
 use crate::store::TagMatch;
 
 /// (legacy name, stable name) pairs, from OpenTelemetry's HTTP semantic conventions migration.
 pub const ALIASES: [(&str, &str); 5] = [
-    ("http.status_code", "http.response.status_code"),
-    ("http.method", "http.request.method"),
-    ("http.url", "url.full"),
-    ("http.target", "url.path"),
-    ("peer.service", "server.address"),
+    ("http.status_code", HTTP_RESPONSE_STATUS_CODE),
+    ("http.method", HTTP_REQUEST_METHOD),
+    ("http.url", URL_FULL),
+    ("http.target", URL_PATH),
+    ("peer.service", SERVER_ADDRESS),
 ];
 
 /// `key` and the name it stands for, if any (either way round).

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use meshtrace_core::semconv::SERVICE_NAME;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -110,7 +111,7 @@ pub fn to_jaeger_trace(trace_id: &TraceId, mut records: Vec<SpanRecord>) -> Trac
                 .resource
                 .attributes
                 .iter()
-                .filter(|a| a.key != "service.name")
+                .filter(|a| a.key != SERVICE_NAME)
                 .map(kv)
                 .collect(),
         };

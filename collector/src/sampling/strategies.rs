@@ -17,11 +17,10 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
-
-use super::response::{
+use meshtrace_core::strategy::{
     OperationSampling, OperationStrategy, ProbabilisticSampling, StrategyResponse,
 };
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StrategyError {
@@ -150,7 +149,7 @@ impl StrategiesFile {
         };
         if !ops.is_empty() {
             response.operation_sampling = Some(OperationSampling {
-                default_sampling_probability: entry.param,
+                default_sampling_probability: Some(entry.param),
                 default_lower_bound_traces_per_second: 0.0,
                 per_operation_strategies: ops
                     .iter()

@@ -86,7 +86,7 @@ pub enum PolicyConfig {
         #[serde(default)]
         regex: Option<String>,
     },
-    /// A share of traces, decided from the trace id (the filter's algorithm: the last 56 bits).
+    /// A share of traces, decided from the trace id by the filter's ratio rule (meshtrace-core: the last 56 bits).
     #[serde(rename = "probabilistic", rename_all = "kebab-case")]
     Probabilistic { percentage: f64 },
     /// Traces while the spans sampled by this policy stay under `spans-per-second`.

@@ -3,6 +3,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use meshtrace_core::ids::TraceId;
+use meshtrace_core::ratio::RatioSampler;
+
 use super::config::PolicyConfig;
 use crate::model::{attribute_string, SpanRecord};
 
@@ -48,20 +51,11 @@ pub enum Policy {
         values: Vec<String>,
         regex: Option<regex_lite::Regex>,
     },
-    Probabilistic(u64),
+    /// The filter's ratio rule, on the trace id.
+    Probabilistic(RatioSampler),
     RateLimiting(Limiter),
     And(Vec<Policy>),
     Composite(Vec<(Policy, Limiter)>),
-}
-
-const RANDOMNESS_MAX: u64 = 1 << 56;
-
-/// The last 56 bits of the trace id (W3C Level 2 randomness), as the filter's ratio sampler reads them.
-pub fn randomness(trace_id: &[u8; 16]) -> u64 {
-    trace_id
-        .iter()
-        .skip(9)
-        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 impl Policy {
@@ -100,8 +94,7 @@ impl Policy {
                         "probabilistic percentage {percentage} out of range"
                     ));
                 }
-                let threshold = ((1.0 - percentage / 100.0) * RANDOMNESS_MAX as f64).round() as u64;
-                Policy::Probabilistic(threshold.min(RANDOMNESS_MAX))
+                Policy::Probabilistic(RatioSampler::from_percentage(*percentage))
             }
             PolicyConfig::RateLimiting { spans_per_second } => {
                 Policy::RateLimiting(Limiter::new(*spans_per_second))
@@ -160,9 +153,9 @@ impl Policy {
                         values.contains(&v) || regex.as_ref().is_some_and(|re| re.is_match(&v))
                     })
             }),
-            Policy::Probabilistic(threshold) => trace
+            Policy::Probabilistic(ratio) => trace
                 .first()
-                .is_some_and(|r| randomness(&r.trace_id) >= *threshold),
+                .is_some_and(|r| ratio.should_sample(&TraceId(r.trace_id))),
             Policy::RateLimiting(limiter) => limiter.allow(trace.len(), now),
             Policy::And(all) => all.iter().all(|p| p.samples(trace, now)),
             Policy::Composite(entries) => entries

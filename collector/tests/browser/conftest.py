@@ -7,7 +7,6 @@ violation or an exception in the page shows up there), except those a test decla
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -27,12 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import mesh  # noqa: E402
-
-# The collector process helper lives once, in the collector's Python test harness.
-_spec = importlib.util.spec_from_file_location("collector_harness", HERE.parent / "py" / "conftest.py")
-harness = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(harness)
-Collector = harness.Collector
+from meshtrace_testkit import Collector  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -69,13 +63,7 @@ def fill(collector: Collector, traces: list[tuple[str, list]]):
     # Acknowledged means stored; still, wait until each trace reads back whole.
     for tid, resource_spans in traces:
         want = sum(len(rs["scopeSpans"][0]["spans"]) for rs in resource_spans)
-        deadline = time.monotonic() + 30
-        while True:
-            status, body = collector.get(f"/api/traces/{tid}")
-            if status == 200 and len(body["data"][0]["spans"]) == want:
-                break
-            assert time.monotonic() < deadline, f"trace {tid} not queryable: {status} {body}"
-            time.sleep(0.1)
+        collector.wait_for_trace(tid, lambda t, want=want: len(t["spans"]) == want)
 
 
 def mesh_traces(t0: int, salt: int = 0x5eed, spread_ns: int = 10 * 60 * 1_000_000_000) -> tuple[dict, list]:
@@ -125,7 +113,7 @@ def empty(tmp_path_factory) -> Mesh:
 def protected(tmp_path_factory) -> Mesh:
     d = tmp_path_factory.mktemp("viewer-token")
     (d / "token").write_text("s3cret-viewer-token\n")
-    c = Collector(d / "data", extra_args=("--query-token-file", str(d / "token")))
+    c = Collector(d / "data", ["--query-token-file", str(d / "token")])
     yield Mesh(c)
     c.stop()
 

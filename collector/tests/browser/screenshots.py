@@ -18,17 +18,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import mesh  # noqa: E402
-from conftest import Collector, fill, mesh_traces, new_driver  # noqa: E402
+from conftest import fill, mesh_traces, new_driver  # noqa: E402
+from meshtrace_testkit import Collector, wait_until  # noqa: E402
 
 OUT = HERE.parent.parent / "docs" / "screenshots"
 
 
 def settle(driver, selector: str, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not driver.find_elements("css selector", selector):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{selector} never appeared on {driver.current_url}")
-        time.sleep(0.1)
+    wait_until(lambda: driver.find_elements("css selector", selector), timeout,
+               f"{selector} on {driver.current_url}", interval=0.1)
     time.sleep(0.6)  # fonts, the scatter's resize, the diagnostics request
 
 

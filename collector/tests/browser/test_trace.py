@@ -1,7 +1,6 @@
 """The trace page: header, waterfall, critical path, span details, find, statistics, downloads,
 diagnostics, and its deep links."""
 import json
-import time
 import urllib.parse
 
 from selenium.webdriver.common.keys import Keys
@@ -161,9 +160,7 @@ def test_downloads_as_otlp_and_jaeger_json(page, filled):
     for label, suffix in (("Download Jaeger JSON", "jaeger.json"), ("Download OTLP JSON", "otlp.json")):
         page.click_text(label, "button")
         path = page.downloads / f"trace-{filled.ids['ok']}.{suffix}"
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        page.wait(path.exists, f"the download {path.name}", timeout=10)
         doc = json.loads(path.read_text())
         if suffix == "jaeger.json":
             assert len(doc["data"][0]["spans"]) == 10

@@ -1,21 +1,13 @@
 """Adaptive sampling end to end with the real meshtrace filter in Envoy: the filter exports its spans to
 the collector and polls the collector's /api/sampling for remote strategies. A noisy operation's served
 probability falls below 1 and the filter starts leaving some of its requests unsampled, while a quiet
-operation stays fully sampled. Uses the filter tests' harness (tests/harness.py) and dist/meshtrace.wasm.
+operation stays fully sampled. Uses the test kit's sidecar (meshtrace_testkit.sidecar) and dist/meshtrace.wasm.
 """
-
-import sys
 
 import pytest
 
-from conftest import REPO, Collector
-
-sys.path.insert(0, str(REPO / "tests"))
-from harness import WASM, Sidecar  # noqa: E402
-
-
-def port_of(addr: str) -> int:
-    return int(addr.rsplit(":", 1)[1])
+from meshtrace_testkit import WASM, Collector
+from meshtrace_testkit.sidecar import Sidecar
 
 
 def sampled_at_app(sc) -> bool:
@@ -49,8 +41,7 @@ def test_filter_applies_adaptive_probabilities_from_the_collector(tmp_path):
                 ],
                 "remote": {"cluster": "sampling", "path": "/api/sampling", "refreshIntervalMs": 1000},
             },
-        }, collector_port=port_of(collector.addrs["otlp_http"]),
-            clusters={"sampling": port_of(collector.addrs["http"])})
+        }, collector_port=collector.port("otlp_http"), clusters={"sampling": collector.port("http")})
 
         sc.get("/quiet/1")
         assert sampled_at_app(sc)

@@ -2,104 +2,29 @@
 the Zipkin tracer over Zipkin v2 JSON. One Envoy runs a front listener that routes to a back listener,
 so a request makes a trace that crosses two connection managers."""
 
-import json
-import socket
-import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from conftest import envoy_bin, span_tree
+from meshtrace_testkit import (Envoy, bootstrap, cluster, direct_response, free_port, http_listener, route,
+                               virtual_host)
+from meshtrace_testkit.jaeger import span_tree
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def listener(name: str, port: int, tracing: dict, to: dict) -> dict:
+    """A connection manager with Envoy's own tracing, making request ids; the router starts a child span
+    for each upstream call."""
+    return http_listener(name, port, virtual_hosts=[virtual_host([to], name=name)],
+                         hcm={"generate_request_id": True, "tracing": tracing}, router={"start_child_span": True})
 
 
-def static_cluster(name: str, host: str, port: int) -> dict:
-    return {
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
-        },
-    }
-
-
-def listener(name: str, port: int, tracing: dict, route: dict) -> dict:
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [{
-            "filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": name,
-                    "generate_request_id": True,
-                    "tracing": tracing,
-                    "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": [route]}]},
-                    "http_filters": [{
-                        "name": "envoy.filters.http.router",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                            "start_child_span": True,
-                        },
-                    }],
-                },
-            }],
-        }],
-    }
-
-
-def envoy_config(provider: dict, collector_cluster: dict, front: int, back: int, admin: int) -> dict:
+def envoy_config(provider: dict, collector_cluster: dict, front: int, back: int) -> dict:
     tracing = {"provider": provider, "random_sampling": {"value": 100}}
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "static_resources": {
-            "listeners": [
-                listener("front", front, tracing, {"match": {"prefix": "/"}, "route": {"cluster": "back"}}),
-                listener("back", back, tracing, {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}),
-            ],
-            "clusters": [static_cluster("back", "127.0.0.1", back), collector_cluster],
-        },
-    }
-
-
-class Envoy:
-    def __init__(self, tmp_path, config: dict, admin: int):
-        path = tmp_path / "envoy.json"
-        path.write_text(json.dumps(config))
-        self.log = open(tmp_path / "envoy.log", "w")
-        self.proc = subprocess.Popen(
-            [envoy_bin(), "-c", str(path), "--service-cluster", "envoy-zipkin", "--service-node", "node-1",
-             "--log-level", "warn", "--base-id", str(admin)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (tmp_path / "envoy.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("envoy did not become ready")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+    return bootstrap(
+        [listener("front", front, tracing, route("back")), listener("back", back, tracing, direct_response(200, "ok"))],
+        [cluster("back", back), collector_cluster],
+        # The Zipkin tracer's service name is the node's cluster.
+        node={"id": "node-1", "cluster": "envoy-zipkin"})
 
 
 def send_requests(port: int, n: int):
@@ -129,12 +54,11 @@ def check_two_hop_trace(traces):
 
 @pytest.fixture
 def ports():
-    return free_port(), free_port(), free_port()
+    return free_port(), free_port()
 
 
 def test_envoy_opentelemetry_tracer_over_otlp_http(collector, tmp_path, ports):
-    front, back, admin = ports
-    host, port = collector.addrs["otlp_http"].rsplit(":", 1)
+    front, back = ports
     provider = {
         "name": "envoy.tracers.opentelemetry",
         "typed_config": {
@@ -145,7 +69,8 @@ def test_envoy_opentelemetry_tracer_over_otlp_http(collector, tmp_path, ports):
             },
         },
     }
-    envoy = Envoy(tmp_path, envoy_config(provider, static_cluster("collector", host, int(port)), front, back, admin), admin)
+    envoy = Envoy(envoy_config(provider, cluster("collector", collector.port("otlp_http")), front, back),
+                  directory=tmp_path).start()
     try:
         # Envoy flushes its span buffer every 5 s or every 5 spans: 3 requests make 9 spans.
         send_requests(front, 3)
@@ -158,8 +83,7 @@ def test_envoy_opentelemetry_tracer_over_otlp_http(collector, tmp_path, ports):
 @pytest.mark.parametrize("version", ["HTTP_JSON", "HTTP_PROTO"])
 def test_envoy_zipkin_tracer(collector, tmp_path, ports, version):
     """Envoy's Zipkin tracer in both its v2 encodings: JSON, and protobuf (`ListOfSpans`)."""
-    front, back, admin = ports
-    host, port = collector.addrs["zipkin"].rsplit(":", 1)
+    front, back = ports
     provider = {
         "name": "envoy.tracers.zipkin",
         "typed_config": {
@@ -172,7 +96,8 @@ def test_envoy_zipkin_tracer(collector, tmp_path, ports, version):
             "shared_span_context": False,
         },
     }
-    envoy = Envoy(tmp_path, envoy_config(provider, static_cluster("collector", host, int(port)), front, back, admin), admin)
+    envoy = Envoy(envoy_config(provider, cluster("collector", collector.port("zipkin")), front, back),
+                  directory=tmp_path).start()
     try:
         send_requests(front, 3)
         traces = collector.wait_for_traces("envoy-zipkin", 3)

@@ -9,24 +9,16 @@ and log files under the test's temporary directory (its defaults are in /tmp).
 """
 
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import Collector
+from meshtrace_testkit import Collector, free_port, procs, wait_until
 
 rotel = pytest.importorskip("rotel")
 ROTEL_AGENT = Path(rotel.__file__).parent / "rotel-agent"
 TRACES = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spans_request(n: int) -> dict:
@@ -50,13 +42,8 @@ def metric(text: str, series: str) -> float:
     return 0.0
 
 
-def wait_until(what: str, check, tries: int = 1200):
-    # The bound only stops a broken setup from hanging the suite; passing never depends on timing.
-    for _ in range(tries):
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"never happened: {what}")
+# Waits are bounded only so that a broken setup cannot hang the suite; passing never depends on timing.
+WAIT_S = 120
 
 
 def test_every_span_arrives_through_rotel_despite_outage_and_gateway_restart(tmp_path):
@@ -82,8 +69,7 @@ max-backoff = "500ms"
     agent = None
     try:
         assert gateway.post_otlp_json(spans_request(TRACES)) == 200
-        wait_until("exporters failed while rotel is down",
-                   lambda: 'kind="retryable"' in gateway.metrics())
+        wait_until(lambda: 'kind="retryable"' in gateway.metrics(), WAIT_S, "exporters failed while rotel is down")
         gateway.kill9()
         gateway = Collector(tmp_path / "gateway", gateway_args)
         agent = subprocess.Popen(
@@ -98,24 +84,17 @@ max-backoff = "500ms"
              "--log-file", str(tmp_path / "rotel.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Both exporters deliver every span (2 per trace) through rotel.
-        wait_until("both copies of every span reached the sink",
-                   lambda: metric(sink.metrics(),
-                                  'meshtrace_collector_spans_accepted_total{receiver="otlp_grpc"}') >= 4 * TRACES)
+        wait_until(lambda: metric(sink.metrics(), 'meshtrace_collector_spans_accepted_total{receiver="otlp_grpc"}')
+                   >= 4 * TRACES, WAIT_S, "both copies of every span reached the sink")
         for i in range(TRACES):
             trace = f"{0xabc0000000000000 + 1:016x}{i + 1:016x}"
             status, body = sink.get(f"/api/traces/{trace}")
             assert status == 200, trace
             assert len(body["data"][0]["spans"]) == 2, trace
-        wait_until("gateway queues drained", lambda: all(
+        wait_until(lambda: all(
             metric(gateway.metrics(), f'meshtrace_collector_exporter_queue_spans{{exporter="{name}"}}') == 0
-            for name in ("rotel-http", "rotel-grpc")))
+            for name in ("rotel-http", "rotel-grpc")), WAIT_S, "gateway queues drained")
     finally:
-        if agent is not None:
-            agent.terminate()
-            try:
-                agent.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+        procs.stop(agent, 30)
         gateway.stop()
         sink.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Collector
+from meshtrace_testkit import Collector
 
 HERE = Path(__file__).resolve().parent
 NODE_DIR = HERE.parent / "node"
@@ -40,14 +40,7 @@ def node(*args) -> str:
 
 
 def wait_for_trace(collector, trace_id: str, want_spans: int):
-    import time
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, body = collector.get(f"/api/traces/{trace_id}")
-        if status == 200 and len(body["data"][0]["spans"]) >= want_spans:
-            return body["data"][0]
-        time.sleep(0.1)
-    pytest.fail(f"trace {trace_id} never arrived complete")
+    return collector.wait_for_trace(trace_id, lambda t: len(t["spans"]) >= want_spans)
 
 
 def check(trace, service: str, client_version_prefix: str):

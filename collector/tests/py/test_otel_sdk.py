@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from conftest import span_tree
+from meshtrace_testkit.jaeger import span_tree
 
 
 def make_trace(exporter: SpanExporter, service: str) -> str:

@@ -6,7 +6,6 @@ over TLS) and OTLP over TLS at once, landing as one trace."""
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind
 
 from certs import Ca
-from conftest import Collector
-from test_envoy_tracers import Envoy, envoy_config, free_port, static_cluster
+from meshtrace_testkit import Collector, Envoy, cluster, free_port
+from meshtrace_testkit.jaeger import parent_of, service_of
+from test_envoy_tracers import envoy_config
 from test_otel_sdk import Recording, check_trace, make_trace
 
 HERE = Path(__file__).resolve().parent
@@ -113,9 +113,9 @@ def test_otel_sdk_exporters_with_client_certificates(tmp_path, pki):
     assert c.proc.returncode == 0
 
 
-def tls_cluster(name: str, host: str, port: int, ca: Ca) -> dict:
-    cluster = static_cluster(name, host, port)
-    cluster["transport_socket"] = {
+def tls_cluster(name: str, port: int, ca: Ca) -> dict:
+    tls = cluster(name, port)
+    tls["transport_socket"] = {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
@@ -123,13 +123,13 @@ def tls_cluster(name: str, host: str, port: int, ca: Ca) -> dict:
             "common_tls_context": {"validation_context": {"trusted_ca": {"filename": str(ca.path)}}},
         },
     }
-    return cluster
+    return tls
 
 
 def test_a_fleet_sending_jaeger_zipkin_and_otlp_over_tls_lands_as_one_trace(tmp_path, pki):
     ca, server, _, _ = pki
     c = start(tmp_path, server, ["--jaeger-compact-addr", "127.0.0.1:0"], ssl_context=client_context(ca))
-    front, back, admin = free_port(), free_port(), free_port()
+    front, back = free_port(), free_port()
     envoy = None
     try:
         # 1. A Jaeger-instrumented app starts the trace (thrift compact over UDP: no TLS on UDP).
@@ -139,7 +139,6 @@ def test_a_fleet_sending_jaeger_zipkin_and_otlp_over_tls_lands_as_one_trace(tmp_
         trace_id, root_span = out.stdout.split()
 
         # 2. It calls through an Envoy whose Zipkin tracer reports protobuf over TLS.
-        host, port = c.addrs["zipkin"].rsplit(":", 1)
         provider = {
             "name": "envoy.tracers.zipkin",
             "typed_config": {
@@ -151,10 +150,10 @@ def test_a_fleet_sending_jaeger_zipkin_and_otlp_over_tls_lands_as_one_trace(tmp_
                 "shared_span_context": False,
             },
         }
-        config = envoy_config(provider, tls_cluster("collector", host, int(port), ca), front, back, admin)
+        config = envoy_config(provider, tls_cluster("collector", c.port("zipkin"), ca), front, back)
         # Flush each span at once instead of every 5 s.
         config["layered_runtime"] = {"layers": [{"name": "flush", "static_layer": {"tracing.zipkin.min_flush_spans": 1}}]}
-        envoy = Envoy(tmp_path, config, admin)
+        envoy = Envoy(config, directory=tmp_path).start()
         request = urllib.request.Request(f"http://127.0.0.1:{front}/checkout", headers={
             "x-b3-traceid": trace_id, "x-b3-spanid": root_span, "x-b3-sampled": "1"})
         with urllib.request.urlopen(request, timeout=10) as r:
@@ -173,21 +172,14 @@ def test_a_fleet_sending_jaeger_zipkin_and_otlp_over_tls_lands_as_one_trace(tmp_
         provider_sdk.shutdown()
         assert exporter.results == [SpanExportResult.SUCCESS]
 
-        deadline = time.monotonic() + 30
-        services = set()
-        while time.monotonic() < deadline:
-            status, body = c.get(f"/api/traces/{trace_id}")
-            if status == 200:
-                trace = body["data"][0]
-                services = {trace["processes"][s["processID"]]["serviceName"] for s in trace["spans"]}
-                if services >= {"fleet-jaeger", "envoy-zipkin", "fleet-otel"} and len(trace["spans"]) >= 5:
-                    break
-            time.sleep(0.2)
-        assert services == {"fleet-jaeger", "envoy-zipkin", "fleet-otel"}, services
+        fleet = {"fleet-jaeger", "envoy-zipkin", "fleet-otel"}
+        trace = c.wait_for_trace(trace_id, lambda t: {service_of(t, s) for s in t["spans"]} >= fleet
+                                 and len(t["spans"]) >= 5)
+        services = {service_of(trace, s) for s in trace["spans"]}
+        assert services == fleet, services
         by_id = {sp["spanID"]: sp for sp in trace["spans"]}
-        parent = {sp["spanID"]: next((r["spanID"] for r in sp["references"] if r["refType"] == "CHILD_OF"), None)
-                  for sp in trace["spans"]}
-        service = {sp["spanID"]: trace["processes"][sp["processID"]]["serviceName"] for sp in trace["spans"]}
+        parent = {sp["spanID"]: parent_of(sp) for sp in trace["spans"]}
+        service = {sp["spanID"]: service_of(trace, sp) for sp in trace["spans"]}
         assert parent[root_span] is None
         for sid, svc in service.items():
             if svc in ("fleet-jaeger", "fleet-otel") and sid != root_span:

@@ -16,6 +16,7 @@
 //! conventions; the Collector's code says `< 399`), and a FOLLOWS_FROM reference is never the parent
 //! (the Collector's thrift path falls back to it, its protobuf path does not: both paths here agree).
 
+use meshtrace_core::semconv::SERVICE_NAME;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span as OtlpSpan, Status};
@@ -113,7 +114,7 @@ pub fn to_records(batch: Batch, out: &mut Conversion) {
 fn resource(process: Process) -> Resource {
     let mut attributes = Vec::with_capacity(process.tags.len() + 1);
     if !process.service_name.is_empty() {
-        attributes.push(string_attribute("service.name", process.service_name));
+        attributes.push(string_attribute(SERVICE_NAME, process.service_name));
     }
     let has = |tags: &[KeyValue], key: &str| tags.iter().any(|kv| kv.key == key);
     let host_name = has(&process.tags, "host.name");

@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use meshtrace_core::semconv::{NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, SERVICE_NAME};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
@@ -166,11 +167,11 @@ pub fn to_record(z: ZipkinSpan) -> Result<SpanRecord, &'static str> {
             attributes.push(string_attribute("peer.service", name));
         }
         if let Some(ip) = remote.ipv4.or(remote.ipv6) {
-            attributes.push(string_attribute("network.peer.address", ip));
+            attributes.push(string_attribute(NETWORK_PEER_ADDRESS, ip));
         }
         if let Some(port) = remote.port {
             attributes.push(KeyValue {
-                key: "network.peer.port".into(),
+                key: NETWORK_PEER_PORT.into(),
                 value: Some(AnyValue {
                     value: Some(any_value::Value::IntValue(i64::from(port))),
                 }),
@@ -191,7 +192,7 @@ pub fn to_record(z: ZipkinSpan) -> Result<SpanRecord, &'static str> {
         message,
         code: status::StatusCode::Error as i32,
     });
-    let mut resource_attributes = vec![string_attribute("service.name", service)];
+    let mut resource_attributes = vec![string_attribute(SERVICE_NAME, service)];
     if let Some(ip) = local.ipv4.or(local.ipv6) {
         resource_attributes.push(string_attribute("host.ip", ip));
     }

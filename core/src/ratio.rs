@@ -25,10 +25,6 @@ impl RatioSampler {
         }
     }
 
-    pub fn threshold(&self) -> u64 {
-        self.threshold
-    }
-
     pub fn should_sample(&self, trace_id: &TraceId) -> bool {
         trace_id.randomness() >= self.threshold
     }
@@ -42,14 +38,10 @@ mod tests {
 
     #[test]
     fn thresholds_at_the_edges() {
-        assert_eq!(RatioSampler::from_percentage(100.0).threshold(), 0);
-        assert_eq!(RatioSampler::from_percentage(0.0).threshold(), MAX);
-        assert_eq!(RatioSampler::from_percentage(50.0).threshold(), MAX / 2);
-        assert_eq!(
-            RatioSampler::from_percentage(250.0).threshold(),
-            0,
-            "clamped"
-        );
+        assert_eq!(RatioSampler::from_percentage(100.0).threshold, 0);
+        assert_eq!(RatioSampler::from_percentage(0.0).threshold, MAX);
+        assert_eq!(RatioSampler::from_percentage(50.0).threshold, MAX / 2);
+        assert_eq!(RatioSampler::from_percentage(250.0).threshold, 0, "clamped");
         let none = RatioSampler::from_percentage(0.0);
         assert!(
             !none.should_sample(&TraceId::from_u128(u128::MAX)),

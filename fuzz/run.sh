@@ -20,7 +20,8 @@ FLAGS=(-s none --debug-assertions --features libfuzzer --target-dir target/fuzz)
 mkdir -p fuzz/artifacts
 STATS=fuzz/runs.tsv
 [ -f "$STATS" ] || printf 'finished_utc\ttarget\tseconds\texecutions\tcorpus_before\tcorpus_after\tcrashes\tload_before\n' > "$STATS"
-"${FUZZ[@]}" build "${FLAGS[@]}"
+# Every target up front when all run; otherwise `cargo fuzz run` builds just the ones named.
+[ -n "${FUZZ_TARGETS:-}" ] || "${FUZZ[@]}" build "${FLAGS[@]}"
 failed=()
 for spec in $TARGETS; do
   t=${spec%%:*}
@@ -43,8 +44,10 @@ for spec in $TARGETS; do
     echo "fuzz: $t failed; the input is under fuzz/artifacts/$t/ (see $log)" >&2
     failed+=("$t")
   fi
-  execs=$(cat "$log" fuzz/fuzz-*.log 2>/dev/null | awk '/stat::number_of_executed_units/ {s+=$2} END {print s+0}')
-  rm -f fuzz/fuzz-*.log
+  # With -jobs, libFuzzer writes each job's output (and its final stats) to fuzz-<n>.log where it runs.
+  cat fuzz-*.log >> "$log" 2>/dev/null || true
+  rm -f fuzz-*.log
+  execs=$(awk '/stat::number_of_executed_units/ {s+=$2} END {print s+0}' "$log")
   cp -n "$run"/* "fuzz/corpus/$t/" 2>/dev/null || true
   "${FUZZ[@]}" cmin "${FLAGS[@]}" "$t" "fuzz/corpus/$t" -- -max_len=8192 >/dev/null 2>&1 || true
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$secs" "$execs" "$before" \

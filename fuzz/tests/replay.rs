@@ -3,7 +3,21 @@
 
 use std::path::Path;
 
-fn replay(folder: &str) -> usize {
+/// Unoptimised frames are many times larger than the fuzzed (release) build's: inputs nested as deep as the
+/// decoders allow (serde_json's 128 levels, prost's 100, TraceQL's parentheses) need more than a test
+/// thread's 2 MiB of stack here, though not in the release binaries.
+const STACK: usize = 256 << 20;
+
+fn replay(folder: &'static str) -> usize {
+    std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || replay_here(folder))
+        .expect("a replay thread")
+        .join()
+        .expect("the replay thread ends")
+}
+
+fn replay_here(folder: &str) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     let mut n = 0;
     for target in meshtrace_fuzz::TARGETS {

@@ -108,15 +108,35 @@ fn is_baggage_octet(c: u8) -> bool {
     matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
 }
 
+/// Optional whitespace (RFC 7230 OWS: spaces and tabs) trimmed from both ends.
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// W3C baggage properties, `;`-separated: each a key, or `key=value` with a baggage-octet value. They are
+/// written back as they came, so nothing else may pass (a control character would make the header invalid).
+fn valid_properties(props: &str) -> bool {
+    props.split(';').all(|p| match p.split_once('=') {
+        Some((k, v)) => is_token(trim_ows(k)) && trim_ows(v).bytes().all(is_baggage_octet),
+        None => is_token(trim_ows(p)),
+    })
+}
+
 /// Parses one W3C list member; `None` when invalid.
 fn parse_member(raw: &str) -> Option<Member> {
     let (kv, properties) = match raw.split_once(';') {
-        Some((kv, props)) => (kv, Some(props.trim().to_string())),
+        Some((kv, props)) => (kv, Some(trim_ows(props).to_string())),
         None => (raw, None),
     };
     let (key, value) = kv.split_once('=')?;
     let (key, value) = (key.trim(), value.trim());
     if !is_token(key) || !value.bytes().all(is_baggage_octet) {
+        return None;
+    }
+    if properties
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && !valid_properties(p))
+    {
         return None;
     }
     Some(Member {
@@ -187,6 +207,20 @@ mod tests {
             ),
             ("k=v;prop=1", Some("k=v;prop=1"), 0, "properties kept"),
             ("k=v;flag", Some("k=v;flag"), 0, "bare property"),
+            (
+                "k=v; a = 1 ;b",
+                Some("k=v;a = 1 ;b"),
+                0,
+                "OWS around properties",
+            ),
+            (
+                "k=v;t\u{1}l=6,k2=v2",
+                Some("k2=v2"),
+                1,
+                "control character in a property",
+            ),
+            ("k=v;p=a b", None, 1, "space inside a property value"),
+            ("k=v;;p", None, 1, "empty property"),
             ("bad key=v,k=v", Some("k=v"), 1, "space in key"),
             ("k=a b", None, 1, "space inside value"),
             ("k=\"q\"", None, 1, "quote in value"),

@@ -59,6 +59,11 @@ pub const HEARTBEAT_NANOS: u64 = 1_000_000_000;
 pub const STALE_NANOS: u64 = 30_000_000_000;
 /// How long a reader trusts its copy of the registry.
 const REGISTRY_TTL_NANOS: u64 = 1_000_000_000;
+/// For this long after a reader's first lookup, a miss reads the registry
+/// again: while a sidecar starts, its workers claim their slots in any order,
+/// and a copy read before another worker's claim would miss that worker's
+/// links for a whole [`REGISTRY_TTL_NANOS`].
+const SETTLE_NANOS: u64 = 5_000_000_000;
 /// Compare-and-swap tries per registry write.
 const TRIES: usize = 3;
 /// Layout version, the first byte of a bucket and of the registry: a value
@@ -283,6 +288,8 @@ struct Own {
 struct Registry {
     live: Vec<u8>,
     read_at: Option<u64>,
+    /// The first read: misses read again until [`SETTLE_NANOS`] after it.
+    first_read_at: Option<u64>,
 }
 
 /// One plugin instance's links: the slot it writes, if it records, and the
@@ -302,13 +309,27 @@ impl Links {
 
     /// Keeps this instance's slot alive; the root context calls it on every
     /// tick, so an instance that records nothing for a while keeps its slot.
-    pub fn tick(&self, host: &dyn Host, now: u64) {
-        let due = {
+    ///
+    /// An instance that `records` (its listener may be inbound) claims its
+    /// slot at its first tick rather than at its first record: readers keep
+    /// their copy of the registry for [`REGISTRY_TTL_NANOS`], so a slot
+    /// claimed by the first request of a worker would stay unseen by the
+    /// other workers for up to that long, and their lookups would miss the
+    /// links of that worker's first requests.
+    pub fn tick(&self, host: &dyn Host, now: u64, records: bool) {
+        let (slot, heartbeat, retry_at) = {
             let own = self.own.borrow();
-            own.slot.is_some() && now.saturating_sub(own.heartbeat) >= HEARTBEAT_NANOS
+            (own.slot, own.heartbeat, own.retry_at)
         };
-        if due {
-            self.heartbeat(host, now);
+        match slot {
+            Some(_) if now.saturating_sub(heartbeat) >= HEARTBEAT_NANOS => {
+                self.heartbeat(host, now)
+            }
+            Some(_) => {}
+            None if records && now >= retry_at => {
+                self.claim(host, now);
+            }
+            None => {}
         }
     }
 
@@ -484,12 +505,12 @@ impl Links {
 
     /// The live slots, from the registry as read at most
     /// [`REGISTRY_TTL_NANOS`] ago.
-    fn live_slots(&self, host: &dyn Host, now: u64) -> Vec<u8> {
+    fn live_slots(&self, host: &dyn Host, now: u64, force: bool) -> Vec<u8> {
         let mut registry = self.registry.borrow_mut();
         let fresh = registry
             .read_at
             .is_some_and(|at| now.saturating_sub(at) < REGISTRY_TTL_NANOS);
-        if !fresh {
+        if force || !fresh {
             let bytes = host
                 .shared_data(REGISTRY)
                 .map(|(b, _)| b)
@@ -500,8 +521,17 @@ impl Links {
                 .map(|(s, _, _)| s)
                 .collect();
             registry.read_at = Some(now);
+            registry.first_read_at.get_or_insert(now);
         }
         registry.live.clone()
+    }
+
+    /// Whether a miss should read the registry again (see [`SETTLE_NANOS`]).
+    fn settling(&self, now: u64) -> bool {
+        self.registry
+            .borrow()
+            .first_read_at
+            .is_some_and(|at| now.saturating_sub(at) < SETTLE_NANOS)
     }
 
     /// The SERVER span recorded under `request_id`, if it has not expired:
@@ -512,27 +542,38 @@ impl Links {
         let check = hash(request_id);
         let bucket = (check % BUCKETS) as u16;
         let mut best: Option<(u64, Linked)> = None;
-        let mut consider = |bytes: &[u8]| {
+        let consider = |best: &mut Option<(u64, Linked)>, bytes: &[u8]| {
             let found = entries(bytes).find(|e| e.check() == check && e.expires() >= now);
             if let Some(e) = found {
                 if best.as_ref().is_none_or(|(at, _)| e.expires() > *at) {
-                    best = Some((e.expires(), linked(&e)));
+                    *best = Some((e.expires(), linked(&e)));
                 }
             }
         };
         let own_slot = {
             let own = self.own.borrow();
             if let Some(bytes) = own.buckets.get(usize::from(bucket)) {
-                consider(bytes);
+                consider(&mut best, bytes);
             }
             own.slot
         };
-        for slot in self.live_slots(host, now) {
+        let searched = self.live_slots(host, now, false);
+        for &slot in &searched {
             if Some(slot) == own_slot {
                 continue;
             }
             if let Some((bytes, _)) = host.shared_data(&key(slot, bucket)) {
-                consider(&bytes);
+                consider(&mut best, &bytes);
+            }
+        }
+        if best.is_none() && self.settling(now) {
+            for slot in self.live_slots(host, now, true) {
+                if Some(slot) == own_slot || searched.contains(&slot) {
+                    continue;
+                }
+                if let Some((bytes, _)) = host.shared_data(&key(slot, bucket)) {
+                    consider(&mut best, &bytes);
+                }
             }
         }
         best.map(|(_, l)| l)
@@ -810,10 +851,58 @@ mod tests {
         let mut now = 0;
         while now < 2 * STALE_NANOS {
             now += 200_000_000;
-            owner.tick(&host, now);
+            owner.tick(&host, now, true);
         }
         let rec = other.record(&host, "req-2", &ctx(2, true), now).unwrap();
         assert_eq!(rec.slot, 1, "slot 0 is still held");
+    }
+
+    #[test]
+    fn a_slot_claimed_after_a_readers_first_copy_is_found_while_settling() {
+        let host = MockHost::with_headers(&[]);
+        let (owner, reader) = (Links::new(), Links::new());
+        assert!(
+            reader.lookup(&host, "req-0", 0).is_none(),
+            "copy read: empty"
+        );
+        owner.record(&host, "req-1", &ctx(1, true), 1).unwrap();
+        assert!(
+            reader.lookup(&host, "req-1", 2).is_some(),
+            "read again on the miss"
+        );
+        // Once settled, a miss trusts its copy for a second.
+        let late = Links::new();
+        let now = SETTLE_NANOS + 10;
+        assert!(reader.lookup(&host, "req-x", now).is_none());
+        late.record(&host, "req-2", &ctx(2, true), now + 1).unwrap();
+        assert!(
+            reader.lookup(&host, "req-2", now + 2).is_none(),
+            "settled: the copy holds"
+        );
+        assert!(reader
+            .lookup(&host, "req-2", now + REGISTRY_TTL_NANOS + 2)
+            .is_some());
+    }
+
+    #[test]
+    fn a_recording_instance_claims_its_slot_at_its_first_tick() {
+        let host = MockHost::with_headers(&[]);
+        let (owner, reader, outbound) = (Links::new(), Links::new(), Links::new());
+        owner.tick(&host, 0, true);
+        outbound.tick(&host, 0, false);
+        // The reader reads the registry at its first lookup, before the owner
+        // records anything, and keeps that copy for a second: the owner's
+        // slot must already be in it.
+        assert!(reader.lookup(&host, "req-0", 1).is_none());
+        let rec = owner.record(&host, "req-1", &ctx(1, true), 2).unwrap();
+        assert_eq!(rec.slot, 0, "claimed at the tick");
+        assert!(
+            reader.lookup(&host, "req-1", 3).is_some(),
+            "the first request's link is seen by a reader that read the registry before it"
+        );
+        let other = Links::new();
+        let rec = other.record(&host, "req-2", &ctx(2, true), 3).unwrap();
+        assert_eq!(rec.slot, 1, "an outbound-only instance takes no slot");
     }
 
     #[test]

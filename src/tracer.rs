@@ -183,7 +183,8 @@ impl Tracer {
     /// alive ([`link`]).
     pub fn on_tick(&self, host: &dyn Host) {
         if self.link_by_request_id {
-            self.links.tick(host, host.coarse_now_unix_nanos());
+            let records = self.direction != Direction::Outbound;
+            self.links.tick(host, host.coarse_now_unix_nanos(), records);
         }
     }
 

@@ -44,7 +44,19 @@ pub struct ProbabilisticSampling {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitingSampling {
+    #[serde(serialize_with = "whole_as_integer")]
     pub max_traces_per_second: f64,
+}
+
+/// Jaeger's type for `maxTracesPerSecond` is an integer (int32 in api_v2's
+/// protobuf, i16 in the agent's thrift): clients in typed languages refuse
+/// `5.0` there, so a whole rate is written as an integer.
+fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() <= f64::from(i32::MAX) {
+        s.serialize_i64(*v as i64)
+    } else {
+        s.serialize_f64(*v)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -200,6 +212,24 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
+    fn a_whole_rate_is_served_as_an_integer() {
+        let json =
+            |r: f64| serde_json::to_string(&StrategyResponse::rate_limiting(r)).unwrap_or_default();
+        assert!(
+            json(5.0).contains(r#""maxTracesPerSecond":5}"#),
+            "{}",
+            json(5.0)
+        );
+        assert!(
+            json(2.5).contains(r#""maxTracesPerSecond":2.5}"#),
+            "{}",
+            json(2.5)
+        );
+        let back = parse(json(5.0).as_bytes()).unwrap();
+        assert_eq!(back.max_traces_per_second, Some(5.0));
+    }
+
+    #[test]
     fn jaeger_answers() {
         let s = parse(br#"{"strategyType": "PROBABILISTIC", "probabilisticSampling": {"samplingRate": 0.25}}"#).unwrap();
         assert_eq!(
@@ -278,7 +308,7 @@ mod tests {
         let json = serde_json::to_value(StrategyResponse::rate_limiting(5.0)).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 5.0}})
+            serde_json::json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 5}})
         );
         let s = parse(json.to_string().as_bytes()).unwrap();
         assert_eq!(s.max_traces_per_second, Some(5.0));

@@ -197,7 +197,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_value(f.strategy_for("batch")).unwrap(),
-            json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 5.0}})
+            json!({"strategyType": "RATE_LIMITING", "rateLimitingSampling": {"maxTracesPerSecond": 5}})
         );
         let other = f.strategy_for("other");
         assert_eq!(other.default_probability(), 0.5);

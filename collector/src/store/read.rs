@@ -144,11 +144,7 @@ impl Store {
         }
         self.search(q, None, |trace, _| {
             found.push(*trace);
-            Ok(if found.len() >= q.limit {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(found.len() >= q.limit))
         })?;
         Ok(found)
     }
@@ -173,11 +169,7 @@ impl Store {
             if matched && visit(&c.trace, reader)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
-            Ok(if verified >= MAX_VERIFIED {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(verified >= MAX_VERIFIED))
         })?;
         report.truncated |= verified >= MAX_VERIFIED;
         Ok(report)

@@ -85,6 +85,17 @@ pub enum Flow {
     Stop,
 }
 
+impl Flow {
+    /// `Stop` once `done`: a scan that has what it came for.
+    pub fn stop_if(done: bool) -> Flow {
+        if done {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
 /// Why a scan ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanReport {

@@ -377,11 +377,7 @@ pub async fn search(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) ->
             if !sets.is_empty() {
                 traces.push(metadata(&view, &sets, &fields, spss));
             }
-            Ok(if traces.len() >= limit {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(traces.len() >= limit))
         })?;
         Ok((traces, inspected))
     })

@@ -81,11 +81,7 @@ async fn sample<T: Default + Send + 'static>(
                 }
             }
             seen += 1;
-            Ok(if seen >= RECENT_TRACES {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(seen >= RECENT_TRACES))
         })?;
         Ok(acc)
     })
@@ -135,15 +131,17 @@ fn scope_param(params: &Params) -> Result<String, String> {
     }
 }
 
+/// The `scope` parameter and the attribute names the tag endpoints answer from.
+async fn scoped_names(ctx: &QueryContext, raw: Option<&str>) -> Result<(String, Names), Response> {
+    let params = Params::new(raw);
+    let scope = scope_param(&params).map_err(|e| text_error(StatusCode::BAD_REQUEST, e))?;
+    Ok((scope, names(ctx, &params).await?))
+}
+
 /// `/api/search/tags`: every span and resource attribute name.
 pub async fn names_v1(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) -> Response {
-    let params = Params::new(raw.as_deref());
-    let scope = match scope_param(&params) {
-        Ok(s) => s,
-        Err(e) => return text_error(StatusCode::BAD_REQUEST, e),
-    };
-    let names = match names(&ctx, &params).await {
-        Ok(n) => n,
+    let (scope, names) = match scoped_names(&ctx, raw.as_deref()).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let mut all = BTreeSet::new();
@@ -161,13 +159,8 @@ pub async fn names_v1(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) 
 
 /// `/api/v2/search/tags`: names by scope (resource, span, intrinsic).
 pub async fn names_v2(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) -> Response {
-    let params = Params::new(raw.as_deref());
-    let scope = match scope_param(&params) {
-        Ok(s) => s,
-        Err(e) => return text_error(StatusCode::BAD_REQUEST, e),
-    };
-    let names = match names(&ctx, &params).await {
-        Ok(n) => n,
+    let (scope, names) = match scoped_names(&ctx, raw.as_deref()).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let mut scopes = Vec::new();

@@ -143,11 +143,7 @@ async fn find_traces_with(ctx: QueryContext, pairs: Vec<(String, String)>) -> Re
             }
             records.extend(spans);
             traces += 1;
-            Ok(if traces >= q.query.limit {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(traces >= q.query.limit))
         })?;
         Ok(records)
     })
@@ -188,11 +184,7 @@ async fn summaries_with(ctx: QueryContext, pairs: Vec<(String, String)>) -> Resp
                     out.push(summary);
                 }
             }
-            Ok(if out.len() >= q.query.limit {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(out.len() >= q.query.limit))
         })?;
         Ok(out)
     })

@@ -141,11 +141,7 @@ async fn remote_services(State(ctx): State<QueryContext>, RawQuery(raw): RawQuer
                 peers.extend(peer);
             }
             seen += 1;
-            Ok(if seen >= RECENT_TRACES {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(seen >= RECENT_TRACES))
         })?;
         Ok(peers)
     })
@@ -255,11 +251,7 @@ async fn traces(State(ctx): State<QueryContext>, RawQuery(raw): RawQuery) -> Res
             {
                 out.push(model::trace(records));
             }
-            Ok(if out.len() >= q.limit {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(out.len() >= q.limit))
         })?;
         Ok(out)
     })
@@ -362,11 +354,7 @@ async fn recent_tags(
                 });
             }
             seen += 1;
-            Ok(if seen >= RECENT_TRACES {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::stop_if(seen >= RECENT_TRACES))
         })?;
         Ok(out)
     })

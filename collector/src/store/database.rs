@@ -153,18 +153,21 @@ impl Database {
     /// Refuses (`StoreError::DiskFull`) a write of about `bytes` when the data directory's file system
     /// would not keep room for what fjall writes by itself: flushing every memtable (active and sealed)
     /// and compacting. fjall treats a failed flush or compaction as fatal (the keyspace is poisoned for
-    /// good), so the room is kept before the journal takes more: the memtables' size plus a sixteenth of
-    /// the file system, at most 1 GiB. Nothing is refused when the free space cannot be read.
+    /// good), so the room is kept before the journal takes more: the memtables' size plus room for a
+    /// compaction, which never rewrites more than the store holds, so the least of the store's size, a
+    /// sixteenth of the file system and 1 GiB. A small store on a nearly full disk keeps working; a large
+    /// one stops in time. Nothing is refused when the free space cannot be read.
     pub fn check_space(&self, bytes: u64) -> Result<(), StoreError> {
         let Ok(fs) = rustix::fs::statvfs(&self.path) else {
             return Ok(());
         };
         let available = fs.f_bavail.saturating_mul(fs.f_frsize);
-        let reserve = (fs.f_blocks.saturating_mul(fs.f_frsize) / 16).min(RESERVE_MAX);
-        // Twice the spans (the journal, then their flush) and the memtables' own flush.
-        let needed = reserve
-            .saturating_add(bytes.saturating_mul(2))
-            .saturating_add(self.keyspace.write_buffer_size());
+        let needed = space_needed(
+            bytes,
+            fs.f_blocks.saturating_mul(fs.f_frsize),
+            self.keyspace.disk_space(),
+            self.keyspace.write_buffer_size(),
+        );
         if available < needed {
             return Err(StoreError::DiskFull {
                 path: self.path.clone(),
@@ -184,4 +187,14 @@ impl Database {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// What `Database::check_space` wants free before a write of `bytes`: twice the spans (the journal,
+/// then their flush), the memtables' own flush, and room for a compaction (at most what the store
+/// holds, a sixteenth of the file system, 1 GiB).
+pub(crate) fn space_needed(bytes: u64, fs_size: u64, store_size: u64, write_buffers: u64) -> u64 {
+    let compaction = (fs_size / 16).min(RESERVE_MAX).min(store_size);
+    compaction
+        .saturating_add(bytes.saturating_mul(2))
+        .saturating_add(write_buffers)
 }

@@ -435,6 +435,24 @@ fn a_write_that_would_eat_the_flush_reserve_is_refused_before_anything_is_writte
 }
 
 #[test]
+fn the_compaction_reserve_grows_with_the_store_up_to_a_sixteenth_of_the_disk_and_1_gib() {
+    use super::database::space_needed;
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    // A new store on a big, nearly full disk: the spans twice and the memtables, no 1 GiB.
+    assert_eq!(
+        space_needed(MIB, 250 * GIB, 3 * MIB, 8 * MIB),
+        2 * MIB + 8 * MIB + 3 * MIB
+    );
+    // A large store on a big disk: capped at 1 GiB.
+    assert_eq!(space_needed(0, 250 * GIB, 40 * GIB, 0), GIB);
+    // A large store on a small disk: a sixteenth of it.
+    assert_eq!(space_needed(0, 1600 * MIB, 900 * MIB, 0), 100 * MIB);
+    // Saturates instead of wrapping.
+    assert_eq!(space_needed(u64::MAX, GIB, 0, 1), u64::MAX);
+}
+
+#[test]
 fn a_data_dir_that_is_a_file_or_damaged_is_refused_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data");

@@ -114,6 +114,12 @@ pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 
             malformed += 1;
             continue;
         }
+        // Header names are case-insensitive, so `uberctx-{key}` arrives lower-cased: a W3C member with
+        // the same key in any case is the same entry (it was written both ways by the hop before), and
+        // keeps its case.
+        if into.members().iter().any(|m| m.key.eq_ignore_ascii_case(key)) {
+            continue;
+        }
         into.push(Member {
             key: key.to_string(),
             value: decode_value(value.trim()),
@@ -273,5 +279,23 @@ mod tests {
         inject_baggage(&b, &h, &mut edits);
         assert!(edits.contains(&HeaderEdit::set("uberctx-user", "J%C3%BCrgen%20Jr".into())));
         assert!(edits.contains(&HeaderEdit::remove("uberctx-bad key")));
+    }
+
+    #[test]
+    fn a_w3c_member_and_its_lower_cased_uberctx_twin_are_one_member() {
+        let mut b = Baggage::default();
+        assert!(b.push(Member {
+            key: "TenantId".into(),
+            value: "w3c".into(),
+            properties: None,
+        }));
+        let h = hdrs(&[("uberctx-tenantid", "jaeger"), ("uberctx-user", "x")]);
+        assert_eq!(extract_baggage(&h, &mut b), 0);
+        let keys: Vec<_> = b.members().iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["TenantId", "user"], "no lower-cased twin");
+        assert_eq!(b.get("TenantId"), Some("w3c"), "the W3C member wins");
+        let mut edits = Vec::new();
+        inject_baggage(&b, &h, &mut edits);
+        assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c".into())));
     }
 }

@@ -117,7 +117,11 @@ pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 
         // Header names are case-insensitive, so `uberctx-{key}` arrives lower-cased: a W3C member with
         // the same key in any case is the same entry (it was written both ways by the hop before), and
         // keeps its case.
-        if into.members().iter().any(|m| m.key.eq_ignore_ascii_case(key)) {
+        if into
+            .members()
+            .iter()
+            .any(|m| m.key.eq_ignore_ascii_case(key))
+        {
             continue;
         }
         into.push(Member {

@@ -30,6 +30,8 @@ pub enum ThriftError {
     Method(String),
     #[error("the message carries no batch")]
     NoBatch,
+    #[error("{0} bytes follow the Batch; send exactly one Batch per request")]
+    Trailing(usize),
 }
 
 fn config(len: usize) -> TConfiguration {
@@ -56,10 +58,17 @@ pub fn read_emit_batch(packet: &[u8], protocol: Protocol) -> Result<Batch, Thrif
     }
 }
 
-/// A collector HTTP body: one binary-encoded `Batch` struct, no envelope.
+/// A collector HTTP body: one binary-encoded `Batch` struct, no envelope, nothing after it (bytes after
+/// the struct mean a damaged or concatenated body: refused rather than half read).
 pub fn read_batch(body: &[u8]) -> Result<Batch, ThriftError> {
-    let mut p = TBinaryInputProtocol::with_config(body, false, config(body.len()));
-    batch(&mut p).map_err(|e| ThriftError::Decode(Protocol::Binary, e))
+    let mut rest = body;
+    let mut p = TBinaryInputProtocol::with_config(&mut rest, false, config(body.len()));
+    let batch = batch(&mut p).map_err(|e| ThriftError::Decode(Protocol::Binary, e))?;
+    drop(p);
+    if !rest.is_empty() {
+        return Err(ThriftError::Trailing(rest.len()));
+    }
+    Ok(batch)
 }
 
 fn emit_batch(
@@ -608,6 +617,19 @@ mod tests {
                 "{service}: µs to ns"
             );
         }
+    }
+
+    #[test]
+    fn a_body_with_bytes_after_its_batch_is_refused() {
+        let mut body = batch_body(&sample_batch());
+        assert!(read_batch(&body).is_ok());
+        body.extend_from_slice(&[0, 0, 0]);
+        let err = read_batch(&body).err().unwrap();
+        assert!(matches!(err, ThriftError::Trailing(3)), "{err}");
+        assert!(
+            err.to_string().contains("3 bytes follow the Batch"),
+            "{err}"
+        );
     }
 
     #[test]

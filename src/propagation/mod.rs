@@ -122,6 +122,63 @@ pub struct SpanContext {
     pub tracestate: TraceState,
 }
 
+/// The lower-case hex of a context's trace and span ids, written once for
+/// every format that carries them (`traceparent`, `b3`, `x-b3-*`,
+/// `uber-trace-id`) into a stack buffer: each format copies the digits
+/// instead of computing them again.
+pub struct IdsHex {
+    /// The trace id's 32 digits, then the span id's 16.
+    digits: [u8; 48],
+    /// A 64-bit trace id (the high half zero), which B3 and Jaeger write short.
+    short: bool,
+}
+
+impl IdsHex {
+    pub fn new(ctx: &SpanContext) -> Self {
+        let mut digits = [b'0'; 48];
+        let (trace, span) = digits.split_at_mut(32);
+        hex_into(trace, &ctx.trace_id.0);
+        hex_into(span, &ctx.span_id.0);
+        IdsHex {
+            digits,
+            short: ctx.trace_id.0.get(..8) == Some(&[0u8; 8][..]),
+        }
+    }
+
+    /// The trace id's 32 digits.
+    pub fn trace(&self) -> &str {
+        self.digits(0, 32)
+    }
+
+    /// 16 digits for a 64-bit trace id, 32 otherwise (B3's and Jaeger's form).
+    pub fn short_trace(&self) -> &str {
+        self.digits(if self.short { 16 } else { 0 }, 32)
+    }
+
+    /// The span id's 16 digits.
+    pub fn span(&self) -> &str {
+        self.digits(32, 48)
+    }
+
+    fn digits(&self, from: usize, to: usize) -> &str {
+        self.digits
+            .get(from..to)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Writes the lower-case hex of `bytes` into `out` (two digits a byte).
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            *hi = DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+            *lo = DIGITS.get(usize::from(b & 0xf)).copied().unwrap_or(b'0');
+        }
+    }
+}
+
 /// A change to one request header: set it to a value, or remove it (`None`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderEdit {
@@ -337,13 +394,14 @@ impl Propagators {
         if self.formats.is_empty() {
             return edits;
         }
+        let hex = IdsHex::new(ctx);
         for &format in &self.formats {
             match format {
-                Format::TraceContext => tracecontext::inject(ctx, &mut edits),
-                Format::B3 => b3::inject_single(ctx, &mut edits),
-                Format::B3Multi => b3::inject_multi(ctx, &mut edits),
+                Format::TraceContext => tracecontext::inject(ctx, &hex, &mut edits),
+                Format::B3 => b3::inject_single(ctx, &hex, &mut edits),
+                Format::B3Multi => b3::inject_multi(ctx, &hex, &mut edits),
                 Format::Jaeger => {
-                    jaeger::inject(ctx, &mut edits);
+                    jaeger::inject(ctx, &hex, &mut edits);
                     jaeger::inject_baggage(baggage, headers, &mut edits);
                 }
                 Format::Baggage => baggage::inject_w3c(baggage, headers, &mut edits),

@@ -255,6 +255,58 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Header<'a> {
     found
 }
 
+/// The trace and baggage headers a request has, found in one pass over it:
+/// a format none of whose headers is there is not read at all (most requests
+/// carry one format or none, and each format's reading scans the list once
+/// per header name), and inject compares what it writes with these.
+#[derive(Clone, Copy, Debug)]
+pub struct Present<'a> {
+    /// By [`TRACE_HEADERS`]' order.
+    trace: [Header<'a>; TRACE_HEADERS.len()],
+    /// A W3C `baggage` header.
+    baggage: bool,
+    /// A Jaeger `uberctx-*` header.
+    uberctx: bool,
+}
+
+impl<'a> Present<'a> {
+    pub fn of(headers: &'a [(String, String)]) -> Self {
+        let mut present = Present {
+            trace: [Header::Absent; TRACE_HEADERS.len()],
+            baggage: false,
+            uberctx: false,
+        };
+        for (k, v) in headers {
+            match trace_header_index(k).and_then(|i| present.trace.get_mut(i)) {
+                Some(slot) => {
+                    *slot = match slot {
+                        Header::Absent => Header::One(v.as_str()),
+                        _ => Header::Several,
+                    }
+                }
+                None if k == baggage::BAGGAGE => present.baggage = true,
+                None if k.starts_with(jaeger::BAGGAGE_PREFIX) => present.uberctx = true,
+                None => {}
+            }
+        }
+        present
+    }
+
+    /// Whether any of the trace headers `from..to` (in [`TRACE_HEADERS`]) is there.
+    fn any(&self, from: usize, to: usize) -> bool {
+        self.trace
+            .get(from..to)
+            .is_some_and(|h| h.iter().any(|h| !matches!(h, Header::Absent)))
+    }
+}
+
+// Where each format's headers are in [`TRACE_HEADERS`].
+const AT_TRACEPARENT: usize = 0;
+const AT_B3: usize = 2;
+/// `x-b3-traceid` to `x-b3-flags`.
+const AT_B3_MULTI: usize = 3;
+const AT_UBER_TRACE_ID: usize = 8;
+
 /// Every value of `name`, comma-joined (how list headers such as tracestate
 /// and baggage combine when sent more than once).
 pub fn joined<'a>(headers: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
@@ -319,7 +371,17 @@ impl Propagators {
     /// are present and valid wins; baggage is gathered from W3C `baggage` and
     /// Jaeger `uberctx-*` when those formats are listed.
     pub fn extract(&self, headers: &[(String, String)]) -> Extracted {
+        self.extract_present(headers, &Present::of(headers))
+    }
+
+    /// [`Propagators::extract`] with the request's trace headers already found.
+    pub fn extract_present(
+        &self,
+        headers: &[(String, String)],
+        present: &Present<'_>,
+    ) -> Extracted {
         let mut out = Extracted::default();
+        let w3c_there = present.any(AT_TRACEPARENT, AT_TRACEPARENT + 1);
         let mut w3c_read = false;
         let mut b3_read = false;
         for &format in &self.formats {
@@ -328,6 +390,7 @@ impl Propagators {
             }
             let found = match format {
                 Format::Baggage => continue,
+                Format::TraceContext if !w3c_there => continue,
                 Format::TraceContext => {
                     w3c_read = true;
                     found(
@@ -340,17 +403,19 @@ impl Propagators {
                 // encodings, the single header first.
                 Format::B3 | Format::B3Multi if !b3_read => {
                     b3_read = true;
-                    found(Format::B3, b3::extract_single(headers), &mut out.malformed).or_else(
-                        || {
-                            found(
-                                Format::B3Multi,
-                                b3::extract_multi(headers),
-                                &mut out.malformed,
-                            )
-                        },
-                    )
+                    let single = || match present.any(AT_B3, AT_B3 + 1) {
+                        true => b3::extract_single(headers),
+                        false => Extraction::Absent,
+                    };
+                    let multi = || match present.any(AT_B3_MULTI, AT_B3_MULTI + 5) {
+                        true => b3::extract_multi(headers),
+                        false => Extraction::Absent,
+                    };
+                    found(Format::B3, single(), &mut out.malformed)
+                        .or_else(|| found(Format::B3Multi, multi(), &mut out.malformed))
                 }
                 Format::B3 | Format::B3Multi => continue,
+                Format::Jaeger if !present.any(AT_UBER_TRACE_ID, AT_UBER_TRACE_ID + 1) => continue,
                 Format::Jaeger => {
                     found(Format::Jaeger, jaeger::extract(headers), &mut out.malformed)
                 }
@@ -361,7 +426,11 @@ impl Propagators {
         // another format won with the same trace id. (Read before the
         // winner, tracecontext was absent or invalid.)
         if let Some((format, incoming)) = &mut out.winner {
-            if *format != Format::TraceContext && self.has(Format::TraceContext) && !w3c_read {
+            if *format != Format::TraceContext
+                && self.has(Format::TraceContext)
+                && !w3c_read
+                && w3c_there
+            {
                 if let (Some((trace_id, _)), Extraction::Found(w3c)) = (
                     incoming.parent,
                     tracecontext::extract(headers, &mut out.malformed),
@@ -372,10 +441,10 @@ impl Propagators {
                 }
             }
         }
-        if self.has(Format::Baggage) {
+        if present.baggage && self.has(Format::Baggage) {
             out.malformed += baggage::extract_w3c(headers, &mut out.baggage);
         }
-        if self.has(Format::Jaeger) {
+        if present.uberctx && self.has(Format::Jaeger) {
             out.malformed += jaeger::extract_baggage(headers, &mut out.baggage);
         }
         out
@@ -389,6 +458,17 @@ impl Propagators {
         ctx: &SpanContext,
         baggage: &Baggage,
         headers: &[(String, String)],
+    ) -> Vec<HeaderEdit> {
+        self.inject_present(ctx, baggage, headers, &Present::of(headers))
+    }
+
+    /// [`Propagators::inject`] with the request's trace headers already found.
+    pub fn inject_present(
+        &self,
+        ctx: &SpanContext,
+        baggage: &Baggage,
+        headers: &[(String, String)],
+        present: &Present<'_>,
     ) -> Vec<HeaderEdit> {
         let mut edits = Vec::with_capacity(8);
         if self.formats.is_empty() {
@@ -407,17 +487,7 @@ impl Propagators {
                 Format::Baggage => baggage::inject_w3c(baggage, headers, &mut edits),
             }
         }
-        // The trace headers the request has, found in one pass over it.
-        let mut present = [Header::Absent; TRACE_HEADERS.len()];
-        for (k, v) in headers {
-            if let Some(slot) = trace_header_index(k).and_then(|i| present.get_mut(i)) {
-                *slot = match slot {
-                    Header::Absent => Header::One(v.as_str()),
-                    _ => Header::Several,
-                };
-            }
-        }
-        for (name, found) in TRACE_HEADERS.iter().zip(present) {
+        for (name, found) in TRACE_HEADERS.iter().zip(present.trace) {
             let written = edits.iter().any(|e| e.name == *name);
             if !written && !matches!(found, Header::Absent) {
                 edits.push(HeaderEdit::remove(*name));
@@ -426,7 +496,7 @@ impl Propagators {
         // A header whose value would not change is left alone.
         edits.retain(|edit| {
             let current = match trace_header_index(&edit.name) {
-                Some(i) => present.get(i).copied().unwrap_or(Header::Absent),
+                Some(i) => present.trace.get(i).copied().unwrap_or(Header::Absent),
                 None => header(headers, &edit.name),
             };
             match (&edit.value, current) {
@@ -471,6 +541,12 @@ pub(crate) mod tests {
             assert_eq!(trace_header_index(name), Some(i), "{name}");
         }
         assert_eq!(trace_header_index("baggage"), None);
+        let at = |i: usize| TRACE_HEADERS.get(i).copied();
+        assert_eq!(at(AT_TRACEPARENT), Some(tracecontext::TRACEPARENT));
+        assert_eq!(at(AT_B3), Some(b3::SINGLE));
+        assert_eq!(at(AT_B3_MULTI), Some(b3::TRACE_ID));
+        assert_eq!(at(AT_B3_MULTI + 4), Some(b3::FLAGS));
+        assert_eq!(at(AT_UBER_TRACE_ID), Some(jaeger::UBER_TRACE_ID));
         assert_eq!(trace_header_index("x-b3-traceid2"), None);
     }
 

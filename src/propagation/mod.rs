@@ -218,6 +218,11 @@ pub const TRACE_HEADERS: [&str; 9] = [
 /// Where `name` is in [`TRACE_HEADERS`]: one comparison by length and bytes
 /// (a `match` on strings), not one per trace header.
 fn trace_header_index(name: &str) -> Option<usize> {
+    header_index(name).filter(|&i| i < TRACE_HEADERS.len())
+}
+
+/// [`trace_header_index`], and W3C `baggage` as [`BAGGAGE_INDEX`].
+fn header_index(name: &str) -> Option<usize> {
     Some(match name {
         tracecontext::TRACEPARENT => 0,
         tracecontext::TRACESTATE => 1,
@@ -228,9 +233,12 @@ fn trace_header_index(name: &str) -> Option<usize> {
         b3::SAMPLED => 6,
         b3::FLAGS => 7,
         jaeger::UBER_TRACE_ID => 8,
+        baggage::BAGGAGE => BAGGAGE_INDEX,
         _ => return None,
     })
 }
+
+const BAGGAGE_INDEX: usize = TRACE_HEADERS.len();
 
 /// A header as the request has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,8 +271,9 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Header<'a> {
 pub struct Present<'a> {
     /// By [`TRACE_HEADERS`]' order.
     trace: [Header<'a>; TRACE_HEADERS.len()],
-    /// A W3C `baggage` header.
-    baggage: bool,
+    /// The W3C `baggage` header (its values are joined when it is sent
+    /// more than once).
+    baggage: Header<'a>,
     /// A Jaeger `uberctx-*` header.
     uberctx: bool,
 }
@@ -273,21 +282,25 @@ impl<'a> Present<'a> {
     pub fn of(headers: &'a [(String, String)]) -> Self {
         let mut present = Present {
             trace: [Header::Absent; TRACE_HEADERS.len()],
-            baggage: false,
+            baggage: Header::Absent,
             uberctx: false,
         };
         for (k, v) in headers {
-            match trace_header_index(k).and_then(|i| present.trace.get_mut(i)) {
-                Some(slot) => {
-                    *slot = match slot {
-                        Header::Absent => Header::One(v.as_str()),
-                        _ => Header::Several,
-                    }
+            let slot = match header_index(k) {
+                Some(BAGGAGE_INDEX) => &mut present.baggage,
+                Some(i) => match present.trace.get_mut(i) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
+                None => {
+                    present.uberctx |= k.starts_with(jaeger::BAGGAGE_PREFIX);
+                    continue;
                 }
-                None if k == baggage::BAGGAGE => present.baggage = true,
-                None if k.starts_with(jaeger::BAGGAGE_PREFIX) => present.uberctx = true,
-                None => {}
-            }
+            };
+            *slot = match slot {
+                Header::Absent => Header::One(v.as_str()),
+                _ => Header::Several,
+            };
         }
         present
     }
@@ -441,7 +454,7 @@ impl Propagators {
                 }
             }
         }
-        if present.baggage && self.has(Format::Baggage) {
+        if present.baggage != Header::Absent && self.has(Format::Baggage) {
             out.malformed += baggage::extract_w3c(headers, &mut out.baggage);
         }
         if present.uberctx && self.has(Format::Jaeger) {
@@ -484,18 +497,26 @@ impl Propagators {
                     jaeger::inject(ctx, &hex, &mut edits);
                     jaeger::inject_baggage(baggage, headers, &mut edits);
                 }
-                Format::Baggage => baggage::inject_w3c(baggage, headers, &mut edits),
+                Format::Baggage => baggage::inject_w3c(baggage, present.baggage, &mut edits),
             }
         }
-        for (name, found) in TRACE_HEADERS.iter().zip(present.trace) {
-            let written = edits.iter().any(|e| e.name == *name);
-            if !written && !matches!(found, Header::Absent) {
+        // The trace headers written, by their place in TRACE_HEADERS; the
+        // others the request has are removed.
+        let written = edits
+            .iter()
+            .fold(0u32, |mask, e| match trace_header_index(&e.name) {
+                Some(i) => mask | 1 << i,
+                None => mask,
+            });
+        for (i, (name, found)) in TRACE_HEADERS.iter().zip(present.trace).enumerate() {
+            if written & 1 << i == 0 && !matches!(found, Header::Absent) {
                 edits.push(HeaderEdit::remove(*name));
             }
         }
         // A header whose value would not change is left alone.
         edits.retain(|edit| {
-            let current = match trace_header_index(&edit.name) {
+            let current = match header_index(&edit.name) {
+                Some(BAGGAGE_INDEX) => present.baggage,
                 Some(i) => present.trace.get(i).copied().unwrap_or(Header::Absent),
                 None => header(headers, &edit.name),
             };

@@ -3,7 +3,7 @@
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{header, joined, Header, HeaderEdit};
+use super::{joined, Header, HeaderEdit};
 
 pub const BAGGAGE: &str = "baggage";
 pub const MAX_MEMBERS: usize = 64;

@@ -590,7 +590,7 @@ const PEER_OR_ATTEMPTS: usize = 7;
 /// Read for gRPC calls only: the last of the batch.
 const GRPC_STATUS: usize = 8;
 
-const SERVER_PROPERTIES: [&[&str]; 9] = [
+static SERVER_PROPERTIES: [&[&str]; 9] = [
     RESPONSE_CODE,
     &["response", "flags"],
     &["upstream", "address"],
@@ -601,7 +601,7 @@ const SERVER_PROPERTIES: [&[&str]; 9] = [
     &["source", "address"],
     &["response", "grpc_status"],
 ];
-const CLIENT_PROPERTIES: [&[&str]; 9] = [
+static CLIENT_PROPERTIES: [&[&str]; 9] = [
     RESPONSE_CODE,
     &["response", "flags"],
     &["upstream", "address"],

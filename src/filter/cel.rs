@@ -140,11 +140,12 @@ fn list_value(bytes: &[u8], n: usize) -> Option<Vec<Option<Vec<u8>>>> {
     Some(list.values.into_iter().map(value).collect())
 }
 
-/// A batch's paths, owned.
-type Paths = Vec<Vec<String>>;
+/// A batch: a static list of property paths.
+type Paths = &'static [&'static [&'static str]];
 
-/// Compiled batches, by their paths; `None` for a batch the host would not
-/// compile.
+/// Compiled batches, by their list (the same static list, known by its
+/// address and length: no comparison of the paths on every span); `None` for
+/// a batch the host would not compile.
 #[derive(Default)]
 pub struct Batches {
     compiled: RefCell<Vec<(Paths, Option<u32>)>>,
@@ -152,7 +153,7 @@ pub struct Batches {
 
 impl Batches {
     /// The batch's values in one hostcall, or `None` to read them one by one.
-    pub fn read(&self, paths: &[&[&str]]) -> Option<Vec<Option<Vec<u8>>>> {
+    pub fn read(&self, paths: Paths) -> Option<Vec<Option<Vec<u8>>>> {
         let token = self.token(paths)?;
         let bytes = hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()))
             .ok()
@@ -160,14 +161,8 @@ impl Batches {
         decode(&bytes, paths.len())
     }
 
-    fn token(&self, paths: &[&[&str]]) -> Option<u32> {
-        let same = |known: &[Vec<String>]| {
-            known.len() == paths.len()
-                && known
-                    .iter()
-                    .zip(paths)
-                    .all(|(k, p)| k.len() == p.len() && k.iter().zip(p.iter()).all(|(a, b)| a == b))
-        };
+    fn token(&self, paths: Paths) -> Option<u32> {
+        let same = |known: &Paths| std::ptr::eq(*known, paths);
         if let Some((_, token)) = self.compiled.borrow().iter().find(|(k, _)| same(k)) {
             return *token;
         }
@@ -182,11 +177,7 @@ impl Batches {
                 "meshtrace: the host does not evaluate `{expr}`; properties are read one by one"
             );
         }
-        let key = paths
-            .iter()
-            .map(|p| p.iter().map(|s| s.to_string()).collect())
-            .collect();
-        self.compiled.borrow_mut().push((key, token));
+        self.compiled.borrow_mut().push((paths, token));
         token
     }
 }

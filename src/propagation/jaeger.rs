@@ -141,7 +141,13 @@ pub fn inject_baggage(
     headers: &[(String, String)],
     edits: &mut Vec<HeaderEdit>,
 ) {
-    for m in baggage.members() {
+    let members = baggage.members();
+    for (i, m) in members.iter().enumerate() {
+        // W3C keys that differ only in case share one `uberctx-` header: the first member has it.
+        let earlier = members.get(..i).unwrap_or_default();
+        if earlier.iter().any(|e| e.key.eq_ignore_ascii_case(&m.key)) {
+            continue;
+        }
         let value = utf8_percent_encode(&m.value, VALUE_ESCAPES).to_string();
         edits.push(HeaderEdit::set(
             format!("{BAGGAGE_PREFIX}{}", m.key.to_ascii_lowercase()),
@@ -305,5 +311,18 @@ mod tests {
         let mut edits = Vec::new();
         inject_baggage(&b, &h, &mut edits);
         assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c".into())));
+
+        // Two W3C members whose keys differ only in case share one header: the first member's value.
+        let mut b = Baggage::default();
+        for (key, value) in [("k", "first"), ("K", "second")] {
+            assert!(b.push(Member {
+                key: key.into(),
+                value: value.into(),
+                properties: None,
+            }));
+        }
+        let mut edits = Vec::new();
+        inject_baggage(&b, &[], &mut edits);
+        assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first".into())]);
     }
 }

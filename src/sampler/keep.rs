@@ -33,9 +33,10 @@ fn parse_statuses(spec: &str) -> Result<Vec<(u32, u32)>, String> {
         let range = if let Some(class) = part.strip_suffix("xx") {
             let c: u32 = class
                 .parse()
-                .ok()
-                .filter(|c| (1..=5).contains(c))
-                .ok_or_else(|| format!("`{part}` is not a status class (1xx to 5xx)"))?;
+                .map_err(|_| format!("`{part}` is not a status class"))?;
+            if !(1..=5).contains(&c) {
+                return Err(format!("`{part}` is outside 100..599"));
+            }
             (c * 100, c * 100 + 99)
         } else if let Some((lo, hi)) = part.split_once('-') {
             let lo = lo

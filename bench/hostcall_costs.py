@@ -21,6 +21,20 @@ import sidecar as sc  # noqa: E402
 import sidecar_instructions as si  # noqa: E402
 
 REPEAT = 10
+
+
+def server_list(guard_all: bool) -> str:
+    """The CEL list of a SERVER span's properties (src/filter/cel.rs's form);
+    response.flags, request.size, response.size and source.address are always
+    there, so unguarded unless `guard_all`."""
+    always = {("response", "flags"), ("request", "size"), ("response", "size"), ("source", "address")}
+    items = [f"{r}['{f}']" if (r, f) in always and not guard_all else f"('{f}' in {r}) ? {r}['{f}'] : ''"
+             for r, f in (("response", "code"), ("response", "flags"), ("upstream", "address"),
+                          ("request", "protocol"), ("request", "size"), ("response", "size"),
+                          ("xds", "cluster_name"), ("source", "address"))]
+    return "[" + ", ".join(items) + "]"
+
+
 # label -> (phase, op, argument)
 PROBES = {
     "request headers, whole map": ("request", "headers", "-"),
@@ -36,6 +50,12 @@ PROBES = {
     "eight properties in one CEL list (expr_evaluate)": (
         "log", "expr", "[response.code, response.flags, response.size, request.size, upstream.address, "
                        "source.address, request.protocol, xds.cluster_name]"),
+    # A SERVER span's list with every element guarded, so that a missing property reads as ''
+    # instead of failing the list (how meshtrace read it until issue 14), and guarded only where
+    # Envoy can lack the property at the end of a stream (src/filter/cel.rs, ALWAYS).
+    "a SERVER span's eight properties, each guarded": ("log", "expr", server_list(guard_all=True)),
+    "a SERVER span's eight properties, guarded where Envoy can lack them (as meshtrace reads them)": (
+        "log", "expr", server_list(guard_all=False)),
 }
 
 

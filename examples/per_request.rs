@@ -123,7 +123,7 @@ impl Host for BenchHost {
     fn count(&self, counter: Counter, n: u64) {
         std::hint::black_box((counter, n));
     }
-    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+    fn properties(&self, paths: &'static [&'static [&'static str]]) -> Vec<Option<Vec<u8>>> {
         // Envoy's host: one CEL list (src/filter/cel.rs).
         self.call("proxy_call_foreign_function (expr_evaluate)", 1);
         paths.iter().map(|p| self.lookup(p)).collect()

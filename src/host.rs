@@ -94,8 +94,9 @@ pub trait Host {
 
     /// Several properties at once, in order, each as [`Host::property`]
     /// would return it. By default one `property` each; Envoy's host answers
-    /// a batch in one hostcall.
-    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+    /// a batch in one hostcall. The lists are static: a host can know one
+    /// again by its address.
+    fn properties(&self, paths: &'static [&'static [&'static str]]) -> Vec<Option<Vec<u8>>> {
         paths.iter().map(|p| self.property(p)).collect()
     }
 

@@ -224,21 +224,35 @@ fn push_entry(out: &mut Vec<u8>, check: u64, ctx: &SpanContext, expires: u64) {
     }
 }
 
-/// `meshtrace.rid.{slot as 2 hex digits}.{bucket as 3}`, written without
-/// the formatting machinery: it is built on every inbound request.
-fn key(slot: u8, bucket: u16) -> String {
-    const PREFIX: &str = "meshtrace.rid.";
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digit = |v: u32| char::from(HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0'));
-    let mut key = String::with_capacity(PREFIX.len() + 6);
-    key.push_str(PREFIX);
-    key.push(digit(u32::from(slot) >> 4));
-    key.push(digit(u32::from(slot)));
-    key.push('.');
-    for shift in [8, 4, 0] {
-        key.push(digit(u32::from(bucket) >> shift));
+/// `meshtrace.rid.{slot as 2 hex digits}.{bucket as 3}`, written into a
+/// stack buffer without the formatting machinery: it is built twice on every
+/// inbound request (the record and the close), and a `String` was an
+/// allocation each time.
+struct Key([u8; KEY_PREFIX.len() + 6]);
+
+const KEY_PREFIX: &str = "meshtrace.rid.";
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or(KEY_PREFIX)
     }
-    key
+}
+
+fn key(slot: u8, bucket: u16) -> Key {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |v: u32| HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0');
+    let mut key = [b'.'; KEY_PREFIX.len() + 6];
+    let (prefix, rest) = key.split_at_mut(KEY_PREFIX.len());
+    prefix.copy_from_slice(KEY_PREFIX.as_bytes());
+    if let [s1, s0, _, b2, b1, b0] = rest {
+        *s1 = digit(u32::from(slot) >> 4);
+        *s0 = digit(u32::from(slot));
+        *b2 = digit(u32::from(bucket) >> 8);
+        *b1 = digit(u32::from(bucket) >> 4);
+        *b0 = digit(u32::from(bucket));
+    }
+    Key(key)
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -925,7 +939,7 @@ mod tests {
             owner.record(&host, "req-1", &ctx(3, true), 0).unwrap();
             host.shared
                 .borrow_mut()
-                .insert(key(0, bucket), (junk.to_vec(), 7));
+                .insert(key(0, bucket).to_string(), (junk.to_vec(), 7));
             assert!(
                 Links::new().lookup(&host, "req-1", 0).is_none(),
                 "{junk:?} in the bucket"
@@ -962,7 +976,7 @@ mod tests {
     #[test]
     fn keys() {
         for (slot, b) in [(0, 0), (1, 7), (0x3f, 10), (5, 4095)] {
-            assert_eq!(key(slot, b), format!("meshtrace.rid.{slot:02x}.{b:03x}"));
+            assert_eq!(&*key(slot, b), format!("meshtrace.rid.{slot:02x}.{b:03x}"));
         }
     }
 

@@ -2,8 +2,10 @@
 //! the instrumentation scope and the export request around the spans are
 //! meshtrace-core's (`otlp`).
 
-use meshtrace_core::otlp::{key_value, length_delimited as bytes, AnyValue, Framing};
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use meshtrace_core::otlp::{
+    encode_key, key_value, length_delimited as bytes, varint, AnyValue, Framing,
+};
+use prost::encoding::{encoded_len_varint, key_len, WireType};
 
 use crate::span::{Span, SpanKind, StatusCode, Value};
 
@@ -78,7 +80,7 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
         bytes(5, span.name.as_bytes(), &mut buf);
     }
     encode_key(6, WireType::Varint, &mut buf);
-    encode_varint(u64::from(kind(span.kind)), &mut buf);
+    varint(u64::from(kind(span.kind)), &mut buf);
     for (tag, nanos) in [(7, span.start_unix_nanos), (8, span.end_unix_nanos)] {
         if nanos != 0 {
             encode_key(tag, WireType::SixtyFourBit, &mut buf);
@@ -90,7 +92,7 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
     }
     if span.dropped_attributes != 0 {
         encode_key(10, WireType::Varint, &mut buf);
-        encode_varint(u64::from(span.dropped_attributes), &mut buf);
+        varint(u64::from(span.dropped_attributes), &mut buf);
     }
     // Status: the message is empty; the code is left out when UNSET.
     let code = u64::from(status_code(span.status));
@@ -100,10 +102,10 @@ pub fn encode_span(span: &Span) -> Vec<u8> {
         key_len(3) + encoded_len_varint(code)
     };
     encode_key(15, WireType::LengthDelimited, &mut buf);
-    encode_varint(status_len as u64, &mut buf);
+    varint(status_len as u64, &mut buf);
     if code != 0 {
         encode_key(3, WireType::Varint, &mut buf);
-        encode_varint(code, &mut buf);
+        varint(code, &mut buf);
     }
     // Field 16 last: prost writes fields in tag order.
     encode_key(16, WireType::ThirtyTwoBit, &mut buf);

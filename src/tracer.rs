@@ -15,7 +15,9 @@ use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
 use crate::link;
-use crate::propagation::{Format, Incoming, Propagators, Sampling, SpanContext, TraceState};
+use crate::propagation::{
+    Format, Incoming, Present, Propagators, Sampling, SpanContext, TraceState,
+};
 use crate::rpc;
 use crate::sampler::{Kept, Request, Sampler};
 use crate::semconv as sc;
@@ -254,7 +256,8 @@ impl Tracer {
         let kind = self.kind(host);
         let headers = host.request_headers();
         let seen = Seen::of(&headers);
-        let extracted = self.propagators.extract(&headers);
+        let present = Present::of(&headers);
+        let extracted = self.propagators.extract_present(&headers, &present);
         if extracted.malformed > 0 {
             host.count(Counter::MalformedHeaders, u64::from(extracted.malformed));
         }
@@ -340,9 +343,9 @@ impl Tracer {
             (true, None) => named(&mut envoy_route),
         };
         let start_unix_nanos = if record { host.now_unix_nanos() } else { now };
-        let edits = self
-            .propagators
-            .inject(&context, &extracted.baggage, &headers);
+        let edits =
+            self.propagators
+                .inject_present(&context, &extracted.baggage, &headers, &present);
         if !edits.is_empty() {
             host.edit_request_headers(&edits);
         }
@@ -587,7 +590,7 @@ const PEER_OR_ATTEMPTS: usize = 7;
 /// Read for gRPC calls only: the last of the batch.
 const GRPC_STATUS: usize = 8;
 
-const SERVER_PROPERTIES: [&[&str]; 9] = [
+static SERVER_PROPERTIES: [&[&str]; 9] = [
     RESPONSE_CODE,
     &["response", "flags"],
     &["upstream", "address"],
@@ -598,7 +601,7 @@ const SERVER_PROPERTIES: [&[&str]; 9] = [
     &["source", "address"],
     &["response", "grpc_status"],
 ];
-const CLIENT_PROPERTIES: [&[&str]; 9] = [
+static CLIENT_PROPERTIES: [&[&str]; 9] = [
     RESPONSE_CODE,
     &["response", "flags"],
     &["upstream", "address"],

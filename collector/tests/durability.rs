@@ -14,47 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 
-const SPANS_PER_REQUEST: u64 = 10;
-
 fn batch(seed: u64, n: u64) -> Vec<u8> {
-    let t = trace_id(seed, n);
-    let spans = (0..SPANS_PER_REQUEST)
-        .map(|i| {
-            let mut s = SpanSpec::new(t.clone(), span_id(i + 1), "work");
-            if i > 0 {
-                s.parent = span_id(1);
-            }
-            s.start_us += n;
-            s.span()
-        })
-        .collect();
-    encode(&request(&format!("svc-{}", seed % 4), spans))
-}
-
-/// Checks that every trace in `acked` is stored with all its spans.
-async fn assert_all_stored(c: &Collector, acked: &[Vec<u8>]) {
-    for chunk in acked.chunks(50) {
-        let query: Vec<String> = chunk
-            .iter()
-            .map(|t| format!("traceID={}", hex::encode(t)))
-            .collect();
-        let (status, v) = get_json(c, &format!("/api/traces?{}", query.join("&"))).await;
-        assert_eq!(status, 200);
-        let data = v["data"].as_array().unwrap();
-        assert_eq!(
-            data.len(),
-            chunk.len(),
-            "every acknowledged trace is present"
-        );
-        for t in data {
-            assert_eq!(
-                t["spans"].as_array().unwrap().len() as u64,
-                SPANS_PER_REQUEST,
-                "trace {} complete",
-                t["traceID"]
-            );
-        }
-    }
+    trace_batch(&format!("svc-{}", seed % 4), seed, n)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,20 +21,8 @@ use std::time::Duration;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SPANS_PER_REQUEST: u64 = 10;
-
 fn batch(seed: u64, n: u64) -> Vec<u8> {
-    let t = trace_id(seed, n);
-    let spans = (0..SPANS_PER_REQUEST)
-        .map(|i| {
-            let mut s = SpanSpec::new(t.clone(), span_id(i + 1), "work");
-            if i > 0 {
-                s.parent = span_id(1);
-            }
-            s.span()
-        })
-        .collect();
-    encode(&request("fault", spans))
+    trace_batch("fault", seed, n)
 }
 
 fn config(dir: &Path, text: &str) -> String {
@@ -45,37 +33,6 @@ fn config(dir: &Path, text: &str) -> String {
 
 async fn metrics(c: &Collector) -> String {
     get_text(c, "/metrics").await.1
-}
-
-/// Every trace in `acked` is stored with all its spans.
-async fn assert_all_stored(c: &Collector, acked: &[Vec<u8>]) {
-    for chunk in acked.chunks(50) {
-        let query: Vec<String> = chunk
-            .iter()
-            .map(|t| format!("traceID={}", hex::encode(t)))
-            .collect();
-        let (status, v) = get_json(c, &format!("/api/traces?{}", query.join("&"))).await;
-        assert_eq!(status, 200, "{v}");
-        let data = v["data"].as_array().unwrap();
-        if data.len() != chunk.len() {
-            let logs = c.drain_logs();
-            let tail = &logs[logs.len().saturating_sub(10)..];
-            panic!(
-                "{} of {} acknowledged traces stored; collector log:\n{}",
-                data.len(),
-                chunk.len(),
-                tail.join("\n")
-            );
-        }
-        for t in data {
-            assert_eq!(
-                t["spans"].as_array().unwrap().len() as u64,
-                SPANS_PER_REQUEST,
-                "trace {} complete",
-                t["traceID"]
-            );
-        }
-    }
 }
 
 /// How the fake upstream answers.

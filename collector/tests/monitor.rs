@@ -48,6 +48,13 @@ async fn the_monitor_tab_reads_rates_errors_and_latencies() {
     // endTs a minute ahead and a 10-minute rate window hold every call: rates are exact.
     let end = now_ms() + 60_000;
     let common = format!("service=cart&endTs={end}&lookback=0&step=60000&ratePer=600000");
+    // The history is fed by the analytics thread beside the acknowledgement, not before it: wait until
+    // it has the request (observed whole, under one lock).
+    let calls = format!("/api/metrics/calls?{common}&spanKind=server");
+    eventually("the history saw the spans", 100, || async {
+        get_json(&c, &calls).await.1["metrics"][0]["labels"].is_array()
+    })
+    .await;
     let (s, v) = get_json(&c, &format!("/api/metrics/calls?{common}&spanKind=server")).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["name"], "service_call_rate");

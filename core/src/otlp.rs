@@ -9,7 +9,7 @@
 //! bytes are exactly what prost writes for the same messages (tested against
 //! opentelemetry-proto's types, which stay a test dependency).
 
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encode_varint, encoded_len_varint, key_len, WireType};
 
 /// An attribute's value, as `AnyValue` carries it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,10 +19,27 @@ pub enum AnyValue<'a> {
     Int(i64),
 }
 
+/// Writes a varint: below 128 (every field key of these messages, nearly
+/// every length) one byte pushed in place, else prost's `encode_varint`,
+/// which is not inlined: a span's attributes write about six varints each.
+#[inline]
+pub fn varint(v: u64, buf: &mut Vec<u8>) {
+    match u8::try_from(v) {
+        Ok(b) if b < 0x80 => buf.push(b),
+        _ => encode_varint(v, buf),
+    }
+}
+
+/// Writes a field key (tag and wire type) as prost's `encode_key` does.
+#[inline]
+pub fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
+
 /// Writes a length-delimited field: key, length, bytes.
 pub fn length_delimited(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(bytes.len() as u64, buf);
+    varint(bytes.len() as u64, buf);
     buf.extend_from_slice(bytes);
 }
 
@@ -32,21 +49,21 @@ pub fn key_value(tag: u32, key: &str, value: AnyValue<'_>, buf: &mut Vec<u8>) {
     let value_len = any_value_len(value);
     let kv_len = str_len(1, key) + key_len(2) + encoded_len_varint(value_len as u64) + value_len;
     encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(kv_len as u64, buf);
+    varint(kv_len as u64, buf);
     if !key.is_empty() {
         length_delimited(1, key.as_bytes(), buf);
     }
     encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(value_len as u64, buf);
+    varint(value_len as u64, buf);
     match value {
         AnyValue::Str(v) => length_delimited(1, v.as_bytes(), buf),
         AnyValue::Bool(v) => {
             encode_key(2, WireType::Varint, buf);
-            encode_varint(u64::from(v), buf);
+            varint(u64::from(v), buf);
         }
         AnyValue::Int(v) => {
             encode_key(3, WireType::Varint, buf);
-            encode_varint(v as u64, buf);
+            varint(v as u64, buf);
         }
     }
 }

@@ -11,7 +11,7 @@ use meshtrace::host::{Callout, Counter, Host};
 use meshtrace::ids::{SpanId, TraceId};
 use meshtrace::otlp;
 use meshtrace::propagation::{
-    b3, baggage, jaeger, tracecontext, Baggage, Extraction, Format, HeaderEdit, Incoming,
+    b3, baggage, jaeger, tracecontext, Baggage, Extraction, Format, HeaderEdit, IdsHex, Incoming,
     Propagators, Sampling, SpanContext, TraceState,
 };
 use meshtrace::tracer::Tracer;
@@ -124,13 +124,13 @@ pub fn b3(data: &[u8]) {
         ctx.debug = incoming.sampling == Sampling::Debug;
         for (inject, extract) in [
             (
-                b3::inject_single as fn(&SpanContext, &mut Vec<HeaderEdit>),
+                b3::inject_single as fn(&SpanContext, &IdsHex, &mut Vec<HeaderEdit>),
                 b3::extract_single as fn(&[(String, String)]) -> Extraction,
             ),
             (b3::inject_multi, b3::extract_multi),
         ] {
             let mut edits = Vec::new();
-            inject(&ctx, &mut edits);
+            inject(&ctx, &IdsHex::new(&ctx), &mut edits);
             check_edits(&edits);
             let mut written = Vec::new();
             apply(&mut written, &edits);
@@ -181,7 +181,7 @@ pub fn jaeger(data: &[u8]) {
             TraceState::default(),
         );
         ctx.debug = sampling == Sampling::Debug;
-        let written = jaeger::format(&ctx);
+        let written = jaeger::format(&ctx, &IdsHex::new(&ctx));
         assert!(input::valid_value(&written), "{written:?}");
         let back = jaeger::parse(&written).expect("our uber-trace-id reads back");
         assert_eq!(back.parent, Some(parent));

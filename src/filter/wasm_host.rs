@@ -121,7 +121,7 @@ impl Host for WasmHost {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
 
-    fn properties(&self, paths: &[&[&str]]) -> Vec<Option<Vec<u8>>> {
+    fn properties(&self, paths: &'static [&'static [&'static str]]) -> Vec<Option<Vec<u8>>> {
         self.batches
             .read(paths)
             .unwrap_or_else(|| paths.iter().map(|p| self.property(p)).collect())

@@ -4,8 +4,10 @@
 //! to 128 bits and written back short); `b3: 0` alone is a deny without ids;
 //! the debug flag implies sampled and is written instead of it.
 
-use super::{header, Extraction, Header, HeaderEdit, Incoming, Sampling, SpanContext, TraceState};
-use crate::ids::{parse_hex_exact, push_hex, SpanId, TraceId};
+use super::{
+    header, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling, SpanContext, TraceState,
+};
+use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
 pub const SINGLE: &str = "b3";
 pub const TRACE_ID: &str = "x-b3-traceid";
@@ -127,19 +129,19 @@ fn decision_char(ctx: &SpanContext) -> &'static str {
     }
 }
 
-pub fn inject_single(ctx: &SpanContext, edits: &mut Vec<HeaderEdit>) {
+pub fn inject_single(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
     let mut value = String::with_capacity(52);
-    ctx.trace_id.push_short_hex(&mut value);
+    value.push_str(hex.short_trace());
     value.push('-');
-    push_hex(&mut value, &ctx.span_id.0);
+    value.push_str(hex.span());
     value.push('-');
     value.push_str(decision_char(ctx));
     edits.push(HeaderEdit::set(SINGLE, value));
 }
 
-pub fn inject_multi(ctx: &SpanContext, edits: &mut Vec<HeaderEdit>) {
-    edits.push(HeaderEdit::set(TRACE_ID, ctx.trace_id.to_short_hex()));
-    edits.push(HeaderEdit::set(SPAN_ID, ctx.span_id.to_string()));
+pub fn inject_multi(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
+    edits.push(HeaderEdit::set(TRACE_ID, hex.short_trace().to_string()));
+    edits.push(HeaderEdit::set(SPAN_ID, hex.span().to_string()));
     if ctx.debug {
         // Debug implies sampled: the spec says not to send both.
         edits.push(HeaderEdit::set(FLAGS, "1".to_string()));
@@ -352,7 +354,7 @@ mod tests {
     fn inject_forms() {
         let mut c = ctx();
         let mut e = Vec::new();
-        inject_single(&c, &mut e);
+        inject_single(&c, &IdsHex::new(&c), &mut e);
         assert_eq!(
             e[0].value.as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1")
@@ -360,8 +362,8 @@ mod tests {
         c.debug = true;
         c.trace_id = TraceId::from_u128(0xa3ce_929d_0e0e_4736);
         let mut e = Vec::new();
-        inject_single(&c, &mut e);
-        inject_multi(&c, &mut e);
+        inject_single(&c, &IdsHex::new(&c), &mut e);
+        inject_multi(&c, &IdsHex::new(&c), &mut e);
         assert_eq!(
             e[0].value.as_deref(),
             Some("a3ce929d0e0e4736-00f067aa0ba902b7-d")

@@ -11,9 +11,10 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use super::baggage::{is_token, Member};
 use super::{
-    header, Baggage, Extraction, Header, HeaderEdit, Incoming, Sampling, SpanContext, TraceState,
+    header, Baggage, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling, SpanContext,
+    TraceState,
 };
-use crate::ids::{hex_digit, push_hex, SpanId, TraceId};
+use crate::ids::{hex_digit, SpanId, TraceId};
 
 pub const UBER_TRACE_ID: &str = "uber-trace-id";
 pub const BAGGAGE_PREFIX: &str = "uberctx-";
@@ -72,7 +73,7 @@ pub fn extract(headers: &[(String, String)]) -> Extraction {
     }
 }
 
-pub fn format(ctx: &SpanContext) -> String {
+pub fn format(ctx: &SpanContext, hex: &IdsHex) -> String {
     let mut flags = 0u8;
     if ctx.sampled || ctx.debug {
         flags |= FLAG_SAMPLED;
@@ -81,16 +82,16 @@ pub fn format(ctx: &SpanContext) -> String {
         flags |= FLAG_DEBUG;
     }
     let mut out = String::with_capacity(52);
-    ctx.trace_id.push_short_hex(&mut out);
+    out.push_str(hex.short_trace());
     out.push(':');
-    push_hex(&mut out, &ctx.span_id.0);
+    out.push_str(hex.span());
     out.push_str(":0:");
     out.push(char::from_digit(u32::from(flags), 16).unwrap_or('0'));
     out
 }
 
-pub fn inject(ctx: &SpanContext, edits: &mut Vec<HeaderEdit>) {
-    edits.push(HeaderEdit::set(UBER_TRACE_ID, format(ctx)));
+pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
+    edits.push(HeaderEdit::set(UBER_TRACE_ID, format(ctx, hex)));
 }
 
 fn decode_value(v: &str) -> String {
@@ -140,7 +141,13 @@ pub fn inject_baggage(
     headers: &[(String, String)],
     edits: &mut Vec<HeaderEdit>,
 ) {
-    for m in baggage.members() {
+    let members = baggage.members();
+    for (i, m) in members.iter().enumerate() {
+        // W3C keys that differ only in case share one `uberctx-` header: the first member has it.
+        let earlier = members.get(..i).unwrap_or_default();
+        if earlier.iter().any(|e| e.key.eq_ignore_ascii_case(&m.key)) {
+            continue;
+        }
         let value = utf8_percent_encode(&m.value, VALUE_ESCAPES).to_string();
         edits.push(HeaderEdit::set(
             format!("{BAGGAGE_PREFIX}{}", m.key.to_ascii_lowercase()),
@@ -262,15 +269,18 @@ mod tests {
     fn inject_writes_short_ids_and_flags() {
         let mut c = ctx();
         assert_eq!(
-            format(&c),
+            format(&c, &IdsHex::new(&c)),
             "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1"
         );
         c.trace_id = TraceId::from_u128(0xabc);
         c.debug = true;
-        assert_eq!(format(&c), "0000000000000abc:00f067aa0ba902b7:0:3");
+        assert_eq!(
+            format(&c, &IdsHex::new(&c)),
+            "0000000000000abc:00f067aa0ba902b7:0:3"
+        );
         c.debug = false;
         c.sampled = false;
-        assert!(format(&c).ends_with(":0:0"));
+        assert!(format(&c, &IdsHex::new(&c)).ends_with(":0:0"));
     }
 
     #[test]
@@ -301,5 +311,18 @@ mod tests {
         let mut edits = Vec::new();
         inject_baggage(&b, &h, &mut edits);
         assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c".into())));
+
+        // Two W3C members whose keys differ only in case share one header: the first member's value.
+        let mut b = Baggage::default();
+        for (key, value) in [("k", "first"), ("K", "second")] {
+            assert!(b.push(Member {
+                key: key.into(),
+                value: value.into(),
+                properties: None,
+            }));
+        }
+        let mut edits = Vec::new();
+        inject_baggage(&b, &[], &mut edits);
+        assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first".into())]);
     }
 }

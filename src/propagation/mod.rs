@@ -122,6 +122,63 @@ pub struct SpanContext {
     pub tracestate: TraceState,
 }
 
+/// The lower-case hex of a context's trace and span ids, written once for
+/// every format that carries them (`traceparent`, `b3`, `x-b3-*`,
+/// `uber-trace-id`) into a stack buffer: each format copies the digits
+/// instead of computing them again.
+pub struct IdsHex {
+    /// The trace id's 32 digits, then the span id's 16.
+    digits: [u8; 48],
+    /// A 64-bit trace id (the high half zero), which B3 and Jaeger write short.
+    short: bool,
+}
+
+impl IdsHex {
+    pub fn new(ctx: &SpanContext) -> Self {
+        let mut digits = [b'0'; 48];
+        let (trace, span) = digits.split_at_mut(32);
+        hex_into(trace, &ctx.trace_id.0);
+        hex_into(span, &ctx.span_id.0);
+        IdsHex {
+            digits,
+            short: ctx.trace_id.0.get(..8) == Some(&[0u8; 8][..]),
+        }
+    }
+
+    /// The trace id's 32 digits.
+    pub fn trace(&self) -> &str {
+        self.digits(0, 32)
+    }
+
+    /// 16 digits for a 64-bit trace id, 32 otherwise (B3's and Jaeger's form).
+    pub fn short_trace(&self) -> &str {
+        self.digits(if self.short { 16 } else { 0 }, 32)
+    }
+
+    /// The span id's 16 digits.
+    pub fn span(&self) -> &str {
+        self.digits(32, 48)
+    }
+
+    fn digits(&self, from: usize, to: usize) -> &str {
+        self.digits
+            .get(from..to)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Writes the lower-case hex of `bytes` into `out` (two digits a byte).
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        if let [hi, lo] = pair {
+            *hi = DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+            *lo = DIGITS.get(usize::from(b & 0xf)).copied().unwrap_or(b'0');
+        }
+    }
+}
+
 /// A change to one request header: set it to a value, or remove it (`None`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderEdit {
@@ -161,6 +218,11 @@ pub const TRACE_HEADERS: [&str; 9] = [
 /// Where `name` is in [`TRACE_HEADERS`]: one comparison by length and bytes
 /// (a `match` on strings), not one per trace header.
 fn trace_header_index(name: &str) -> Option<usize> {
+    header_index(name).filter(|&i| i < TRACE_HEADERS.len())
+}
+
+/// [`trace_header_index`], and W3C `baggage` as [`BAGGAGE_INDEX`].
+fn header_index(name: &str) -> Option<usize> {
     Some(match name {
         tracecontext::TRACEPARENT => 0,
         tracecontext::TRACESTATE => 1,
@@ -171,9 +233,12 @@ fn trace_header_index(name: &str) -> Option<usize> {
         b3::SAMPLED => 6,
         b3::FLAGS => 7,
         jaeger::UBER_TRACE_ID => 8,
+        baggage::BAGGAGE => BAGGAGE_INDEX,
         _ => return None,
     })
 }
+
+const BAGGAGE_INDEX: usize = TRACE_HEADERS.len();
 
 /// A header as the request has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +262,63 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Header<'a> {
     }
     found
 }
+
+/// The trace and baggage headers a request has, found in one pass over it:
+/// a format none of whose headers is there is not read at all (most requests
+/// carry one format or none, and each format's reading scans the list once
+/// per header name), and inject compares what it writes with these.
+#[derive(Clone, Copy, Debug)]
+pub struct Present<'a> {
+    /// By [`TRACE_HEADERS`]' order.
+    trace: [Header<'a>; TRACE_HEADERS.len()],
+    /// The W3C `baggage` header (its values are joined when it is sent
+    /// more than once).
+    baggage: Header<'a>,
+    /// A Jaeger `uberctx-*` header.
+    uberctx: bool,
+}
+
+impl<'a> Present<'a> {
+    pub fn of(headers: &'a [(String, String)]) -> Self {
+        let mut present = Present {
+            trace: [Header::Absent; TRACE_HEADERS.len()],
+            baggage: Header::Absent,
+            uberctx: false,
+        };
+        for (k, v) in headers {
+            let slot = match header_index(k) {
+                Some(BAGGAGE_INDEX) => &mut present.baggage,
+                Some(i) => match present.trace.get_mut(i) {
+                    Some(slot) => slot,
+                    None => continue,
+                },
+                None => {
+                    present.uberctx |= k.starts_with(jaeger::BAGGAGE_PREFIX);
+                    continue;
+                }
+            };
+            *slot = match slot {
+                Header::Absent => Header::One(v.as_str()),
+                _ => Header::Several,
+            };
+        }
+        present
+    }
+
+    /// Whether any of the trace headers `from..to` (in [`TRACE_HEADERS`]) is there.
+    fn any(&self, from: usize, to: usize) -> bool {
+        self.trace
+            .get(from..to)
+            .is_some_and(|h| h.iter().any(|h| !matches!(h, Header::Absent)))
+    }
+}
+
+// Where each format's headers are in [`TRACE_HEADERS`].
+const AT_TRACEPARENT: usize = 0;
+const AT_B3: usize = 2;
+/// `x-b3-traceid` to `x-b3-flags`.
+const AT_B3_MULTI: usize = 3;
+const AT_UBER_TRACE_ID: usize = 8;
 
 /// Every value of `name`, comma-joined (how list headers such as tracestate
 /// and baggage combine when sent more than once).
@@ -262,7 +384,17 @@ impl Propagators {
     /// are present and valid wins; baggage is gathered from W3C `baggage` and
     /// Jaeger `uberctx-*` when those formats are listed.
     pub fn extract(&self, headers: &[(String, String)]) -> Extracted {
+        self.extract_present(headers, &Present::of(headers))
+    }
+
+    /// [`Propagators::extract`] with the request's trace headers already found.
+    pub fn extract_present(
+        &self,
+        headers: &[(String, String)],
+        present: &Present<'_>,
+    ) -> Extracted {
         let mut out = Extracted::default();
+        let w3c_there = present.any(AT_TRACEPARENT, AT_TRACEPARENT + 1);
         let mut w3c_read = false;
         let mut b3_read = false;
         for &format in &self.formats {
@@ -271,6 +403,7 @@ impl Propagators {
             }
             let found = match format {
                 Format::Baggage => continue,
+                Format::TraceContext if !w3c_there => continue,
                 Format::TraceContext => {
                     w3c_read = true;
                     found(
@@ -283,17 +416,19 @@ impl Propagators {
                 // encodings, the single header first.
                 Format::B3 | Format::B3Multi if !b3_read => {
                     b3_read = true;
-                    found(Format::B3, b3::extract_single(headers), &mut out.malformed).or_else(
-                        || {
-                            found(
-                                Format::B3Multi,
-                                b3::extract_multi(headers),
-                                &mut out.malformed,
-                            )
-                        },
-                    )
+                    let single = || match present.any(AT_B3, AT_B3 + 1) {
+                        true => b3::extract_single(headers),
+                        false => Extraction::Absent,
+                    };
+                    let multi = || match present.any(AT_B3_MULTI, AT_B3_MULTI + 5) {
+                        true => b3::extract_multi(headers),
+                        false => Extraction::Absent,
+                    };
+                    found(Format::B3, single(), &mut out.malformed)
+                        .or_else(|| found(Format::B3Multi, multi(), &mut out.malformed))
                 }
                 Format::B3 | Format::B3Multi => continue,
+                Format::Jaeger if !present.any(AT_UBER_TRACE_ID, AT_UBER_TRACE_ID + 1) => continue,
                 Format::Jaeger => {
                     found(Format::Jaeger, jaeger::extract(headers), &mut out.malformed)
                 }
@@ -304,7 +439,11 @@ impl Propagators {
         // another format won with the same trace id. (Read before the
         // winner, tracecontext was absent or invalid.)
         if let Some((format, incoming)) = &mut out.winner {
-            if *format != Format::TraceContext && self.has(Format::TraceContext) && !w3c_read {
+            if *format != Format::TraceContext
+                && self.has(Format::TraceContext)
+                && !w3c_read
+                && w3c_there
+            {
                 if let (Some((trace_id, _)), Extraction::Found(w3c)) = (
                     incoming.parent,
                     tracecontext::extract(headers, &mut out.malformed),
@@ -315,10 +454,10 @@ impl Propagators {
                 }
             }
         }
-        if self.has(Format::Baggage) {
+        if present.baggage != Header::Absent && self.has(Format::Baggage) {
             out.malformed += baggage::extract_w3c(headers, &mut out.baggage);
         }
-        if self.has(Format::Jaeger) {
+        if present.uberctx && self.has(Format::Jaeger) {
             out.malformed += jaeger::extract_baggage(headers, &mut out.baggage);
         }
         out
@@ -333,42 +472,52 @@ impl Propagators {
         baggage: &Baggage,
         headers: &[(String, String)],
     ) -> Vec<HeaderEdit> {
+        self.inject_present(ctx, baggage, headers, &Present::of(headers))
+    }
+
+    /// [`Propagators::inject`] with the request's trace headers already found.
+    pub fn inject_present(
+        &self,
+        ctx: &SpanContext,
+        baggage: &Baggage,
+        headers: &[(String, String)],
+        present: &Present<'_>,
+    ) -> Vec<HeaderEdit> {
         let mut edits = Vec::with_capacity(8);
         if self.formats.is_empty() {
             return edits;
         }
+        let hex = IdsHex::new(ctx);
         for &format in &self.formats {
             match format {
-                Format::TraceContext => tracecontext::inject(ctx, &mut edits),
-                Format::B3 => b3::inject_single(ctx, &mut edits),
-                Format::B3Multi => b3::inject_multi(ctx, &mut edits),
+                Format::TraceContext => tracecontext::inject(ctx, &hex, &mut edits),
+                Format::B3 => b3::inject_single(ctx, &hex, &mut edits),
+                Format::B3Multi => b3::inject_multi(ctx, &hex, &mut edits),
                 Format::Jaeger => {
-                    jaeger::inject(ctx, &mut edits);
+                    jaeger::inject(ctx, &hex, &mut edits);
                     jaeger::inject_baggage(baggage, headers, &mut edits);
                 }
-                Format::Baggage => baggage::inject_w3c(baggage, headers, &mut edits),
+                Format::Baggage => baggage::inject_w3c(baggage, present.baggage, &mut edits),
             }
         }
-        // The trace headers the request has, found in one pass over it.
-        let mut present = [Header::Absent; TRACE_HEADERS.len()];
-        for (k, v) in headers {
-            if let Some(slot) = trace_header_index(k).and_then(|i| present.get_mut(i)) {
-                *slot = match slot {
-                    Header::Absent => Header::One(v.as_str()),
-                    _ => Header::Several,
-                };
-            }
-        }
-        for (name, found) in TRACE_HEADERS.iter().zip(present) {
-            let written = edits.iter().any(|e| e.name == *name);
-            if !written && !matches!(found, Header::Absent) {
+        // The trace headers written, by their place in TRACE_HEADERS; the
+        // others the request has are removed.
+        let written = edits
+            .iter()
+            .fold(0u32, |mask, e| match trace_header_index(&e.name) {
+                Some(i) => mask | 1 << i,
+                None => mask,
+            });
+        for (i, (name, found)) in TRACE_HEADERS.iter().zip(present.trace).enumerate() {
+            if written & 1 << i == 0 && !matches!(found, Header::Absent) {
                 edits.push(HeaderEdit::remove(*name));
             }
         }
         // A header whose value would not change is left alone.
         edits.retain(|edit| {
-            let current = match trace_header_index(&edit.name) {
-                Some(i) => present.get(i).copied().unwrap_or(Header::Absent),
+            let current = match header_index(&edit.name) {
+                Some(BAGGAGE_INDEX) => present.baggage,
+                Some(i) => present.trace.get(i).copied().unwrap_or(Header::Absent),
                 None => header(headers, &edit.name),
             };
             match (&edit.value, current) {
@@ -413,6 +562,12 @@ pub(crate) mod tests {
             assert_eq!(trace_header_index(name), Some(i), "{name}");
         }
         assert_eq!(trace_header_index("baggage"), None);
+        let at = |i: usize| TRACE_HEADERS.get(i).copied();
+        assert_eq!(at(AT_TRACEPARENT), Some(tracecontext::TRACEPARENT));
+        assert_eq!(at(AT_B3), Some(b3::SINGLE));
+        assert_eq!(at(AT_B3_MULTI), Some(b3::TRACE_ID));
+        assert_eq!(at(AT_B3_MULTI + 4), Some(b3::FLAGS));
+        assert_eq!(at(AT_UBER_TRACE_ID), Some(jaeger::UBER_TRACE_ID));
         assert_eq!(trace_header_index("x-b3-traceid2"), None);
     }
 

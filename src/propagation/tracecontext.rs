@@ -6,8 +6,11 @@
 //! and written back as version 00.
 
 use super::tracestate::TraceState;
-use super::{header, joined, Extraction, Header, HeaderEdit, Incoming, Sampling, SpanContext};
-use crate::ids::{parse_hex_exact, push_hex, SpanId, TraceId};
+use super::{
+    header, hex_into, joined, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling,
+    SpanContext,
+};
+use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -88,6 +91,11 @@ pub fn extract(headers: &[(String, String)], malformed: &mut u32) -> Extraction 
 
 /// The version-00 traceparent for `ctx`: only the sampled and random flags.
 pub fn format_traceparent(ctx: &SpanContext) -> String {
+    traceparent(ctx, &IdsHex::new(ctx))
+}
+
+/// [`format_traceparent`] with the ids' hex already written.
+fn traceparent(ctx: &SpanContext, hex: &IdsHex) -> String {
     let mut flags = 0u8;
     if ctx.sampled {
         flags |= SAMPLED;
@@ -97,16 +105,18 @@ pub fn format_traceparent(ctx: &SpanContext) -> String {
     }
     let mut out = String::with_capacity(V00_LEN);
     out.push_str("00-");
-    push_hex(&mut out, &ctx.trace_id.0);
+    out.push_str(hex.trace());
     out.push('-');
-    push_hex(&mut out, &ctx.span_id.0);
+    out.push_str(hex.span());
     out.push('-');
-    push_hex(&mut out, &[flags]);
+    let mut digits = [0u8; 2];
+    hex_into(&mut digits, &[flags]);
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("00"));
     out
 }
 
-pub fn inject(ctx: &SpanContext, edits: &mut Vec<HeaderEdit>) {
-    edits.push(HeaderEdit::set(TRACEPARENT, format_traceparent(ctx)));
+pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
+    edits.push(HeaderEdit::set(TRACEPARENT, traceparent(ctx, hex)));
     // Never an empty tracestate: without members the header is removed.
     match ctx.tracestate.header_value() {
         Some(v) => edits.push(HeaderEdit::set(TRACESTATE, v)),
@@ -306,7 +316,7 @@ mod tests {
         let mut c = ctx();
         c.debug = true;
         let mut edits = Vec::new();
-        inject(&c, &mut edits);
+        inject(&c, &IdsHex::new(&c), &mut edits);
         assert_eq!(
             edits.first().and_then(|e| e.value.clone()).as_deref(),
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03")

@@ -33,7 +33,9 @@ fn parse_statuses(spec: &str) -> Result<Vec<(u32, u32)>, String> {
         let range = if let Some(class) = part.strip_suffix("xx") {
             let c: u32 = class
                 .parse()
-                .map_err(|_| format!("`{part}` is not a status class"))?;
+                .ok()
+                .filter(|c| (1..=5).contains(c))
+                .ok_or_else(|| format!("`{part}` is not a status class (1xx to 5xx)"))?;
             (c * 100, c * 100 + 99)
         } else if let Some((lo, hi)) = part.split_once('-') {
             let lo = lo
@@ -69,7 +71,7 @@ impl KeepErrors {
         };
         Ok(KeepErrors {
             statuses,
-            slower_than_nanos: c.slower_than_ms.map(|ms| ms * 1_000_000),
+            slower_than_nanos: c.slower_than_ms.map(|ms| ms.saturating_mul(1_000_000)),
         })
     }
 
@@ -119,7 +121,18 @@ mod tests {
         ] {
             assert_eq!(k.keep(code, 0) == Some(Kept::Error), want, "{code}");
         }
-        for bad in ["5x", "abc", "600", "503-500", "", "99"] {
+        // "42949673xx" overflowed `class * 100` (fuzz target plugin_config).
+        for bad in [
+            "5x",
+            "abc",
+            "600",
+            "503-500",
+            "",
+            "99",
+            "6xx",
+            "0xx",
+            "42949673xx",
+        ] {
             let err = keep(Some(bad), None).unwrap_err();
             assert_eq!(err.field, "sampling.keepErrors.statusCodes", "{bad}");
         }
@@ -133,5 +146,11 @@ mod tests {
         assert_eq!(k.keep(500, 1), None, "no status configured");
         let both = keep(Some("5xx"), Some(100)).unwrap();
         assert_eq!(both.keep(503, 500_000_000), Some(Kept::Error), "error wins");
+        let never = keep(None, Some(u64::MAX)).unwrap();
+        assert_eq!(
+            never.keep(200, u64::MAX),
+            None,
+            "a huge slowerThanMs saturates"
+        );
     }
 }

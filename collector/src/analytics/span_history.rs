@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use foldhash::fast::RandomState;
+
 use crate::model::SpanBatch;
 
 use super::span_metrics::OVERFLOW;
@@ -58,11 +60,11 @@ impl Minute {
 type Series = VecDeque<Minute>;
 
 /// Per service: per operation, one series per span kind.
-type Operations = HashMap<String, [Option<Series>; KINDS]>;
+type Operations = HashMap<String, [Option<Series>; KINDS], RandomState>;
 
 #[derive(Default)]
 struct Inner {
-    services: HashMap<String, Operations>,
+    services: HashMap<String, Operations, RandomState>,
     series: usize,
 }
 
@@ -312,7 +314,16 @@ impl Inner {
             .and_then(|ops| ops.get(operation))
             .and_then(|k| k.get(kind))
             .is_some_and(Option::is_some);
-        let (service, operation) = if exists || self.series < max {
+        if exists {
+            // The common case, without the two key allocations `entry` takes.
+            return self
+                .services
+                .get_mut(service)?
+                .get_mut(operation)?
+                .get_mut(kind)?
+                .as_mut();
+        }
+        let (service, operation) = if self.series < max {
             (service, operation)
         } else if self.services.contains_key(service) {
             (service, OVERFLOW)

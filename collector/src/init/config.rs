@@ -134,6 +134,10 @@ pub struct Config {
     #[arg(long, env = "MESHTRACE_STORE_CACHE_BYTES", default_value = "64MiB", value_parser = parse_byte_size)]
     pub store_cache_bytes: u64,
 
+    /// Memory the store's memtables may hold before commits wait for them to be flushed.
+    #[arg(long, env = "MESHTRACE_STORE_WRITE_BUFFER_BYTES", default_value = "64MiB", value_parser = parse_write_buffer)]
+    pub store_write_buffer_bytes: u64,
+
     /// File holding the bearer token senders must present (none: no token required).
     #[arg(long, env = "MESHTRACE_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
@@ -281,6 +285,15 @@ pub fn parse_byte_size(input: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {input:?} out of range"))
 }
 
+/// A byte size of at least 1 MiB (fjall's least write buffer).
+fn parse_write_buffer(input: &str) -> Result<u64, String> {
+    let n = parse_byte_size(input)?;
+    if n < 1 << 20 {
+        return Err(format!("{input:?} is too small: at least 1MiB"));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -298,6 +311,9 @@ mod tests {
         assert_eq!(parse_byte_size("2GB"), Ok(2_000_000_000));
         assert!(parse_byte_size("MiB").is_err());
         assert!(parse_byte_size("5XB").is_err());
+        assert_eq!(parse_write_buffer("4MiB"), Ok(4 << 20));
+        let err = parse_write_buffer("512KiB").unwrap_err();
+        assert!(err.contains("at least 1MiB"), "{err}");
     }
 
     #[test]

@@ -20,8 +20,9 @@ pub async fn open_database(config: &Config) -> Result<Option<Arc<Database>>, Ini
         return Ok(None);
     }
     let data_dir = config.data_dir.clone();
-    let options =
+    let mut options =
         StoreOptions::new(usize::try_from(config.store_cache_bytes).unwrap_or(usize::MAX));
+    options.write_buffer_bytes = config.store_write_buffer_bytes;
     let db = tokio::task::spawn_blocking(move || Database::open(&data_dir, &options))
         .await
         .map_err(|e| InitError::Task(e.to_string()))??;

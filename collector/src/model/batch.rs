@@ -21,12 +21,13 @@ fn usize_range((start, end): Range) -> (usize, usize) {
     (start as usize, end as usize)
 }
 
-/// A resource: where its bytes are (a message may be given in pieces, which protobuf merges) and the
-/// position of its `service.name`.
+/// A resource: where its bytes are (a message may be given in pieces, which protobuf merges) and its
+/// `service.name`.
 #[derive(Debug, Clone, Default)]
 struct ResourceInfo {
     pieces: Vec<Range>,
-    service: Option<Range>,
+    /// Its `service.name`, validated and copied once rather than read on every `SpanRef::service_name`.
+    service_name: Option<Box<str>>,
     /// The tag hashes of its attributes, in `SpanBatch::hashes`.
     tags: Range,
 }
@@ -172,7 +173,8 @@ impl SpanBatch {
                                 {
                                     service_decided = true;
                                     if let Some(ValueRange::Str(r)) = value {
-                                        resource.service = (r.1 > r.0).then(|| narrow(r));
+                                        resource.service_name =
+                                            (r.1 > r.0).then(|| Box::from(str_at(buf, r)));
                                     }
                                 }
                             }
@@ -654,8 +656,8 @@ impl<'a> SpanRef<'a> {
     }
 
     pub fn service_name(&self) -> &'a str {
-        match self.resource().and_then(|r| r.service) {
-            Some(range) => str_at(&self.batch.buf, usize_range(range)),
+        match self.resource().and_then(|r| r.service_name.as_deref()) {
+            Some(name) => name,
             None => UNKNOWN_SERVICE,
         }
     }

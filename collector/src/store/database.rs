@@ -14,11 +14,19 @@ use super::StoreError;
 pub struct StoreOptions {
     /// The LSM's block cache.
     pub cache_bytes: usize,
+    /// What the memtables (active and sealed, all partitions) may hold before commits wait for flushes.
+    pub write_buffer_bytes: u64,
 }
 
 impl StoreOptions {
+    /// Default write buffer: fjall's own, 64 MiB.
+    pub const WRITE_BUFFER_BYTES: u64 = 64 << 20;
+
     pub fn new(cache_bytes: usize) -> Self {
-        Self { cache_bytes }
+        Self {
+            cache_bytes,
+            write_buffer_bytes: Self::WRITE_BUFFER_BYTES,
+        }
     }
 }
 
@@ -35,6 +43,16 @@ const OLD_FILES: [(&str, &str); 4] = [
         "tail sampling's pending spans of format 3 (redb); they were not decided yet",
     ),
 ];
+
+/// Memtables fjall flushes per wake of its flusher. fjall 2.11 wakes the flusher once per partition
+/// that has sealed memtables when it reopens a keyspace after a crash, and each wake flushes at most this
+/// many of them (its default: the cores, at most 4). A kill -9 under load leaves one sealed memtable per
+/// partition per sealed journal, more than partitions x 2 on a 2-core machine: the rest stayed queued
+/// with no wake left, their bytes kept the write buffer over its 64 MiB limit, and the first commit
+/// after the restart waited for a flush that never came (the collector hung; `make soak` found it).
+/// 64 covers the journals fjall keeps (512 MiB of 32 MiB journals) for every partition; flushes are
+/// threads that exist only while they run. fjall 3 wakes the flusher per sealed memtable instead.
+const FLUSH_WORKERS: usize = 64;
 
 /// The most free space `check_space` keeps for compactions.
 const RESERVE_MAX: u64 = 1 << 30;
@@ -80,6 +98,8 @@ impl Database {
         };
         let keyspace = Config::new(&path)
             .cache_size(options.cache_bytes as u64)
+            .flush_workers(FLUSH_WORKERS)
+            .max_write_buffer_size(options.write_buffer_bytes.max(1 << 20)) // fjall panics below 1 MiB
             .open()
             .map_err(|e| damaged(&e))?;
         // Data without a format version (not even a new keyspace's first batch, which writes it) is not

@@ -237,16 +237,13 @@ impl TraceSummary {
 
     pub fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
-        let parts = self
-            .start_us
-            .to_be_bytes()
-            .into_iter()
-            .chain(self.end_us.to_be_bytes())
-            .chain([u8::from(self.error)])
-            .chain(self.bytes.to_be_bytes());
-        for (slot, byte) in out.iter_mut().zip(parts) {
-            *slot = byte;
-        }
+        let (start, rest) = out.split_at_mut(8);
+        let (end, rest) = rest.split_at_mut(8);
+        let (error, bytes) = rest.split_at_mut(1);
+        start.copy_from_slice(&self.start_us.to_be_bytes());
+        end.copy_from_slice(&self.end_us.to_be_bytes());
+        error.fill(u8::from(self.error));
+        bytes.copy_from_slice(&self.bytes.to_be_bytes());
         out
     }
 

@@ -452,6 +452,54 @@ fn the_compaction_reserve_grows_with_the_store_up_to_a_sixteenth_of_the_disk_and
     assert_eq!(space_needed(u64::MAX, GIB, 0, 1), u64::MAX);
 }
 
+/// After a crash fjall 2.11 wakes its flusher once per partition with sealed memtables, and each wake
+/// flushes at most `flush_workers` of them: with its default (2 on two cores) memtables beyond that stayed
+/// queued for good, their bytes held the write buffer over its limit and the first commit after a
+/// restart under load waited forever (`make soak` hung the collector this way). Here a keyspace whose
+/// flusher never ran (fjall's `flush_workers(0)`) is left with six sealed memtables in each of eight
+/// partitions, as a kill -9 leaves it; reopened as our store, every one of them is flushed.
+#[test]
+fn a_store_reopened_after_a_crash_flushes_every_sealed_memtable() {
+    use fjall::{Config, PartitionCreateOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let keyspace = Config::new(&path).flush_workers(0).open().unwrap();
+        let meta = keyspace
+            .open_partition(schema::META, PartitionCreateOptions::default())
+            .unwrap();
+        meta.insert(schema::META_FORMAT, schema::FORMAT_VERSION.to_be_bytes())
+            .unwrap();
+        for p in 0..8 {
+            let partition = keyspace
+                .open_partition(&format!("p{p}"), PartitionCreateOptions::default())
+                .unwrap();
+            for round in 0..6u32 {
+                partition
+                    .insert(round.to_be_bytes(), vec![0u8; 64 << 10])
+                    .unwrap();
+                // fjall's own (hidden) rotation: seals the memtable and the journal, as its monitor does.
+                assert!(partition.rotate_memtable().unwrap());
+            }
+        }
+        keyspace.persist(fjall::PersistMode::SyncAll).unwrap();
+        assert!(keyspace.write_buffer_size() >= 48 * (64 << 10));
+    }
+    let db = Database::open(dir.path(), &StoreOptions::new(1 << 20)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // What stays is the active memtables: the format marker `Database::open` writes, well under one
+    // 64 KiB value.
+    let unflushed = || db.keyspace().write_buffer_size();
+    while unflushed() >= 64 << 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        unflushed() < 64 << 10,
+        "{} bytes of sealed memtables left unflushed after the restart",
+        unflushed()
+    );
+}
+
 #[test]
 fn a_data_dir_that_is_a_file_or_damaged_is_refused_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();

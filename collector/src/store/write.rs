@@ -76,7 +76,9 @@ impl Store {
         let mut order: Vec<(TraceId, Vec<u32>)> = Vec::new();
         let mut slot: HashMap<TraceId, usize, RandomState> =
             HashMap::with_capacity_and_hasher(batch.len(), RandomState::default());
-        let mut names: HashSet<Vec<u8>, RandomState> = HashSet::default();
+        // (service, kind, name) borrowed from the batch: the keys are built once per distinct triple, not
+        // per span.
+        let mut seen: HashSet<(&str, i32, &str), RandomState> = HashSet::default();
         for (i, span) in batch.spans().enumerate() {
             let trace = span.trace_id();
             let at = *slot.entry(trace).or_insert_with(|| {
@@ -86,13 +88,16 @@ impl Store {
             if let Some((_, group)) = order.get_mut(at) {
                 group.push(i as u32);
             }
-            let service = span.service_name();
-            names.insert([b"s:", service.as_bytes()].concat());
-            let op = keys::operation_key(service, span.kind(), span.name());
-            names.insert([b"o:", op.as_slice()].concat());
+            seen.insert((span.service_name(), span.kind(), span.name()));
         }
-        let mut names: Vec<Vec<u8>> = names.into_iter().collect();
+        let mut names: Vec<Vec<u8>> = Vec::with_capacity(seen.len() + 1);
+        for (service, kind, name) in seen {
+            names.push([b"s:", service.as_bytes()].concat());
+            let op = keys::operation_key(service, kind, name);
+            names.push([b"o:", op.as_slice()].concat());
+        }
         names.sort_unstable();
+        names.dedup();
         Prepared {
             parts: order
                 .iter()
@@ -129,7 +134,7 @@ impl Store {
     pub fn add(&self, batch: &mut Batch, prepared: &[Prepared]) -> Result<Written<'_>, StoreError> {
         let state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut added = 0u64;
-        let mut in_batch: HashSet<&keys::PartRef> = HashSet::new();
+        let mut in_batch: HashSet<&keys::PartRef, RandomState> = HashSet::default();
         for part in prepared.iter().flat_map(|p| p.parts.iter()) {
             if !in_batch.insert(&part.part_ref) {
                 continue;
@@ -259,8 +264,8 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
             .iter()
             .map(|e| e.key.len() + e.value.len())
             .sum::<usize>()) as u64;
-    for (slot, byte) in value.iter_mut().zip(summary.encode()) {
-        *slot = byte;
+    if let Some(header) = value.get_mut(..TraceSummary::LEN) {
+        header.copy_from_slice(&summary.encode());
     }
     Some(PreparedPart {
         trace: *trace,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -134,7 +134,10 @@ class Page:
 
     def wait(self, predicate, what: str, timeout=WAIT_S):
         try:
-            return WebDriverWait(self.driver, timeout).until(lambda d: predicate())
+            # A virtualised list replaces its rows while it scrolls: an element gone stale in the middle of
+            # a check means "not yet", so the check runs again.
+            return WebDriverWait(self.driver, timeout, ignored_exceptions=(StaleElementReferenceException,)) \
+                .until(lambda d: predicate())
         except TimeoutException:
             raise AssertionError(f"timed out waiting for {what}; page shows:\n{self.main_text()[:2000]}") from None
 

@@ -322,3 +322,70 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// Spans in each request of [`trace_batch`]: one trace, a root and its nine children.
+pub const SPANS_PER_REQUEST: u64 = 10;
+
+/// One OTLP/HTTP protobuf body for `service`: a trace of its own (`trace_id(seed, n)`) with
+/// [`SPANS_PER_REQUEST`] spans, started a minute ago. Recent on purpose: the collector's retention by age
+/// (72 h by default, a pass every 60 s) would delete spans of [`SpanSpec`]'s fixed 2023 start from under
+/// a test that runs longer than a minute.
+pub fn trace_batch(service: &str, seed: u64, n: u64) -> Vec<u8> {
+    let t = trace_id(seed, n);
+    let start_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+        - 60_000_000;
+    let spans = (0..SPANS_PER_REQUEST)
+        .map(|i| {
+            let mut s = SpanSpec::new(t.clone(), span_id(i + 1), "work");
+            if i > 0 {
+                s.parent = span_id(1);
+            }
+            s.start_us = start_us;
+            s.span()
+        })
+        .collect();
+    encode(&request(service, spans))
+}
+
+/// Every trace in `acked` (ids of [`trace_batch`] bodies) is stored with all its spans; on a miss the
+/// collector's last log lines are in the panic message.
+pub async fn assert_all_stored(c: &Collector, acked: &[Vec<u8>]) {
+    for chunk in acked.chunks(50) {
+        let query: Vec<String> = chunk
+            .iter()
+            .map(|t| format!("traceID={}", hex::encode(t)))
+            .collect();
+        let (status, v) = get_json(c, &format!("/api/traces?{}", query.join("&"))).await;
+        assert_eq!(status, 200, "{v}");
+        let data = v["data"].as_array().unwrap();
+        if data.len() != chunk.len() {
+            let logs = c.drain_logs();
+            let tail: Vec<&String> = logs
+                .iter()
+                .filter(|l| !l.contains("spans refused"))
+                .rev()
+                .take(15)
+                .collect();
+            panic!(
+                "{} of {} acknowledged traces stored; collector log:\n{}",
+                data.len(),
+                chunk.len(),
+                tail.iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        for t in data {
+            assert_eq!(
+                t["spans"].as_array().unwrap().len() as u64,
+                SPANS_PER_REQUEST,
+                "trace {} complete",
+                t["traceID"]
+            );
+        }
+    }
+}

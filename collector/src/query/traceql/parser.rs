@@ -28,7 +28,17 @@ struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
     at: usize,
+    /// Parentheses and `!` open around the current token.
+    depth: usize,
+    /// Binary operators (`&&`, `||`, structural) read so far.
+    operators: usize,
 }
+
+/// Bounds on a query's shape. The parser, the evaluator and the tree's drop all recurse, so a query of
+/// 100,000 `(` or a chain of 100,000 `&&` would overflow a thread's stack and take the collector down
+/// (the `traceql` fuzz target did exactly that); Tempo's own queries stay far below these.
+const MAX_DEPTH: usize = 64;
+const MAX_OPERATORS: usize = 256;
 
 fn intrinsic(word: &str) -> Option<Intrinsic> {
     Some(match word {
@@ -120,6 +130,26 @@ impl Parser<'_> {
             other => other.describe(),
         };
         ParseError::at(self.src, self.pos(), expected, found)
+    }
+
+    /// Enters a parenthesis or a `!`, refusing more than `MAX_DEPTH` of them open at once.
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!("at most {MAX_DEPTH} nested parentheses or `!`")));
+        }
+        Ok(())
+    }
+
+    /// Counts a binary operator, refusing more than `MAX_OPERATORS` in a query.
+    fn operator(&mut self) -> Result<(), ParseError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(self.error(&format!(
+                "the end of the query: at most {MAX_OPERATORS} `&&`, `||` and structural operators"
+            )));
+        }
+        Ok(())
     }
 
     fn expect(&mut self, tok: Tok, expected: &str) -> Result<(), ParseError> {
@@ -256,6 +286,7 @@ impl Parser<'_> {
                 Tok::Or => SpansetOp::Or,
                 _ => return Ok(left),
             };
+            self.operator()?;
             self.bump();
             let right = self.spanset_structural()?;
             left = SpansetExpr::Op(op, Box::new(left), Box::new(right));
@@ -279,6 +310,7 @@ impl Parser<'_> {
                 }
                 _ => return Ok(left),
             };
+            self.operator()?;
             self.bump();
             let right = self.spanset_primary()?;
             left = SpansetExpr::Op(op, Box::new(left), Box::new(right));
@@ -298,12 +330,14 @@ impl Parser<'_> {
                 Ok(SpansetExpr::Filter(Some(expr)))
             }
             Tok::LParen => {
+                self.enter()?;
                 self.bump();
                 let expr = self.spanset_expr()?;
                 if *self.peek() == Tok::Pipe {
                     return Err(self.error("`)`: pipelines inside parentheses are not supported"));
                 }
                 self.expect(Tok::RParen, "a spanset operator or `)`")?;
+                self.depth -= 1;
                 Ok(expr)
             }
             _ => Err(self.error("a spanset `{ ... }` or `(`")),
@@ -318,6 +352,7 @@ impl Parser<'_> {
                 Tok::Or => false,
                 _ => return Ok(left),
             };
+            self.operator()?;
             self.bump();
             let right = self.field_term()?;
             left = if and {
@@ -331,13 +366,18 @@ impl Parser<'_> {
     fn field_term(&mut self) -> Result<FieldExpr, ParseError> {
         match self.peek() {
             Tok::Not => {
+                self.enter()?;
                 self.bump();
-                Ok(FieldExpr::Not(Box::new(self.field_term()?)))
+                let inner = self.field_term()?;
+                self.depth -= 1;
+                Ok(FieldExpr::Not(Box::new(inner)))
             }
             Tok::LParen => {
+                self.enter()?;
                 self.bump();
                 let inner = self.field_expr()?;
                 self.expect(Tok::RParen, "`&&`, `||` or `)`")?;
+                self.depth -= 1;
                 Ok(inner)
             }
             _ => {
@@ -465,14 +505,27 @@ pub fn parse(src: &str) -> Result<Query, ParseError> {
         ));
     }
     let toks = tokens(src)?;
-    Parser { src, toks, at: 0 }.query()
+    Parser {
+        src,
+        toks,
+        at: 0,
+        depth: 0,
+        operators: 0,
+    }
+    .query()
 }
 
 /// Parses a single field (`resource.service.name`, `.user.id`, `name`, `span:status`), as the tag
 /// endpoints name them.
 pub fn parse_field(src: &str) -> Result<Field, ParseError> {
     let toks = tokens(src)?;
-    let mut p = Parser { src, toks, at: 0 };
+    let mut p = Parser {
+        src,
+        toks,
+        at: 0,
+        depth: 0,
+        operators: 0,
+    };
     let field = p.field("a field (an intrinsic or a scoped attribute)")?;
     if *p.peek() != Tok::Eof {
         return Err(p.error("the end of the field name"));

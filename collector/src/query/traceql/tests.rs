@@ -372,6 +372,46 @@ fn queries_outside_the_subset_are_refused_with_position_and_expectation() {
     assert_eq!((err.line, err.column), (2, 10), "second line");
 }
 
+/// Found by the `traceql` fuzz target: 100,000 `(` overflowed the stack (the parser, the evaluator and the
+/// tree's drop recurse) and killed the process. Deep and long queries are refused with a parse error;
+/// queries at the bounds still run.
+#[test]
+fn deep_or_long_queries_are_refused_not_a_stack_overflow() {
+    for (q, want) in [
+        (
+            format!("{}{{}}{}", "(".repeat(100_000), ")".repeat(100_000)),
+            "nested parentheses",
+        ),
+        (
+            format!("{{ {}name = \"a\" }}", "!".repeat(100_000)),
+            "nested parentheses or `!`",
+        ),
+        (
+            format!(
+                "{{ {}name = \"a\"{} }}",
+                "(".repeat(100_000),
+                ")".repeat(100_000)
+            ),
+            "nested",
+        ),
+        (vec!["{ }"; 100_000].join(" && "), "structural operators"),
+        (vec!["{ }"; 100_000].join(" > "), "structural operators"),
+        (
+            format!("{{ {} }}", vec!["name = \"a\""; 100_000].join(" || ")),
+            "operators",
+        ),
+    ] {
+        let err = parse(&q)
+            .err()
+            .unwrap_or_else(|| panic!("{} accepted", &q[..40]));
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    let deep = format!("{}{{ name = \"a\" }}{}", "(".repeat(64), ")".repeat(64));
+    assert!(parse(&deep).is_ok(), "64 levels are fine");
+    let long = vec!["{ }"; 257].join(" && ");
+    assert!(run(&long).is_some(), "256 operators are fine");
+}
+
 #[test]
 fn the_plan_asks_the_store_for_what_one_span_must_have() {
     // (query, service, operation, tags, min µs, max µs, reason)

@@ -62,9 +62,12 @@ pub fn read_emit_batch(packet: &[u8], protocol: Protocol) -> Result<Batch, Thrif
 /// the struct mean a damaged or concatenated body: refused rather than half read).
 pub fn read_batch(body: &[u8]) -> Result<Batch, ThriftError> {
     let mut rest = body;
-    let mut p = TBinaryInputProtocol::with_config(&mut rest, false, config(body.len()));
-    let batch = batch(&mut p).map_err(|e| ThriftError::Decode(Protocol::Binary, e))?;
-    drop(p);
+    let batch = batch(&mut TBinaryInputProtocol::with_config(
+        &mut rest,
+        false,
+        config(body.len()),
+    ))
+    .map_err(|e| ThriftError::Decode(Protocol::Binary, e))?;
     if !rest.is_empty() {
         return Err(ThriftError::Trailing(rest.len()));
     }

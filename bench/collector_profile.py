@@ -19,6 +19,7 @@ does) for a while, samples it with `perf record -g` and prints the hottest funct
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -122,8 +123,11 @@ def batches(n=300):
     return bodies
 
 
-def cpu(seconds=20):
-    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cpu-"))
+@contextlib.contextmanager
+def warm_collector(prefix):
+    """A release collector on a fresh data directory, warmed by 2 s of the ingest load; yields the temporary
+    directory, the batches and the ports, and stops the collector afterwards (the caller removes `tmp`)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     batch_dir = tmp / "batches"
     batch_dir.mkdir()
     bench.write_batches(batch_dir, 300)
@@ -131,6 +135,13 @@ def cpu(seconds=20):
     coll = start(tmp / "data", ports)
     try:
         bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
+        yield tmp, batch_dir, ports, coll
+    finally:
+        coll.stop()
+
+
+def cpu(seconds=20):
+    with warm_collector("meshtrace-cpu-") as (tmp, batch_dir, ports, coll):
         time.sleep(3)
         before = cpu_seconds(coll.proc.pid)
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
@@ -143,30 +154,19 @@ def cpu(seconds=20):
                 break
             last = now
         used = last - before
-    finally:
-        coll.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     spans = (r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH
     return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "cpu_s": round(used, 2),
             "cpu_us_per_span": round(used / max(spans, 1) * 1e6, 2), "load": round(os.getloadavg()[0], 1)}
 
 
 def perf(seconds=20):
-    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-perf-"))
-    batch_dir = tmp / "batches"
-    batch_dir.mkdir()
-    bench.write_batches(batch_dir, 300)
-    ports = {k: free_port() for k in ("http", "grpc", "query")}
-    coll = start(tmp / "data", ports)
-    try:
-        bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
+    with warm_collector("meshtrace-perf-") as (tmp, batch_dir, ports, coll):
         rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(tmp / "perf.data"),
                                 "-p", str(coll.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
         rec.send_signal(2)
         rec.wait()
-    finally:
-        coll.stop()
     print(f"{r['spans_per_s']:.0f} spans/s, {r['refused']} refused (load {os.getloadavg()[0]:.1f})")
     report = subprocess.run(["perf", "report", "-i", str(tmp / "perf.data"), "--no-children", "--stdio",
                              "--percent-limit", "0.7", "-g", "none", "--sort", "comm,dso,symbol"],

@@ -12,7 +12,7 @@ use prost::Message as _;
 
 use super::hashes::tag_hash_bytes;
 use super::ids::{span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId};
-use super::record::{kind_name, SpanRecord, UNKNOWN_SERVICE};
+use super::record::{kind_name, records_of, SpanRecord, UNKNOWN_SERVICE};
 use super::wire::{self, str_at, Fields, Message, WireError};
 
 type Range = (u32, u32);
@@ -371,22 +371,9 @@ impl SpanBatch {
     /// The spans decoded into records (tests and the few paths that need the structs).
     pub fn to_records(&self) -> Vec<SpanRecord> {
         let all: Vec<u32> = (0..self.spans.len() as u32).collect();
-        let Ok(data) = TracesData::decode(self.encode(&all).as_slice()) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for rs in data.resource_spans {
-            let resource = rs.resource.unwrap_or_default();
-            for ss in rs.scope_spans {
-                let scope = ss.scope.unwrap_or_default();
-                for span in ss.spans {
-                    if let Ok(rec) = SpanRecord::new(resource.clone(), scope.clone(), span) {
-                        out.push(rec);
-                    }
-                }
-            }
-        }
-        out
+        TracesData::decode(self.encode(&all).as_slice())
+            .map(records_of)
+            .unwrap_or_default()
     }
 
     fn slice(&self, (start, end): Range) -> &[u8] {

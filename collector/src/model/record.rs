@@ -3,7 +3,7 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, TracesData};
 use prost::Message;
 
 use super::ids::{span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId};
@@ -19,6 +19,23 @@ pub struct SpanRecord {
     pub resource: Resource,
     pub scope: InstrumentationScope,
     pub span: Span,
+}
+
+/// Every valid span of `data` as a record with its resource and scope; invalid spans are skipped.
+pub fn records_of(data: TracesData) -> Vec<SpanRecord> {
+    let mut out = Vec::new();
+    for rs in data.resource_spans {
+        let resource = rs.resource.unwrap_or_default();
+        for ss in rs.scope_spans {
+            let scope = ss.scope.unwrap_or_default();
+            for span in ss.spans {
+                if let Ok(rec) = SpanRecord::new(resource.clone(), scope.clone(), span) {
+                    out.push(rec);
+                }
+            }
+        }
+    }
+    out
 }
 
 impl SpanRecord {

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 
 use super::keys::TraceSummary;
-use crate::model::{SpanBatch, SpanRecord};
+use crate::model::{records_of, SpanBatch, SpanRecord};
 
 pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
     TraceSummary::decode(value)
@@ -25,20 +25,9 @@ pub fn spans_of(value: &[u8]) -> Option<SpanBatch> {
 
 /// The spans of a stored value; `None` when it does not decode.
 pub fn decode_value(value: &[u8]) -> Option<Vec<SpanRecord>> {
-    let data = TracesData::decode(encoded_spans(value)?).ok()?;
-    let mut out = Vec::new();
-    for rs in data.resource_spans {
-        let resource = rs.resource.unwrap_or_default();
-        for ss in rs.scope_spans {
-            let scope = ss.scope.unwrap_or_default();
-            for span in ss.spans {
-                if let Ok(rec) = SpanRecord::new(resource.clone(), scope.clone(), span) {
-                    out.push(rec);
-                }
-            }
-        }
-    }
-    Some(out)
+    TracesData::decode(encoded_spans(value)?)
+        .ok()
+        .map(records_of)
 }
 
 #[cfg(test)]

@@ -207,22 +207,6 @@ pub fn operation_key(service: &str, kind: i32, operation: &str) -> Vec<u8> {
     k
 }
 
-pub fn age_key(start_us: u64, trace: &TraceId) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    for (slot, byte) in k
-        .iter_mut()
-        .zip(start_us.to_be_bytes().iter().chain(trace.iter()))
-    {
-        *slot = *byte;
-    }
-    k
-}
-
-pub fn age_key_parts(key: &[u8]) -> Option<(u64, TraceId)> {
-    let start = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    Some((start, key.get(8..24)?.try_into().ok()?))
-}
-
 /// What the store remembers about a trace part (the header of its value), or, summed up, a whole trace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TraceSummary {
@@ -301,12 +285,6 @@ mod tests {
             None,
             "short value is rejected"
         );
-    }
-
-    #[test]
-    fn age_key_orders_by_time_first() {
-        assert!(age_key(1, &[9; 16]) < age_key(2, &[0; 16]));
-        assert_eq!(age_key_parts(&age_key(7, &[3; 16])), Some((7, [3; 16])));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! batch is either wholly there or not at all.
 //!
 //! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value,
-//! one age entry and one search entry per service, instead of one value and ~20 index entries per span.
+//! one search entry per service, instead of one value and ~20 index entries per span.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
@@ -20,10 +20,8 @@ use crate::model::{SpanBatch, SpanRecord, TraceId};
 /// One trace part, encoded and ready to insert: everything but the insert itself is done before the
 /// writer (single-threaded, holding the write lock) sees it.
 struct PreparedPart {
-    trace: TraceId,
     part_ref: keys::PartRef,
     value: Vec<u8>,
-    start_us: u64,
     search: Vec<keys::SearchEntry>,
     bytes: u64,
 }
@@ -140,7 +138,6 @@ impl Store {
                 continue;
             }
             batch.insert(&self.parts, part.part_ref, part.value.as_slice());
-            batch.insert(&self.age, keys::age_key(part.start_us, &part.trace), []);
             for e in &part.search {
                 batch.insert(&self.search, e.key.as_slice(), e.value.as_slice());
             }
@@ -199,7 +196,6 @@ impl Store {
                 continue;
             };
             if let Some(summary) = part::summary_of(&value) {
-                batch.remove(&self.age, keys::age_key(summary.start_us, trace));
                 freed += summary.bytes;
             }
             let spans = part::spans_of(&value).unwrap_or_default();
@@ -259,7 +255,6 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
     }
     summary.bytes = (part_ref.len()
         + value.len()
-        + keys::age_key(0, trace).len()
         + search
             .iter()
             .map(|e| e.key.len() + e.value.len())
@@ -268,10 +263,8 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
         header.copy_from_slice(&summary.encode());
     }
     Some(PreparedPart {
-        trace: *trace,
         part_ref,
         value,
-        start_us: summary.start_us,
         search,
         bytes: summary.bytes,
     })

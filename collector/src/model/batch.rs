@@ -346,6 +346,27 @@ impl SpanBatch {
         }
     }
 
+    /// At least the bytes `encode_into` appends for `indexes` (each span counted with its resource and
+    /// scope, every message with the longest framing), to size its buffer once.
+    pub fn encoded_len_bound(&self, indexes: &[u32]) -> usize {
+        const FRAMING: usize = 15; // a key (at most 5 bytes) and a length (at most 10)
+        let pieces = |pieces: &[Range]| -> usize {
+            pieces.iter().map(|(a, b)| (b - a) as usize + FRAMING).sum()
+        };
+        indexes
+            .iter()
+            .filter_map(|i| self.spans.get(*i as usize))
+            .map(|span| {
+                let scope = self.scopes.get(span.scope as usize);
+                let resource = scope.and_then(|s| self.resources.get(s.resource as usize));
+                (span.bytes.1 - span.bytes.0) as usize
+                    + 3 * FRAMING
+                    + scope.map_or(0, |s| pieces(&s.pieces))
+                    + resource.map_or(0, |r| pieces(&r.pieces))
+            })
+            .sum()
+    }
+
     /// The spans at `indexes` as an encoded `TracesData` (see `encode_into`).
     pub fn encode(&self, indexes: &[u32]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -570,7 +591,10 @@ fn read_key_value_fields(
 /// what this accepts, it reads exactly as the general reader would. Most attributes take this path, and
 /// it costs a few comparisons instead of a field loop per message.
 #[inline(always)]
-fn scalar_key_value(buf: &[u8], (start, end): (usize, usize)) -> Option<((usize, usize), ValueRange)> {
+fn scalar_key_value(
+    buf: &[u8],
+    (start, end): (usize, usize),
+) -> Option<((usize, usize), ValueRange)> {
     let [0x0a, key_len, rest @ ..] = buf.get(start..end)? else {
         return None;
     };
@@ -595,7 +619,9 @@ fn scalar_key_value(buf: &[u8], (start, end): (usize, usize)) -> Option<((usize,
         }
         [0x10, v] if *v < 0x80 => ValueRange::Bool(*v != 0),
         [0x18, v @ ..] => ValueRange::Int(short_varint(v)? as i64),
-        [0x21, d @ ..] => ValueRange::Double(f64::from_bits(u64::from_le_bytes(d.try_into().ok()?))),
+        [0x21, d @ ..] => {
+            ValueRange::Double(f64::from_bits(u64::from_le_bytes(d.try_into().ok()?)))
+        }
         _ => return None,
     };
     if !key.is_ascii() && std::str::from_utf8(key).is_err() {
@@ -853,7 +879,10 @@ mod tests {
         let long = "x".repeat(200);
         let cases: Vec<(Vec<u8>, bool)> = vec![
             (kv("k", V::StringValue("v".into())).encode_to_vec(), true),
-            (kv("http.route", V::StringValue("/é/ü".into())).encode_to_vec(), true),
+            (
+                kv("http.route", V::StringValue("/é/ü".into())).encode_to_vec(),
+                true,
+            ),
             (kv("k", V::StringValue(String::new())).encode_to_vec(), true),
             // prost leaves an empty key out: the value comes first.
             (kv("", V::StringValue("v".into())).encode_to_vec(), false),
@@ -863,7 +892,10 @@ mod tests {
             (kv("neg", V::IntValue(-3)).encode_to_vec(), false),
             (kv("max", V::IntValue(i64::MAX)).encode_to_vec(), true),
             (kv("d", V::DoubleValue(0.25)).encode_to_vec(), true),
-            (kv("long", V::StringValue(long.clone())).encode_to_vec(), false),
+            (
+                kv("long", V::StringValue(long.clone())).encode_to_vec(),
+                false,
+            ),
             (kv(&long, V::StringValue("v".into())).encode_to_vec(), false),
             (kv("b", V::BytesValue(vec![1, 2])).encode_to_vec(), false),
             (
@@ -885,7 +917,12 @@ mod tests {
             ),
             // An int's varint padded to ten bytes.
             (
-                [vec![0x0a, 1, b'k', 0x12, 11, 0x18], vec![0x81; 9], vec![0x00]].concat(),
+                [
+                    vec![0x0a, 1, b'k', 0x12, 11, 0x18],
+                    vec![0x81; 9],
+                    vec![0x00],
+                ]
+                .concat(),
                 false,
             ),
             // A string value that is not UTF-8 is refused by the field reader.
@@ -1123,6 +1160,14 @@ mod tests {
             clean.buf,
             "nothing rejected: the request's own bytes"
         );
+        for indexes in [&all[..], &[0, 4, 1], &[2], &[]] {
+            let len = batch.encode(indexes).len();
+            let bound = batch.encoded_len_bound(indexes);
+            assert!(
+                len <= bound && bound <= 2 * len + 200,
+                "{indexes:?}: {len} <= {bound}"
+            );
+        }
     }
 
     #[test]

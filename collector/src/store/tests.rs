@@ -160,8 +160,14 @@ fn retention_takes_the_oldest_traces_across_services() {
         max_bytes: 0,
     };
     let report = store.apply_retention(&policy, 500).unwrap();
-    assert_eq!(report.expired_by_age, 2, "traces 1 and 2 started before 250");
-    assert!(store.trace(&[1; 16]).unwrap().is_empty(), "both parts of trace 1 went");
+    assert_eq!(
+        report.expired_by_age, 2,
+        "traces 1 and 2 started before 250"
+    );
+    assert!(
+        store.trace(&[1; 16]).unwrap().is_empty(),
+        "both parts of trace 1 went"
+    );
     assert!(store.trace(&[2; 16]).unwrap().is_empty());
     assert_eq!(store.trace(&[3; 16]).unwrap().len(), 1, "young trace kept");
     store.write_spans(&[rec(4, 1, "b", 350, false)]).unwrap();
@@ -172,7 +178,10 @@ fn retention_takes_the_oldest_traces_across_services() {
     };
     let report = store.apply_retention(&policy, 0).unwrap();
     assert_eq!(report.expired_by_size, 1, "{report:?}");
-    assert!(store.trace(&[3; 16]).unwrap().is_empty(), "the oldest left goes by size");
+    assert!(
+        store.trace(&[3; 16]).unwrap().is_empty(),
+        "the oldest left goes by size"
+    );
     assert_eq!(store.trace(&[4; 16]).unwrap().len(), 1);
 }
 

@@ -237,7 +237,9 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
 
 fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<PreparedPart> {
     let first = batch.span(*group.first()? as usize)?;
-    let mut value = vec![0u8; TraceSummary::LEN];
+    // Sized once: growing it from the header up cost a reallocation and a copy per part.
+    let mut value = Vec::with_capacity(TraceSummary::LEN + batch.encoded_len_bound(group));
+    value.resize(TraceSummary::LEN, 0);
     batch.encode_into(group, &mut value);
     let spans = value.get(TraceSummary::LEN..).unwrap_or_default();
     let part_ref = keys::part_ref(trace, xxhash_rust::xxh3::xxh3_64(spans));

@@ -4,8 +4,11 @@
 //! to 128 bits and written back short); `b3: 0` alone is a deny without ids;
 //! the debug flag implies sampled and is written instead of it.
 
+use std::borrow::Cow;
+
 use super::{
-    header, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling, SpanContext, TraceState,
+    header, text, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming, Sampling,
+    SpanContext, TraceState,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
@@ -73,28 +76,31 @@ pub fn parse_single(value: &str) -> Option<Extraction> {
     Some(found(Some(ids), sampling))
 }
 
-pub fn extract_single(headers: &[(String, String)]) -> Extraction {
+pub fn extract_single(headers: &HeaderList) -> Extraction {
     match header(headers, SINGLE) {
         Header::Absent => Extraction::Absent,
         Header::Several => Extraction::Malformed,
-        Header::One(v) => parse_single(v).unwrap_or(Extraction::Malformed),
+        Header::One(v) => parse_single(&text(v)).unwrap_or(Extraction::Malformed),
     }
 }
 
 /// The value of a multi header: absent, one value, or invalid (sent twice).
-fn one<'a>(headers: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
+fn one<'a>(headers: &'a HeaderList, name: &str) -> Result<Option<Cow<'a, str>>, ()> {
     match header(headers, name) {
         Header::Absent => Ok(None),
-        Header::One(v) => Ok(Some(v.trim())),
+        Header::One(v) => Ok(Some(match text(v) {
+            Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
+            Cow::Owned(v) => Cow::Owned(v.trim().to_owned()),
+        })),
         Header::Several => Err(()),
     }
 }
 
-pub fn extract_multi(headers: &[(String, String)]) -> Extraction {
+pub fn extract_multi(headers: &HeaderList) -> Extraction {
     parse_multi(headers).unwrap_or(Extraction::Malformed)
 }
 
-fn parse_multi(headers: &[(String, String)]) -> Result<Extraction, ()> {
+fn parse_multi(headers: &HeaderList) -> Result<Extraction, ()> {
     let tid = one(headers, TRACE_ID)?;
     let sid = one(headers, SPAN_ID)?;
     let parent = one(headers, PARENT_SPAN_ID)?;
@@ -103,7 +109,7 @@ fn parse_multi(headers: &[(String, String)]) -> Result<Extraction, ()> {
     if tid.is_none() && sid.is_none() && sampled.is_none() && flags.is_none() {
         return Ok(Extraction::Absent);
     }
-    let sampling = match (flags, sampled) {
+    let sampling = match (flags.as_deref(), sampled.as_deref()) {
         (Some("1"), _) => Sampling::Debug,
         (Some("0") | None, Some("1" | "true")) => Sampling::Accept,
         (Some("0") | None, Some("0" | "false")) => Sampling::Deny,
@@ -112,11 +118,11 @@ fn parse_multi(headers: &[(String, String)]) -> Result<Extraction, ()> {
     };
     let ids = match (tid, sid) {
         (None, None) => None,
-        (Some(t), Some(s)) => Some((trace_id(t).ok_or(())?, span_id(s).ok_or(())?)),
+        (Some(t), Some(s)) => Some((trace_id(&t).ok_or(())?, span_id(&s).ok_or(())?)),
         _ => return Err(()),
     };
     if let Some(p) = parent {
-        span_id(p).ok_or(())?;
+        span_id(&p).ok_or(())?;
     }
     Ok(found(ids, sampling))
 }

@@ -11,8 +11,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use super::baggage::{is_token, Member};
 use super::{
-    header, Baggage, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling, SpanContext,
-    TraceState,
+    header, text, Baggage, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming, Sampling,
+    SpanContext, TraceState,
 };
 use crate::ids::{hex_digit, SpanId, TraceId};
 
@@ -65,11 +65,11 @@ pub fn parse(value: &str) -> Option<Incoming> {
     })
 }
 
-pub fn extract(headers: &[(String, String)]) -> Extraction {
+pub fn extract(headers: &HeaderList) -> Extraction {
     match header(headers, UBER_TRACE_ID) {
         Header::Absent => Extraction::Absent,
         Header::Several => Extraction::Malformed,
-        Header::One(v) => parse(v).map_or(Extraction::Malformed, Extraction::Found),
+        Header::One(v) => parse(&text(v)).map_or(Extraction::Malformed, Extraction::Found),
     }
 }
 
@@ -105,7 +105,7 @@ fn decode_value(v: &str) -> String {
 }
 
 /// Adds every `uberctx-*` header to `into`; returns how many were invalid.
-pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 {
+pub fn extract_baggage(headers: &HeaderList, into: &mut Baggage) -> u32 {
     let mut malformed = 0;
     for (name, value) in headers {
         let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
@@ -127,7 +127,7 @@ pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 
         }
         into.push(Member {
             key: key.to_string(),
-            value: decode_value(value.trim()),
+            value: decode_value(text(value).trim()),
             properties: None,
         });
     }
@@ -136,11 +136,7 @@ pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 
 
 /// Writes every baggage member as `uberctx-{key}` and removes the incoming
 /// `uberctx-*` headers that are not among them.
-pub fn inject_baggage(
-    baggage: &Baggage,
-    headers: &[(String, String)],
-    edits: &mut Vec<HeaderEdit>,
-) {
+pub fn inject_baggage(baggage: &Baggage, headers: &HeaderList, edits: &mut Vec<HeaderEdit>) {
     let members = baggage.members();
     for (i, m) in members.iter().enumerate() {
         // W3C keys that differ only in case share one `uberctx-` header: the first member has it.

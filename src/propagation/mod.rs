@@ -2,7 +2,8 @@
 //! writing ours back, in every format the configuration lists.
 //!
 //! Propagators never see proxy types: they read a plain header list
-//! (`&[(String, String)]`, names lower-case as Envoy keeps them) and return
+//! ([`HeaderList`], names lower-case as Envoy keeps them, values as the bytes
+//! the request carries, decoded only where read) and return
 //! [`HeaderEdit`]s for the host to apply. One file per format; each file's
 //! second half is its table of rules.
 
@@ -240,22 +241,40 @@ fn header_index(name: &str) -> Option<usize> {
 
 const BAGGAGE_INDEX: usize = TRACE_HEADERS.len();
 
+/// The request headers: names as the proxy gives them (lower-case), values as
+/// the bytes on the wire. A value is decoded ([`text`]) only where it is read:
+/// most are never looked at.
+pub type HeaderList = [(String, Vec<u8>)];
+
+/// A header value as text: borrowed when it is UTF-8 (nearly always), else
+/// with each invalid sequence replaced by U+FFFD, which every parser here
+/// rejects as malformed (obs-text is legal HTTP, so such a value must never
+/// fail the request).
+pub fn text(value: &[u8]) -> Cow<'_, str> {
+    // `from_utf8` checks a word of ASCII at a time; the lossy decoder walks
+    // byte by byte, so it only gets the rare value that fails.
+    match std::str::from_utf8(value) {
+        Ok(v) => Cow::Borrowed(v),
+        Err(_) => String::from_utf8_lossy(value),
+    }
+}
+
 /// A header as the request has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Header<'a> {
     Absent,
-    One(&'a str),
+    One(&'a [u8]),
     /// Sent more than once: ambiguous for a trace header, so treated as invalid.
     Several,
 }
 
 /// The header `name` (lower-case) in `headers`.
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Header<'a> {
+pub fn header<'a>(headers: &'a HeaderList, name: &str) -> Header<'a> {
     let mut found = Header::Absent;
     for (k, v) in headers {
         if k == name {
             match found {
-                Header::Absent => found = Header::One(v.as_str()),
+                Header::Absent => found = Header::One(v.as_slice()),
                 _ => return Header::Several,
             }
         }
@@ -279,7 +298,7 @@ pub struct Present<'a> {
 }
 
 impl<'a> Present<'a> {
-    pub fn of(headers: &'a [(String, String)]) -> Self {
+    pub fn of(headers: &'a HeaderList) -> Self {
         let mut present = Present {
             trace: [Header::Absent; TRACE_HEADERS.len()],
             baggage: Header::Absent,
@@ -298,7 +317,7 @@ impl<'a> Present<'a> {
                 }
             };
             *slot = match slot {
-                Header::Absent => Header::One(v.as_str()),
+                Header::Absent => Header::One(v.as_slice()),
                 _ => Header::Several,
             };
         }
@@ -322,16 +341,19 @@ const AT_UBER_TRACE_ID: usize = 8;
 
 /// Every value of `name`, comma-joined (how list headers such as tracestate
 /// and baggage combine when sent more than once).
-pub fn joined<'a>(headers: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
-    let mut values = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+pub fn joined<'a>(headers: &'a HeaderList, name: &str) -> Option<Cow<'a, str>> {
+    let mut values = headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| text(v));
     let first = values.next()?;
     match values.next() {
-        None => Some(Cow::Borrowed(first.as_str())),
+        None => Some(first),
         Some(second) => {
             let mut all = format!("{first},{second}");
             for v in values {
                 all.push(',');
-                all.push_str(v);
+                all.push_str(&v);
             }
             Some(Cow::Owned(all))
         }
@@ -383,16 +405,12 @@ impl Propagators {
     /// Reads the caller's context: the first listed trace format whose headers
     /// are present and valid wins; baggage is gathered from W3C `baggage` and
     /// Jaeger `uberctx-*` when those formats are listed.
-    pub fn extract(&self, headers: &[(String, String)]) -> Extracted {
+    pub fn extract(&self, headers: &HeaderList) -> Extracted {
         self.extract_present(headers, &Present::of(headers))
     }
 
     /// [`Propagators::extract`] with the request's trace headers already found.
-    pub fn extract_present(
-        &self,
-        headers: &[(String, String)],
-        present: &Present<'_>,
-    ) -> Extracted {
+    pub fn extract_present(&self, headers: &HeaderList, present: &Present<'_>) -> Extracted {
         let mut out = Extracted::default();
         let w3c_there = present.any(AT_TRACEPARENT, AT_TRACEPARENT + 1);
         let mut w3c_read = false;
@@ -470,7 +488,7 @@ impl Propagators {
         &self,
         ctx: &SpanContext,
         baggage: &Baggage,
-        headers: &[(String, String)],
+        headers: &HeaderList,
     ) -> Vec<HeaderEdit> {
         self.inject_present(ctx, baggage, headers, &Present::of(headers))
     }
@@ -480,7 +498,7 @@ impl Propagators {
         &self,
         ctx: &SpanContext,
         baggage: &Baggage,
-        headers: &[(String, String)],
+        headers: &HeaderList,
         present: &Present<'_>,
     ) -> Vec<HeaderEdit> {
         let mut edits = Vec::with_capacity(8);
@@ -521,7 +539,7 @@ impl Propagators {
                 None => header(headers, &edit.name),
             };
             match (&edit.value, current) {
-                (Some(v), Header::One(current)) => v != current,
+                (Some(v), Header::One(current)) => v.as_bytes() != current,
                 (None, Header::Absent) => false,
                 _ => true,
             }
@@ -549,10 +567,10 @@ pub(crate) mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect()
     }
 
@@ -572,11 +590,11 @@ pub(crate) mod tests {
     }
 
     /// Applies edits the way Envoy's set/remove header calls do.
-    pub fn apply(headers: &mut Vec<(String, String)>, edits: &[HeaderEdit]) {
+    pub fn apply(headers: &mut Vec<(String, Vec<u8>)>, edits: &[HeaderEdit]) {
         for e in edits {
             headers.retain(|(k, _)| k != &e.name);
             if let Some(v) = &e.value {
-                headers.push((e.name.to_string(), v.clone()));
+                headers.push((e.name.to_string(), v.as_bytes().to_vec()));
             }
         }
     }
@@ -720,7 +738,10 @@ pub(crate) mod tests {
             Header::Absent,
             "the single header read, then replaced"
         );
-        assert_eq!(header(&out, "x-b3-spanid"), Header::One("00f067aa0ba902b7"));
+        assert_eq!(
+            header(&out, "x-b3-spanid"),
+            Header::One(b"00f067aa0ba902b7".as_slice())
+        );
     }
 
     #[test]
@@ -763,7 +784,7 @@ pub(crate) mod tests {
         let mut out = h.clone();
         apply(&mut out, &p.inject(&ctx(), &Baggage::default(), &h));
         let get = |n: &str| match header(&out, n) {
-            Header::One(v) => Some(v.to_string()),
+            Header::One(v) => Some(text(v).into_owned()),
             _ => None,
         };
         assert_eq!(

@@ -7,8 +7,8 @@
 
 use super::tracestate::TraceState;
 use super::{
-    header, hex_into, joined, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling,
-    SpanContext,
+    header, hex_into, joined, text, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming,
+    Sampling, SpanContext,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
@@ -60,11 +60,11 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
 
 /// The caller's context; an invalid tracestate list is discarded whole and
 /// counted in `malformed` (the traceparent still holds).
-pub fn extract(headers: &[(String, String)], malformed: &mut u32) -> Extraction {
+pub fn extract(headers: &HeaderList, malformed: &mut u32) -> Extraction {
     let tp = match header(headers, TRACEPARENT) {
         Header::Absent => return Extraction::Absent,
         Header::Several => return Extraction::Malformed,
-        Header::One(v) => match parse_traceparent(v) {
+        Header::One(v) => match parse_traceparent(&text(v)) {
             Some(tp) => tp,
             None => return Extraction::Malformed,
         },

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use crate::config::{ConfigError, SamplingConfig};
 use crate::host::{Counter, Host};
 use crate::ids::TraceId;
-use crate::propagation::{header, Header, Sampling};
+use crate::propagation::{header, Header, HeaderList, Sampling};
 
 pub use keep::{KeepErrors, Kept};
 pub use meshtrace_core::ratio::RatioSampler;
@@ -116,7 +116,7 @@ impl Sampler {
         *self.remote.borrow_mut() = Some(strategies);
     }
 
-    fn forced(&self, headers: &[(String, String)], trace_id: &TraceId) -> bool {
+    fn forced(&self, headers: &HeaderList, trace_id: &TraceId) -> bool {
         let present = |h: &str| !matches!(header(headers, h), Header::Absent);
         self.force_headers.iter().any(|h| present(h))
             || (present(CLIENT_TRACE_ID) && self.client.should_sample(trace_id))
@@ -129,7 +129,7 @@ impl Sampler {
         trace_id: &TraceId,
         rule: Option<&Rule>,
         operation: &str,
-        headers: &[(String, String)],
+        headers: &HeaderList,
         host: &dyn Host,
     ) -> Decision {
         if caller == Some(Sampling::Debug) || self.forced(headers, trace_id) {
@@ -179,10 +179,7 @@ mod tests {
     const ID: TraceId = TraceId::from_u128(42);
 
     fn decide(s: &Sampler, caller: Option<Sampling>, headers: &[(&str, &str)]) -> Decision {
-        let h: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let h = crate::propagation::tests::hdrs(headers);
         s.decide(caller, &ID, None, "GET", &h, &MockHost::with_headers(&[]))
     }
 
@@ -236,7 +233,7 @@ mod tests {
 
     #[test]
     fn client_trace_id_forces_for_its_share_of_traces() {
-        let h = vec![(CLIENT_TRACE_ID.to_string(), "c-1".to_string())];
+        let h = crate::propagation::tests::hdrs(&[(CLIENT_TRACE_ID, "c-1")]);
         let host = MockHost::with_headers(&[]);
         let all = sampler(r#"{"sampling": {"randomSamplingPercentage": 0}}"#);
         assert_eq!(

@@ -314,6 +314,9 @@ pub struct Links {
     nonce: Cell<u64>,
     own: RefCell<Own>,
     registry: RefCell<Registry>,
+    /// The allocation a bucket's last copy had: the next record builds its
+    /// bucket there, so recording allocates nothing once buckets have grown.
+    spare: Cell<Vec<u8>>,
 }
 
 impl Links {
@@ -462,7 +465,9 @@ impl Links {
                 .min_by_key(|(_, e)| e.expires());
             Some(closed?.0)
         };
-        let mut new = Vec::with_capacity(1 + FIXED + ctx.tracestate.header_len() + old.len());
+        let mut new = self.spare.take();
+        new.clear();
+        new.reserve(1 + FIXED + ctx.tracestate.header_len() + old.len());
         new.push(VERSION);
         push_entry(&mut new, check, ctx, now + MAX_OPEN_NANOS);
         for (i, e) in entries(old).enumerate() {
@@ -471,9 +476,10 @@ impl Links {
             }
         }
         if !host.set_shared_data(&key(slot, bucket), &new, None) {
+            self.spare.set(new);
             return None;
         }
-        *old = new;
+        self.spare.set(std::mem::replace(old, new));
         Some(Recorded {
             slot,
             bucket,

@@ -10,14 +10,15 @@
 //! the response properties are read only then.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 
 use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
 use crate::link;
 use crate::propagation::{
-    text, Format, HeaderList, Incoming, Present, Propagators, Sampling, SpanContext, TraceState,
+    text, Format, HeaderEdit, HeaderList, Incoming, Present, Propagators, Sampling, SpanContext,
+    TraceState,
 };
 use crate::rpc;
 use crate::sampler::{Kept, Request, Sampler};
@@ -40,6 +41,9 @@ pub struct Tracer {
     span_name: SpanNameSource,
     link_by_request_id: bool,
     links: link::Links,
+    /// The header edits' list, kept from request to request (emptied after
+    /// each): propagating allocates nothing once it has grown.
+    edits: Cell<Vec<HeaderEdit>>,
 }
 
 /// Where a span's parent context came from.
@@ -180,6 +184,7 @@ impl Tracer {
             span_name: config.span_name,
             link_by_request_id: config.link_by_request_id,
             links: link::Links::new(),
+            edits: Cell::new(Vec::with_capacity(8)),
         })
     }
 
@@ -355,12 +360,14 @@ impl Tracer {
             (true, None) => named(&mut envoy_route),
         };
         let start_unix_nanos = if record { host.now_unix_nanos() } else { now };
-        let edits =
-            self.propagators
-                .inject_present(&context, &extracted.baggage, &headers, &present);
+        let mut edits = self.edits.take();
+        self.propagators
+            .inject_into(&context, &extracted.baggage, &headers, &present, &mut edits);
         if !edits.is_empty() {
             host.edit_request_headers(&edits);
         }
+        edits.clear();
+        self.edits.set(edits);
         // Every inbound request is recorded, sampled or not: its outbound
         // calls must carry its decision.
         let link = match request_id {

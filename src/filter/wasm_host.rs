@@ -105,9 +105,11 @@ impl Host for WasmHost {
 
     fn edit_request_headers(&self, edits: &[HeaderEdit]) {
         for e in edits {
-            if let Err(status) =
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, &e.name, e.value.as_deref())
-            {
+            if let Err(status) = hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                &e.name,
+                e.value.as_ref().map(|v| v.as_bytes()),
+            ) {
                 log::debug!("meshtrace: could not set header {}: {status:?}", e.name);
             }
         }

@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 
 use super::{
-    header, text, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming, Sampling,
-    SpanContext, TraceState,
+    header, text, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming,
+    Sampling, SpanContext, TraceState,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
@@ -136,24 +136,19 @@ fn decision_char(ctx: &SpanContext) -> &'static str {
 }
 
 pub fn inject_single(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    let mut value = String::with_capacity(52);
-    value.push_str(hex.short_trace());
-    value.push('-');
-    value.push_str(hex.span());
-    value.push('-');
-    value.push_str(decision_char(ctx));
+    let value = EditValue::concat(&[hex.short_trace(), "-", hex.span(), "-", decision_char(ctx)]);
     edits.push(HeaderEdit::set(SINGLE, value));
 }
 
 pub fn inject_multi(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    edits.push(HeaderEdit::set(TRACE_ID, hex.short_trace().to_string()));
-    edits.push(HeaderEdit::set(SPAN_ID, hex.span().to_string()));
+    edits.push(HeaderEdit::set(TRACE_ID, hex.short_trace()));
+    edits.push(HeaderEdit::set(SPAN_ID, hex.span()));
     if ctx.debug {
         // Debug implies sampled: the spec says not to send both.
-        edits.push(HeaderEdit::set(FLAGS, "1".to_string()));
+        edits.push(HeaderEdit::set(FLAGS, "1"));
     } else {
         let s = if ctx.sampled { "1" } else { "0" };
-        edits.push(HeaderEdit::set(SAMPLED, s.to_string()));
+        edits.push(HeaderEdit::set(SAMPLED, s));
     }
 }
 
@@ -379,7 +374,7 @@ mod tests {
             Some("a3ce929d0e0e4736"),
             "64-bit written short"
         );
-        assert_eq!(e[3], HeaderEdit::set(FLAGS, "1".into()));
+        assert_eq!(e[3], HeaderEdit::set(FLAGS, "1"));
         assert!(
             e.iter().all(|x| x.name != SAMPLED),
             "debug: no x-b3-sampled"

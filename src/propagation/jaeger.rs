@@ -11,8 +11,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use super::baggage::{is_token, Member};
 use super::{
-    header, text, Baggage, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming, Sampling,
-    SpanContext, TraceState,
+    header, text, Baggage, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming,
+    Sampling, SpanContext, TraceState,
 };
 use crate::ids::{hex_digit, SpanId, TraceId};
 
@@ -73,7 +73,7 @@ pub fn extract(headers: &HeaderList) -> Extraction {
     }
 }
 
-pub fn format(ctx: &SpanContext, hex: &IdsHex) -> String {
+pub fn format(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
     let mut flags = 0u8;
     if ctx.sampled || ctx.debug {
         flags |= FLAG_SAMPLED;
@@ -81,13 +81,9 @@ pub fn format(ctx: &SpanContext, hex: &IdsHex) -> String {
     if ctx.debug {
         flags |= FLAG_DEBUG;
     }
-    let mut out = String::with_capacity(52);
-    out.push_str(hex.short_trace());
-    out.push(':');
-    out.push_str(hex.span());
-    out.push_str(":0:");
-    out.push(char::from_digit(u32::from(flags), 16).unwrap_or('0'));
-    out
+    let flag = [char::from_digit(u32::from(flags), 16).map_or(b'0', |c| c as u8)];
+    let flag = std::str::from_utf8(&flag).unwrap_or("0");
+    EditValue::concat(&[hex.short_trace(), ":", hex.span(), ":0:", flag])
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
@@ -287,7 +283,7 @@ mod tests {
         assert_eq!(b.get("user"), Some("Jürgen Jr"));
         let mut edits = Vec::new();
         inject_baggage(&b, &h, &mut edits);
-        assert!(edits.contains(&HeaderEdit::set("uberctx-user", "J%C3%BCrgen%20Jr".into())));
+        assert!(edits.contains(&HeaderEdit::set("uberctx-user", "J%C3%BCrgen%20Jr")));
         assert!(edits.contains(&HeaderEdit::remove("uberctx-bad key")));
     }
 
@@ -306,7 +302,7 @@ mod tests {
         assert_eq!(b.get("TenantId"), Some("w3c"), "the W3C member wins");
         let mut edits = Vec::new();
         inject_baggage(&b, &h, &mut edits);
-        assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c".into())));
+        assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c")));
 
         // Two W3C members whose keys differ only in case share one header: the first member's value.
         let mut b = Baggage::default();
@@ -319,6 +315,6 @@ mod tests {
         }
         let mut edits = Vec::new();
         inject_baggage(&b, &[], &mut edits);
-        assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first".into())]);
+        assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first")]);
     }
 }

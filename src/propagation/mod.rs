@@ -184,14 +184,14 @@ pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderEdit {
     pub name: Cow<'static, str>,
-    pub value: Option<String>,
+    pub value: Option<EditValue>,
 }
 
 impl HeaderEdit {
-    pub fn set(name: impl Into<Cow<'static, str>>, value: String) -> Self {
+    pub fn set(name: impl Into<Cow<'static, str>>, value: impl Into<EditValue>) -> Self {
         HeaderEdit {
             name: name.into(),
-            value: Some(value),
+            value: Some(value.into()),
         }
     }
     pub fn remove(name: impl Into<Cow<'static, str>>) -> Self {
@@ -199,6 +199,93 @@ impl HeaderEdit {
             name: name.into(),
             value: None,
         }
+    }
+}
+
+/// Room for the longest value written in place: `traceparent`'s 55 bytes.
+const INLINE: usize = 55;
+
+/// A header value to write. A trace header's (ids in hex and a few
+/// separators, 55 bytes at most) is built in place, with no allocation: an
+/// unsampled request then allocates nothing to propagate. `tracestate`,
+/// `baggage` and `uberctx-*` values are Strings.
+#[derive(Clone)]
+pub enum EditValue {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(String),
+}
+
+impl EditValue {
+    /// The pieces one after another: in place when they fit.
+    pub fn concat(parts: &[&str]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let (Ok(short), true) = (u8::try_from(len), len <= INLINE) else {
+            return EditValue::Heap(parts.concat());
+        };
+        let mut bytes = [0u8; INLINE];
+        let mut at = 0;
+        for part in parts {
+            if let Some(into) = bytes.get_mut(at..at + part.len()) {
+                into.copy_from_slice(part.as_bytes());
+            }
+            at += part.len();
+        }
+        EditValue::Inline { len: short, bytes }
+    }
+
+    /// The value as the request will carry it.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            EditValue::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            EditValue::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The value as text (always UTF-8: it is built from strings).
+    pub fn as_str(&self) -> &str {
+        match self {
+            EditValue::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            EditValue::Heap(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for EditValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for EditValue {
+    fn from(v: String) -> Self {
+        EditValue::Heap(v)
+    }
+}
+
+impl From<&str> for EditValue {
+    fn from(v: &str) -> Self {
+        EditValue::concat(&[v])
+    }
+}
+
+impl PartialEq for EditValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for EditValue {}
+
+impl PartialEq<&str> for EditValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl fmt::Debug for EditValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -502,20 +589,35 @@ impl Propagators {
         present: &Present<'_>,
     ) -> Vec<HeaderEdit> {
         let mut edits = Vec::with_capacity(8);
+        self.inject_into(ctx, baggage, headers, present, &mut edits);
+        edits
+    }
+
+    /// [`Propagators::inject_present`] into a list the caller keeps, emptied
+    /// first (the tracer reuses one from request to request: no allocation).
+    pub fn inject_into(
+        &self,
+        ctx: &SpanContext,
+        baggage: &Baggage,
+        headers: &HeaderList,
+        present: &Present<'_>,
+        edits: &mut Vec<HeaderEdit>,
+    ) {
+        edits.clear();
         if self.formats.is_empty() {
-            return edits;
+            return;
         }
         let hex = IdsHex::new(ctx);
         for &format in &self.formats {
             match format {
-                Format::TraceContext => tracecontext::inject(ctx, &hex, &mut edits),
-                Format::B3 => b3::inject_single(ctx, &hex, &mut edits),
-                Format::B3Multi => b3::inject_multi(ctx, &hex, &mut edits),
+                Format::TraceContext => tracecontext::inject(ctx, &hex, edits),
+                Format::B3 => b3::inject_single(ctx, &hex, edits),
+                Format::B3Multi => b3::inject_multi(ctx, &hex, edits),
                 Format::Jaeger => {
-                    jaeger::inject(ctx, &hex, &mut edits);
-                    jaeger::inject_baggage(baggage, headers, &mut edits);
+                    jaeger::inject(ctx, &hex, edits);
+                    jaeger::inject_baggage(baggage, headers, edits);
                 }
-                Format::Baggage => baggage::inject_w3c(baggage, present.baggage, &mut edits),
+                Format::Baggage => baggage::inject_w3c(baggage, present.baggage, edits),
             }
         }
         // The trace headers written, by their place in TRACE_HEADERS; the
@@ -544,7 +646,6 @@ impl Propagators {
                 _ => true,
             }
         });
-        edits
     }
 }
 

@@ -136,13 +136,22 @@ fn decision_char(ctx: &SpanContext) -> &'static str {
 }
 
 pub fn inject_single(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    let value = EditValue::concat(&[hex.short_trace(), "-", hex.span(), "-", decision_char(ctx)]);
+    let value = EditValue::concat(&[
+        hex.short_trace(),
+        b"-",
+        hex.span(),
+        b"-",
+        decision_char(ctx).as_bytes(),
+    ]);
     edits.push(HeaderEdit::set(SINGLE, value));
 }
 
 pub fn inject_multi(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    edits.push(HeaderEdit::set(TRACE_ID, hex.short_trace()));
-    edits.push(HeaderEdit::set(SPAN_ID, hex.span()));
+    edits.push(HeaderEdit::set(
+        TRACE_ID,
+        EditValue::concat(&[hex.short_trace()]),
+    ));
+    edits.push(HeaderEdit::set(SPAN_ID, EditValue::concat(&[hex.span()])));
     if ctx.debug {
         // Debug implies sampled: the spec says not to send both.
         edits.push(HeaderEdit::set(FLAGS, "1"));

@@ -82,8 +82,7 @@ pub fn format(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
         flags |= FLAG_DEBUG;
     }
     let flag = [char::from_digit(u32::from(flags), 16).map_or(b'0', |c| c as u8)];
-    let flag = std::str::from_utf8(&flag).unwrap_or("0");
-    EditValue::concat(&[hex.short_trace(), ":", hex.span(), ":0:", flag])
+    EditValue::concat(&[hex.short_trace(), b":", hex.span(), b":0:", &flag])
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {

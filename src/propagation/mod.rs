@@ -146,26 +146,23 @@ impl IdsHex {
         }
     }
 
-    /// The trace id's 32 digits.
-    pub fn trace(&self) -> &str {
+    /// The trace id's 32 digits (ASCII, as every accessor's).
+    pub fn trace(&self) -> &[u8] {
         self.digits(0, 32)
     }
 
     /// 16 digits for a 64-bit trace id, 32 otherwise (B3's and Jaeger's form).
-    pub fn short_trace(&self) -> &str {
+    pub fn short_trace(&self) -> &[u8] {
         self.digits(if self.short { 16 } else { 0 }, 32)
     }
 
     /// The span id's 16 digits.
-    pub fn span(&self) -> &str {
+    pub fn span(&self) -> &[u8] {
         self.digits(32, 48)
     }
 
-    fn digits(&self, from: usize, to: usize) -> &str {
-        self.digits
-            .get(from..to)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .unwrap_or_default()
+    fn digits(&self, from: usize, to: usize) -> &[u8] {
+        self.digits.get(from..to).unwrap_or_default()
     }
 }
 
@@ -216,17 +213,19 @@ pub enum EditValue {
 }
 
 impl EditValue {
-    /// The pieces one after another: in place when they fit.
-    pub fn concat(parts: &[&str]) -> Self {
+    /// The pieces one after another: in place when they fit. The pieces
+    /// are text the caller wrote (hex digits and separators), taken as
+    /// bytes: nothing is checked on the way.
+    pub fn concat(parts: &[&[u8]]) -> Self {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let (Ok(short), true) = (u8::try_from(len), len <= INLINE) else {
-            return EditValue::Heap(parts.concat());
+            return EditValue::Heap(String::from_utf8_lossy(&parts.concat()).into_owned());
         };
         let mut bytes = [0u8; INLINE];
         let mut at = 0;
         for part in parts {
             if let Some(into) = bytes.get_mut(at..at + part.len()) {
-                into.copy_from_slice(part.as_bytes());
+                into.copy_from_slice(part);
             }
             at += part.len();
         }
@@ -241,7 +240,7 @@ impl EditValue {
         }
     }
 
-    /// The value as text (always UTF-8: it is built from strings).
+    /// The value as text (always UTF-8: it is built from text).
     pub fn as_str(&self) -> &str {
         match self {
             EditValue::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
@@ -265,7 +264,10 @@ impl From<String> for EditValue {
 
 impl From<&str> for EditValue {
     fn from(v: &str) -> Self {
-        EditValue::concat(&[v])
+        match v.len() <= INLINE {
+            true => EditValue::concat(&[v.as_bytes()]),
+            false => EditValue::Heap(v.to_owned()),
+        }
     }
 }
 

@@ -105,8 +105,7 @@ fn traceparent(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
     }
     let mut digits = [0u8; 2];
     hex_into(&mut digits, &[flags]);
-    let flags = std::str::from_utf8(&digits).unwrap_or("00");
-    EditValue::concat(&["00-", hex.trace(), "-", hex.span(), "-", flags])
+    EditValue::concat(&[b"00-", hex.trace(), b"-", hex.span(), b"-", &digits])
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {

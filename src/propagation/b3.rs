@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use super::{
-    header, text, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming,
+    header, text, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming, InlineValue,
     Sampling, SpanContext, TraceState,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
@@ -127,31 +127,33 @@ fn parse_multi(headers: &HeaderList) -> Result<Extraction, ()> {
     Ok(found(ids, sampling))
 }
 
-fn decision_char(ctx: &SpanContext) -> &'static str {
+fn decision_char(ctx: &SpanContext) -> &'static [u8; 1] {
     match (ctx.debug, ctx.sampled) {
-        (true, _) => "d",
-        (false, true) => "1",
-        (false, false) => "0",
+        (true, _) => b"d",
+        (false, true) => b"1",
+        (false, false) => b"0",
     }
 }
 
 pub fn inject_single(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    let value = EditValue::concat(&[
-        hex.short_trace(),
-        b"-",
-        hex.span(),
-        b"-",
-        decision_char(ctx).as_bytes(),
-    ]);
+    let mut value = InlineValue::new();
+    hex.put_short_trace(&mut value);
+    value.put(b"-").put(hex.span()).put(b"-");
+    value.put(decision_char(ctx));
+    let value = value.value();
     edits.push(HeaderEdit::set(SINGLE, value));
 }
 
 pub fn inject_multi(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
+    edits.push(HeaderEdit::set(TRACE_ID, {
+        let mut id = InlineValue::new();
+        hex.put_short_trace(&mut id);
+        id.value()
+    }));
     edits.push(HeaderEdit::set(
-        TRACE_ID,
-        EditValue::concat(&[hex.short_trace()]),
+        SPAN_ID,
+        InlineValue::new().put(hex.span()).value(),
     ));
-    edits.push(HeaderEdit::set(SPAN_ID, EditValue::concat(&[hex.span()])));
     if ctx.debug {
         // Debug implies sampled: the spec says not to send both.
         edits.push(HeaderEdit::set(FLAGS, "1"));

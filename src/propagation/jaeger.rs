@@ -12,7 +12,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use super::baggage::{is_token, Member};
 use super::{
     header, text, Baggage, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming,
-    Sampling, SpanContext, TraceState,
+    InlineValue, Sampling, SpanContext, TraceState,
 };
 use crate::ids::{hex_digit, SpanId, TraceId};
 
@@ -82,7 +82,10 @@ pub fn format(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
         flags |= FLAG_DEBUG;
     }
     let flag = [char::from_digit(u32::from(flags), 16).map_or(b'0', |c| c as u8)];
-    EditValue::concat(&[hex.short_trace(), b":", hex.span(), b":0:", &flag])
+    let mut value = InlineValue::new();
+    hex.put_short_trace(&mut value);
+    value.put(b":").put(hex.span()).put(b":0:").put(&flag);
+    value.value()
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {

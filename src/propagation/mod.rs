@@ -128,41 +128,51 @@ pub struct SpanContext {
 /// `uber-trace-id`) into a stack buffer: each format copies the digits
 /// instead of computing them again.
 pub struct IdsHex {
-    /// The trace id's 32 digits, then the span id's 16.
-    digits: [u8; 48],
+    /// The trace id's 32 digits.
+    trace: [u8; 32],
+    /// The span id's 16.
+    span: [u8; 16],
     /// A 64-bit trace id (the high half zero), which B3 and Jaeger write short.
     short: bool,
 }
 
 impl IdsHex {
     pub fn new(ctx: &SpanContext) -> Self {
-        let mut digits = [b'0'; 48];
-        let (trace, span) = digits.split_at_mut(32);
-        hex_into(trace, &ctx.trace_id.0);
-        hex_into(span, &ctx.span_id.0);
+        let mut trace = [b'0'; 32];
+        let mut span = [b'0'; 16];
+        hex_into(&mut trace, &ctx.trace_id.0);
+        hex_into(&mut span, &ctx.span_id.0);
         IdsHex {
-            digits,
+            trace,
+            span,
             short: ctx.trace_id.0.get(..8) == Some(&[0u8; 8][..]),
         }
     }
 
     /// The trace id's 32 digits (ASCII, as every accessor's).
-    pub fn trace(&self) -> &[u8] {
-        self.digits(0, 32)
+    pub fn trace(&self) -> &[u8; 32] {
+        &self.trace
     }
 
     /// 16 digits for a 64-bit trace id, 32 otherwise (B3's and Jaeger's form).
     pub fn short_trace(&self) -> &[u8] {
-        self.digits(if self.short { 16 } else { 0 }, 32)
+        match (self.short, self.trace.last_chunk::<16>()) {
+            (true, Some(low)) => low,
+            _ => &self.trace,
+        }
+    }
+
+    /// [`IdsHex::short_trace`] onto a value being built.
+    pub fn put_short_trace(&self, value: &mut InlineValue) {
+        match (self.short, self.trace.last_chunk::<16>()) {
+            (true, Some(low)) => value.put(low),
+            _ => value.put(&self.trace),
+        };
     }
 
     /// The span id's 16 digits.
-    pub fn span(&self) -> &[u8] {
-        self.digits(32, 48)
-    }
-
-    fn digits(&self, from: usize, to: usize) -> &[u8] {
-        self.digits.get(from..to).unwrap_or_default()
+    pub fn span(&self) -> &[u8; 16] {
+        &self.span
     }
 }
 
@@ -246,6 +256,49 @@ impl EditValue {
             EditValue::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
             EditValue::Heap(s) => s,
         }
+    }
+}
+
+/// A trace header's value built in place from pieces of fixed sizes (the
+/// ids' digits, separators, flags): each copy's length is known when the
+/// module is compiled, so none becomes a call to `memcpy` (in the Wasm, a
+/// `memory.copy`, which V8 runs outside the module's code).
+pub struct InlineValue {
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+impl InlineValue {
+    pub fn new() -> Self {
+        InlineValue {
+            len: 0,
+            bytes: [0; INLINE],
+        }
+    }
+
+    /// Appends `part` (dropped if the value would pass 55 bytes: no trace
+    /// header does).
+    #[inline]
+    pub fn put<const N: usize>(&mut self, part: &[u8; N]) -> &mut Self {
+        let at = usize::from(self.len);
+        if let (Some(into), Ok(len)) = (self.bytes.get_mut(at..at + N), u8::try_from(at + N)) {
+            into.copy_from_slice(part);
+            self.len = len;
+        }
+        self
+    }
+
+    pub fn value(&self) -> EditValue {
+        EditValue::Inline {
+            len: self.len,
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl Default for InlineValue {
+    fn default() -> Self {
+        InlineValue::new()
     }
 }
 
@@ -690,6 +743,28 @@ pub(crate) mod tests {
         assert_eq!(at(AT_B3_MULTI + 4), Some(b3::FLAGS));
         assert_eq!(at(AT_UBER_TRACE_ID), Some(jaeger::UBER_TRACE_ID));
         assert_eq!(trace_header_index("x-b3-traceid2"), None);
+    }
+
+    #[test]
+    fn edit_values_in_place_or_on_the_heap_read_the_same() {
+        let short = EditValue::from("00-ab");
+        assert!(matches!(short, EditValue::Inline { len: 5, .. }));
+        assert_eq!(
+            short,
+            EditValue::Heap("00-ab".to_string()),
+            "compared by content"
+        );
+        assert_eq!(short.as_str(), "00-ab");
+        let long = "x".repeat(INLINE + 1);
+        assert!(matches!(EditValue::from(long.as_str()), EditValue::Heap(ref v) if *v == long));
+        assert!(
+            matches!(EditValue::concat(&[long.as_bytes()]), EditValue::Heap(ref v) if *v == long)
+        );
+        let mut built = InlineValue::new();
+        built.put(b"00-").put(&[b'a'; 32]);
+        built.put(&[b'b'; 32]); // past 55 bytes: dropped, never a panic
+        built.put(b"-1");
+        assert_eq!(built.value(), format!("00-{}-1", "a".repeat(32)).as_str());
     }
 
     /// Applies edits the way Envoy's set/remove header calls do.

@@ -8,7 +8,7 @@
 use super::tracestate::TraceState;
 use super::{
     header, hex_into, joined, text, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex,
-    Incoming, Sampling, SpanContext,
+    Incoming, InlineValue, Sampling, SpanContext,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
@@ -105,7 +105,14 @@ fn traceparent(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
     }
     let mut digits = [0u8; 2];
     hex_into(&mut digits, &[flags]);
-    EditValue::concat(&[b"00-", hex.trace(), b"-", hex.span(), b"-", &digits])
+    InlineValue::new()
+        .put(b"00-")
+        .put(hex.trace())
+        .put(b"-")
+        .put(hex.span())
+        .put(b"-")
+        .put(&digits)
+        .value()
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {

@@ -215,7 +215,7 @@ impl Tracer {
         &self,
         kind: SpanKind,
         winner: Option<(Format, Incoming)>,
-        request_id: Option<&str>,
+        request_id: Option<&[u8]>,
         now: u64,
         host: &dyn Host,
     ) -> Caller {
@@ -268,8 +268,12 @@ impl Tracer {
         if extracted.malformed > 0 {
             host.count(Counter::MalformedHeaders, u64::from(extracted.malformed));
         }
-        let request_id = value(&headers, seen.request_id);
-        let request_id = request_id.as_deref().filter(|r| !r.is_empty());
+        // The link hashes the id's bytes: it is never decoded on this path.
+        let request_id = seen
+            .request_id
+            .and_then(|at| headers.get(at))
+            .map(|(_, v)| v.as_slice())
+            .filter(|r| !r.is_empty());
         let Caller {
             parent,
             sampling: caller,

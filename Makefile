@@ -44,9 +44,15 @@ $(TEST_RUNNER):
 	cargo install -q wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 
 # binaryen's wasm-opt shrinks the module after rustc (about 15%); the
-# features are those rustc emits for wasm32-wasip1.
+# features are those rustc emits for wasm32-wasip1. It would also inline every
+# function that has one caller, whatever its size, which made 43 KB and 33 KB
+# functions of on_configure and on_http_request_headers: V8 compiles each
+# function with TurboFan (Envoy turns Liftoff off), its memory for them peaked
+# 18 MiB higher and tcmalloc kept that freed memory in the sidecar's resident
+# set for good; the module's instructions per request did not change
+# (bench/BUDGET.md, "Resident memory").
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
-WASM_OPT_FLAGS := -Os $(WASM_FEATURES)
+WASM_OPT_FLAGS := -Os --one-caller-inline-max-function-size 0 $(WASM_FEATURES)
 
 # $(call wasm-finish,built module,exports graph,output): the SDK exports every
 # proxy-wasm callback, and Envoy calls each one a module exports on every

@@ -67,7 +67,19 @@ def goals(r) -> str:
                      f"{'met' if over <= RSS_GOAL_MIB else 'not met'}), of which Envoy's allocator reports "
                      f"{worst['allocated_mib'] - null['allocated_mib']:+.1f} MiB allocated and "
                      f"{worst['held_free_mib'] - null['held_free_mib']:+.1f} MiB freed but held (admin `/memory`)")
+        if "idle_rss_mib" in worst:
+            lines.append(f"before its first request `{worst['mode']}` was already "
+                         f"{worst['idle_rss_mib'] - null['idle_rss_mib']:+.1f} MiB over the null floor's RSS, "
+                         f"{worst['idle_held_free_mib'] - null['idle_held_free_mib']:+.1f} MiB of it freed but held, "
+                         f"after an allocator peak {worst['idle_malloc_peak_mib'] - null['idle_malloc_peak_mib']:+.1f} MiB "
+                         f"over the null floor's while the module loaded (admin `/memory/tcmalloc`)")
     return "Goals: " + "; ".join(lines) + "."
+
+
+def idle_rss(row) -> str:
+    if "idle_rss_mib" not in row:
+        return "n/a"
+    return f"{row['idle_rss_mib']:.0f} ({row['idle_malloc_peak_mib']:.0f})"
 
 
 def sidecar_table(r) -> str:
@@ -77,7 +89,8 @@ def sidecar_table(r) -> str:
     rows = "\n".join(
         f"| {row['mode']} | {row['rps']:.0f} | {row['throughput_ratio']:.2f}x | {floor(row)} | "
         f"{fmt(row['p50_ms'])} ({row['p50_ratio']:.2f}x) | {fmt(row['p99_ms'])} ({row['p99_ratio']:.2f}x) | "
-        f"{row['cpu_us_per_request']:.1f} ({row['cpu_us_over_no_tracing']:+.1f}) | {row['rss_mib']:.0f} |"
+        f"{row['cpu_us_per_request']:.1f} ({row['cpu_us_over_no_tracing']:+.1f}) | {row['rss_mib']:.0f} | "
+        f"{idle_rss(row)} |"
         for row in r["rows"])
     pinning = ("Sidecars pinned to CPU 0, the backend and wrk to CPU 1 (taskset)." if r.get("pinned")
                else "Nothing pinned: the sidecar's workers need both CPUs.")
@@ -85,8 +98,8 @@ def sidecar_table(r) -> str:
 {r['rounds']} rounds with the modes in a new random order each round; medians. {pinning}
 Load average {r['load_before']:.1f} before, {r['load_after']:.1f} after.
 
-| mode | req/s | vs no tracing | vs headers floor | p50 ms | p99 ms | sidecar CPU µs/request (over no tracing) | RSS MiB after soak |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| mode | req/s | vs no tracing | vs headers floor | p50 ms | p99 ms | sidecar CPU µs/request (over no tracing) | RSS MiB after soak | RSS MiB before the first request (allocator peak) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
 {goals(r)}
@@ -95,6 +108,9 @@ Load average {r['load_before']:.1f} before, {r['load_after']:.1f} after.
 - RSS is each sidecar's resident set after a {r['soak']['seconds']} s soak, every mode under the same load;
   during it `meshtrace-100` exported {r['soak'].get('meshtrace_exported')} spans and dropped
   {r['soak'].get('meshtrace_dropped')}.
+- The last column is the resident set two seconds after the sidecars started, before any request, and in
+  brackets tcmalloc's high-water mark by then (admin `/memory/tcmalloc`, "actual memory used at peak"):
+  what loading the module cost, which traffic does not change.
 """
 
 

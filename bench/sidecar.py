@@ -113,6 +113,15 @@ def heap_mib(env) -> dict:
             "held_free": m.get("pageheap_free", 0.0) + m.get("total_thread_cache", 0.0)}
 
 
+def malloc_peak_mib(env) -> float:
+    """tcmalloc's "Actual memory used at peak" (admin `/memory/tcmalloc`):
+    the allocator's high-water mark, which for a sidecar that has served
+    nothing yet is what loading the module (V8 compiling it) took."""
+    _, _, body = request(env.admin_port, "/memory/tcmalloc")
+    m = re.search(rb"\(\s*([\d.]+) MiB\) Actual memory used at peak", body)
+    return float(m.group(1)) if m else float("nan")
+
+
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -146,6 +155,10 @@ def run(rounds=5, seconds=5, connections=16, soak_seconds=10, concurrency=1, mod
             env, port = sidecar(mode, app_port, sink_port, concurrency, sidecar_cpu)
             env.start()
             sidecars[mode] = (env, port)
+        # Memory before any request: what loading the module cost.
+        time.sleep(2)
+        idle = {m: {"rss": rss_mib(env.proc.pid), "malloc_peak": malloc_peak_mib(env), **heap_mib(env)}
+                for m, (env, _) in sidecars.items()}
         for env, port in sidecars.values():  # warm-up
             wrk(port, 1, connections, threads, load_cpu)
         samples = {m: [] for m in modes}
@@ -196,6 +209,9 @@ def run(rounds=5, seconds=5, connections=16, soak_seconds=10, concurrency=1, mod
             "rss_mib": rss[mode],
             "allocated_mib": heap[mode]["allocated"],
             "held_free_mib": heap[mode]["held_free"],
+            "idle_rss_mib": idle[mode]["rss"],
+            "idle_held_free_mib": idle[mode]["held_free"],
+            "idle_malloc_peak_mib": idle[mode]["malloc_peak"],
             "rounds": [round(s["rps"]) for s in samples[mode]],
         })
     return {"rounds": rounds, "seconds": seconds, "connections": connections, "threads": threads,

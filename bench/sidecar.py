@@ -76,11 +76,18 @@ def floor_filter(name):
 
 
 def meshtrace_config(mode):
+    """`meshtrace-N` samples N%; `meshtrace-cap` everything under the cap. A
+    `-nolink` suffix (`meshtrace-0-nolink`, not in the default modes) turns
+    the x-request-id link off, to measure what it costs."""
+    mode, nolink = (mode[:-len("-nolink")], True) if mode.endswith("-nolink") else (mode, False)
     sampling = {"randomSamplingPercentage": 100.0 if mode == "meshtrace-cap" else float(mode.split("-")[1])}
     if mode == "meshtrace-cap":
         sampling["maxTracesPerSecond"] = CAP_PER_SECOND
-    return {"direction": "inbound", "serviceName": "bench", "propagators": PROPAGATORS,
-            "sampling": sampling, "exporter": {"cluster": "sink"}}
+    config = {"direction": "inbound", "serviceName": "bench", "propagators": PROPAGATORS,
+              "sampling": sampling, "exporter": {"cluster": "sink"}}
+    if nolink:
+        config["linkByRequestId"] = False
+    return config
 
 
 def bootstrap(mode, port, app_port, sink_port):

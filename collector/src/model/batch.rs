@@ -346,6 +346,27 @@ impl SpanBatch {
         }
     }
 
+    /// At least the bytes `encode_into` appends for `indexes` (each span counted with its resource and
+    /// scope, every message with the longest framing), to size its buffer once.
+    pub fn encoded_len_bound(&self, indexes: &[u32]) -> usize {
+        const FRAMING: usize = 15; // a key (at most 5 bytes) and a length (at most 10)
+        let pieces = |pieces: &[Range]| -> usize {
+            pieces.iter().map(|(a, b)| (b - a) as usize + FRAMING).sum()
+        };
+        indexes
+            .iter()
+            .filter_map(|i| self.spans.get(*i as usize))
+            .map(|span| {
+                let scope = self.scopes.get(span.scope as usize);
+                let resource = scope.and_then(|s| self.resources.get(s.resource as usize));
+                (span.bytes.1 - span.bytes.0) as usize
+                    + 3 * FRAMING
+                    + scope.map_or(0, |s| pieces(&s.pieces))
+                    + resource.map_or(0, |r| pieces(&r.pieces))
+            })
+            .sum()
+    }
+
     /// The spans at `indexes` as an encoded `TracesData` (see `encode_into`).
     pub fn encode(&self, indexes: &[u32]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -483,7 +504,7 @@ impl SpanBatch {
 }
 
 /// Where an attribute's value is: a string's range, or a scalar.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum ValueRange {
     Str((usize, usize)),
     Bool(bool),
@@ -502,6 +523,18 @@ fn read_key_value(
     if depth > wire::MAX_DEPTH {
         return Err(WireError("messages nested too deeply"));
     }
+    if let Some((key, val)) = scalar_key_value(buf, range) {
+        return Ok((key, Some(val)));
+    }
+    read_key_value_fields(buf, range, depth)
+}
+
+/// `read_key_value` field by field: any shape protobuf allows.
+fn read_key_value_fields(
+    buf: &[u8],
+    range: (usize, usize),
+    depth: u32,
+) -> Result<((usize, usize), Option<ValueRange>), WireError> {
     let mut key = (0, 0);
     let mut val = None;
     let mut kv = Fields::new(buf, range);
@@ -550,6 +583,67 @@ fn read_key_value(
         }
     }
     Ok((key, val))
+}
+
+/// `read_key_value`'s fast path for the shape every OTLP SDK writes: the key (field 1), then the value
+/// (field 2) holding one scalar (a string, bool, int or double), each length below 128. `None` for
+/// anything else (and for bytes that are not UTF-8), which the general reader then reads or refuses:
+/// what this accepts, it reads exactly as the general reader would. Most attributes take this path, and
+/// it costs a few comparisons instead of a field loop per message.
+#[inline(always)]
+fn scalar_key_value(
+    buf: &[u8],
+    (start, end): (usize, usize),
+) -> Option<((usize, usize), ValueRange)> {
+    let [0x0a, key_len, rest @ ..] = buf.get(start..end)? else {
+        return None;
+    };
+    let key_len = usize::from(*key_len);
+    if key_len >= 0x80 {
+        return None;
+    }
+    let (key, rest) = rest.split_at_checked(key_len)?;
+    let [0x12, any_len, any @ ..] = rest else {
+        return None;
+    };
+    if *any_len >= 0x80 || any.len() != usize::from(*any_len) {
+        return None;
+    }
+    let any_start = end - any.len();
+    let value = match any {
+        [0x0a, len, s @ ..] if *len < 0x80 && s.len() == usize::from(*len) => {
+            if !s.is_ascii() && std::str::from_utf8(s).is_err() {
+                return None;
+            }
+            ValueRange::Str((any_start + 2, end))
+        }
+        [0x10, v] if *v < 0x80 => ValueRange::Bool(*v != 0),
+        [0x18, v @ ..] => ValueRange::Int(short_varint(v)? as i64),
+        [0x21, d @ ..] => {
+            ValueRange::Double(f64::from_bits(u64::from_le_bytes(d.try_into().ok()?)))
+        }
+        _ => return None,
+    };
+    if !key.is_ascii() && std::str::from_utf8(key).is_err() {
+        return None;
+    }
+    Some(((start + 2, start + 2 + key_len), value))
+}
+
+/// `bytes` as exactly one varint of at most 9 bytes (longer ones take the general path, which checks
+/// the tenth byte's range).
+#[inline(always)]
+fn short_varint(bytes: &[u8]) -> Option<u64> {
+    let (last, init) = bytes.split_last()?;
+    if *last >= 0x80 || init.len() >= 9 || init.iter().any(|b| *b < 0x80) {
+        return None;
+    }
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |v, b| (v << 7) | u64::from(b & 0x7f)),
+    )
 }
 
 /// Calls `f(key range, value)` for every `KeyValue` in field `field` of the message at `range`.
@@ -776,6 +870,75 @@ mod tests {
         }
     }
 
+    /// Every `KeyValue` the fast path reads, it reads as the field-by-field reader does; the SDKs'
+    /// shapes take it, the rest (long strings, a missing value, a value given in pieces, bad UTF-8,
+    /// a ten-byte varint) fall back.
+    #[test]
+    fn the_scalar_fast_path_reads_what_the_field_reader_reads() {
+        use any_value::Value as V;
+        let long = "x".repeat(200);
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (kv("k", V::StringValue("v".into())).encode_to_vec(), true),
+            (
+                kv("http.route", V::StringValue("/é/ü".into())).encode_to_vec(),
+                true,
+            ),
+            (kv("k", V::StringValue(String::new())).encode_to_vec(), true),
+            // prost leaves an empty key out: the value comes first.
+            (kv("", V::StringValue("v".into())).encode_to_vec(), false),
+            (kv("ok", V::BoolValue(true)).encode_to_vec(), true),
+            (kv("port", V::IntValue(8080)).encode_to_vec(), true),
+            (kv("small", V::IntValue(7)).encode_to_vec(), true),
+            (kv("neg", V::IntValue(-3)).encode_to_vec(), false),
+            (kv("max", V::IntValue(i64::MAX)).encode_to_vec(), true),
+            (kv("d", V::DoubleValue(0.25)).encode_to_vec(), true),
+            (
+                kv("long", V::StringValue(long.clone())).encode_to_vec(),
+                false,
+            ),
+            (kv(&long, V::StringValue("v".into())).encode_to_vec(), false),
+            (kv("b", V::BytesValue(vec![1, 2])).encode_to_vec(), false),
+            (
+                KeyValue {
+                    key: "no value".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+                false,
+            ),
+            // The value given twice: protobuf merges, the last one wins.
+            (
+                [
+                    kv("k", V::StringValue("a".into())).encode_to_vec(),
+                    vec![0x12, 2, 0x18, 5],
+                ]
+                .concat(),
+                false,
+            ),
+            // An int's varint padded to ten bytes.
+            (
+                [
+                    vec![0x0a, 1, b'k', 0x12, 11, 0x18],
+                    vec![0x81; 9],
+                    vec![0x00],
+                ]
+                .concat(),
+                false,
+            ),
+            // A string value that is not UTF-8 is refused by the field reader.
+            (vec![0x0a, 1, b'k', 0x12, 4, 0x0a, 2, 0xc3, 0x28], false),
+        ];
+        for (i, (bytes, fast)) in cases.iter().enumerate() {
+            let range = (0, bytes.len());
+            let general = read_key_value_fields(bytes, range, 4);
+            assert_eq!(scalar_key_value(bytes, range).is_some(), *fast, "case {i}");
+            if let Some((key, value)) = scalar_key_value(bytes, range) {
+                assert_eq!(Ok((key, Some(value))), general, "case {i}");
+            }
+            assert_eq!(read_key_value(bytes, range, 4), general, "case {i}");
+        }
+    }
+
     fn span(trace: u8, id: u8, parent: Vec<u8>, kind: i32, code: i32) -> Span {
         Span {
             trace_id: vec![trace; 16],
@@ -997,6 +1160,14 @@ mod tests {
             clean.buf,
             "nothing rejected: the request's own bytes"
         );
+        for indexes in [&all[..], &[0, 4, 1], &[2], &[]] {
+            let len = batch.encode(indexes).len();
+            let bound = batch.encoded_len_bound(indexes);
+            assert!(
+                len <= bound && bound <= 2 * len + 200,
+                "{indexes:?}: {len} <= {bound}"
+            );
+        }
     }
 
     #[test]

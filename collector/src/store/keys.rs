@@ -5,8 +5,6 @@
 //! once, under `trace(16) hash(8)`, and has one search entry per service among its spans, keyed
 //! `lp(service) start(8) trace(16) hash(8)`, whose value lists hashes of its operations and tags.
 
-use std::collections::BTreeMap;
-
 pub use crate::model::{operation_hash, tag_hash};
 use crate::model::{SpanBatch, TraceId};
 
@@ -113,13 +111,16 @@ impl<'a> SearchValue<'a> {
     }
 }
 
-struct Acc {
+struct Acc<'a> {
+    service: &'a str,
     start: u64,
     min_dur: u64,
     max_dur: u64,
     hashes: Vec<u32>,
-    /// Resources whose attribute hashes are in `hashes` already.
-    resources: Vec<u32>,
+    /// The first resource whose attribute hashes are in `hashes` already, then any others (most parts
+    /// have one: no allocation).
+    resource: u32,
+    more_resources: Vec<u32>,
 }
 
 /// The hashes of the tags a span has by its kind and status (`SpanRef::for_each_tag`'s last ones),
@@ -159,30 +160,49 @@ fn derived_tag_hashes(kind: i32, status: i32, out: &mut Vec<u32>) {
 /// among its spans. Deterministic in the part's spans, so deleting a part recomputes exactly the keys
 /// writing it added.
 pub fn part_search_entries(batch: &SpanBatch, indexes: &[u32], part: &PartRef) -> Vec<SearchEntry> {
-    let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
+    // Per service, in the order met: a part has one or a few (a list beats a map).
+    let mut acc: Vec<Acc> = Vec::with_capacity(1);
     for rec in indexes.iter().filter_map(|i| batch.span(*i as usize)) {
         let start = rec.start_us();
         let dur = rec.duration_us();
-        let a = acc.entry(rec.service_name()).or_insert_with(|| Acc {
-            start,
-            min_dur: dur,
-            max_dur: dur,
-            hashes: Vec::with_capacity(32 * indexes.len()),
-            resources: Vec::new(),
-        });
+        let service = rec.service_name();
+        let resource = rec.resource_index();
+        let a = match acc.iter().position(|a| a.service == service) {
+            Some(at) => acc.get_mut(at),
+            None => {
+                acc.push(Acc {
+                    service,
+                    start,
+                    min_dur: dur,
+                    max_dur: dur,
+                    hashes: Vec::with_capacity(32 * indexes.len()),
+                    resource,
+                    more_resources: Vec::new(),
+                });
+                let a = acc.last_mut();
+                if let Some(a) = a {
+                    a.hashes.extend_from_slice(rec.resource_attribute_hashes());
+                    Some(a)
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(a) = a else { continue };
         a.start = a.start.min(start);
         a.min_dur = a.min_dur.min(dur);
         a.max_dur = a.max_dur.max(dur);
         a.hashes.push(operation_hash(rec.name()));
         a.hashes.extend_from_slice(rec.attribute_hashes());
-        if !a.resources.contains(&rec.resource_index()) {
-            a.resources.push(rec.resource_index());
+        if a.resource != resource && !a.more_resources.contains(&resource) {
+            a.more_resources.push(resource);
             a.hashes.extend_from_slice(rec.resource_attribute_hashes());
         }
         derived_tag_hashes(rec.kind(), rec.status_code(), &mut a.hashes);
     }
     acc.into_iter()
-        .map(|(service, mut a)| {
+        .map(|mut a| {
+            let service = a.service;
             let mut key = Vec::with_capacity(2 + service.len() + 8 + PART_REF_LEN);
             lp(&mut key, service);
             key.extend_from_slice(&a.start.to_be_bytes());
@@ -205,22 +225,6 @@ pub fn operation_key(service: &str, kind: i32, operation: &str) -> Vec<u8> {
     k.push(u8::try_from(kind).unwrap_or(0));
     k.extend_from_slice(operation.as_bytes());
     k
-}
-
-pub fn age_key(start_us: u64, trace: &TraceId) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    for (slot, byte) in k
-        .iter_mut()
-        .zip(start_us.to_be_bytes().iter().chain(trace.iter()))
-    {
-        *slot = *byte;
-    }
-    k
-}
-
-pub fn age_key_parts(key: &[u8]) -> Option<(u64, TraceId)> {
-    let start = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    Some((start, key.get(8..24)?.try_into().ok()?))
 }
 
 /// What the store remembers about a trace part (the header of its value), or, summed up, a whole trace.
@@ -301,12 +305,6 @@ mod tests {
             None,
             "short value is rejected"
         );
-    }
-
-    #[test]
-    fn age_key_orders_by_time_first() {
-        assert!(age_key(1, &[9; 16]) < age_key(2, &[0; 16]));
-        assert_eq!(age_key_parts(&age_key(7, &[3; 16])), Some((7, [3; 16])));
     }
 
     #[test]

@@ -42,7 +42,6 @@ pub struct Store {
     /// The keyspace of `db`, for consistent reads across partitions.
     keyspace: fjall::Keyspace,
     parts: PartitionHandle,
-    age: PartitionHandle,
     search: PartitionHandle,
     services: PartitionHandle,
     operations: PartitionHandle,
@@ -82,7 +81,6 @@ impl Store {
             .unwrap_or(0);
         Ok(Self {
             parts,
-            age: open(schema::TRACE_AGE)?,
             search: open(schema::SEARCH)?,
             services: open(schema::SERVICES)?,
             operations: open(schema::OPERATIONS)?,

@@ -179,19 +179,13 @@ impl Store {
     pub fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>, StoreError> {
         let at = self.keyspace.instant();
         let parts = self.parts.snapshot_at(at);
-        let age = self.age.snapshot_at(at);
-        let lower = keys::age_key(start_us, &[0; 16]);
-        let upper = keys::age_key(end_us, &[0xff; 16]);
         let mut edges: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         let mut seen = HashSet::new();
-        for item in age.range(lower.as_slice()..=upper.as_slice()) {
+        for item in self.oldest_first(at, start_us, end_us)? {
             if seen.len() >= MAX_DEPENDENCY_TRACES {
                 break;
             }
-            let (k, _) = item?;
-            let Some((_, trace)) = keys::age_key_parts(&k) else {
-                continue;
-            };
+            let (_, trace) = item?;
             if !seen.insert(trace) {
                 continue;
             }

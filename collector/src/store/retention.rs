@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::keys::{self, TraceSummary};
+use super::keys::TraceSummary;
 use super::read::summarize;
 use super::{Store, StoreError};
 use crate::model::TraceId;
@@ -98,19 +98,15 @@ impl Store {
         mut pick: impl FnMut(u64, &TraceSummary) -> Pick,
     ) -> Result<Vec<TraceId>, StoreError> {
         let at = self.keyspace.instant();
-        let age = self.age.snapshot_at(at);
         let parts = self.parts.snapshot_at(at);
         let mut out = Vec::new();
-        // A trace has one age entry per distinct part start; the first one seen is its oldest.
+        // A trace comes once per part and service; the first time is its oldest.
         let mut seen = HashSet::new();
-        for item in age.keys() {
+        for item in self.oldest_first(at, 0, u64::MAX)? {
             if out.len() >= n {
                 break;
             }
-            let k = item?;
-            let Some((start, trace)) = keys::age_key_parts(&k) else {
-                continue;
-            };
+            let (start, trace) = item?;
             if !seen.insert(trace) {
                 continue;
             }

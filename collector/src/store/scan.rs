@@ -124,12 +124,14 @@ impl TraceReader {
 
 type Entries = Box<dyn Iterator<Item = Result<KvPair, StoreError>>>;
 
-/// The next entry of one service, ordered by (start, part) so that a max-heap yields newest first.
+/// The next entry of one service, ordered by (start, part) so that a max-heap yields newest first, or
+/// the reverse when `oldest_first` (every head of one heap has the same).
 struct Head {
     start_us: u64,
     part: keys::PartRef,
     source: usize,
     value: fjall::Slice,
+    oldest_first: bool,
 }
 
 impl PartialEq for Head {
@@ -145,21 +147,32 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
-        (self.start_us, self.part, self.source).cmp(&(other.start_us, other.part, other.source))
+        let newest_first = (self.start_us, self.part, self.source).cmp(&(
+            other.start_us,
+            other.part,
+            other.source,
+        ));
+        if self.oldest_first {
+            newest_first.reverse()
+        } else {
+            newest_first
+        }
     }
 }
 
-/// The entries of several services merged newest first.
+/// The entries of several services merged newest first (or oldest first).
 struct Merged {
     sources: Vec<Entries>,
     heap: BinaryHeap<Head>,
+    oldest_first: bool,
 }
 
 impl Merged {
-    fn new(sources: Vec<Entries>) -> Result<Self, StoreError> {
+    fn new(sources: Vec<Entries>, oldest_first: bool) -> Result<Self, StoreError> {
         let mut merged = Self {
             heap: BinaryHeap::with_capacity(sources.len()),
             sources,
+            oldest_first,
         };
         for i in 0..merged.sources.len() {
             merged.pull(i)?;
@@ -182,6 +195,7 @@ impl Merged {
                     part,
                     source: i,
                     value,
+                    oldest_first: self.oldest_first,
                 });
                 return Ok(());
             }
@@ -219,38 +233,19 @@ impl Store {
         let reader = TraceReader {
             parts: self.parts.snapshot_at(at),
         };
-        let search = self.search.snapshot_at(at);
-        let services: Vec<Vec<u8>> = match &filter.service {
+        let services = match &filter.service {
             Some(s) => vec![keys::service_prefix(s)],
-            None => {
-                let mut all = Vec::new();
-                for name in self.services.snapshot_at(at).keys() {
-                    all.push(keys::service_prefix(&String::from_utf8_lossy(&name?)));
-                }
-                all
-            }
+            None => self.service_prefixes(at)?,
         };
-        let lo = filter.start_us.saturating_sub(PART_SPREAD_US);
-        let sources: Vec<Entries> = services
-            .iter()
-            .map(|prefix| {
-                let lower = [prefix.as_slice(), &lo.to_be_bytes()].concat();
-                let upper = [
-                    prefix.as_slice(),
-                    &filter.end_us.to_be_bytes(),
-                    &[0xff; keys::PART_REF_LEN],
-                ]
-                .concat();
-                Box::new(
-                    search
-                        .range(lower..=upper)
-                        .rev()
-                        .map(|r| r.map_err(StoreError::from)),
-                ) as Entries
-            })
-            .collect();
+        let sources = self.service_ranges(
+            at,
+            &services,
+            filter.start_us.saturating_sub(PART_SPREAD_US),
+            filter.end_us,
+            false,
+        );
         let wanted: Vec<Vec<u32>> = filter.conditions.iter().map(hashes).collect();
-        let mut merged = Merged::new(sources)?;
+        let mut merged = Merged::new(sources, false)?;
         let mut report = ScanReport::default();
         let mut decided = HashSet::new();
         while let Some(head) = merged.next()? {
@@ -287,5 +282,81 @@ impl Store {
             }
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// The key prefix of every service's search entries (services sharing their first
+    /// `MAX_KEY_STRING` bytes share one).
+    fn service_prefixes(&self, at: fjall::Instant) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut all = Vec::new();
+        for name in self.services.snapshot_at(at).keys() {
+            all.push(keys::service_prefix(&String::from_utf8_lossy(&name?)));
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// The search entries of each service in `prefixes` whose start is in `[lo_us, hi_us]`, newest first
+    /// or oldest first.
+    fn service_ranges(
+        &self,
+        at: fjall::Instant,
+        prefixes: &[Vec<u8>],
+        lo_us: u64,
+        hi_us: u64,
+        oldest_first: bool,
+    ) -> Vec<Entries> {
+        let search = self.search.snapshot_at(at);
+        prefixes
+            .iter()
+            .map(|prefix| {
+                let lower = [prefix.as_slice(), &lo_us.to_be_bytes()].concat();
+                let upper = [
+                    prefix.as_slice(),
+                    &hi_us.to_be_bytes(),
+                    &[0xff; keys::PART_REF_LEN],
+                ]
+                .concat();
+                let range = search
+                    .range(lower..=upper)
+                    .map(|r| r.map_err(StoreError::from));
+                if oldest_first {
+                    Box::new(range) as Entries
+                } else {
+                    Box::new(range.rev()) as Entries
+                }
+            })
+            .collect()
+    }
+
+    /// The store in time order: every trace part's search entries that start in `[start_us, end_us]`,
+    /// all services merged oldest first, as (start, trace), from the snapshot at `at`. Retention and the
+    /// dependencies window walk it (no index of its own: a part has one search entry per service among
+    /// its spans, and its earliest entry starts with its earliest span). A trace comes once per part and
+    /// service; the first time is its oldest.
+    pub(super) fn oldest_first(
+        &self,
+        at: fjall::Instant,
+        start_us: u64,
+        end_us: u64,
+    ) -> Result<impl Iterator<Item = Result<(u64, TraceId), StoreError>>, StoreError> {
+        let prefixes = self.service_prefixes(at)?;
+        let mut merged = Merged::new(
+            self.service_ranges(at, &prefixes, start_us, end_us, true),
+            true,
+        )?;
+        Ok(std::iter::from_fn(move || loop {
+            match merged.next() {
+                Ok(Some(head)) => {
+                    if let Some(trace) = keys::trace_of(&head.part) {
+                        return Some(Ok((head.start_us, trace)));
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }))
     }
 }

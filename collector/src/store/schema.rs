@@ -1,20 +1,21 @@
-//! The store's partitions of the one fjall keyspace (format 4; the export queue and the pending set
+//! The store's partitions of the one fjall keyspace (format 5; the export queue and the pending set
 //! name their own). All keys are byte strings built in `keys`;
 //! integers inside keys are big-endian so that byte order is numeric order.
 
 /// The format this build reads and writes. Formats 1 and 2 (a redb file, `traces.redb`) and 3 (fjall for
 /// traces, redb files for the export queue and the pending set) are refused with a clear error by
 /// `Database::open`. Format 4 keeps everything in one keyspace; its trace parts are keyed by an xxh3
-/// hash of their spans' bytes as received.
-pub const FORMAT_VERSION: u64 = 4;
+/// hash of their spans' bytes as received. Format 5 drops format 4's `trace_age` partition (`first
+/// start µs(8) trace(16)` -> (), one more insert per part): retention and the dependencies window walk
+/// the `search` entries of every service merged by start instead (`Store::oldest_first`).
+pub const FORMAT_VERSION: u64 = 5;
 
 /// `trace(16) hash(8)` -> trace part: `TraceSummary` header + OTLP `TracesData` (the LSM compresses
 /// blocks with LZ4).
 pub const PARTS: &str = "parts";
-/// `first start µs(8) trace(16)` -> (): parts oldest first, for retention and dependencies.
-pub const TRACE_AGE: &str = "trace_age";
 /// `lp(service) start µs(8) part(24)` -> min duration µs(8), max duration µs(8), sorted u32 hashes of
-/// the operations and tags of that service's spans in the part (`keys::SearchValue`).
+/// the operations and tags of that service's spans in the part (`keys::SearchValue`). Per service in
+/// time order; merged over services, the store in time order (retention, dependencies).
 pub const SEARCH: &str = "search";
 /// service -> ().
 pub const SERVICES: &str = "services";
@@ -22,7 +23,7 @@ pub const SERVICES: &str = "services";
 pub const OPERATIONS: &str = "operations";
 /// Counters and settings, written in the same batches as the data.
 pub const META: &str = "meta";
-/// u64 big-endian: part bytes plus index keys.
+/// u64 big-endian: part bytes plus search entries.
 pub const META_STORED_BYTES: &str = "stored_bytes";
 /// u64 big-endian.
 pub const META_FORMAT: &str = "format_version";

@@ -4,7 +4,7 @@
 //! batch is either wholly there or not at all.
 //!
 //! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value,
-//! one age entry and one search entry per service, instead of one value and ~20 index entries per span.
+//! one search entry per service, instead of one value and ~20 index entries per span.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
@@ -20,10 +20,8 @@ use crate::model::{SpanBatch, SpanRecord, TraceId};
 /// One trace part, encoded and ready to insert: everything but the insert itself is done before the
 /// writer (single-threaded, holding the write lock) sees it.
 struct PreparedPart {
-    trace: TraceId,
     part_ref: keys::PartRef,
     value: Vec<u8>,
-    start_us: u64,
     search: Vec<keys::SearchEntry>,
     bytes: u64,
 }
@@ -140,7 +138,6 @@ impl Store {
                 continue;
             }
             batch.insert(&self.parts, part.part_ref, part.value.as_slice());
-            batch.insert(&self.age, keys::age_key(part.start_us, &part.trace), []);
             for e in &part.search {
                 batch.insert(&self.search, e.key.as_slice(), e.value.as_slice());
             }
@@ -199,7 +196,6 @@ impl Store {
                 continue;
             };
             if let Some(summary) = part::summary_of(&value) {
-                batch.remove(&self.age, keys::age_key(summary.start_us, trace));
                 freed += summary.bytes;
             }
             let spans = part::spans_of(&value).unwrap_or_default();
@@ -241,7 +237,9 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
 
 fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<PreparedPart> {
     let first = batch.span(*group.first()? as usize)?;
-    let mut value = vec![0u8; TraceSummary::LEN];
+    // Sized once: growing it from the header up cost a reallocation and a copy per part.
+    let mut value = Vec::with_capacity(TraceSummary::LEN + batch.encoded_len_bound(group));
+    value.resize(TraceSummary::LEN, 0);
     batch.encode_into(group, &mut value);
     let spans = value.get(TraceSummary::LEN..).unwrap_or_default();
     let part_ref = keys::part_ref(trace, xxhash_rust::xxh3::xxh3_64(spans));
@@ -259,7 +257,6 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
     }
     summary.bytes = (part_ref.len()
         + value.len()
-        + keys::age_key(0, trace).len()
         + search
             .iter()
             .map(|e| e.key.len() + e.value.len())
@@ -268,10 +265,8 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
         header.copy_from_slice(&summary.encode());
     }
     Some(PreparedPart {
-        trace: *trace,
         part_ref,
         value,
-        start_us: summary.start_us,
         search,
         bytes: summary.bytes,
     })

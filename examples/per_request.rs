@@ -53,7 +53,7 @@ struct BenchHost {
     now: Cell<u64>,
     rng: Cell<u64>,
     token: Cell<u32>,
-    headers: RefCell<Vec<(String, String)>>,
+    headers: RefCell<Vec<(String, Vec<u8>)>>,
     shared: RefCell<SharedMap>,
     outbound: bool,
     /// Hostcalls by the proxy-wasm ABI's name, when counting (`hostcalls`:
@@ -103,7 +103,7 @@ impl Host for BenchHost {
         // Envoy's host serves it from the tick's clock, no hostcall.
         self.now.get()
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         self.call("proxy_get_header_map_pairs", 1);
         self.headers.borrow().clone()
     }
@@ -210,7 +210,7 @@ fn main() {
         headers: RefCell::new(
             pairs
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
                 .collect(),
         ),
         shared: RefCell::new(SharedMap::default()),

@@ -72,8 +72,9 @@ pub trait Host {
     /// Nanoseconds since the Unix epoch, by the proxy's clock.
     fn now_unix_nanos(&self) -> u64;
     fn random_u64(&self) -> u64;
-    /// The request headers, names lower-case, pseudo-headers included.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    /// The request headers, names lower-case, pseudo-headers included,
+    /// values as the request carries them (not necessarily UTF-8).
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     fn edit_request_headers(&self, edits: &[HeaderEdit]);
     /// A proxy property (`["response", "code"]`), as the host serializes it.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -141,7 +142,7 @@ pub mod mock {
     pub struct MockHost {
         pub now: Cell<u64>,
         pub rng: Cell<u64>,
-        pub headers: RefCell<Vec<(String, String)>>,
+        pub headers: RefCell<Vec<(String, Vec<u8>)>>,
         pub properties: RefCell<HashMap<String, Vec<u8>>>,
         pub counters: RefCell<HashMap<Counter, u64>>,
         pub sent: RefCell<Vec<Sent>>,
@@ -159,10 +160,7 @@ pub mod mock {
             let h = MockHost::default();
             h.now.set(1_700_000_000_000_000_000);
             h.rng.set(0x1234_5678);
-            *h.headers.borrow_mut() = pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            *h.headers.borrow_mut() = crate::propagation::tests::hdrs(pairs);
             h
         }
         pub fn set_property(&self, path: &str, value: &[u8]) {
@@ -178,7 +176,7 @@ pub mod mock {
                 .borrow()
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         }
         pub fn counter(&self, c: Counter) -> u64 {
             self.counters.borrow().get(&c).copied().unwrap_or(0)
@@ -201,7 +199,7 @@ pub mod mock {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         }
-        fn request_headers(&self) -> Vec<(String, String)> {
+        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.headers.borrow().clone()
         }
         fn edit_request_headers(&self, edits: &[HeaderEdit]) {

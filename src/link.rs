@@ -120,8 +120,7 @@ const UUID_TRACE_REASON: usize = 14;
 /// near-identical ids spread over the buckets. Every VM and every build
 /// computes the same value. In a UUID, the trace-reason nibble is read as
 /// `4` whatever Envoy wrote there.
-fn hash(request_id: &str) -> u64 {
-    let bytes = request_id.as_bytes();
+fn hash(bytes: &[u8]) -> u64 {
     let uuid = bytes.len() == 36 && [8, 13, 18, 23].iter().all(|&i| bytes.get(i) == Some(&b'-'));
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, &b) in bytes.iter().enumerate() {
@@ -314,6 +313,9 @@ pub struct Links {
     nonce: Cell<u64>,
     own: RefCell<Own>,
     registry: RefCell<Registry>,
+    /// The allocation a bucket's last copy had: the next record builds its
+    /// bucket there, so recording allocates nothing once buckets have grown.
+    spare: Cell<Vec<u8>>,
 }
 
 impl Links {
@@ -440,12 +442,12 @@ impl Links {
     pub fn record(
         &self,
         host: &dyn Host,
-        request_id: &str,
+        request_id: &(impl AsRef<[u8]> + ?Sized),
         ctx: &SpanContext,
         now: u64,
     ) -> Option<Recorded> {
         let slot = self.slot(host, now)?;
-        let check = hash(request_id);
+        let check = hash(request_id.as_ref());
         let bucket = (check % BUCKETS) as u16;
         let mut own = self.own.borrow_mut();
         let old = own.buckets.get_mut(usize::from(bucket))?;
@@ -462,7 +464,9 @@ impl Links {
                 .min_by_key(|(_, e)| e.expires());
             Some(closed?.0)
         };
-        let mut new = Vec::with_capacity(1 + FIXED + ctx.tracestate.header_len() + old.len());
+        let mut new = self.spare.take();
+        new.clear();
+        new.reserve(1 + FIXED + ctx.tracestate.header_len() + old.len());
         new.push(VERSION);
         push_entry(&mut new, check, ctx, now + MAX_OPEN_NANOS);
         for (i, e) in entries(old).enumerate() {
@@ -471,9 +475,10 @@ impl Links {
             }
         }
         if !host.set_shared_data(&key(slot, bucket), &new, None) {
+            self.spare.set(new);
             return None;
         }
-        *old = new;
+        self.spare.set(std::mem::replace(old, new));
         Some(Recorded {
             slot,
             bucket,
@@ -552,8 +557,13 @@ impl Links {
     /// this instance's own bucket from memory, every other live slot's from
     /// shared data. When several hold the id, the one that expires last (the
     /// latest request) wins.
-    pub fn lookup(&self, host: &dyn Host, request_id: &str, now: u64) -> Option<Linked> {
-        let check = hash(request_id);
+    pub fn lookup(
+        &self,
+        host: &dyn Host,
+        request_id: &(impl AsRef<[u8]> + ?Sized),
+        now: u64,
+    ) -> Option<Linked> {
+        let check = hash(request_id.as_ref());
         let bucket = (check % BUCKETS) as u16;
         let mut best: Option<(u64, Linked)> = None;
         let consider = |best: &mut Option<(u64, Linked)>, bytes: &[u8]| {
@@ -638,10 +648,10 @@ mod tests {
 
     /// Request ids that land in the same bucket.
     fn same_bucket(n: usize) -> Vec<String> {
-        let target = hash("rid-0") % BUCKETS;
+        let target = hash(b"rid-0") % BUCKETS;
         (0..)
             .map(|i| format!("rid-{i}"))
-            .filter(|r| hash(r) % BUCKETS == target)
+            .filter(|r| hash(r.as_bytes()) % BUCKETS == target)
             .take(n)
             .collect()
     }
@@ -792,7 +802,7 @@ mod tests {
             "expired entries make room first"
         );
         let raw = host
-            .shared_data(&key(0, (hash(extra) % BUCKETS) as u16))
+            .shared_data(&key(0, (hash(extra.as_bytes()) % BUCKETS) as u16))
             .unwrap()
             .0;
         assert_eq!(
@@ -922,7 +932,7 @@ mod tests {
     #[test]
     fn garbage_and_other_layouts_read_as_empty() {
         let host = MockHost::with_headers(&[]);
-        let bucket = (hash("req-1") % BUCKETS) as u16;
+        let bucket = (hash(b"req-1") % BUCKETS) as u16;
         for junk in [
             &b""[..],
             b"\x02",
@@ -961,16 +971,20 @@ mod tests {
             "9a3f2c1e-4b5d-be6f-8a7b-1c2d3e4f5a6b",
         ];
         for id in ids {
-            assert_eq!(hash(id), hash(ids[0]), "{id}");
+            assert_eq!(hash(id.as_bytes()), hash(ids[0].as_bytes()), "{id}");
         }
         assert_ne!(
-            hash("9a3f2c1e-4b5d-4e6f-8a7b-1c2d3e4f5a6c"),
-            hash(ids[0]),
+            hash(b"9a3f2c1e-4b5d-4e6f-8a7b-1c2d3e4f5a6c"),
+            hash(ids[0].as_bytes()),
             "any other character counts"
         );
         let plain = "x".repeat(36);
         let other = format!("{}9{}", "x".repeat(14), "x".repeat(21));
-        assert_ne!(hash(&plain), hash(&other), "only UUIDs are read that way");
+        assert_ne!(
+            hash(plain.as_bytes()),
+            hash(other.as_bytes()),
+            "only UUIDs are read that way"
+        );
     }
 
     #[test]
@@ -985,7 +999,7 @@ mod tests {
         let mut counts = vec![0u32; BUCKETS as usize];
         for i in 0..(BUCKETS * 8) {
             let id = format!("9a3f2c1e-4b5d-4e6f-8a7b-{i:012x}");
-            counts[(hash(&id) % BUCKETS) as usize] += 1;
+            counts[(hash(id.as_bytes()) % BUCKETS) as usize] += 1;
         }
         let max = counts.iter().max().copied().unwrap_or(0);
         assert!(max < 30, "8 per bucket on average, worst {max}");

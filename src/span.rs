@@ -59,6 +59,11 @@ impl From<&str> for Value {
         Value::Str(v.to_string())
     }
 }
+impl From<std::borrow::Cow<'_, str>> for Value {
+    fn from(v: std::borrow::Cow<'_, str>) -> Self {
+        Value::Str(v.into_owned())
+    }
+}
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
         Value::Int(v)

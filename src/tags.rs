@@ -7,6 +7,7 @@ use regex_lite::Regex;
 
 use crate::config::{invalid, Config, ConfigError, TagConfig, TAG_KINDS};
 use crate::host::Host;
+use crate::propagation::{text, HeaderList};
 use crate::span::{Attribute, Value};
 
 /// Counts the values cut by the limits, so nobody mistakes one for real.
@@ -167,19 +168,16 @@ impl Tags {
     }
 
     /// The header tags' values at the request headers, secrets masked.
-    pub fn capture(&self, headers: &[(String, String)]) -> Vec<Option<String>> {
+    pub fn capture(&self, headers: &HeaderList) -> Vec<Option<String>> {
         self.headers
             .iter()
             .map(|(name, default)| {
-                let value = headers
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone());
+                let value = headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
                 match value {
                     Some(_) if self.redactor.is_secret(name) => {
                         Some(self.redactor.replacement.clone())
                     }
-                    Some(v) => Some(v),
+                    Some(v) => Some(text(v).into_owned()),
                     None => default.clone(),
                 }
             })
@@ -314,7 +312,7 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        let headers = vec![("x-tenant".to_string(), "acme".to_string())];
+        let headers = vec![("x-tenant".to_string(), b"acme".to_vec())];
         let captured = t.capture(&headers);
         let host = MockHost::with_headers(&[]);
         host.set_property("xds.node.metadata.MESH_ID", b"mesh-1");

@@ -10,13 +10,15 @@
 //! the response properties are read only then.
 
 use std::borrow::Cow;
+use std::cell::{Cell, OnceCell};
 
 use crate::config::{Config, ConfigError, Direction, SpanNameSource};
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
 use crate::link;
 use crate::propagation::{
-    Format, Incoming, Present, Propagators, Sampling, SpanContext, TraceState,
+    text, Format, HeaderEdit, HeaderList, Incoming, Present, Propagators, Sampling, SpanContext,
+    TraceState,
 };
 use crate::rpc;
 use crate::sampler::{Kept, Request, Sampler};
@@ -39,6 +41,9 @@ pub struct Tracer {
     span_name: SpanNameSource,
     link_by_request_id: bool,
     links: link::Links,
+    /// The header edits' list, kept from request to request (emptied after
+    /// each): propagating allocates nothing once it has grown.
+    edits: Cell<Vec<HeaderEdit>>,
 }
 
 /// Where a span's parent context came from.
@@ -101,7 +106,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn of(headers: &[(String, String)]) -> Self {
+    fn of(headers: &HeaderList) -> Self {
         let mut s = Seen::default();
         for (i, (k, _)) in headers.iter().enumerate() {
             let slot = match k.as_str() {
@@ -121,23 +126,24 @@ impl Seen {
     }
 }
 
-/// The value of the header at `at`.
-fn value(headers: &[(String, String)], at: Option<usize>) -> Option<&str> {
-    headers.get(at?).map(|(_, v)| v.as_str())
+/// The value of the header at `at`, as text (decoded only here: a value the
+/// request path never reads is never checked).
+fn value(headers: &HeaderList, at: Option<usize>) -> Option<Cow<'_, str>> {
+    headers.get(at?).map(|(_, v)| text(v))
 }
 
 /// What a recorded span keeps of its request: the header list itself (moved
 /// from the start, not copied value by value) and where its values are.
 #[derive(Debug, Default)]
 struct RequestFacts {
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     seen: Seen,
     /// Values of the header custom tags, secrets masked.
     tags: Vec<Option<String>>,
 }
 
 impl RequestFacts {
-    fn get(&self, at: Option<usize>) -> Option<&str> {
+    fn get(&self, at: Option<usize>) -> Option<Cow<'_, str>> {
         value(&self.headers, at)
     }
 }
@@ -178,6 +184,7 @@ impl Tracer {
             span_name: config.span_name,
             link_by_request_id: config.link_by_request_id,
             links: link::Links::new(),
+            edits: Cell::new(Vec::with_capacity(8)),
         })
     }
 
@@ -208,7 +215,7 @@ impl Tracer {
         &self,
         kind: SpanKind,
         winner: Option<(Format, Incoming)>,
-        request_id: Option<&str>,
+        request_id: Option<&[u8]>,
         now: u64,
         host: &dyn Host,
     ) -> Caller {
@@ -261,7 +268,12 @@ impl Tracer {
         if extracted.malformed > 0 {
             host.count(Counter::MalformedHeaders, u64::from(extracted.malformed));
         }
-        let request_id = value(&headers, seen.request_id).filter(|r| !r.is_empty());
+        // The link hashes the id's bytes: it is never decoded on this path.
+        let request_id = seen
+            .request_id
+            .and_then(|at| headers.get(at))
+            .map(|(_, v)| v.as_slice())
+            .filter(|r| !r.is_empty());
         let Caller {
             parent,
             sampling: caller,
@@ -278,8 +290,16 @@ impl Tracer {
         // most once, and only when a rule or the span name needs it. A rule
         // needs the request's path and host, the remote strategies the name;
         // a span that is not recorded and needs neither never works them out.
-        let method = value(&headers, seen.method).unwrap_or_default();
-        let path = || sc::split_target(value(&headers, seen.target).unwrap_or_default()).0;
+        // The values are decoded when first read, and only then.
+        let method_text = OnceCell::new();
+        let method = || -> &str {
+            method_text.get_or_init(|| value(&headers, seen.method).unwrap_or_default())
+        };
+        let target = OnceCell::new();
+        let path = || {
+            let target = target.get_or_init(|| value(&headers, seen.target).unwrap_or_default());
+            sc::split_target(target).0
+        };
         let mut route_name: Option<Option<String>> = None;
         let mut envoy_route = || {
             route_name
@@ -287,10 +307,11 @@ impl Tracer {
                 .clone()
         };
         let rule = if self.sampler.has_rules() {
+            let authority = value(&headers, seen.authority).unwrap_or_default();
             let request = Request {
-                method,
+                method: method(),
                 path: path(),
-                host: sc::host_port(value(&headers, seen.authority).unwrap_or_default(), "").0,
+                host: sc::host_port(&authority, "").0,
                 headers: &headers,
             };
             self.sampler.rule(&request, &mut envoy_route)
@@ -312,7 +333,7 @@ impl Tracer {
                         (None, SpanNameSource::Method) => None,
                     };
                     (
-                        sc::span_name(sc::method(method).0, name_route.as_deref()),
+                        sc::span_name(sc::method(method()).0, name_route.as_deref()),
                         false,
                     )
                 }
@@ -343,12 +364,14 @@ impl Tracer {
             (true, None) => named(&mut envoy_route),
         };
         let start_unix_nanos = if record { host.now_unix_nanos() } else { now };
-        let edits =
-            self.propagators
-                .inject_present(&context, &extracted.baggage, &headers, &present);
+        let mut edits = self.edits.take();
+        self.propagators
+            .inject_into(&context, &extracted.baggage, &headers, &present, &mut edits);
         if !edits.is_empty() {
             host.edit_request_headers(&edits);
         }
+        edits.clear();
+        self.edits.set(edits);
         // Every inbound request is recorded, sampled or not: its outbound
         // calls must carry its decision.
         let link = match request_id {
@@ -424,7 +447,7 @@ impl Tracer {
         let code = u32::try_from(props.int(CODE).unwrap_or(0)).unwrap_or(0);
         let flags = sc::response_flags(props.int(FLAGS).unwrap_or(0) as u64);
         let method_raw = req.get(req.seen.method).unwrap_or_default();
-        let (method, unknown_method) = sc::method(method_raw);
+        let (method, unknown_method) = sc::method(&method_raw);
         // Envoy's `response.grpc_status`: the trailers, else the headers of a
         // trailers-only answer, else what the HTTP status implies.
         let grpc_status = if span.grpc {
@@ -436,9 +459,12 @@ impl Tracer {
             Some(g) => rpc::status(span.kind, g),
             None => sc::status(span.kind, code, &flags),
         };
-        let scheme = req.get(req.seen.scheme).unwrap_or("http");
+        let scheme = req.get(req.seen.scheme);
+        let scheme: &str = scheme.as_deref().unwrap_or("http");
         let authority = req.get(req.seen.authority).unwrap_or_default();
-        let (path, query) = sc::split_target(req.get(req.seen.target).unwrap_or_default());
+        let authority: &str = &authority;
+        let target = req.get(req.seen.target).unwrap_or_default();
+        let (path, query) = sc::split_target(&target);
         let query = query.map(|q| self.tags.redactor.query(q));
         let (server_address, server_port) = sc::host_port(authority, scheme);
 
@@ -507,8 +533,9 @@ impl Tracer {
                 put(sc::NETWORK_PEER_PORT, i64::from(p).into());
             }
             if span.kind == SpanKind::Server {
-                let client = req
-                    .get(req.seen.forwarded_for)
+                let forwarded_for = req.get(req.seen.forwarded_for);
+                let client = forwarded_for
+                    .as_deref()
                     .and_then(|xff| xff.split(',').next())
                     .map(str::trim)
                     .filter(|c| !c.is_empty())
@@ -802,6 +829,41 @@ mod tests {
     }
 
     #[test]
+    fn values_that_are_not_utf8_never_fail_a_request() {
+        // obs-text is legal HTTP: a trace header holding it is malformed, any
+        // other value is exported with U+FFFD where its bytes are not UTF-8.
+        let t = tracer(
+            r#"{"direction": "inbound", "customTags": {"tenant": {"header": {"name": "x-tenant"}}}}"#,
+        );
+        let host = request(&[]);
+        let set = |name: &str, value: &[u8]| {
+            let mut h = host.headers.borrow_mut();
+            h.retain(|(k, _)| k != name);
+            h.push((name.to_string(), value.to_vec()));
+        };
+        set("traceparent", b"00-\xe9\xff-garbage");
+        set("user-agent", b"curl/\xff8");
+        set("x-tenant", b"acme\xe9");
+        let active = t.start(&host);
+        assert!(active.parent.is_none(), "a new trace");
+        assert_eq!(host.counter(Counter::MalformedHeaders), 1);
+        let written = host.header("traceparent").unwrap();
+        assert!(
+            written.contains(&active.context.trace_id.to_string()),
+            "{written}"
+        );
+        let span = t.finish(active, &host).unwrap();
+        assert_eq!(
+            span.attribute("user_agent.original"),
+            Some(&Value::Str("curl/\u{fffd}8".into()))
+        );
+        assert_eq!(
+            span.attribute("tenant"),
+            Some(&Value::Str("acme\u{fffd}".into()))
+        );
+    }
+
+    #[test]
     fn zero_percent_still_propagates() {
         let t = tracer(r#"{"sampling": {"randomSamplingPercentage": 0}, "propagators": ["b3"]}"#);
         let host = request(&[]);
@@ -863,7 +925,9 @@ mod tests {
         let long = format!("/{}", "é".repeat(2000));
         let host = request(&[]);
         host.headers.borrow_mut().retain(|(k, _)| k != ":path");
-        host.headers.borrow_mut().push((":path".into(), long));
+        host.headers
+            .borrow_mut()
+            .push((":path".into(), long.into()));
         let span = t.finish(t.start(&host), &host).unwrap();
         let Some(Value::Str(p)) = span.attribute("url.path") else {
             panic!("url.path")

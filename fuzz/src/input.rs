@@ -43,7 +43,7 @@ pub fn header_value(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
 }
 
 /// A header list: names mostly from [`NAMES`], sometimes any lower-case token; repeated names allowed.
-pub fn headers(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<(String, String)>> {
+pub fn headers(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<(String, Vec<u8>)>> {
     let n = u.int_in_range(0..=24)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -62,7 +62,7 @@ pub fn headers(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<(String, Strin
                 s
             }
         };
-        out.push((name, header_value(u)?));
+        out.push((name, header_value(u)?.into_bytes()));
     }
     Ok(out)
 }
@@ -105,11 +105,11 @@ pub fn check_edits(edits: &[HeaderEdit]) {
 }
 
 /// Applies edits the way Envoy does: a set replaces every value of the name, a remove drops them all.
-pub fn apply(headers: &mut Vec<(String, String)>, edits: &[HeaderEdit]) {
+pub fn apply(headers: &mut Vec<(String, Vec<u8>)>, edits: &[HeaderEdit]) {
     for e in edits {
         headers.retain(|(k, _)| k.as_str() != e.name);
         if let Some(v) = &e.value {
-            headers.push((e.name.to_string(), v.clone()));
+            headers.push((e.name.to_string(), v.as_bytes().to_vec()));
         }
     }
 }

@@ -96,22 +96,20 @@ impl Host for WasmHost {
         self.rng.borrow_mut().u64(..)
     }
 
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         // The bytes form: the SDK's string form panics on a value that is
-        // not UTF-8 (obs-text is legal HTTP). Lossy decoding turns such bytes
-        // into U+FFFD, which every parser rejects as malformed.
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, value)| (name, lossy(value)))
-            .collect()
+        // not UTF-8 (obs-text is legal HTTP). The values stay bytes, decoded
+        // only where read (`propagation::text`).
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn edit_request_headers(&self, edits: &[HeaderEdit]) {
         for e in edits {
-            if let Err(status) =
-                hostcalls::set_map_value(MapType::HttpRequestHeaders, &e.name, e.value.as_deref())
-            {
+            if let Err(status) = hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                &e.name,
+                e.value.as_ref().map(|v| v.as_bytes()),
+            ) {
                 log::debug!("meshtrace: could not set header {}: {status:?}", e.name);
             }
         }

@@ -4,8 +4,11 @@
 //! to 128 bits and written back short); `b3: 0` alone is a deny without ids;
 //! the debug flag implies sampled and is written instead of it.
 
+use std::borrow::Cow;
+
 use super::{
-    header, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling, SpanContext, TraceState,
+    header, text, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming, InlineValue,
+    Sampling, SpanContext, TraceState,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
@@ -73,28 +76,31 @@ pub fn parse_single(value: &str) -> Option<Extraction> {
     Some(found(Some(ids), sampling))
 }
 
-pub fn extract_single(headers: &[(String, String)]) -> Extraction {
+pub fn extract_single(headers: &HeaderList) -> Extraction {
     match header(headers, SINGLE) {
         Header::Absent => Extraction::Absent,
         Header::Several => Extraction::Malformed,
-        Header::One(v) => parse_single(v).unwrap_or(Extraction::Malformed),
+        Header::One(v) => parse_single(&text(v)).unwrap_or(Extraction::Malformed),
     }
 }
 
 /// The value of a multi header: absent, one value, or invalid (sent twice).
-fn one<'a>(headers: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, ()> {
+fn one<'a>(headers: &'a HeaderList, name: &str) -> Result<Option<Cow<'a, str>>, ()> {
     match header(headers, name) {
         Header::Absent => Ok(None),
-        Header::One(v) => Ok(Some(v.trim())),
+        Header::One(v) => Ok(Some(match text(v) {
+            Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
+            Cow::Owned(v) => Cow::Owned(v.trim().to_owned()),
+        })),
         Header::Several => Err(()),
     }
 }
 
-pub fn extract_multi(headers: &[(String, String)]) -> Extraction {
+pub fn extract_multi(headers: &HeaderList) -> Extraction {
     parse_multi(headers).unwrap_or(Extraction::Malformed)
 }
 
-fn parse_multi(headers: &[(String, String)]) -> Result<Extraction, ()> {
+fn parse_multi(headers: &HeaderList) -> Result<Extraction, ()> {
     let tid = one(headers, TRACE_ID)?;
     let sid = one(headers, SPAN_ID)?;
     let parent = one(headers, PARENT_SPAN_ID)?;
@@ -103,7 +109,7 @@ fn parse_multi(headers: &[(String, String)]) -> Result<Extraction, ()> {
     if tid.is_none() && sid.is_none() && sampled.is_none() && flags.is_none() {
         return Ok(Extraction::Absent);
     }
-    let sampling = match (flags, sampled) {
+    let sampling = match (flags.as_deref(), sampled.as_deref()) {
         (Some("1"), _) => Sampling::Debug,
         (Some("0") | None, Some("1" | "true")) => Sampling::Accept,
         (Some("0") | None, Some("0" | "false")) => Sampling::Deny,
@@ -112,42 +118,48 @@ fn parse_multi(headers: &[(String, String)]) -> Result<Extraction, ()> {
     };
     let ids = match (tid, sid) {
         (None, None) => None,
-        (Some(t), Some(s)) => Some((trace_id(t).ok_or(())?, span_id(s).ok_or(())?)),
+        (Some(t), Some(s)) => Some((trace_id(&t).ok_or(())?, span_id(&s).ok_or(())?)),
         _ => return Err(()),
     };
     if let Some(p) = parent {
-        span_id(p).ok_or(())?;
+        span_id(&p).ok_or(())?;
     }
     Ok(found(ids, sampling))
 }
 
-fn decision_char(ctx: &SpanContext) -> &'static str {
+fn decision_char(ctx: &SpanContext) -> &'static [u8; 1] {
     match (ctx.debug, ctx.sampled) {
-        (true, _) => "d",
-        (false, true) => "1",
-        (false, false) => "0",
+        (true, _) => b"d",
+        (false, true) => b"1",
+        (false, false) => b"0",
     }
 }
 
 pub fn inject_single(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    let mut value = String::with_capacity(52);
-    value.push_str(hex.short_trace());
-    value.push('-');
-    value.push_str(hex.span());
-    value.push('-');
-    value.push_str(decision_char(ctx));
+    let mut value = InlineValue::new();
+    hex.put_short_trace(&mut value);
+    value.put(b"-").put(hex.span()).put(b"-");
+    value.put(decision_char(ctx));
+    let value = value.value();
     edits.push(HeaderEdit::set(SINGLE, value));
 }
 
 pub fn inject_multi(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
-    edits.push(HeaderEdit::set(TRACE_ID, hex.short_trace().to_string()));
-    edits.push(HeaderEdit::set(SPAN_ID, hex.span().to_string()));
+    edits.push(HeaderEdit::set(TRACE_ID, {
+        let mut id = InlineValue::new();
+        hex.put_short_trace(&mut id);
+        id.value()
+    }));
+    edits.push(HeaderEdit::set(
+        SPAN_ID,
+        InlineValue::new().put(hex.span()).value(),
+    ));
     if ctx.debug {
         // Debug implies sampled: the spec says not to send both.
-        edits.push(HeaderEdit::set(FLAGS, "1".to_string()));
+        edits.push(HeaderEdit::set(FLAGS, "1"));
     } else {
         let s = if ctx.sampled { "1" } else { "0" };
-        edits.push(HeaderEdit::set(SAMPLED, s.to_string()));
+        edits.push(HeaderEdit::set(SAMPLED, s));
     }
 }
 
@@ -373,7 +385,7 @@ mod tests {
             Some("a3ce929d0e0e4736"),
             "64-bit written short"
         );
-        assert_eq!(e[3], HeaderEdit::set(FLAGS, "1".into()));
+        assert_eq!(e[3], HeaderEdit::set(FLAGS, "1"));
         assert!(
             e.iter().all(|x| x.name != SAMPLED),
             "debug: no x-b3-sampled"

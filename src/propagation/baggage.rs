@@ -3,7 +3,7 @@
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{joined, Header, HeaderEdit};
+use super::{joined, Header, HeaderEdit, HeaderList};
 
 pub const BAGGAGE: &str = "baggage";
 pub const MAX_MEMBERS: usize = 64;
@@ -148,7 +148,7 @@ fn parse_member(raw: &str) -> Option<Member> {
 
 /// Adds the members of every `baggage` header to `into`; returns how many
 /// headers held invalid members (each counted once).
-pub fn extract_w3c(headers: &[(String, String)], into: &mut Baggage) -> u32 {
+pub fn extract_w3c(headers: &HeaderList, into: &mut Baggage) -> u32 {
     let Some(value) = joined(headers, BAGGAGE) else {
         return 0;
     };
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn empty_baggage_removes_a_present_header() {
         let mut edits = Vec::new();
-        inject_w3c(&Baggage::default(), Header::One("bad key=1"), &mut edits);
+        inject_w3c(&Baggage::default(), Header::One(b"bad key=1"), &mut edits);
         assert_eq!(edits, vec![HeaderEdit::remove(BAGGAGE)]);
         let mut edits = Vec::new();
         inject_w3c(&Baggage::default(), Header::Absent, &mut edits);

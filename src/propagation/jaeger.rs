@@ -11,8 +11,8 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use super::baggage::{is_token, Member};
 use super::{
-    header, Baggage, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling, SpanContext,
-    TraceState,
+    header, text, Baggage, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex, Incoming,
+    InlineValue, Sampling, SpanContext, TraceState,
 };
 use crate::ids::{hex_digit, SpanId, TraceId};
 
@@ -65,15 +65,15 @@ pub fn parse(value: &str) -> Option<Incoming> {
     })
 }
 
-pub fn extract(headers: &[(String, String)]) -> Extraction {
+pub fn extract(headers: &HeaderList) -> Extraction {
     match header(headers, UBER_TRACE_ID) {
         Header::Absent => Extraction::Absent,
         Header::Several => Extraction::Malformed,
-        Header::One(v) => parse(v).map_or(Extraction::Malformed, Extraction::Found),
+        Header::One(v) => parse(&text(v)).map_or(Extraction::Malformed, Extraction::Found),
     }
 }
 
-pub fn format(ctx: &SpanContext, hex: &IdsHex) -> String {
+pub fn format(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
     let mut flags = 0u8;
     if ctx.sampled || ctx.debug {
         flags |= FLAG_SAMPLED;
@@ -81,13 +81,11 @@ pub fn format(ctx: &SpanContext, hex: &IdsHex) -> String {
     if ctx.debug {
         flags |= FLAG_DEBUG;
     }
-    let mut out = String::with_capacity(52);
-    out.push_str(hex.short_trace());
-    out.push(':');
-    out.push_str(hex.span());
-    out.push_str(":0:");
-    out.push(char::from_digit(u32::from(flags), 16).unwrap_or('0'));
-    out
+    let flag = [char::from_digit(u32::from(flags), 16).map_or(b'0', |c| c as u8)];
+    let mut value = InlineValue::new();
+    hex.put_short_trace(&mut value);
+    value.put(b":").put(hex.span()).put(b":0:").put(&flag);
+    value.value()
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {
@@ -105,7 +103,7 @@ fn decode_value(v: &str) -> String {
 }
 
 /// Adds every `uberctx-*` header to `into`; returns how many were invalid.
-pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 {
+pub fn extract_baggage(headers: &HeaderList, into: &mut Baggage) -> u32 {
     let mut malformed = 0;
     for (name, value) in headers {
         let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
@@ -127,7 +125,7 @@ pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 
         }
         into.push(Member {
             key: key.to_string(),
-            value: decode_value(value.trim()),
+            value: decode_value(text(value).trim()),
             properties: None,
         });
     }
@@ -136,11 +134,7 @@ pub fn extract_baggage(headers: &[(String, String)], into: &mut Baggage) -> u32 
 
 /// Writes every baggage member as `uberctx-{key}` and removes the incoming
 /// `uberctx-*` headers that are not among them.
-pub fn inject_baggage(
-    baggage: &Baggage,
-    headers: &[(String, String)],
-    edits: &mut Vec<HeaderEdit>,
-) {
+pub fn inject_baggage(baggage: &Baggage, headers: &HeaderList, edits: &mut Vec<HeaderEdit>) {
     let members = baggage.members();
     for (i, m) in members.iter().enumerate() {
         // W3C keys that differ only in case share one `uberctx-` header: the first member has it.
@@ -291,7 +285,7 @@ mod tests {
         assert_eq!(b.get("user"), Some("Jürgen Jr"));
         let mut edits = Vec::new();
         inject_baggage(&b, &h, &mut edits);
-        assert!(edits.contains(&HeaderEdit::set("uberctx-user", "J%C3%BCrgen%20Jr".into())));
+        assert!(edits.contains(&HeaderEdit::set("uberctx-user", "J%C3%BCrgen%20Jr")));
         assert!(edits.contains(&HeaderEdit::remove("uberctx-bad key")));
     }
 
@@ -310,7 +304,7 @@ mod tests {
         assert_eq!(b.get("TenantId"), Some("w3c"), "the W3C member wins");
         let mut edits = Vec::new();
         inject_baggage(&b, &h, &mut edits);
-        assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c".into())));
+        assert!(edits.contains(&HeaderEdit::set("uberctx-tenantid", "w3c")));
 
         // Two W3C members whose keys differ only in case share one header: the first member's value.
         let mut b = Baggage::default();
@@ -323,6 +317,6 @@ mod tests {
         }
         let mut edits = Vec::new();
         inject_baggage(&b, &[], &mut edits);
-        assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first".into())]);
+        assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first")]);
     }
 }

@@ -2,7 +2,8 @@
 //! writing ours back, in every format the configuration lists.
 //!
 //! Propagators never see proxy types: they read a plain header list
-//! (`&[(String, String)]`, names lower-case as Envoy keeps them) and return
+//! ([`HeaderList`], names lower-case as Envoy keeps them, values as the bytes
+//! the request carries, decoded only where read) and return
 //! [`HeaderEdit`]s for the host to apply. One file per format; each file's
 //! second half is its table of rules.
 
@@ -127,44 +128,51 @@ pub struct SpanContext {
 /// `uber-trace-id`) into a stack buffer: each format copies the digits
 /// instead of computing them again.
 pub struct IdsHex {
-    /// The trace id's 32 digits, then the span id's 16.
-    digits: [u8; 48],
+    /// The trace id's 32 digits.
+    trace: [u8; 32],
+    /// The span id's 16.
+    span: [u8; 16],
     /// A 64-bit trace id (the high half zero), which B3 and Jaeger write short.
     short: bool,
 }
 
 impl IdsHex {
     pub fn new(ctx: &SpanContext) -> Self {
-        let mut digits = [b'0'; 48];
-        let (trace, span) = digits.split_at_mut(32);
-        hex_into(trace, &ctx.trace_id.0);
-        hex_into(span, &ctx.span_id.0);
+        let mut trace = [b'0'; 32];
+        let mut span = [b'0'; 16];
+        hex_into(&mut trace, &ctx.trace_id.0);
+        hex_into(&mut span, &ctx.span_id.0);
         IdsHex {
-            digits,
+            trace,
+            span,
             short: ctx.trace_id.0.get(..8) == Some(&[0u8; 8][..]),
         }
     }
 
-    /// The trace id's 32 digits.
-    pub fn trace(&self) -> &str {
-        self.digits(0, 32)
+    /// The trace id's 32 digits (ASCII, as every accessor's).
+    pub fn trace(&self) -> &[u8; 32] {
+        &self.trace
     }
 
     /// 16 digits for a 64-bit trace id, 32 otherwise (B3's and Jaeger's form).
-    pub fn short_trace(&self) -> &str {
-        self.digits(if self.short { 16 } else { 0 }, 32)
+    pub fn short_trace(&self) -> &[u8] {
+        match (self.short, self.trace.last_chunk::<16>()) {
+            (true, Some(low)) => low,
+            _ => &self.trace,
+        }
+    }
+
+    /// [`IdsHex::short_trace`] onto a value being built.
+    pub fn put_short_trace(&self, value: &mut InlineValue) {
+        match (self.short, self.trace.last_chunk::<16>()) {
+            (true, Some(low)) => value.put(low),
+            _ => value.put(&self.trace),
+        };
     }
 
     /// The span id's 16 digits.
-    pub fn span(&self) -> &str {
-        self.digits(32, 48)
-    }
-
-    fn digits(&self, from: usize, to: usize) -> &str {
-        self.digits
-            .get(from..to)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .unwrap_or_default()
+    pub fn span(&self) -> &[u8; 16] {
+        &self.span
     }
 }
 
@@ -183,14 +191,14 @@ pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderEdit {
     pub name: Cow<'static, str>,
-    pub value: Option<String>,
+    pub value: Option<EditValue>,
 }
 
 impl HeaderEdit {
-    pub fn set(name: impl Into<Cow<'static, str>>, value: String) -> Self {
+    pub fn set(name: impl Into<Cow<'static, str>>, value: impl Into<EditValue>) -> Self {
         HeaderEdit {
             name: name.into(),
-            value: Some(value),
+            value: Some(value.into()),
         }
     }
     pub fn remove(name: impl Into<Cow<'static, str>>) -> Self {
@@ -198,6 +206,141 @@ impl HeaderEdit {
             name: name.into(),
             value: None,
         }
+    }
+}
+
+/// Room for the longest value written in place: `traceparent`'s 55 bytes.
+const INLINE: usize = 55;
+
+/// A header value to write. A trace header's (ids in hex and a few
+/// separators, 55 bytes at most) is built in place, with no allocation: an
+/// unsampled request then allocates nothing to propagate. `tracestate`,
+/// `baggage` and `uberctx-*` values are Strings.
+#[derive(Clone)]
+pub enum EditValue {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(String),
+}
+
+impl EditValue {
+    /// The pieces one after another: in place when they fit. The pieces
+    /// are text the caller wrote (hex digits and separators), taken as
+    /// bytes: nothing is checked on the way.
+    pub fn concat(parts: &[&[u8]]) -> Self {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let (Ok(short), true) = (u8::try_from(len), len <= INLINE) else {
+            return EditValue::Heap(String::from_utf8_lossy(&parts.concat()).into_owned());
+        };
+        let mut bytes = [0u8; INLINE];
+        let mut at = 0;
+        for part in parts {
+            if let Some(into) = bytes.get_mut(at..at + part.len()) {
+                into.copy_from_slice(part);
+            }
+            at += part.len();
+        }
+        EditValue::Inline { len: short, bytes }
+    }
+
+    /// The value as the request will carry it.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            EditValue::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            EditValue::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The value as text (always UTF-8: it is built from text).
+    pub fn as_str(&self) -> &str {
+        match self {
+            EditValue::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            EditValue::Heap(s) => s,
+        }
+    }
+}
+
+/// A trace header's value built in place from pieces of fixed sizes (the
+/// ids' digits, separators, flags): each copy's length is known when the
+/// module is compiled, so none becomes a call to `memcpy` (in the Wasm, a
+/// `memory.copy`, which V8 runs outside the module's code).
+pub struct InlineValue {
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+impl InlineValue {
+    pub fn new() -> Self {
+        InlineValue {
+            len: 0,
+            bytes: [0; INLINE],
+        }
+    }
+
+    /// Appends `part` (dropped if the value would pass 55 bytes: no trace
+    /// header does).
+    #[inline]
+    pub fn put<const N: usize>(&mut self, part: &[u8; N]) -> &mut Self {
+        let at = usize::from(self.len);
+        if let (Some(into), Ok(len)) = (self.bytes.get_mut(at..at + N), u8::try_from(at + N)) {
+            into.copy_from_slice(part);
+            self.len = len;
+        }
+        self
+    }
+
+    pub fn value(&self) -> EditValue {
+        EditValue::Inline {
+            len: self.len,
+            bytes: self.bytes,
+        }
+    }
+}
+
+impl Default for InlineValue {
+    fn default() -> Self {
+        InlineValue::new()
+    }
+}
+
+impl std::ops::Deref for EditValue {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for EditValue {
+    fn from(v: String) -> Self {
+        EditValue::Heap(v)
+    }
+}
+
+impl From<&str> for EditValue {
+    fn from(v: &str) -> Self {
+        match v.len() <= INLINE {
+            true => EditValue::concat(&[v.as_bytes()]),
+            false => EditValue::Heap(v.to_owned()),
+        }
+    }
+}
+
+impl PartialEq for EditValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for EditValue {}
+
+impl PartialEq<&str> for EditValue {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl fmt::Debug for EditValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -240,22 +383,40 @@ fn header_index(name: &str) -> Option<usize> {
 
 const BAGGAGE_INDEX: usize = TRACE_HEADERS.len();
 
+/// The request headers: names as the proxy gives them (lower-case), values as
+/// the bytes on the wire. A value is decoded ([`text`]) only where it is read:
+/// most are never looked at.
+pub type HeaderList = [(String, Vec<u8>)];
+
+/// A header value as text: borrowed when it is UTF-8 (nearly always), else
+/// with each invalid sequence replaced by U+FFFD, which every parser here
+/// rejects as malformed (obs-text is legal HTTP, so such a value must never
+/// fail the request).
+pub fn text(value: &[u8]) -> Cow<'_, str> {
+    // `from_utf8` checks a word of ASCII at a time; the lossy decoder walks
+    // byte by byte, so it only gets the rare value that fails.
+    match std::str::from_utf8(value) {
+        Ok(v) => Cow::Borrowed(v),
+        Err(_) => String::from_utf8_lossy(value),
+    }
+}
+
 /// A header as the request has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Header<'a> {
     Absent,
-    One(&'a str),
+    One(&'a [u8]),
     /// Sent more than once: ambiguous for a trace header, so treated as invalid.
     Several,
 }
 
 /// The header `name` (lower-case) in `headers`.
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Header<'a> {
+pub fn header<'a>(headers: &'a HeaderList, name: &str) -> Header<'a> {
     let mut found = Header::Absent;
     for (k, v) in headers {
         if k == name {
             match found {
-                Header::Absent => found = Header::One(v.as_str()),
+                Header::Absent => found = Header::One(v.as_slice()),
                 _ => return Header::Several,
             }
         }
@@ -279,7 +440,7 @@ pub struct Present<'a> {
 }
 
 impl<'a> Present<'a> {
-    pub fn of(headers: &'a [(String, String)]) -> Self {
+    pub fn of(headers: &'a HeaderList) -> Self {
         let mut present = Present {
             trace: [Header::Absent; TRACE_HEADERS.len()],
             baggage: Header::Absent,
@@ -298,7 +459,7 @@ impl<'a> Present<'a> {
                 }
             };
             *slot = match slot {
-                Header::Absent => Header::One(v.as_str()),
+                Header::Absent => Header::One(v.as_slice()),
                 _ => Header::Several,
             };
         }
@@ -322,16 +483,19 @@ const AT_UBER_TRACE_ID: usize = 8;
 
 /// Every value of `name`, comma-joined (how list headers such as tracestate
 /// and baggage combine when sent more than once).
-pub fn joined<'a>(headers: &'a [(String, String)], name: &str) -> Option<Cow<'a, str>> {
-    let mut values = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+pub fn joined<'a>(headers: &'a HeaderList, name: &str) -> Option<Cow<'a, str>> {
+    let mut values = headers
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| text(v));
     let first = values.next()?;
     match values.next() {
-        None => Some(Cow::Borrowed(first.as_str())),
+        None => Some(first),
         Some(second) => {
             let mut all = format!("{first},{second}");
             for v in values {
                 all.push(',');
-                all.push_str(v);
+                all.push_str(&v);
             }
             Some(Cow::Owned(all))
         }
@@ -383,16 +547,12 @@ impl Propagators {
     /// Reads the caller's context: the first listed trace format whose headers
     /// are present and valid wins; baggage is gathered from W3C `baggage` and
     /// Jaeger `uberctx-*` when those formats are listed.
-    pub fn extract(&self, headers: &[(String, String)]) -> Extracted {
+    pub fn extract(&self, headers: &HeaderList) -> Extracted {
         self.extract_present(headers, &Present::of(headers))
     }
 
     /// [`Propagators::extract`] with the request's trace headers already found.
-    pub fn extract_present(
-        &self,
-        headers: &[(String, String)],
-        present: &Present<'_>,
-    ) -> Extracted {
+    pub fn extract_present(&self, headers: &HeaderList, present: &Present<'_>) -> Extracted {
         let mut out = Extracted::default();
         let w3c_there = present.any(AT_TRACEPARENT, AT_TRACEPARENT + 1);
         let mut w3c_read = false;
@@ -470,7 +630,7 @@ impl Propagators {
         &self,
         ctx: &SpanContext,
         baggage: &Baggage,
-        headers: &[(String, String)],
+        headers: &HeaderList,
     ) -> Vec<HeaderEdit> {
         self.inject_present(ctx, baggage, headers, &Present::of(headers))
     }
@@ -480,24 +640,39 @@ impl Propagators {
         &self,
         ctx: &SpanContext,
         baggage: &Baggage,
-        headers: &[(String, String)],
+        headers: &HeaderList,
         present: &Present<'_>,
     ) -> Vec<HeaderEdit> {
         let mut edits = Vec::with_capacity(8);
+        self.inject_into(ctx, baggage, headers, present, &mut edits);
+        edits
+    }
+
+    /// [`Propagators::inject_present`] into a list the caller keeps, emptied
+    /// first (the tracer reuses one from request to request: no allocation).
+    pub fn inject_into(
+        &self,
+        ctx: &SpanContext,
+        baggage: &Baggage,
+        headers: &HeaderList,
+        present: &Present<'_>,
+        edits: &mut Vec<HeaderEdit>,
+    ) {
+        edits.clear();
         if self.formats.is_empty() {
-            return edits;
+            return;
         }
         let hex = IdsHex::new(ctx);
         for &format in &self.formats {
             match format {
-                Format::TraceContext => tracecontext::inject(ctx, &hex, &mut edits),
-                Format::B3 => b3::inject_single(ctx, &hex, &mut edits),
-                Format::B3Multi => b3::inject_multi(ctx, &hex, &mut edits),
+                Format::TraceContext => tracecontext::inject(ctx, &hex, edits),
+                Format::B3 => b3::inject_single(ctx, &hex, edits),
+                Format::B3Multi => b3::inject_multi(ctx, &hex, edits),
                 Format::Jaeger => {
-                    jaeger::inject(ctx, &hex, &mut edits);
-                    jaeger::inject_baggage(baggage, headers, &mut edits);
+                    jaeger::inject(ctx, &hex, edits);
+                    jaeger::inject_baggage(baggage, headers, edits);
                 }
-                Format::Baggage => baggage::inject_w3c(baggage, present.baggage, &mut edits),
+                Format::Baggage => baggage::inject_w3c(baggage, present.baggage, edits),
             }
         }
         // The trace headers written, by their place in TRACE_HEADERS; the
@@ -521,12 +696,11 @@ impl Propagators {
                 None => header(headers, &edit.name),
             };
             match (&edit.value, current) {
-                (Some(v), Header::One(current)) => v != current,
+                (Some(v), Header::One(current)) => v.as_bytes() != current,
                 (None, Header::Absent) => false,
                 _ => true,
             }
         });
-        edits
     }
 }
 
@@ -549,10 +723,10 @@ pub(crate) mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
             .collect()
     }
 
@@ -571,12 +745,34 @@ pub(crate) mod tests {
         assert_eq!(trace_header_index("x-b3-traceid2"), None);
     }
 
+    #[test]
+    fn edit_values_in_place_or_on_the_heap_read_the_same() {
+        let short = EditValue::from("00-ab");
+        assert!(matches!(short, EditValue::Inline { len: 5, .. }));
+        assert_eq!(
+            short,
+            EditValue::Heap("00-ab".to_string()),
+            "compared by content"
+        );
+        assert_eq!(short.as_str(), "00-ab");
+        let long = "x".repeat(INLINE + 1);
+        assert!(matches!(EditValue::from(long.as_str()), EditValue::Heap(ref v) if *v == long));
+        assert!(
+            matches!(EditValue::concat(&[long.as_bytes()]), EditValue::Heap(ref v) if *v == long)
+        );
+        let mut built = InlineValue::new();
+        built.put(b"00-").put(&[b'a'; 32]);
+        built.put(&[b'b'; 32]); // past 55 bytes: dropped, never a panic
+        built.put(b"-1");
+        assert_eq!(built.value(), format!("00-{}-1", "a".repeat(32)).as_str());
+    }
+
     /// Applies edits the way Envoy's set/remove header calls do.
-    pub fn apply(headers: &mut Vec<(String, String)>, edits: &[HeaderEdit]) {
+    pub fn apply(headers: &mut Vec<(String, Vec<u8>)>, edits: &[HeaderEdit]) {
         for e in edits {
             headers.retain(|(k, _)| k != &e.name);
             if let Some(v) = &e.value {
-                headers.push((e.name.to_string(), v.clone()));
+                headers.push((e.name.to_string(), v.as_bytes().to_vec()));
             }
         }
     }
@@ -720,7 +916,10 @@ pub(crate) mod tests {
             Header::Absent,
             "the single header read, then replaced"
         );
-        assert_eq!(header(&out, "x-b3-spanid"), Header::One("00f067aa0ba902b7"));
+        assert_eq!(
+            header(&out, "x-b3-spanid"),
+            Header::One(b"00f067aa0ba902b7".as_slice())
+        );
     }
 
     #[test]
@@ -763,7 +962,7 @@ pub(crate) mod tests {
         let mut out = h.clone();
         apply(&mut out, &p.inject(&ctx(), &Baggage::default(), &h));
         let get = |n: &str| match header(&out, n) {
-            Header::One(v) => Some(v.to_string()),
+            Header::One(v) => Some(text(v).into_owned()),
             _ => None,
         };
         assert_eq!(

@@ -45,7 +45,7 @@ fn any_baggage() -> impl Strategy<Value = Baggage> {
 }
 
 /// Header names the parsers read, plus noise.
-fn any_headers() -> impl Strategy<Value = Vec<(String, String)>> {
+fn any_headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
     let names = prop_oneof![
         Just("traceparent".to_string()),
         Just("tracestate".to_string()),
@@ -66,6 +66,11 @@ fn any_headers() -> impl Strategy<Value = Vec<(String, String)>> {
         "00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}",
         "[0-9a-f]{1,32}(:|%3A)[0-9a-f]{1,16}(:|%3A)[0-9a-f]{1,16}(:|%3A)[0-9a-f]{1,3}",
         "([a-z0-9=%;, ]{0,10}){0,20}",
+    ];
+    let values = prop_oneof![
+        4 => values.prop_map(String::into_bytes),
+        // obs-text and bytes that are not UTF-8: legal on the wire.
+        1 => proptest::collection::vec(any::<u8>(), 0..40),
     ];
     proptest::collection::vec((names, values), 0..12)
 }

@@ -7,8 +7,8 @@
 
 use super::tracestate::TraceState;
 use super::{
-    header, hex_into, joined, Extraction, Header, HeaderEdit, IdsHex, Incoming, Sampling,
-    SpanContext,
+    header, hex_into, joined, text, EditValue, Extraction, Header, HeaderEdit, HeaderList, IdsHex,
+    Incoming, InlineValue, Sampling, SpanContext,
 };
 use crate::ids::{parse_hex_exact, SpanId, TraceId};
 
@@ -60,11 +60,11 @@ pub fn parse_traceparent(value: &str) -> Option<TraceParent> {
 
 /// The caller's context; an invalid tracestate list is discarded whole and
 /// counted in `malformed` (the traceparent still holds).
-pub fn extract(headers: &[(String, String)], malformed: &mut u32) -> Extraction {
+pub fn extract(headers: &HeaderList, malformed: &mut u32) -> Extraction {
     let tp = match header(headers, TRACEPARENT) {
         Header::Absent => return Extraction::Absent,
         Header::Several => return Extraction::Malformed,
-        Header::One(v) => match parse_traceparent(v) {
+        Header::One(v) => match parse_traceparent(&text(v)) {
             Some(tp) => tp,
             None => return Extraction::Malformed,
         },
@@ -90,12 +90,12 @@ pub fn extract(headers: &[(String, String)], malformed: &mut u32) -> Extraction 
 }
 
 /// The version-00 traceparent for `ctx`: only the sampled and random flags.
-pub fn format_traceparent(ctx: &SpanContext) -> String {
+pub fn format_traceparent(ctx: &SpanContext) -> EditValue {
     traceparent(ctx, &IdsHex::new(ctx))
 }
 
 /// [`format_traceparent`] with the ids' hex already written.
-fn traceparent(ctx: &SpanContext, hex: &IdsHex) -> String {
+fn traceparent(ctx: &SpanContext, hex: &IdsHex) -> EditValue {
     let mut flags = 0u8;
     if ctx.sampled {
         flags |= SAMPLED;
@@ -103,16 +103,16 @@ fn traceparent(ctx: &SpanContext, hex: &IdsHex) -> String {
     if ctx.random {
         flags |= RANDOM;
     }
-    let mut out = String::with_capacity(V00_LEN);
-    out.push_str("00-");
-    out.push_str(hex.trace());
-    out.push('-');
-    out.push_str(hex.span());
-    out.push('-');
     let mut digits = [0u8; 2];
     hex_into(&mut digits, &[flags]);
-    out.push_str(std::str::from_utf8(&digits).unwrap_or("00"));
-    out
+    InlineValue::new()
+        .put(b"00-")
+        .put(hex.trace())
+        .put(b"-")
+        .put(hex.span())
+        .put(b"-")
+        .put(&digits)
+        .value()
 }
 
 pub fn inject(ctx: &SpanContext, hex: &IdsHex, edits: &mut Vec<HeaderEdit>) {

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use crate::config::{ConfigError, SamplingConfig};
 use crate::host::{Counter, Host};
 use crate::ids::TraceId;
-use crate::propagation::{header, Header, Sampling};
+use crate::propagation::{jaeger, HeaderList, Sampling};
 
 pub use keep::{KeepErrors, Kept};
 pub use meshtrace_core::ratio::RatioSampler;
@@ -31,7 +31,8 @@ pub use meshtrace_core::strategy::Strategies;
 pub use rules::{Request, Rule};
 
 /// Headers whose presence forces sampling, always.
-pub const FORCE_HEADERS: [&str; 2] = ["x-envoy-force-trace", crate::propagation::jaeger::DEBUG_ID];
+pub const FORCE_HEADERS: [&str; 2] = [ENVOY_FORCE_TRACE, jaeger::DEBUG_ID];
+const ENVOY_FORCE_TRACE: &str = "x-envoy-force-trace";
 /// Envoy's header for a client that asks for a trace, subject to
 /// `clientSamplingPercentage`.
 pub const CLIENT_TRACE_ID: &str = "x-client-trace-id";
@@ -61,6 +62,7 @@ pub struct Sampler {
     default: RatioSampler,
     parent_based: bool,
     max_traces_per_second: f64,
+    /// The configured `forceHeaders`, beside [`FORCE_HEADERS`].
     force_headers: Vec<String>,
     /// The share of `x-client-trace-id` requests forced.
     client: RatioSampler,
@@ -77,8 +79,7 @@ impl Sampler {
             .enumerate()
             .map(|(i, r)| Rule::new(i, r))
             .collect::<Result<_, _>>()?;
-        let mut force_headers: Vec<String> = FORCE_HEADERS.iter().map(|h| h.to_string()).collect();
-        force_headers.extend(c.force_headers.iter().cloned());
+        let force_headers = c.force_headers.clone();
         Ok(Sampler {
             default: RatioSampler::from_percentage(c.random_sampling_percentage),
             parent_based: c.parent_based,
@@ -116,10 +117,19 @@ impl Sampler {
         *self.remote.borrow_mut() = Some(strategies);
     }
 
-    fn forced(&self, headers: &[(String, String)], trace_id: &TraceId) -> bool {
-        let present = |h: &str| !matches!(header(headers, h), Header::Absent);
-        self.force_headers.iter().any(|h| present(h))
-            || (present(CLIENT_TRACE_ID) && self.client.should_sample(trace_id))
+    /// One pass over the names: the fixed ones by a `match` (a comparison
+    /// by length first), the configured ones only when there are any.
+    fn forced(&self, headers: &HeaderList, trace_id: &TraceId) -> bool {
+        let mut client = false;
+        for (name, _) in headers {
+            match name.as_str() {
+                ENVOY_FORCE_TRACE | jaeger::DEBUG_ID => return true,
+                CLIENT_TRACE_ID => client = true,
+                n if self.force_headers.iter().any(|h| h == n) => return true,
+                _ => {}
+            }
+        }
+        client && self.client.should_sample(trace_id)
     }
 
     /// Decides for a request whose span will be named `operation`.
@@ -129,7 +139,7 @@ impl Sampler {
         trace_id: &TraceId,
         rule: Option<&Rule>,
         operation: &str,
-        headers: &[(String, String)],
+        headers: &HeaderList,
         host: &dyn Host,
     ) -> Decision {
         if caller == Some(Sampling::Debug) || self.forced(headers, trace_id) {
@@ -179,10 +189,7 @@ mod tests {
     const ID: TraceId = TraceId::from_u128(42);
 
     fn decide(s: &Sampler, caller: Option<Sampling>, headers: &[(&str, &str)]) -> Decision {
-        let h: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let h = crate::propagation::tests::hdrs(headers);
         s.decide(caller, &ID, None, "GET", &h, &MockHost::with_headers(&[]))
     }
 
@@ -236,7 +243,7 @@ mod tests {
 
     #[test]
     fn client_trace_id_forces_for_its_share_of_traces() {
-        let h = vec![(CLIENT_TRACE_ID.to_string(), "c-1".to_string())];
+        let h = crate::propagation::tests::hdrs(&[(CLIENT_TRACE_ID, "c-1")]);
         let host = MockHost::with_headers(&[]);
         let all = sampler(r#"{"sampling": {"randomSamplingPercentage": 0}}"#);
         assert_eq!(

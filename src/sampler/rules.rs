@@ -5,7 +5,7 @@
 use regex_lite::Regex;
 
 use crate::config::{invalid, ConfigError, HeaderMatchConfig, RuleConfig};
-use crate::propagation::{header, Header};
+use crate::propagation::{header, text, Header, HeaderList};
 
 use super::RatioSampler;
 
@@ -17,7 +17,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Without the port.
     pub host: &'a str,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a HeaderList,
 }
 
 #[derive(Debug)]
@@ -105,8 +105,8 @@ impl Rule {
                 return false;
             };
             let ok = match matcher {
-                HeaderMatcher::Exact(v) => v == value,
-                HeaderMatcher::Regex(r) => r.is_match(value),
+                HeaderMatcher::Exact(v) => v.as_bytes() == value,
+                HeaderMatcher::Regex(r) => r.is_match(&text(value)),
             };
             if !ok {
                 return false;
@@ -134,11 +134,8 @@ mod tests {
         Rule::new(0, &config.sampling.rules[0])
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        crate::propagation::tests::hdrs(pairs)
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Host for NoHost {
     fn random_u64(&self) -> u64 {
         0
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         Vec::new()
     }
     fn edit_request_headers(&self, _: &[HeaderEdit]) {}

@@ -109,7 +109,7 @@ impl Seen {
     fn of(headers: &HeaderList) -> Self {
         let mut s = Seen::default();
         for (i, (k, _)) in headers.iter().enumerate() {
-            let slot = match k.as_str() {
+            let slot = match k {
                 ":method" => &mut s.method,
                 ":path" => &mut s.target,
                 ":scheme" => &mut s.scheme,
@@ -136,7 +136,7 @@ fn value(headers: &HeaderList, at: Option<usize>) -> Option<Cow<'_, str>> {
 /// from the start, not copied value by value) and where its values are.
 #[derive(Debug, Default)]
 struct RequestFacts {
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderList,
     seen: Seen,
     /// Values of the header custom tags, secrets masked.
     tags: Vec<Option<String>>,
@@ -272,7 +272,7 @@ impl Tracer {
         let request_id = seen
             .request_id
             .and_then(|at| headers.get(at))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| v)
             .filter(|r| !r.is_empty());
         let Caller {
             parent,

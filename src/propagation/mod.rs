@@ -386,7 +386,7 @@ const BAGGAGE_INDEX: usize = TRACE_HEADERS.len();
 /// The request headers: names as the proxy gives them (lower-case), values as
 /// the bytes on the wire. A value is decoded ([`text`]) only where it is read:
 /// most are never looked at.
-pub type HeaderList = [(String, Vec<u8>)];
+pub type HeaderList = crate::headers::HeaderMap;
 
 /// A header value as text: borrowed when it is UTF-8 (nearly always), else
 /// with each invalid sequence replaced by U+FFFD, which every parser here
@@ -413,10 +413,10 @@ pub enum Header<'a> {
 /// The header `name` (lower-case) in `headers`.
 pub fn header<'a>(headers: &'a HeaderList, name: &str) -> Header<'a> {
     let mut found = Header::Absent;
-    for (k, v) in headers {
+    for (k, v) in headers.iter() {
         if k == name {
             match found {
-                Header::Absent => found = Header::One(v.as_slice()),
+                Header::Absent => found = Header::One(v),
                 _ => return Header::Several,
             }
         }
@@ -446,7 +446,7 @@ impl<'a> Present<'a> {
             baggage: Header::Absent,
             uberctx: false,
         };
-        for (k, v) in headers {
+        for (k, v) in headers.iter() {
             let slot = match header_index(k) {
                 Some(BAGGAGE_INDEX) => &mut present.baggage,
                 Some(i) => match present.trace.get_mut(i) {
@@ -459,7 +459,7 @@ impl<'a> Present<'a> {
                 }
             };
             *slot = match slot {
-                Header::Absent => Header::One(v.as_slice()),
+                Header::Absent => Header::One(v),
                 _ => Header::Several,
             };
         }
@@ -486,7 +486,7 @@ const AT_UBER_TRACE_ID: usize = 8;
 pub fn joined<'a>(headers: &'a HeaderList, name: &str) -> Option<Cow<'a, str>> {
     let mut values = headers
         .iter()
-        .filter(|(k, _)| k == name)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| text(v));
     let first = values.next()?;
     match values.next() {
@@ -723,11 +723,8 @@ pub(crate) mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect()
+    pub fn hdrs(pairs: &[(&str, &str)]) -> HeaderList {
+        HeaderList::from_pairs(pairs)
     }
 
     #[test]
@@ -768,7 +765,16 @@ pub(crate) mod tests {
     }
 
     /// Applies edits the way Envoy's set/remove header calls do.
-    pub fn apply(headers: &mut Vec<(String, Vec<u8>)>, edits: &[HeaderEdit]) {
+    pub fn apply(headers: &mut HeaderList, edits: &[HeaderEdit]) {
+        let mut pairs: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        apply_pairs(&mut pairs, edits);
+        *headers = HeaderList::from_pairs(&pairs);
+    }
+
+    pub fn apply_pairs(headers: &mut Vec<(String, Vec<u8>)>, edits: &[HeaderEdit]) {
         for e in edits {
             headers.retain(|(k, _)| k != &e.name);
             if let Some(v) = &e.value {
@@ -983,7 +989,10 @@ pub(crate) mod tests {
     fn inject_skips_headers_that_already_hold_the_value() {
         let p = Propagators::new(&[Format::TraceContext]);
         let mut h = hdrs(&[]);
-        apply(&mut h, &p.inject(&ctx(), &Baggage::default(), &[]));
+        apply(
+            &mut h,
+            &p.inject(&ctx(), &Baggage::default(), &HeaderList::default()),
+        );
         assert!(p.inject(&ctx(), &Baggage::default(), &h).is_empty());
     }
 

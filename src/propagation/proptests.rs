@@ -45,7 +45,7 @@ fn any_baggage() -> impl Strategy<Value = Baggage> {
 }
 
 /// Header names the parsers read, plus noise.
-fn any_headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+fn any_headers() -> impl Strategy<Value = HeaderList> {
     let names = prop_oneof![
         Just("traceparent".to_string()),
         Just("tracestate".to_string()),
@@ -72,7 +72,7 @@ fn any_headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
         // obs-text and bytes that are not UTF-8: legal on the wire.
         1 => proptest::collection::vec(any::<u8>(), 0..40),
     ];
-    proptest::collection::vec((names, values), 0..12)
+    proptest::collection::vec((names, values), 0..12).prop_map(|p| HeaderList::from_pairs(&p))
 }
 
 const FORMATS: [Format; 4] = [
@@ -87,8 +87,8 @@ proptest! {
     fn extract_after_inject_returns_the_same_context(ctx in any_context(), bag in any_baggage()) {
         for format in FORMATS {
             let p = Propagators::new(&[format, Format::Baggage]);
-            let mut headers = Vec::new();
-            apply(&mut headers, &p.inject(&ctx, &bag, &[]));
+            let mut headers = HeaderList::default();
+            apply(&mut headers, &p.inject(&ctx, &bag, &HeaderList::default()));
             let got = p.extract(&headers);
             let (winner, inc) = got.winner.clone().unwrap_or_else(|| panic!("{format}: nothing extracted from {headers:?}"));
             prop_assert_eq!(winner, format);
@@ -111,12 +111,12 @@ proptest! {
     #[test]
     fn jaeger_baggage_round_trips(bag in any_baggage()) {
         let p = Propagators::new(&[Format::Jaeger]);
-        let mut headers = Vec::new();
+        let mut headers = HeaderList::default();
         let ctx = SpanContext {
             trace_id: TraceId::from_u128(1), span_id: SpanId::from_u64(1),
             sampled: true, debug: false, random: false, tracestate: TraceState::default(),
         };
-        apply(&mut headers, &p.inject(&ctx, &bag, &[]));
+        apply(&mut headers, &p.inject(&ctx, &bag, &HeaderList::default()));
         prop_assert_eq!(&p.extract(&headers).baggage, &bag);
     }
 
@@ -137,10 +137,10 @@ proptest! {
             let parent = single.winner.and_then(|(_, i)| i.parent);
             prop_assert_eq!(parent, Some((ctx.trace_id, ctx.span_id)), "{} disagrees", format);
         }
-        if let Some(v) = out.iter().find(|(k, _)| k == "tracestate").map(|(_, v)| v) {
+        if let Some(v) = out.iter().find(|(k, _)| *k == "tracestate").map(|(_, v)| v) {
             prop_assert!(!v.is_empty() && v.len() <= tracestate::MAX_LEN);
         }
-        if let Some(v) = out.iter().find(|(k, _)| k == "baggage").map(|(_, v)| v) {
+        if let Some(v) = out.iter().find(|(k, _)| *k == "baggage").map(|(_, v)| v) {
             prop_assert!(v.len() <= baggage::MAX_BYTES);
         }
     }
@@ -153,7 +153,7 @@ proptest! {
             ..Default::default()
         }, &|_| None).unwrap();
         let host = MockHost::with_headers(&[]);
-        *host.headers.borrow_mut() = headers;
+        *host.headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
         host.set_int("response.code", 200);
         let span = t.start(&host);
         let sampled = span.sampled();

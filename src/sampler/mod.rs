@@ -122,7 +122,7 @@ impl Sampler {
     fn forced(&self, headers: &HeaderList, trace_id: &TraceId) -> bool {
         let mut client = false;
         for (name, _) in headers {
-            match name.as_str() {
+            match name {
                 ENVOY_FORCE_TRACE | jaeger::DEBUG_ID => return true,
                 CLIENT_TRACE_ID => client = true,
                 n if self.force_headers.iter().any(|h| h == n) => return true,
@@ -275,7 +275,7 @@ mod tests {
             r#"{"sampling": {"randomSamplingPercentage": 0, "rules": [
                 {"match": {"pathPrefix": "/api"}, "randomSamplingPercentage": 100, "parentBased": false}]}}"#,
         );
-        let h = Vec::new();
+        let h = HeaderList::default();
         let req = Request {
             method: "GET",
             path: "/api/x",
@@ -306,11 +306,11 @@ mod tests {
         });
         let host = MockHost::with_headers(&[]);
         assert_eq!(
-            s.decide(None, &ID, None, "GET /cold", &[], &host),
+            s.decide(None, &ID, None, "GET /cold", &HeaderList::default(), &host),
             Decision::Ratio(false)
         );
         assert_eq!(
-            s.decide(None, &ID, None, "GET /hot", &[], &host),
+            s.decide(None, &ID, None, "GET /hot", &HeaderList::default(), &host),
             Decision::Ratio(true)
         );
     }
@@ -321,7 +321,7 @@ mod tests {
             sampler(r#"{"sampling": {"randomSamplingPercentage": 100, "maxTracesPerSecond": 2}}"#);
         let host = MockHost::with_headers(&[]);
         let decisions: Vec<Decision> = (0..4)
-            .map(|_| s.decide(None, &ID, None, "GET", &[], &host))
+            .map(|_| s.decide(None, &ID, None, "GET", &HeaderList::default(), &host))
             .collect();
         assert_eq!(
             decisions,
@@ -334,7 +334,14 @@ mod tests {
         );
         assert_eq!(host.counter(Counter::TracesRateLimited), 2);
         assert_eq!(
-            s.decide(Some(Sampling::Accept), &ID, None, "GET", &[], &host),
+            s.decide(
+                Some(Sampling::Accept),
+                &ID,
+                None,
+                "GET",
+                &HeaderList::default(),
+                &host
+            ),
             Decision::Parent(true),
             "parents are not capped"
         );

@@ -134,7 +134,7 @@ mod tests {
         Rule::new(0, &config.sampling.rules[0])
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fn headers(pairs: &[(&str, &str)]) -> crate::propagation::HeaderList {
         crate::propagation::tests::hdrs(pairs)
     }
 

@@ -31,6 +31,15 @@ pub struct HeaderMap {
     entries: Vec<Entry>,
 }
 
+/// The sum of the name lengths in the table (a capacity: the names are
+/// checked as they are copied).
+fn name_bytes(buf: &[u8], count: usize) -> usize {
+    (0..count)
+        .filter_map(|i| u32_at(buf, 4 + i * 8))
+        .fold(0usize, |sum, len| sum.saturating_add(len as usize))
+        .min(buf.len())
+}
+
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     let word = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(word.try_into().ok()?))
@@ -55,7 +64,7 @@ impl HeaderMap {
         // The buffer's offsets must fit the u32 ranges kept.
         u32::try_from(buf.len()).map_err(|_| Garbled)?;
         let mut entries = Vec::with_capacity(count);
-        let mut names = Vec::new();
+        let mut names = Vec::with_capacity(name_bytes(&buf, count));
         let mut at = table_end;
         let string = |len: u32, at: &mut usize| -> Result<Range<usize>, Garbled> {
             let start = *at;
@@ -131,6 +140,12 @@ impl HeaderMap {
         self.entries.get(i).map(|e| self.pair(e))
     }
 
+    /// The pairs as a list: what every reader takes. Made once per request,
+    /// so the readers' passes over it check nothing.
+    pub fn pairs(&self) -> Vec<(&str, &[u8])> {
+        self.iter().collect()
+    }
+
     pub fn iter(&self) -> Iter<'_> {
         Iter {
             map: self,
@@ -138,8 +153,6 @@ impl HeaderMap {
         }
     }
 
-    // One copy of the checked slicing for every loop over the headers.
-    #[inline(never)]
     fn pair(&self, e: &Entry) -> (&str, &[u8]) {
         let range = |r: &Range<u32>| r.start as usize..r.end as usize;
         (
@@ -165,15 +178,6 @@ impl<'a> Iterator for Iter<'a> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.entries.size_hint()
-    }
-}
-
-impl<'a> IntoIterator for &'a HeaderMap {
-    type Item = (&'a str, &'a [u8]);
-    type IntoIter = Iter<'a>;
-
-    fn into_iter(self) -> Iter<'a> {
-        self.iter()
     }
 }
 

@@ -206,7 +206,7 @@ pub mod mock {
             crate::headers::HeaderMap::from_pairs(&self.headers.borrow())
         }
         fn edit_request_headers(&self, edits: &[HeaderEdit]) {
-            crate::propagation::tests::apply_pairs(&mut self.headers.borrow_mut(), edits);
+            crate::propagation::tests::apply(&mut self.headers.borrow_mut(), edits);
         }
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
             self.properties.borrow().get(&path.join(".")).cloned()

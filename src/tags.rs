@@ -312,7 +312,7 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        let headers = HeaderList::from_pairs(&[("x-tenant", "acme")]);
+        let headers = crate::propagation::tests::hdrs(&[("x-tenant", "acme")]);
         let captured = t.capture(&headers);
         let host = MockHost::with_headers(&[]);
         host.set_property("xds.node.metadata.MESH_ID", b"mesh-1");
@@ -401,8 +401,10 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         let t = tags(r#"{"customTags": {"auth": {"header": {"name": "authorization"}}, "c": {"header": {"name": "cookie"}}}}"#).unwrap();
-        let headers =
-            HeaderList::from_pairs(&[("authorization", "Bearer abc"), ("cookie", "sid=1")]);
+        let headers = crate::propagation::tests::hdrs(&[
+            ("authorization", "Bearer abc"),
+            ("cookie", "sid=1"),
+        ]);
         assert_eq!(
             t.capture(&headers),
             vec![Some("***".into()), Some("***".into())]

@@ -105,7 +105,7 @@ fn decode_value(v: &str) -> String {
 /// Adds every `uberctx-*` header to `into`; returns how many were invalid.
 pub fn extract_baggage(headers: &HeaderList, into: &mut Baggage) -> u32 {
     let mut malformed = 0;
-    for (name, value) in headers.iter() {
+    for &(name, value) in headers {
         let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
             continue;
         };
@@ -148,7 +148,7 @@ pub fn inject_baggage(baggage: &Baggage, headers: &HeaderList, edits: &mut Vec<H
             value,
         ));
     }
-    for (name, _) in headers.iter() {
+    for &(name, _) in headers {
         if let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) {
             let kept = baggage
                 .members()
@@ -316,7 +316,7 @@ mod tests {
             }));
         }
         let mut edits = Vec::new();
-        inject_baggage(&b, &HeaderList::default(), &mut edits);
+        inject_baggage(&b, &[], &mut edits);
         assert_eq!(edits, [HeaderEdit::set("uberctx-k", "first")]);
     }
 }

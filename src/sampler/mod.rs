@@ -121,7 +121,7 @@ impl Sampler {
     /// by length first), the configured ones only when there are any.
     fn forced(&self, headers: &HeaderList, trace_id: &TraceId) -> bool {
         let mut client = false;
-        for (name, _) in headers {
+        for &(name, _) in headers {
             match name {
                 ENVOY_FORCE_TRACE | jaeger::DEBUG_ID => return true,
                 CLIENT_TRACE_ID => client = true,
@@ -275,7 +275,7 @@ mod tests {
             r#"{"sampling": {"randomSamplingPercentage": 0, "rules": [
                 {"match": {"pathPrefix": "/api"}, "randomSamplingPercentage": 100, "parentBased": false}]}}"#,
         );
-        let h = HeaderList::default();
+        let h: Vec<(&str, &[u8])> = Vec::new();
         let req = Request {
             method: "GET",
             path: "/api/x",
@@ -306,11 +306,11 @@ mod tests {
         });
         let host = MockHost::with_headers(&[]);
         assert_eq!(
-            s.decide(None, &ID, None, "GET /cold", &HeaderList::default(), &host),
+            s.decide(None, &ID, None, "GET /cold", &[], &host),
             Decision::Ratio(false)
         );
         assert_eq!(
-            s.decide(None, &ID, None, "GET /hot", &HeaderList::default(), &host),
+            s.decide(None, &ID, None, "GET /hot", &[], &host),
             Decision::Ratio(true)
         );
     }
@@ -321,7 +321,7 @@ mod tests {
             sampler(r#"{"sampling": {"randomSamplingPercentage": 100, "maxTracesPerSecond": 2}}"#);
         let host = MockHost::with_headers(&[]);
         let decisions: Vec<Decision> = (0..4)
-            .map(|_| s.decide(None, &ID, None, "GET", &HeaderList::default(), &host))
+            .map(|_| s.decide(None, &ID, None, "GET", &[], &host))
             .collect();
         assert_eq!(
             decisions,
@@ -334,14 +334,7 @@ mod tests {
         );
         assert_eq!(host.counter(Counter::TracesRateLimited), 2);
         assert_eq!(
-            s.decide(
-                Some(Sampling::Accept),
-                &ID,
-                None,
-                "GET",
-                &HeaderList::default(),
-                &host
-            ),
+            s.decide(Some(Sampling::Accept), &ID, None, "GET", &[], &host),
             Decision::Parent(true),
             "parents are not capped"
         );

@@ -33,11 +33,11 @@ pub struct HeaderMap {
 
 /// The sum of the name lengths in the table (a capacity: the names are
 /// checked as they are copied).
-fn name_bytes(buf: &[u8], count: usize) -> usize {
-    (0..count)
-        .filter_map(|i| u32_at(buf, 4 + i * 8))
+fn name_bytes(table: &[u8]) -> usize {
+    table
+        .chunks_exact(8)
+        .filter_map(|row| u32_at(row, 0))
         .fold(0usize, |sum, len| sum.saturating_add(len as usize))
-        .min(buf.len())
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -61,33 +61,34 @@ impl HeaderMap {
             .and_then(|t| t.checked_add(4))
             .filter(|&end| end <= buf.len() && count <= (buf.len() - end) / 2)
             .ok_or(Garbled)?;
-        // The buffer's offsets must fit the u32 ranges kept.
+        // Every offset is kept as a u32: the buffer must fit one.
         u32::try_from(buf.len()).map_err(|_| Garbled)?;
+        let table = buf.get(4..table_end).ok_or(Garbled)?;
         let mut entries = Vec::with_capacity(count);
-        let mut names = Vec::with_capacity(name_bytes(&buf, count));
-        let mut at = table_end;
-        let string = |len: u32, at: &mut usize| -> Result<Range<usize>, Garbled> {
-            let start = *at;
-            let end = start
-                .checked_add(usize::try_from(len).map_err(|_| Garbled)?)
-                .ok_or(Garbled)?;
-            if buf.get(end) != Some(&0) {
+        let mut names = Vec::with_capacity(name_bytes(table).min(buf.len()));
+        let mut at = offset(table_end)?;
+        // The next string: `len` bytes from `at`, then a NUL.
+        let mut string = |len: u32| -> Result<Range<u32>, Garbled> {
+            let start = at;
+            let end = start.checked_add(len).ok_or(Garbled)?;
+            if buf.get(end as usize) != Some(&0) {
                 return Err(Garbled);
             }
-            *at = end + 1;
+            // `end` indexes the buffer, whose length fits a u32.
+            at = end + 1;
             Ok(start..end)
         };
-        for i in 0..count {
-            let row = 4 + i * 8;
-            let name_len = u32_at(&buf, row).ok_or(Garbled)?;
-            let value_len = u32_at(&buf, row + 4).ok_or(Garbled)?;
-            let name = string(name_len, &mut at)?;
-            let value = string(value_len, &mut at)?;
-            let from = names.len();
-            names.extend_from_slice(buf.get(name).ok_or(Garbled)?);
+        for row in table.chunks_exact(8) {
+            let name = string(u32_at(row, 0).ok_or(Garbled)?)?;
+            let value = string(u32_at(row, 4).ok_or(Garbled)?)?;
+            let from = offset(names.len())?;
+            names.extend_from_slice(
+                buf.get(name.start as usize..name.end as usize)
+                    .ok_or(Garbled)?,
+            );
             entries.push(Entry {
-                name: offset(from)?..offset(names.len())?,
-                value: offset(value.start)?..offset(value.end)?,
+                name: from..offset(names.len())?,
+                value,
             });
         }
         let names = match String::from_utf8(names) {

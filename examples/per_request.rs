@@ -49,22 +49,10 @@ impl Hasher for Fnv {
 }
 
 /// `pairs` but those named in `without`, serialized as Envoy hands a header
-/// map over: a `u32` count, a `(name, value)` length table, then each name
-/// and value NUL-terminated.
+/// map over.
 fn serialize(pairs: &[(&str, &str)], without: &[&str]) -> Vec<u8> {
     let kept: Vec<_> = pairs.iter().filter(|(k, _)| !without.contains(k)).collect();
-    let mut out = (kept.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in &kept {
-        out.extend((k.len() as u32).to_le_bytes());
-        out.extend((v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in &kept {
-        for s in [k, v] {
-            out.extend(s.as_bytes());
-            out.push(0);
-        }
-    }
-    out
+    meshtrace::headers::serialize(&kept.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>())
 }
 
 type SharedMap = HashMap<String, (Vec<u8>, u32), BuildHasherDefault<Fnv>>;

@@ -31,6 +31,25 @@ pub struct HeaderMap {
     entries: Vec<Entry>,
 }
 
+/// `pairs` serialized as the proxy hands a header map over (for hosts that
+/// are not a proxy: tests, the benchmark's example, the fuzz targets).
+pub fn serialize<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+    let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+    let mut out = count.to_le_bytes().to_vec();
+    for (n, v) in pairs {
+        out.extend(len(n.as_ref()));
+        out.extend(len(v.as_ref()));
+    }
+    for (n, v) in pairs {
+        for s in [n.as_ref(), v.as_ref()] {
+            out.extend_from_slice(s);
+            out.push(0);
+        }
+    }
+    out
+}
+
 /// The sum of the name lengths in the table (a capacity: the names are
 /// checked as they are copied).
 fn name_bytes(table: &[u8]) -> usize {
@@ -203,22 +222,6 @@ fn relossy(raw: &[u8], entries: &mut [Entry]) -> Result<String, Garbled> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Serializes pairs as Envoy does.
-    pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs {
-            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend_from_slice(n);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
-    }
 
     fn pairs(map: &HeaderMap) -> Vec<(String, Vec<u8>)> {
         map.iter()

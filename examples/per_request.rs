@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use meshtrace::config::Config;
 use meshtrace::exporter::{Exporter, Outcome};
+use meshtrace::headers::HeaderMap;
 use meshtrace::host::{Callout, Counter, Host};
 use meshtrace::propagation::HeaderEdit;
 use meshtrace::tracer::Tracer;
@@ -47,13 +48,21 @@ impl Hasher for Fnv {
     }
 }
 
+/// `pairs` but those named in `without`, serialized as Envoy hands a header
+/// map over.
+fn serialize(pairs: &[(&str, &str)], without: &[&str]) -> Vec<u8> {
+    let kept: Vec<_> = pairs.iter().filter(|(k, _)| !without.contains(k)).collect();
+    meshtrace::headers::serialize(&kept.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>())
+}
+
 type SharedMap = HashMap<String, (Vec<u8>, u32), BuildHasherDefault<Fnv>>;
 
 struct BenchHost {
     now: Cell<u64>,
     rng: Cell<u64>,
     token: Cell<u32>,
-    headers: RefCell<Vec<(String, Vec<u8>)>>,
+    /// The request headers as Envoy serializes a header map.
+    headers: RefCell<Vec<u8>>,
     shared: RefCell<SharedMap>,
     outbound: bool,
     /// Hostcalls by the proxy-wasm ABI's name, when counting (`hostcalls`:
@@ -103,9 +112,11 @@ impl Host for BenchHost {
         // Envoy's host serves it from the tick's clock, no hostcall.
         self.now.get()
     }
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn request_headers(&self) -> HeaderMap {
         self.call("proxy_get_header_map_pairs", 1);
-        self.headers.borrow().clone()
+        // Envoy copies its serialized map into a buffer the module
+        // allocated; the filter parses it in place (src/filter/header_map.rs).
+        HeaderMap::parse(self.headers.borrow().clone()).unwrap_or_default()
     }
     fn edit_request_headers(&self, edits: &[HeaderEdit]) {
         for e in edits {
@@ -207,20 +218,14 @@ fn main() {
         now: Cell::new(1_700_000_000_000_000_000),
         rng: Cell::new(7),
         token: Cell::new(0),
-        headers: RefCell::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-        ),
+        headers: RefCell::new(serialize(&pairs, &[])),
         shared: RefCell::new(SharedMap::default()),
         outbound: false,
         calls: hostcalls.then(RefCell::default),
     };
+    let untraced = ["traceparent", "tracestate", "baggage"];
     if mode == "unsampled" {
-        host.headers
-            .borrow_mut()
-            .retain(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate" | "baggage"));
+        *host.headers.borrow_mut() = serialize(&pairs, &untraced);
     }
     // The outbound side is another plugin instance (its own root context),
     // as in a sidecar, so it reads the link from shared data.
@@ -229,9 +234,7 @@ fn main() {
         // An inbound request in flight records its link; the application
         // then calls out forwarding only x-request-id.
         let _in_flight = inbound.start(&host);
-        host.headers
-            .borrow_mut()
-            .retain(|(k, _)| !matches!(k.as_str(), "traceparent" | "tracestate" | "baggage"));
+        *host.headers.borrow_mut() = serialize(&pairs, &untraced);
         let outbound = match Tracer::new(&config, &|_| None) {
             Ok(t) => t,
             Err(e) => return eprintln!("{e}"),

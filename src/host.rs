@@ -74,7 +74,7 @@ pub trait Host {
     fn random_u64(&self) -> u64;
     /// The request headers, names lower-case, pseudo-headers included,
     /// values as the request carries them (not necessarily UTF-8).
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> crate::headers::HeaderMap;
     fn edit_request_headers(&self, edits: &[HeaderEdit]);
     /// A proxy property (`["response", "code"]`), as the host serializes it.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
@@ -160,7 +160,10 @@ pub mod mock {
             let h = MockHost::default();
             h.now.set(1_700_000_000_000_000_000);
             h.rng.set(0x1234_5678);
-            *h.headers.borrow_mut() = crate::propagation::tests::hdrs(pairs);
+            *h.headers.borrow_mut() = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
             h
         }
         pub fn set_property(&self, path: &str, value: &[u8]) {
@@ -199,8 +202,8 @@ pub mod mock {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         }
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-            self.headers.borrow().clone()
+        fn request_headers(&self) -> crate::headers::HeaderMap {
+            crate::headers::HeaderMap::from_pairs(&self.headers.borrow())
         }
         fn edit_request_headers(&self, edits: &[HeaderEdit]) {
             crate::propagation::tests::apply(&mut self.headers.borrow_mut(), edits);

@@ -33,6 +33,7 @@
 
 pub mod config;
 pub mod exporter;
+pub mod headers;
 pub mod host;
 pub mod link;
 pub mod otlp;

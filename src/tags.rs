@@ -312,7 +312,7 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        let headers = vec![("x-tenant".to_string(), b"acme".to_vec())];
+        let headers = crate::propagation::tests::hdrs(&[("x-tenant", "acme")]);
         let captured = t.capture(&headers);
         let host = MockHost::with_headers(&[]);
         host.set_property("xds.node.metadata.MESH_ID", b"mesh-1");
@@ -401,10 +401,10 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         let t = tags(r#"{"customTags": {"auth": {"header": {"name": "authorization"}}, "c": {"header": {"name": "cookie"}}}}"#).unwrap();
-        let headers = vec![
-            ("authorization".into(), "Bearer abc".into()),
-            ("cookie".into(), "sid=1".into()),
-        ];
+        let headers = crate::propagation::tests::hdrs(&[
+            ("authorization", "Bearer abc"),
+            ("cookie", "sid=1"),
+        ]);
         assert_eq!(
             t.capture(&headers),
             vec![Some("***".into()), Some("***".into())]

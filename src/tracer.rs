@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, OnceCell};
 
 use crate::config::{Config, ConfigError, Direction, SpanNameSource};
+use crate::headers::HeaderMap;
 use crate::host::{Counter, Host};
 use crate::ids::{SpanId, TraceId};
 use crate::link;
@@ -108,8 +109,8 @@ struct Seen {
 impl Seen {
     fn of(headers: &HeaderList) -> Self {
         let mut s = Seen::default();
-        for (i, (k, _)) in headers.iter().enumerate() {
-            let slot = match k.as_str() {
+        for (i, &(k, _)) in headers.iter().enumerate() {
+            let slot = match k {
                 ":method" => &mut s.method,
                 ":path" => &mut s.target,
                 ":scheme" => &mut s.scheme,
@@ -128,15 +129,15 @@ impl Seen {
 
 /// The value of the header at `at`, as text (decoded only here: a value the
 /// request path never reads is never checked).
-fn value(headers: &HeaderList, at: Option<usize>) -> Option<Cow<'_, str>> {
-    headers.get(at?).map(|(_, v)| text(v))
+fn value<'a>(headers: &HeaderList<'a>, at: Option<usize>) -> Option<Cow<'a, str>> {
+    headers.get(at?).map(|&(_, v)| text(v))
 }
 
 /// What a recorded span keeps of its request: the header list itself (moved
 /// from the start, not copied value by value) and where its values are.
 #[derive(Debug, Default)]
 struct RequestFacts {
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderMap,
     seen: Seen,
     /// Values of the header custom tags, secrets masked.
     tags: Vec<Option<String>>,
@@ -144,7 +145,7 @@ struct RequestFacts {
 
 impl RequestFacts {
     fn get(&self, at: Option<usize>) -> Option<Cow<'_, str>> {
-        value(&self.headers, at)
+        self.headers.get(at?).map(|(_, v)| text(v))
     }
 }
 
@@ -261,7 +262,8 @@ impl Tracer {
     pub fn start(&self, host: &dyn Host) -> ActiveSpan {
         let now = host.coarse_now_unix_nanos();
         let kind = self.kind(host);
-        let headers = host.request_headers();
+        let map = host.request_headers();
+        let headers = map.pairs();
         let seen = Seen::of(&headers);
         let present = Present::of(&headers);
         let extracted = self.propagators.extract_present(&headers, &present);
@@ -272,7 +274,7 @@ impl Tracer {
         let request_id = seen
             .request_id
             .and_then(|at| headers.get(at))
-            .map(|(_, v)| v.as_slice())
+            .map(|&(_, v)| v)
             .filter(|r| !r.is_empty());
         let Caller {
             parent,
@@ -388,9 +390,11 @@ impl Tracer {
         if context.sampled {
             host.count(Counter::SpansSampled, 1);
         }
-        let request = record.then(|| RequestFacts {
-            tags: self.tags.capture(&headers),
-            headers,
+        let tags = record.then(|| self.tags.capture(&headers));
+        drop(headers);
+        let request = tags.map(|tags| RequestFacts {
+            tags,
+            headers: map,
             seen,
         });
         ActiveSpan {

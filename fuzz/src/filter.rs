@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use arbitrary::Unstructured;
 use meshtrace::config::Config;
 use meshtrace::exporter::{Exporter, Outcome};
+use meshtrace::headers::{serialize, HeaderMap};
 use meshtrace::host::{Callout, Counter, Host};
 use meshtrace::ids::{SpanId, TraceId};
 use meshtrace::otlp;
@@ -34,6 +35,14 @@ fn context(parent: (TraceId, SpanId), sampled: bool, tracestate: TraceState) -> 
         random: false,
         tracestate,
     }
+}
+
+/// Owned headers as the borrowed list the readers take.
+fn view(headers: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect()
 }
 
 fn one(name: &str, value: String) -> Vec<(String, Vec<u8>)> {
@@ -90,7 +99,7 @@ pub fn baggage(data: &[u8]) {
         .map(|v| (baggage::BAGGAGE.to_string(), v.into_bytes()))
         .collect();
     let mut b = Baggage::default();
-    baggage::extract_w3c(&headers, &mut b);
+    baggage::extract_w3c(&view(&headers), &mut b);
     assert!(b.members().len() <= baggage::MAX_MEMBERS);
     let Some(written) = b.to_w3c() else {
         assert!(b.is_empty());
@@ -99,10 +108,27 @@ pub fn baggage(data: &[u8]) {
     assert!(input::valid_value(&written), "{written:?}");
     let mut back = Baggage::default();
     assert_eq!(
-        baggage::extract_w3c(&one(baggage::BAGGAGE, written), &mut back),
+        baggage::extract_w3c(&view(&one(baggage::BAGGAGE, written)), &mut back),
         0
     );
     assert_eq!(back, b);
+}
+
+/// The proxy's serialized header map: any bytes parse or are refused, never
+/// panic; what parses lends pairs within the buffer, and serializes back to
+/// a map that parses to the same pairs.
+pub fn header_map(data: &[u8]) {
+    let Ok(map) = HeaderMap::parse(data.to_vec()) else {
+        return;
+    };
+    let pairs = map.pairs();
+    // Each pair takes 8 bytes of table and two NULs, after the count.
+    assert!(pairs.is_empty() || 4 + 10 * pairs.len() <= data.len());
+    let again = HeaderMap::parse(serialize(&pairs)).expect("a serialized map parses");
+    assert_eq!(again.pairs(), pairs);
+    for i in 0..map.len() {
+        assert_eq!(map.get(i), pairs.get(i).copied());
+    }
 }
 
 /// B3 in both encodings: what is found is written back (single and multi) and reads back with the same
@@ -112,7 +138,10 @@ pub fn b3(data: &[u8]) {
     let Ok(headers) = b3_headers(&mut u) else {
         return;
     };
-    for found in [b3::extract_single(&headers), b3::extract_multi(&headers)] {
+    for found in [
+        b3::extract_single(&view(&headers)),
+        b3::extract_multi(&view(&headers)),
+    ] {
         let Extraction::Found(incoming) = found else {
             continue;
         };
@@ -125,7 +154,7 @@ pub fn b3(data: &[u8]) {
         for (inject, extract) in [
             (
                 b3::inject_single as fn(&SpanContext, &IdsHex, &mut Vec<HeaderEdit>),
-                b3::extract_single as fn(&[(String, Vec<u8>)]) -> Extraction,
+                b3::extract_single as fn(&[(&str, &[u8])]) -> Extraction,
             ),
             (b3::inject_multi, b3::extract_multi),
         ] {
@@ -134,7 +163,7 @@ pub fn b3(data: &[u8]) {
             check_edits(&edits);
             let mut written = Vec::new();
             apply(&mut written, &edits);
-            let Extraction::Found(back) = extract(&written) else {
+            let Extraction::Found(back) = extract(&view(&written)) else {
                 panic!("our B3 headers do not read back: {written:?}");
             };
             assert_eq!(back.parent, Some(parent), "{written:?}");
@@ -202,15 +231,15 @@ pub fn jaeger(data: &[u8]) {
         ));
     }
     let mut b = Baggage::default();
-    jaeger::extract_baggage(&headers, &mut b);
+    jaeger::extract_baggage(&view(&headers), &mut b);
     let mut edits = Vec::new();
-    jaeger::inject_baggage(&b, &headers, &mut edits);
+    jaeger::inject_baggage(&b, &view(&headers), &mut edits);
     check_edits(&edits);
     let mut written = Vec::new();
     apply(&mut written, &edits);
     let mut back = Baggage::default();
     assert_eq!(
-        jaeger::extract_baggage(&written, &mut back),
+        jaeger::extract_baggage(&view(&written), &mut back),
         0,
         "{written:?}"
     );
@@ -248,8 +277,10 @@ impl Host for FuzzHost {
         let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> HeaderMap {
+        // As a proxy hands them over: serialized, then parsed in place.
+        let map = HeaderMap::parse(serialize(&self.headers.borrow()));
+        map.expect("a serialized header list parses")
     }
     fn edit_request_headers(&self, edits: &[HeaderEdit]) {
         self.edits.borrow_mut().extend_from_slice(edits);
@@ -416,7 +447,8 @@ pub fn request_path(data: &[u8]) {
 
 /// After our edits, the headers read back (with the same propagators) as our own span, and a second
 /// injection of the same context changes nothing.
-fn round_trip(propagators: &Propagators, ctx: &SpanContext, headers: &[(String, Vec<u8>)]) {
+fn round_trip(propagators: &Propagators, ctx: &SpanContext, owned: &[(String, Vec<u8>)]) {
+    let headers = &view(owned)[..];
     let Some(first) = propagators.formats().iter().find(|f| f.carries_trace()) else {
         return;
     };

@@ -111,6 +111,23 @@ struct ListOfSpans {
 fn write_seeds() {
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     write("traceparent", "v00", tp);
+    let headers: &[(&[u8], &[u8])] = &[
+        (b":method", b"GET"),
+        (b":path", b"/api/cart?id=42"),
+        (b"traceparent", tp.as_ref()),
+        (b"x-empty", b""),
+        (b"x-obs", b"caf\xe9"),
+    ];
+    write(
+        "header_map",
+        "envoy",
+        meshtrace::headers::serialize(headers),
+    );
+    write(
+        "header_map",
+        "empty",
+        meshtrace::headers::serialize::<&[u8], &[u8]>(&[]),
+    );
     write(
         "traceparent",
         "future",

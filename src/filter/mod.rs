@@ -3,6 +3,7 @@
 //! spans; [`wasm_host::WasmHost`] is the `Host` over hostcalls.
 
 mod cel;
+mod header_map;
 mod http;
 mod root;
 mod wasm_host;

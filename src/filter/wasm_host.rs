@@ -7,8 +7,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType};
 
-use super::cel;
+use super::{cel, header_map};
 
+use crate::headers::HeaderMap;
 use crate::host::{Callout, Counter, Host};
 use crate::propagation::HeaderEdit;
 
@@ -96,11 +97,14 @@ impl Host for WasmHost {
         self.rng.borrow_mut().u64(..)
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        // The bytes form: the SDK's string form panics on a value that is
-        // not UTF-8 (obs-text is legal HTTP). The values stay bytes, decoded
-        // only where read (`propagation::text`).
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> HeaderMap {
+        // Decoded in place (`header_map`): the values stay bytes, decoded
+        // only where read (`propagation::text`). A buffer that does not
+        // parse is no headers, counted, never a failed request.
+        header_map::request_headers().unwrap_or_else(|_| {
+            self.count(Counter::MalformedHeaders, 1);
+            HeaderMap::default()
+        })
     }
 
     fn edit_request_headers(&self, edits: &[HeaderEdit]) {

@@ -85,7 +85,7 @@ pub fn extract_single(headers: &HeaderList) -> Extraction {
 }
 
 /// The value of a multi header: absent, one value, or invalid (sent twice).
-fn one<'a>(headers: &'a HeaderList, name: &str) -> Result<Option<Cow<'a, str>>, ()> {
+fn one<'a>(headers: &HeaderList<'a>, name: &str) -> Result<Option<Cow<'a, str>>, ()> {
     match header(headers, name) {
         Header::Absent => Ok(None),
         Header::One(v) => Ok(Some(match text(v) {

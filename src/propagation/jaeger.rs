@@ -105,7 +105,7 @@ fn decode_value(v: &str) -> String {
 /// Adds every `uberctx-*` header to `into`; returns how many were invalid.
 pub fn extract_baggage(headers: &HeaderList, into: &mut Baggage) -> u32 {
     let mut malformed = 0;
-    for (name, value) in headers {
+    for &(name, value) in headers {
         let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) else {
             continue;
         };
@@ -148,14 +148,14 @@ pub fn inject_baggage(baggage: &Baggage, headers: &HeaderList, edits: &mut Vec<H
             value,
         ));
     }
-    for (name, _) in headers {
+    for &(name, _) in headers {
         if let Some(key) = name.strip_prefix(BAGGAGE_PREFIX) {
             let kept = baggage
                 .members()
                 .iter()
                 .any(|m| m.key.eq_ignore_ascii_case(key));
-            if !kept && !edits.iter().any(|e| e.name == name.as_str()) {
-                edits.push(HeaderEdit::remove(name.clone()));
+            if !kept && !edits.iter().any(|e| e.name == name) {
+                edits.push(HeaderEdit::remove(name.to_string()));
             }
         }
     }

@@ -384,9 +384,10 @@ fn header_index(name: &str) -> Option<usize> {
 const BAGGAGE_INDEX: usize = TRACE_HEADERS.len();
 
 /// The request headers: names as the proxy gives them (lower-case), values as
-/// the bytes on the wire. A value is decoded ([`text`]) only where it is read:
-/// most are never looked at.
-pub type HeaderList = [(String, Vec<u8>)];
+/// the bytes on the wire, both borrowed from the proxy's buffer
+/// ([`crate::headers::HeaderMap::pairs`]). A value is decoded ([`text`]) only
+/// where it is read: most are never looked at.
+pub type HeaderList<'a> = [(&'a str, &'a [u8])];
 
 /// A header value as text: borrowed when it is UTF-8 (nearly always), else
 /// with each invalid sequence replaced by U+FFFD, which every parser here
@@ -411,12 +412,12 @@ pub enum Header<'a> {
 }
 
 /// The header `name` (lower-case) in `headers`.
-pub fn header<'a>(headers: &'a HeaderList, name: &str) -> Header<'a> {
+pub fn header<'a>(headers: &HeaderList<'a>, name: &str) -> Header<'a> {
     let mut found = Header::Absent;
-    for (k, v) in headers {
+    for &(k, v) in headers {
         if k == name {
             match found {
-                Header::Absent => found = Header::One(v.as_slice()),
+                Header::Absent => found = Header::One(v),
                 _ => return Header::Several,
             }
         }
@@ -440,13 +441,13 @@ pub struct Present<'a> {
 }
 
 impl<'a> Present<'a> {
-    pub fn of(headers: &'a HeaderList) -> Self {
+    pub fn of(headers: &HeaderList<'a>) -> Self {
         let mut present = Present {
             trace: [Header::Absent; TRACE_HEADERS.len()],
             baggage: Header::Absent,
             uberctx: false,
         };
-        for (k, v) in headers {
+        for &(k, v) in headers {
             let slot = match header_index(k) {
                 Some(BAGGAGE_INDEX) => &mut present.baggage,
                 Some(i) => match present.trace.get_mut(i) {
@@ -459,7 +460,7 @@ impl<'a> Present<'a> {
                 }
             };
             *slot = match slot {
-                Header::Absent => Header::One(v.as_slice()),
+                Header::Absent => Header::One(v),
                 _ => Header::Several,
             };
         }
@@ -483,10 +484,10 @@ const AT_UBER_TRACE_ID: usize = 8;
 
 /// Every value of `name`, comma-joined (how list headers such as tracestate
 /// and baggage combine when sent more than once).
-pub fn joined<'a>(headers: &'a HeaderList, name: &str) -> Option<Cow<'a, str>> {
+pub fn joined<'a>(headers: &HeaderList<'a>, name: &str) -> Option<Cow<'a, str>> {
     let mut values = headers
         .iter()
-        .filter(|(k, _)| k == name)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| text(v));
     let first = values.next()?;
     match values.next() {
@@ -723,10 +724,22 @@ pub(crate) mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub fn hdrs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs
+    pub fn hdrs<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+        pairs.iter().map(|&(k, v)| (k, v.as_bytes())).collect()
+    }
+
+    pub fn owned(headers: &HeaderList) -> Vec<(String, Vec<u8>)> {
+        headers
             .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .map(|&(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
+    }
+
+    /// Owned headers as the borrowed list the readers take.
+    pub fn view(headers: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+        headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
             .collect()
     }
 
@@ -908,9 +921,10 @@ pub(crate) mod tests {
     #[test]
     fn only_the_configured_b3_encoding_is_written() {
         let incoming = hdrs(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]);
-        let mut out = incoming.clone();
+        let mut out = owned(&incoming);
         let p = Propagators::new(&[Format::B3Multi]);
         apply(&mut out, &p.inject(&ctx(), &Baggage::default(), &incoming));
+        let out = view(&out);
         assert_eq!(
             header(&out, "b3"),
             Header::Absent,
@@ -959,8 +973,9 @@ pub(crate) mod tests {
             ("other", "kept"),
         ]);
         let p = Propagators::new(&[Format::TraceContext, Format::B3Multi]);
-        let mut out = h.clone();
+        let mut out = owned(&h);
         apply(&mut out, &p.inject(&ctx(), &Baggage::default(), &h));
+        let out = view(&out);
         let get = |n: &str| match header(&out, n) {
             Header::One(v) => Some(text(v).into_owned()),
             _ => None,
@@ -982,9 +997,9 @@ pub(crate) mod tests {
     #[test]
     fn inject_skips_headers_that_already_hold_the_value() {
         let p = Propagators::new(&[Format::TraceContext]);
-        let mut h = hdrs(&[]);
+        let mut h = Vec::new();
         apply(&mut h, &p.inject(&ctx(), &Baggage::default(), &[]));
-        assert!(p.inject(&ctx(), &Baggage::default(), &h).is_empty());
+        assert!(p.inject(&ctx(), &Baggage::default(), &view(&h)).is_empty());
     }
 
     #[test]

@@ -121,8 +121,8 @@ impl Sampler {
     /// by length first), the configured ones only when there are any.
     fn forced(&self, headers: &HeaderList, trace_id: &TraceId) -> bool {
         let mut client = false;
-        for (name, _) in headers {
-            match name.as_str() {
+        for &(name, _) in headers {
+            match name {
                 ENVOY_FORCE_TRACE | jaeger::DEBUG_ID => return true,
                 CLIENT_TRACE_ID => client = true,
                 n if self.force_headers.iter().any(|h| h == n) => return true,
@@ -275,7 +275,7 @@ mod tests {
             r#"{"sampling": {"randomSamplingPercentage": 0, "rules": [
                 {"match": {"pathPrefix": "/api"}, "randomSamplingPercentage": 100, "parentBased": false}]}}"#,
         );
-        let h = Vec::new();
+        let h: Vec<(&str, &[u8])> = Vec::new();
         let req = Request {
             method: "GET",
             path: "/api/x",

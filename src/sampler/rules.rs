@@ -17,7 +17,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Without the port.
     pub host: &'a str,
-    pub headers: &'a HeaderList,
+    pub headers: &'a HeaderList<'a>,
 }
 
 #[derive(Debug)]
@@ -134,7 +134,7 @@ mod tests {
         Rule::new(0, &config.sampling.rules[0])
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
         crate::propagation::tests::hdrs(pairs)
     }
 

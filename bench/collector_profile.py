@@ -1,12 +1,13 @@
 """The collector's ingest cost per span, repeatable on a shared machine.
 
 `python bench/collector_profile.py instructions` runs the release collector under callgrind and posts the
-benchmark's batches (bench/collector.py: 100 sidecar spans a request, new trace ids every request) twice,
-N1 then N2 requests in total; the difference of the two instruction counts divided by the spans in
-between is the marginal cost of a span through the whole ingest path (HTTP, decoding, analytics, store,
-group commit), without the start-up. Callgrind counts instructions, not time, so other work on the machine
-does not change the figure. LSM flushes and compactions mostly fall outside such short runs: the `perf`
-mode shows them.
+benchmark's batches (bench/collector.py: 100 sidecar spans a request, new trace ids every request): 100
+requests to warm it, then callgrind's counters are zeroed, 300 more requests posted, and the counters dumped
+while the collector still runs (`callgrind_control`). The dump's instructions divided by those 300
+requests' spans are the cost of a span through the whole ingest path (HTTP, decoding, analytics, store,
+group commit, the LSM flushes started meanwhile), without start-up or shutdown. Callgrind counts
+instructions, not time, so other work on the machine does not change the figure. `KEEP_CALLGRIND=dir`
+keeps the dump for `callgrind_annotate`.
 
 `python bench/collector_profile.py cpu [seconds]` runs the collector under wrk (as bench/collector.py does)
 and divides the CPU time the collector's process used (every thread: receivers, writer, analytics, LSM
@@ -83,36 +84,56 @@ def start(data_dir, ports):
                    what="collector ready", timeout=30)
 
 
-def callgrind_run(bodies, n_requests):
+def callgrind_run(bodies, warm, measured, settle=3.0):
+    """Instructions of the whole collector process (every thread) while `measured` requests are ingested,
+    after `warm` requests: callgrind's counters are zeroed once the warm-up is acknowledged and dumped
+    (`callgrind_control`) `settle` seconds after the last measured request was, while the collector still
+    runs, so neither start-up nor shutdown (fjall freeing its memtables) is counted. The settling time
+    lets the analytics thread finish the last batches; LSM flushes the measured requests started are
+    counted as far as they got."""
     tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cg-"))
     out = tmp / "callgrind.out"
     ports = {k: free_port() for k in ("http", "grpc", "query")}
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
                             + args(tmp / "data", ports), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def control(*flags):
+        subprocess.run(["callgrind_control", *flags, str(proc.pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=300)
+
     try:
         def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"collector under callgrind exited: {proc.stderr.read().decode()[-2000:]}")
             try:
                 return request(ports["query"], "/readyz", timeout=5)[0] == 200
             except OSError:
                 return False
         wait_until(ready, timeout=300, what="collector under callgrind")
-        post_all(ports["http"], bodies, 0, n_requests)
+        post_all(ports["http"], bodies, 0, warm)
+        time.sleep(settle)
+        control("--zero")
+        post_all(ports["http"], bodies, warm, measured)
+        time.sleep(settle)
+        control("--dump=ingest")
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=600)
-    total = int(re.search(rb"refs:\s+([\d,]+)", err).group(1).replace(b",", b""))
+        proc.communicate(timeout=600)
+    dumps = [f for f in tmp.glob("callgrind.out*") if b"Program termination" not in f.read_bytes()]
+    if len(dumps) != 1:
+        raise RuntimeError(f"expected one callgrind dump of the measured requests, found {len(dumps)}")
+    total = int(re.search(rb"^totals:\s+(\d+)", dumps[0].read_bytes(), re.M).group(1))
     keep = os.environ.get("KEEP_CALLGRIND")
     if keep:
-        shutil.copy(out, Path(keep) / f"callgrind.{n_requests}.out")
+        shutil.copy(dumps[0], Path(keep) / f"callgrind.{measured}.out")
     shutil.rmtree(tmp, ignore_errors=True)
     return total
 
 
-def instructions(n1=100, n2=400):
-    bodies = batches()
-    a, b = callgrind_run(bodies, n1), callgrind_run(bodies, n2)
-    spans = (n2 - n1) * bench.SPANS_PER_BATCH
-    return {"requests": [n1, n2], "instructions": [a, b], "per_span": (b - a) / spans}
+def instructions(warm=100, measured=300):
+    total = callgrind_run(batches(), warm, measured)
+    spans = measured * bench.SPANS_PER_BATCH
+    return {"requests": [warm, measured], "instructions": total, "per_span": total / spans}
 
 
 def batches(n=300):

@@ -219,13 +219,33 @@ impl SpanHistory {
     pub fn observe(&self, batch: &SpanBatch, now_ms: u64) {
         let minute = now_ms / MINUTE_MS;
         let oldest = minute.saturating_sub(self.retention_minutes);
+        // The batch's spans tallied per series first (in the order series first appear, so the limit
+        // admits the same ones), then each series found once per batch instead of once per span.
+        type Key<'a> = (&'a str, &'a str, usize);
+        let mut index: HashMap<Key<'_>, usize, RandomState> = HashMap::default();
+        let mut tallies: Vec<(Key<'_>, Minute)> = Vec::new();
+        for r in batch.spans() {
+            let kind = usize::try_from(r.kind()).unwrap_or(0).min(KINDS - 1);
+            let key = (r.service_name(), r.name(), kind);
+            let at = *index.entry(key).or_insert_with(|| {
+                tallies.push((key, Minute::new(minute)));
+                tallies.len() - 1
+            });
+            let Some((_, m)) = tallies.get_mut(at) else {
+                continue;
+            };
+            m.calls = m.calls.saturating_add(1);
+            m.errors = m.errors.saturating_add(u32::from(r.is_error()));
+            let ms = r.end_ns().saturating_sub(r.start_ns()) as f64 / 1e6;
+            if let Some(b) = m.buckets.get_mut(bucket_of(ms)) {
+                *b = b.saturating_add(1);
+            }
+        }
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        for r in batch.spans() {
-            let kind = usize::try_from(r.kind()).unwrap_or(0).min(KINDS - 1);
-            let Some(series) = inner.series_for(r.service_name(), r.name(), kind, self.max_series)
-            else {
+        for ((service, operation, kind), tally) in tallies {
+            let Some(series) = inner.series_for(service, operation, kind, self.max_series) else {
                 continue;
             };
             while series.front().is_some_and(|m| m.minute < oldest) {
@@ -235,11 +255,10 @@ impl SpanHistory {
                 series.push_back(Minute::new(minute));
             }
             let Some(m) = series.back_mut() else { continue };
-            m.calls = m.calls.saturating_add(1);
-            m.errors = m.errors.saturating_add(u32::from(r.is_error()));
-            let ms = r.end_ns().saturating_sub(r.start_ns()) as f64 / 1e6;
-            if let Some(b) = m.buckets.get_mut(bucket_of(ms)) {
-                *b = b.saturating_add(1);
+            m.calls = m.calls.saturating_add(tally.calls);
+            m.errors = m.errors.saturating_add(tally.errors);
+            for (b, t) in m.buckets.iter_mut().zip(tally.buckets) {
+                *b = b.saturating_add(t);
             }
         }
     }

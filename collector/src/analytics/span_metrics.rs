@@ -56,6 +56,23 @@ pub struct SpanMetrics {
     overflowed: Counter,
     seen: Mutex<Seen>,
     max_series: usize,
+    /// The counter and histogram of every series within the limit, by service, then operation, then
+    /// (kind, status): found by the batch's borrowed names without building labels (two `String`s, the
+    /// families' hashing and locks) each time a batch has the series. The families never drop a series,
+    /// so a handle kept here stays the one they export.
+    handles: Mutex<Handles>,
+}
+
+type Handles = HashMap<String, HashMap<String, Vec<Handle>, RandomState>, RandomState>;
+
+#[derive(Clone)]
+struct Handle {
+    kind: &'static str,
+    status: &'static str,
+    /// Counted under `__overflow__` labels (never remembered: the limit is asked again next time).
+    overflowed: bool,
+    calls: Counter,
+    duration: Histogram,
 }
 
 /// The span kind label: `server`, `client`, `internal`, `producer`, `consumer` or `unspecified`.
@@ -84,6 +101,7 @@ impl SpanMetrics {
             overflowed: Counter::default(),
             seen: Mutex::new(Seen::default()),
             max_series,
+            handles: Mutex::new(Handles::default()),
         };
         registry.register(
             "traces",
@@ -103,41 +121,37 @@ impl SpanMetrics {
         m
     }
 
-    /// Maps a (service, operation, kind) of `spans` spans to the labels it is counted under, applying the
-    /// series limit.
-    fn labels(
-        &self,
-        service: &str,
-        operation: &str,
-        kind: &'static str,
-        spans: u64,
-    ) -> (String, String) {
+    /// Maps a (service, operation, kind) to the labels it is counted under, applying the series limit;
+    /// true when the limit changed them.
+    fn labels(&self, service: &str, operation: &str, kind: &'static str) -> (String, String, bool) {
         let Ok(mut seen) = self.seen.lock() else {
-            return (OVERFLOW.into(), OVERFLOW.into());
+            return (OVERFLOW.into(), OVERFLOW.into(), true);
         };
         let key = (service.to_string(), operation.to_string(), kind);
         if seen.series.contains(&key) {
-            return (key.0, key.1);
+            return (key.0, key.1, false);
         }
         if seen.series.len() < self.max_series {
             seen.services.insert(key.0.clone());
             seen.series.insert(key.clone());
-            return (key.0, key.1);
+            return (key.0, key.1, false);
         }
-        self.overflowed.inc_by(spans);
         if seen.services.contains(service) {
-            (key.0, OVERFLOW.into())
+            (key.0, OVERFLOW.into(), true)
         } else {
-            (OVERFLOW.into(), OVERFLOW.into())
+            (OVERFLOW.into(), OVERFLOW.into(), true)
         }
     }
 
-    /// Counts the spans of `batch`: grouped first (in the order series first appear), so the labels of
-    /// a series are looked up once per batch rather than once per span.
+    /// Counts the spans of `batch`: each series' counter and histogram are found once per batch (the
+    /// first time a span of it comes), the counter incremented once per series.
     pub fn observe(&self, batch: &SpanBatch) {
         type Series<'a> = (&'a str, &'a str, &'static str, &'static str);
         let mut index: HashMap<Series<'_>, usize, RandomState> = HashMap::default();
-        let mut groups: Vec<(Series<'_>, Vec<f64>)> = Vec::new();
+        let mut groups: Vec<(Handle, u64)> = Vec::new();
+        let Ok(mut handles) = self.handles.lock() else {
+            return;
+        };
         for span in batch.spans() {
             let series = (
                 span.service_name(),
@@ -146,33 +160,68 @@ impl SpanMetrics {
                 status_label(&span),
             );
             let at = *index.entry(series).or_insert_with(|| {
-                groups.push((series, Vec::new()));
+                groups.push((self.handle(&mut handles, series), 0));
                 groups.len() - 1
             });
-            if let Some((_, durations)) = groups.get_mut(at) {
-                durations.push(span.duration_us() as f64 / 1e6);
+            if let Some((handle, spans)) = groups.get_mut(at) {
+                handle.duration.observe(span.duration_us() as f64 / 1e6);
+                *spans += 1;
             }
         }
-        for ((service, operation, kind, status), durations) in groups {
-            let spans = durations.len() as u64;
-            let (service_name, operation_name) = self.labels(service, operation, kind, spans);
-            self.calls
+        for (handle, spans) in groups {
+            handle.calls.inc_by(spans);
+            if handle.overflowed {
+                self.overflowed.inc_by(spans);
+            }
+        }
+    }
+
+    /// The counter and histogram a series is counted in: from `handles` when seen before, else from the
+    /// families under the labels the series limit gives it (remembered when those are its own).
+    fn handle(
+        &self,
+        handles: &mut Handles,
+        (service, operation, kind, status): (&str, &str, &'static str, &'static str),
+    ) -> Handle {
+        let cached = handles
+            .get(service)
+            .and_then(|ops| ops.get(operation))
+            .and_then(|list| list.iter().find(|h| h.kind == kind && h.status == status));
+        if let Some(handle) = cached {
+            return handle.clone();
+        }
+        let (service_name, operation_name, overflowed) = self.labels(service, operation, kind);
+        let handle = Handle {
+            kind,
+            status,
+            overflowed,
+            calls: self
+                .calls
                 .get_or_create(&CallLabels {
                     service_name: service_name.clone(),
                     operation_name: operation_name.clone(),
                     span_kind: kind,
                     status,
                 })
-                .inc_by(spans);
-            let histogram = self.duration.get_or_create(&DurationLabels {
-                service_name,
-                operation_name,
-                span_kind: kind,
-            });
-            for d in durations {
-                histogram.observe(d);
-            }
+                .clone(),
+            duration: self
+                .duration
+                .get_or_create(&DurationLabels {
+                    service_name,
+                    operation_name,
+                    span_kind: kind,
+                })
+                .clone(),
+        };
+        if !overflowed {
+            handles
+                .entry(service.to_string())
+                .or_default()
+                .entry(operation.to_string())
+                .or_default()
+                .push(handle.clone());
         }
+        handle
     }
 }
 

@@ -35,8 +35,8 @@ impl Host for NoHost {
     fn random_u64(&self) -> u64 {
         0
     }
-    fn request_headers(&self) -> Vec<(String, String)> {
-        Vec::new()
+    fn request_headers(&self) -> meshtrace::headers::HeaderMap {
+        meshtrace::headers::HeaderMap::default()
     }
     fn edit_request_headers(&self, _: &[HeaderEdit]) {}
     fn property(&self, _: &[&str]) -> Option<Vec<u8>> {

@@ -10,6 +10,7 @@ mod errors;
 mod keys;
 mod part;
 mod read;
+mod recent;
 mod retention;
 mod scan;
 mod schema;
@@ -47,6 +48,9 @@ pub struct Store {
     operations: PartitionHandle,
     /// Serializes writers (ingest and retention) and holds the stored-bytes total they update.
     writer: Mutex<WriterState>,
+    /// Parts committed lately, consulted before fjall when a part is prepared (a lock of its own: the
+    /// writer's is held through the group commit's fsync).
+    recent: Mutex<recent::RecentParts>,
 }
 
 struct WriterState {
@@ -88,6 +92,7 @@ impl Store {
                 stored_bytes,
                 known: HashSet::new(),
             }),
+            recent: Mutex::new(recent::RecentParts::new(recent::RECENT_PARTS)),
             keyspace: db.keyspace().clone(),
             db,
         })

@@ -43,6 +43,33 @@ fn query(service: &str) -> TraceQuery {
 }
 
 #[test]
+fn a_retry_of_a_deleted_part_is_stored_again() {
+    // The part is remembered as committed lately, but retention deleted it: fjall is asked and says no.
+    let (_dir, store) = open();
+    let r = rec(1, 1, "a", 100, false);
+    store.write_spans(std::slice::from_ref(&r)).unwrap();
+    store.delete_traces(&[[1; 16]]).unwrap();
+    store.write_spans(std::slice::from_ref(&r)).unwrap();
+    assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
+    assert!(store.stored_bytes().unwrap() > 0);
+}
+
+#[test]
+fn a_retry_after_a_restart_reads_once() {
+    // Not remembered after a restart: written again under the same key, read once.
+    let dir = tempfile::tempdir().unwrap();
+    let r = rec(1, 1, "a", 100, false);
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.write_spans(std::slice::from_ref(&r)).unwrap();
+    }
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    store.write_spans(std::slice::from_ref(&r)).unwrap();
+    assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
+    assert_eq!(store.find_traces(&query("a")).unwrap(), vec![[1u8; 16]]);
+}
+
+#[test]
 fn retried_writes_are_idempotent() {
     let (_dir, store) = open();
     let r = rec(1, 1, "a", 100, false);

@@ -13,6 +13,7 @@ use fjall::Batch;
 use foldhash::fast::RandomState;
 
 use super::keys::{self, TraceSummary};
+use super::recent::RecentParts;
 use super::schema::*;
 use super::{part, Store, StoreError, WriterState};
 use crate::model::{SpanBatch, SpanRecord, TraceId};
@@ -21,6 +22,7 @@ use crate::model::{SpanBatch, SpanRecord, TraceId};
 /// writer (single-threaded, holding the write lock) sees it.
 struct PreparedPart {
     part_ref: keys::PartRef,
+    fingerprint: u64,
     value: Vec<u8>,
     search: Vec<keys::SearchEntry>,
     bytes: u64,
@@ -56,13 +58,20 @@ pub struct Written<'a> {
     state: MutexGuard<'a, WriterState>,
     stored_bytes: u64,
     new_names: Vec<Vec<u8>>,
+    recent: &'a std::sync::Mutex<RecentParts>,
+    fingerprints: Vec<u64>,
 }
 
 impl Written<'_> {
-    /// The batch was committed: count its bytes and remember its names.
+    /// The batch was committed: count its bytes, remember its names and its parts.
     pub fn committed(mut self) {
         self.state.stored_bytes = self.stored_bytes;
         self.state.known.extend(self.new_names);
+        if let Ok(mut recent) = self.recent.lock() {
+            for f in self.fingerprints {
+                recent.insert(f);
+            }
+        }
     }
 }
 
@@ -96,17 +105,22 @@ impl Store {
         }
         names.sort_unstable();
         names.dedup();
-        Prepared {
-            parts: order
-                .iter()
-                .filter_map(|(trace, group)| prepare_part(batch, trace, &dedupe(batch, group)))
-                // A read error here, or a retry racing its original in another group, only costs a
-                // duplicate write under the same key: the data is unchanged, the stored-bytes counter
-                // counts that part twice.
-                .filter(|part| !self.parts.contains_key(part.part_ref).unwrap_or(false))
-                .collect(),
-            names,
+        let mut parts: Vec<PreparedPart> = order
+            .iter()
+            .filter_map(|(trace, group)| prepare_part(batch, trace, &dedupe(batch, group)))
+            .collect();
+        // Parts committed lately are asked about in fjall; any other part is taken as new (see
+        // `recent`). A part taken as new though stored (its retry came after the part was forgotten, or
+        // after a restart), a read error here, or a retry racing its original in another group only
+        // costs a duplicate write under the same key: the data is unchanged, the stored-bytes counter
+        // counts that part twice.
+        if let Ok(recent) = self.recent.lock() {
+            parts.retain(|part| {
+                !recent.may_contain(part.fingerprint)
+                    || !self.parts.contains_key(part.part_ref).unwrap_or(false)
+            });
         }
+        Prepared { parts, names }
     }
 
     /// Stores `records` durably in a batch of their own (tests and tools; the collector's writer groups
@@ -133,10 +147,12 @@ impl Store {
         let state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut added = 0u64;
         let mut in_batch: HashSet<&keys::PartRef, RandomState> = HashSet::default();
+        let mut fingerprints = Vec::with_capacity(prepared.iter().map(Prepared::len).sum());
         for part in prepared.iter().flat_map(|p| p.parts.iter()) {
             if !in_batch.insert(&part.part_ref) {
                 continue;
             }
+            fingerprints.push(part.fingerprint);
             batch.insert(&self.parts, part.part_ref, part.value.as_slice());
             for e in &part.search {
                 batch.insert(&self.search, e.key.as_slice(), e.value.as_slice());
@@ -167,6 +183,8 @@ impl Store {
             state,
             stored_bytes,
             new_names,
+            recent: &self.recent,
+            fingerprints,
         })
     }
 
@@ -265,6 +283,7 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
         header.copy_from_slice(&summary.encode());
     }
     Some(PreparedPart {
+        fingerprint: RecentParts::fingerprint(&part_ref),
         part_ref,
         value,
         search,

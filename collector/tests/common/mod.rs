@@ -299,7 +299,35 @@ pub async fn send_spans(c: &Collector, service: &str, spans: Vec<Span>) {
 }
 
 /// A loopback port that was free a moment ago (for a server that must start later on a known port).
+/// A loopback port nothing listens on, for a collector that binds it later (a restart on the same port).
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`), never from it: a port in that range
+/// can become the source port of any outgoing connection while nothing listens on it, including a
+/// connection to that very port (TCP's self-connect, which a client retrying a stopped collector makes
+/// likely), and the restarted collector then finds it in use.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let floor = 10_000u32;
+    if low > floor + 1_000 {
+        let span = low - floor;
+        // Processes start at different places (the pid), threads of one process take turns (the counter).
+        let start = std::process::id().wrapping_mul(7_919);
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = floor + start.wrapping_add(n.wrapping_mul(13)) % span;
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -171,6 +171,12 @@ pub mod mock {
                 .borrow_mut()
                 .insert(path.to_string(), value.to_vec());
         }
+        /// Replaces every value of the request header `name` with `value`.
+        pub fn set_header(&self, name: &str, value: impl AsRef<[u8]>) {
+            let mut h = self.headers.borrow_mut();
+            h.retain(|(k, _)| k != name);
+            h.push((name.to_string(), value.as_ref().to_vec()));
+        }
         pub fn set_int(&self, path: &str, v: i64) {
             self.set_property(path, &v.to_le_bytes());
         }

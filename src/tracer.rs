@@ -840,14 +840,9 @@ mod tests {
             r#"{"direction": "inbound", "customTags": {"tenant": {"header": {"name": "x-tenant"}}}}"#,
         );
         let host = request(&[]);
-        let set = |name: &str, value: &[u8]| {
-            let mut h = host.headers.borrow_mut();
-            h.retain(|(k, _)| k != name);
-            h.push((name.to_string(), value.to_vec()));
-        };
-        set("traceparent", b"00-\xe9\xff-garbage");
-        set("user-agent", b"curl/\xff8");
-        set("x-tenant", b"acme\xe9");
+        host.set_header("traceparent", b"00-\xe9\xff-garbage");
+        host.set_header("user-agent", b"curl/\xff8");
+        host.set_header("x-tenant", b"acme\xe9");
         let active = t.start(&host);
         assert!(active.parent.is_none(), "a new trace");
         assert_eq!(host.counter(Counter::MalformedHeaders), 1);
@@ -928,10 +923,7 @@ mod tests {
         let t = tracer(r#"{"direction": "inbound"}"#);
         let long = format!("/{}", "é".repeat(2000));
         let host = request(&[]);
-        host.headers.borrow_mut().retain(|(k, _)| k != ":path");
-        host.headers
-            .borrow_mut()
-            .push((":path".into(), long.into()));
+        host.set_header(":path", long);
         let span = t.finish(t.start(&host), &host).unwrap();
         let Some(Value::Str(p)) = span.attribute("url.path") else {
             panic!("url.path")
@@ -1010,10 +1002,7 @@ mod tests {
     fn secrets_never_reach_url_attributes() {
         let t = tracer(r#"{"direction": "outbound"}"#);
         let host = request(&[]);
-        host.headers.borrow_mut().retain(|(k, _)| k != ":path");
-        host.headers
-            .borrow_mut()
-            .push((":path".into(), "/login?user=a&password=hunter2".into()));
+        host.set_header(":path", "/login?user=a&password=hunter2");
         let span = t.finish(t.start(&host), &host).unwrap();
         assert_eq!(
             span.attribute("url.full"),
@@ -1177,14 +1166,8 @@ mod tests {
 
     fn grpc_request(path: &str) -> MockHost {
         let host = request(&[("content-type", "application/grpc")]);
-        host.headers.borrow_mut().retain(|(k, _)| k != ":path");
-        host.headers
-            .borrow_mut()
-            .push((":path".into(), path.into()));
-        host.headers.borrow_mut().retain(|(k, _)| k != ":method");
-        host.headers
-            .borrow_mut()
-            .push((":method".into(), "POST".into()));
+        host.set_header(":path", path);
+        host.set_header(":method", "POST");
         host
     }
 

@@ -112,7 +112,17 @@ impl HeaderMap {
             });
         }
         let names = match String::from_utf8(names) {
-            Ok(names) => names,
+            // The names together can be UTF-8 while one of them ends inside
+            // a character the next one finishes: each must be text alone.
+            Ok(names)
+                if entries.iter().all(|e| {
+                    names.is_char_boundary(e.name.start as usize)
+                        && names.is_char_boundary(e.name.end as usize)
+                }) =>
+            {
+                names
+            }
+            Ok(names) => relossy(names.as_bytes(), &mut entries)?,
             // A name that is not UTF-8 (no HTTP codec lets one through) is
             // kept lossily, as every other undecodable text here.
             Err(e) => relossy(e.as_bytes(), &mut entries)?,
@@ -296,6 +306,23 @@ mod tests {
                 ("a".to_string(), b"1".to_vec()),
                 ("x-\u{fffd}\u{fffd}".to_string(), b"2".to_vec()),
                 ("b".to_string(), b"3".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_character_split_across_two_names_is_two_lossy_names() {
+        // 0xC2 0x80 is U+0080: the names joined are UTF-8, each alone is not.
+        let map = HeaderMap::parse(serialize::<&[u8], &[u8]>(&[
+            (b"\xc2", b"1"),
+            (b"\x80", b"2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            pairs(&map),
+            [
+                ("\u{fffd}".to_string(), b"1".to_vec()),
+                ("\u{fffd}".to_string(), b"2".to_vec()),
             ]
         );
     }

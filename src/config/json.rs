@@ -209,16 +209,14 @@ impl<'a> Node<'a> {
         let Json::Array(items) = self.value else {
             return Err(self.expected("an array"));
         };
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                read(Node {
-                    value: item,
-                    path: format!("{}[{i}]", self.path),
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.push(read(Node {
+                value: item,
+                path: format!("{}[{i}]", self.path),
+            })?);
+        }
+        Ok(out)
     }
 
     /// An object used as a map from names the document chooses (header
@@ -288,6 +286,19 @@ impl<'a> Object<'a> {
         read: impl FnOnce(Node<'a>) -> Result<T, ConfigError>,
     ) -> Result<Option<T>, ConfigError> {
         self.get(name).map(read).transpose()
+    }
+
+    /// A field that may be left out, read into `slot`, which holds its default.
+    pub fn set<T>(
+        &self,
+        name: &str,
+        slot: &mut T,
+        read: impl FnOnce(Node<'a>) -> Result<T, ConfigError>,
+    ) -> Result<(), ConfigError> {
+        if let Some(value) = self.field(name, read)? {
+            *slot = value;
+        }
+        Ok(())
     }
 
     /// A field whose absence means something: left out or `null`, it is `None`.

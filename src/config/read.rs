@@ -1,5 +1,5 @@
 //! The document's shape: one function per section, each reading its object's
-//! fields by name over the defaults. Values are checked here for their type
+//! fields by name: the optional ones, then the others over their defaults. Values are checked here for their type
 //! only; ranges and cross-field rules are `Config::validate`'s.
 
 use super::json::{Json, Node};
@@ -18,23 +18,20 @@ pub fn config(doc: &Json) -> Result<Config, ConfigError> {
         "spanName",
         "linkByRequestId",
     ])?;
-    let d = Config::default();
-    Ok(Config {
+    let mut c = Config {
         service_name: o.optional("serviceName", Node::string)?,
-        direction: o.field("direction", direction)?.unwrap_or(d.direction),
-        propagators: o.field("propagators", strings)?.unwrap_or(d.propagators),
-        sampling: o.field("sampling", sampling)?.unwrap_or(d.sampling),
-        exporter: o.field("exporter", exporter)?.unwrap_or(d.exporter),
-        custom_tags: o
-            .field("customTags", |v| v.map(tag))?
-            .unwrap_or(d.custom_tags),
-        redaction: o.field("redaction", redaction)?.unwrap_or(d.redaction),
-        limits: o.field("limits", limits)?.unwrap_or(d.limits),
-        span_name: o.field("spanName", span_name)?.unwrap_or(d.span_name),
-        link_by_request_id: o
-            .field("linkByRequestId", Node::bool)?
-            .unwrap_or(d.link_by_request_id),
-    })
+        ..Config::default()
+    };
+    o.set("direction", &mut c.direction, direction)?;
+    o.set("propagators", &mut c.propagators, strings)?;
+    o.set("sampling", &mut c.sampling, sampling)?;
+    o.set("exporter", &mut c.exporter, exporter)?;
+    o.set("customTags", &mut c.custom_tags, |v| v.map(tag))?;
+    o.set("redaction", &mut c.redaction, redaction)?;
+    o.set("limits", &mut c.limits, limits)?;
+    o.set("spanName", &mut c.span_name, span_name)?;
+    o.set("linkByRequestId", &mut c.link_by_request_id, Node::bool)?;
+    Ok(c)
 }
 
 fn strings(v: Node) -> Result<Vec<String>, ConfigError> {
@@ -67,25 +64,30 @@ fn sampling(v: Node) -> Result<SamplingConfig, ConfigError> {
         "keepErrors",
         "remote",
     ])?;
-    let d = SamplingConfig::default();
-    Ok(SamplingConfig {
-        random_sampling_percentage: o
-            .field("randomSamplingPercentage", Node::f64)?
-            .unwrap_or(d.random_sampling_percentage),
-        parent_based: o
-            .field("parentBased", Node::bool)?
-            .unwrap_or(d.parent_based),
-        max_traces_per_second: o
-            .field("maxTracesPerSecond", Node::f64)?
-            .unwrap_or(d.max_traces_per_second),
-        force_headers: o.field("forceHeaders", strings)?.unwrap_or(d.force_headers),
-        client_sampling_percentage: o
-            .field("clientSamplingPercentage", Node::f64)?
-            .unwrap_or(d.client_sampling_percentage),
-        rules: o.field("rules", |v| v.array(rule))?.unwrap_or(d.rules),
+    let mut c = SamplingConfig {
         keep_errors: o.optional("keepErrors", keep_errors)?,
         remote: o.optional("remote", remote)?,
-    })
+        ..SamplingConfig::default()
+    };
+    o.set(
+        "randomSamplingPercentage",
+        &mut c.random_sampling_percentage,
+        Node::f64,
+    )?;
+    o.set("parentBased", &mut c.parent_based, Node::bool)?;
+    o.set(
+        "maxTracesPerSecond",
+        &mut c.max_traces_per_second,
+        Node::f64,
+    )?;
+    o.set("forceHeaders", &mut c.force_headers, strings)?;
+    o.set(
+        "clientSamplingPercentage",
+        &mut c.client_sampling_percentage,
+        Node::f64,
+    )?;
+    o.set("rules", &mut c.rules, |v| v.array(rule))?;
+    Ok(c)
 }
 
 fn rule(v: Node) -> Result<RuleConfig, ConfigError> {
@@ -152,17 +154,16 @@ fn remote(v: Node) -> Result<RemoteConfig, ConfigError> {
         "refreshIntervalMs",
         "timeoutMs",
     ])?;
-    let d = RemoteConfig::default();
-    Ok(RemoteConfig {
+    let mut c = RemoteConfig {
         cluster: o.optional("cluster", Node::string)?,
         service: o.optional("service", Node::string)?,
         authority: o.optional("authority", Node::string)?,
-        path: o.field("path", Node::string)?.unwrap_or(d.path),
-        refresh_interval_ms: o
-            .field("refreshIntervalMs", Node::u64)?
-            .unwrap_or(d.refresh_interval_ms),
-        timeout_ms: o.field("timeoutMs", Node::u64)?.unwrap_or(d.timeout_ms),
-    })
+        ..RemoteConfig::default()
+    };
+    o.set("path", &mut c.path, Node::string)?;
+    o.set("refreshIntervalMs", &mut c.refresh_interval_ms, Node::u64)?;
+    o.set("timeoutMs", &mut c.timeout_ms, Node::u64)?;
+    Ok(c)
 }
 
 fn exporter(v: Node) -> Result<ExporterConfig, ConfigError> {
@@ -178,27 +179,20 @@ fn exporter(v: Node) -> Result<ExporterConfig, ConfigError> {
         "headers",
         "bearerTokenEnv",
     ])?;
-    let d = ExporterConfig::default();
-    Ok(ExporterConfig {
+    let mut c = ExporterConfig {
         cluster: o.optional("cluster", Node::string)?,
         service: o.optional("service", Node::string)?,
         authority: o.optional("authority", Node::string)?,
-        path: o.field("path", Node::string)?.unwrap_or(d.path),
-        timeout_ms: o.field("timeoutMs", Node::u64)?.unwrap_or(d.timeout_ms),
-        flush_interval_ms: o
-            .field("flushIntervalMs", Node::u64)?
-            .unwrap_or(d.flush_interval_ms),
-        max_batch_spans: o
-            .field("maxBatchSpans", Node::usize)?
-            .unwrap_or(d.max_batch_spans),
-        max_queue_spans: o
-            .field("maxQueueSpans", Node::usize)?
-            .unwrap_or(d.max_queue_spans),
-        headers: o
-            .field("headers", |v| v.map(Node::string))?
-            .unwrap_or(d.headers),
         bearer_token_env: o.optional("bearerTokenEnv", Node::string)?,
-    })
+        ..ExporterConfig::default()
+    };
+    o.set("path", &mut c.path, Node::string)?;
+    o.set("timeoutMs", &mut c.timeout_ms, Node::u64)?;
+    o.set("flushIntervalMs", &mut c.flush_interval_ms, Node::u64)?;
+    o.set("maxBatchSpans", &mut c.max_batch_spans, Node::usize)?;
+    o.set("maxQueueSpans", &mut c.max_queue_spans, Node::usize)?;
+    o.set("headers", &mut c.headers, |v| v.map(Node::string))?;
+    Ok(c)
 }
 
 /// One custom tag: Istio Telemetry's `{kind: {...}}`. That exactly one kind is
@@ -241,27 +235,21 @@ fn named_tag(v: Node) -> Result<NamedTag, ConfigError> {
 
 fn redaction(v: Node) -> Result<RedactionConfig, ConfigError> {
     let o = v.object(&["keys", "replacement"])?;
-    let d = RedactionConfig::default();
-    Ok(RedactionConfig {
-        keys: o.field("keys", strings)?.unwrap_or(d.keys),
-        replacement: o
-            .field("replacement", Node::string)?
-            .unwrap_or(d.replacement),
-    })
+    let mut c = RedactionConfig::default();
+    o.set("keys", &mut c.keys, strings)?;
+    o.set("replacement", &mut c.replacement, Node::string)?;
+    Ok(c)
 }
 
 fn limits(v: Node) -> Result<LimitsConfig, ConfigError> {
     let o = v.object(&["maxAttributes", "maxAttributeLength", "maxPathLength"])?;
-    let d = LimitsConfig::default();
-    Ok(LimitsConfig {
-        max_attributes: o
-            .field("maxAttributes", Node::usize)?
-            .unwrap_or(d.max_attributes),
-        max_attribute_length: o
-            .field("maxAttributeLength", Node::usize)?
-            .unwrap_or(d.max_attribute_length),
-        max_path_length: o
-            .field("maxPathLength", Node::usize)?
-            .unwrap_or(d.max_path_length),
-    })
+    let mut c = LimitsConfig::default();
+    o.set("maxAttributes", &mut c.max_attributes, Node::usize)?;
+    o.set(
+        "maxAttributeLength",
+        &mut c.max_attribute_length,
+        Node::usize,
+    )?;
+    o.set("maxPathLength", &mut c.max_path_length, Node::usize)?;
+    Ok(c)
 }

@@ -120,11 +120,12 @@ impl<'a> Node<'a> {
         }
     }
 
-    fn child(&self, segment: fmt::Arguments<'_>, value: &'a Json) -> Node<'a> {
+    /// A member of this object, at `path.name`.
+    fn member(&self, name: &str, value: &'a Json) -> Node<'a> {
         let path = if self.path.is_empty() {
-            segment.to_string()
+            name.to_string()
         } else {
-            format!("{}.{segment}", self.path)
+            format!("{}.{name}", self.path)
         };
         Node { value, path }
     }
@@ -231,10 +232,7 @@ impl<'a> Node<'a> {
         };
         let mut map = BTreeMap::new();
         for (name, value) in members {
-            map.insert(
-                name.clone(),
-                read(self.child(format_args!("{name}"), value))?,
-            );
+            map.insert(name.clone(), read(self.member(name, value))?);
         }
         Ok(map)
     }
@@ -248,14 +246,14 @@ impl<'a> Node<'a> {
         for (i, (name, value)) in members.iter().enumerate() {
             if !fields.contains(&name.as_str()) {
                 let list: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
-                return Err(self.child(format_args!("{name}"), value).error(format!(
+                return Err(self.member(name, value).error(format!(
                     "unknown field `{name}`, expected one of {}",
                     list.join(", ")
                 )));
             }
             if members.iter().take(i).any(|(earlier, _)| earlier == name) {
                 return Err(self
-                    .child(format_args!("{name}"), value)
+                    .member(name, value)
                     .error(format!("duplicate field `{name}`")));
             }
         }
@@ -275,28 +273,19 @@ pub struct Object<'a> {
 impl<'a> Object<'a> {
     fn get(&self, name: &str) -> Option<Node<'a>> {
         let (_, value) = self.members.iter().find(|(n, _)| n == name)?;
-        Some(self.node.child(format_args!("{name}"), value))
+        Some(self.node.member(name, value))
     }
 
-    /// A field that may be left out (the caller supplies its default); given,
-    /// it must be valid, `null` included.
-    pub fn field<T>(
-        &self,
-        name: &str,
-        read: impl FnOnce(Node<'a>) -> Result<T, ConfigError>,
-    ) -> Result<Option<T>, ConfigError> {
-        self.get(name).map(read).transpose()
-    }
-
-    /// A field that may be left out, read into `slot`, which holds its default.
+    /// A field that may be left out, read into `slot`, which holds its
+    /// default. Given, it must be valid, `null` included.
     pub fn set<T>(
         &self,
         name: &str,
         slot: &mut T,
         read: impl FnOnce(Node<'a>) -> Result<T, ConfigError>,
     ) -> Result<(), ConfigError> {
-        if let Some(value) = self.field(name, read)? {
-            *slot = value;
+        if let Some(node) = self.get(name) {
+            *slot = read(node)?;
         }
         Ok(())
     }

@@ -110,17 +110,17 @@ fn rule_match(v: Node) -> Result<MatchConfig, ConfigError> {
         "routeName",
         "headers",
     ])?;
-    Ok(MatchConfig {
+    let mut m = MatchConfig {
         path_prefix: o.optional("pathPrefix", Node::string)?,
         path_exact: o.optional("pathExact", Node::string)?,
         path_regex: o.optional("pathRegex", Node::string)?,
         method: o.optional("method", Node::string)?,
         host: o.optional("host", Node::string)?,
         route_name: o.optional("routeName", Node::string)?,
-        headers: o
-            .field("headers", |v| v.map(header_match))?
-            .unwrap_or_default(),
-    })
+        ..MatchConfig::default()
+    };
+    o.set("headers", &mut m.headers, |v| v.map(header_match))?;
+    Ok(m)
 }
 
 /// `"exact value"` or `{"regex": "..."}`.

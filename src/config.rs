@@ -437,6 +437,8 @@ impl Config {
         Ok(config)
     }
 
+    /// Not inlined into `parse`, for the module's largest function (see `read`).
+    #[inline(never)]
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.service_name {
             if name.trim().is_empty() {

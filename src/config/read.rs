@@ -1,5 +1,7 @@
 //! The document's shape: one function per section, each reading its object's
 //! fields by name: the optional ones, then the others over their defaults.
+//! Values are checked here for their type only; ranges and cross-field rules
+//! are `Config::validate`'s.
 //!
 //! Each section stays a function of its own in the module (`#[inline(never)]`):
 //! V8 compiles every function with TurboFan when Envoy loads the module, with a
@@ -7,8 +9,7 @@
 //! so the largest functions set the sidecar's peak memory. Inlined into one
 //! another the sections made a 15 KB function and two of 7 to 10 KB; apart they
 //! cost 1.2 KB more module and 1.3 MiB less resident memory (bench/BUDGET.md,
-//! "Resident memory"). Values are checked here for their type
-//! only; ranges and cross-field rules are `Config::validate`'s.
+//! "Resident memory").
 
 use super::json::{Json, Node};
 use super::*;

@@ -480,6 +480,12 @@ impl Links {
     /// Records the SERVER span `ctx` of a request that started at `now`
     /// under its `x-request-id`: one shared-data write, no read. `None` when
     /// it could not be recorded.
+    ///
+    /// Never inlined, as [`Links::lookup`]: inlined, the two made
+    /// `Tracer::start` one of the module's largest functions, and V8's memory
+    /// while Envoy loads the module follows its largest functions
+    /// (bench/BUDGET.md, "Resident memory").
+    #[inline(never)]
     pub fn record(
         &self,
         host: &dyn Host,
@@ -611,6 +617,7 @@ impl Links {
     /// this instance's own bucket from memory, every other live slot's from
     /// shared data. When several hold the id, the one that expires last (the
     /// latest request) wins.
+    #[inline(never)]
     pub fn lookup(
         &self,
         host: &dyn Host,

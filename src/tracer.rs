@@ -22,9 +22,9 @@ use crate::propagation::{
     TraceState,
 };
 use crate::rpc;
-use crate::sampler::{Kept, Request, Sampler};
+use crate::sampler::{Kept, Request, Rule, Sampler};
 use crate::semconv as sc;
-use crate::span::{Attribute, Span, SpanKind, Value};
+use crate::span::{Attribute, Span, SpanKind, StatusCode, Value};
 use crate::tags::Tags;
 
 /// Listener direction values of `xds.listener_direction`.
@@ -146,6 +146,50 @@ struct RequestFacts {
 impl RequestFacts {
     fn get(&self, at: Option<usize>) -> Option<Cow<'_, str>> {
         self.headers.get(at?).map(|(_, v)| text(v))
+    }
+}
+
+/// What a span's name and sampling rule are worked out from: the method
+/// and path, decoded when first read, and Envoy's route name, read at most
+/// once and only when a rule or the name needs it.
+struct Naming<'r, 'a> {
+    headers: &'r HeaderList<'a>,
+    seen: Seen,
+    host: &'r dyn Host,
+    method: OnceCell<Cow<'a, str>>,
+    target: OnceCell<Cow<'a, str>>,
+    envoy_route: OnceCell<Option<String>>,
+}
+
+impl<'r, 'a> Naming<'r, 'a> {
+    fn new(headers: &'r HeaderList<'a>, seen: Seen, host: &'r dyn Host) -> Self {
+        Naming {
+            headers,
+            seen,
+            host,
+            method: OnceCell::new(),
+            target: OnceCell::new(),
+            envoy_route: OnceCell::new(),
+        }
+    }
+
+    fn method(&self) -> &str {
+        self.method
+            .get_or_init(|| value(self.headers, self.seen.method).unwrap_or_default())
+    }
+
+    /// The request target's path, without the query.
+    fn path(&self) -> &str {
+        let target = self
+            .target
+            .get_or_init(|| value(self.headers, self.seen.target).unwrap_or_default());
+        sc::split_target(target).0
+    }
+
+    fn envoy_route(&self) -> Option<&str> {
+        self.envoy_route
+            .get_or_init(|| self.host.property_string(&["xds", "route_name"]))
+            .as_deref()
     }
 }
 
@@ -288,60 +332,16 @@ impl Tracer {
             None => (new_trace_id(host), true),
         };
 
-        // The rule, the route and the name; Envoy's route name is read at
-        // most once, and only when a rule or the span name needs it. A rule
-        // needs the request's path and host, the remote strategies the name;
-        // a span that is not recorded and needs neither never works them out.
-        // The values are decoded when first read, and only then.
-        let method_text = OnceCell::new();
-        let method = || -> &str {
-            method_text.get_or_init(|| value(&headers, seen.method).unwrap_or_default())
-        };
-        let target = OnceCell::new();
-        let path = || {
-            let target = target.get_or_init(|| value(&headers, seen.target).unwrap_or_default());
-            sc::split_target(target).0
-        };
-        let mut route_name: Option<Option<String>> = None;
-        let mut envoy_route = || {
-            route_name
-                .get_or_insert_with(|| host.property_string(&["xds", "route_name"]))
-                .clone()
-        };
-        let rule = if self.sampler.has_rules() {
-            let authority = value(&headers, seen.authority).unwrap_or_default();
-            let request = Request {
-                method: method(),
-                path: path(),
-                host: sc::host_port(&authority, "").0,
-                headers: &headers,
-            };
-            self.sampler.rule(&request, &mut envoy_route)
-        } else {
-            None
-        };
+        // The rule, the route and the name. A rule needs the request's path
+        // and host, the remote strategies the name; a span that is not
+        // recorded and needs neither never works them out.
+        let naming = Naming::new(&headers, seen, host);
+        let rule = self.rule(&naming);
         let route = rule.and_then(|r| r.route.clone());
-        // The span's name, and whether it is a gRPC call.
-        let named = |envoy_route: &mut dyn FnMut() -> Option<String>| {
-            let grpc_call = value(&headers, seen.content_type)
-                .filter(|ct| rpc::is_grpc(ct))
-                .and_then(|_| rpc::service_method(path()));
-            match grpc_call {
-                Some((service, method)) => (rpc::span_name(service, method), true),
-                None => {
-                    let name_route = match (&route, self.span_name) {
-                        (Some(r), _) => Some(r.clone()),
-                        (None, SpanNameSource::EnvoyRoute) => envoy_route(),
-                        (None, SpanNameSource::Method) => None,
-                    };
-                    (
-                        sc::span_name(sc::method(method()).0, name_route.as_deref()),
-                        false,
-                    )
-                }
-            }
-        };
-        let name = self.sampler.has_remote().then(|| named(&mut envoy_route));
+        let name = self
+            .sampler
+            .has_remote()
+            .then(|| self.name(&naming, route.as_deref()));
 
         let decision = self.sampler.decide(
             caller,
@@ -363,7 +363,7 @@ impl Tracer {
         let (name, grpc) = match (record, name) {
             (false, _) => (String::new(), false),
             (true, Some(known)) => known,
-            (true, None) => named(&mut envoy_route),
+            (true, None) => self.name(&naming, route.as_deref()),
         };
         let start_unix_nanos = if record { host.now_unix_nanos() } else { now };
         let mut edits = self.edits.take();
@@ -411,12 +411,48 @@ impl Tracer {
         }
     }
 
+    /// The first sampling rule the request matches; with none configured,
+    /// nothing of the request is read for it.
+    fn rule(&self, naming: &Naming) -> Option<&Rule> {
+        if !self.sampler.has_rules() {
+            return None;
+        }
+        let authority = value(naming.headers, naming.seen.authority).unwrap_or_default();
+        let request = Request {
+            method: naming.method(),
+            path: naming.path(),
+            host: sc::host_port(&authority, "").0,
+            headers: naming.headers,
+        };
+        self.sampler
+            .rule(&request, &mut || naming.envoy_route().map(str::to_owned))
+    }
+
+    /// The span's name, and whether the request is a gRPC call: a call is
+    /// named by its service and method, anything else by its method and the
+    /// matching rule's route (else, when configured, Envoy's route name).
+    #[inline(never)]
+    fn name(&self, naming: &Naming, route: Option<&str>) -> (String, bool) {
+        let grpc_call = value(naming.headers, naming.seen.content_type)
+            .filter(|ct| rpc::is_grpc(ct))
+            .and_then(|_| rpc::service_method(naming.path()));
+        if let Some((service, method)) = grpc_call {
+            return (rpc::span_name(service, method), true);
+        }
+        let route = match (route, self.span_name) {
+            (Some(r), _) => Some(r),
+            (None, SpanNameSource::EnvoyRoute) => naming.envoy_route(),
+            (None, SpanNameSource::Method) => None,
+        };
+        (sc::span_name(sc::method(naming.method()).0, route), false)
+    }
+
     /// Ends the span when the stream is done; `None` when it is not exported.
     ///
     /// The response properties are read in one batch ([`Host::properties`]:
     /// one hostcall in Envoy), and only for a span that is exported.
     pub fn finish(&self, span: ActiveSpan, host: &dyn Host) -> Option<Span> {
-        let Some(req) = span.request else {
+        let Some(req) = &span.request else {
             // Not recorded: only its link to close, by the coarse clock.
             if let Some(recorded) = &span.link {
                 self.links
@@ -448,10 +484,6 @@ impl Tracer {
             paths.get(..GRPC_STATUS).unwrap_or(paths)
         };
         let mut props = Properties(host.properties(paths));
-        let code = u32::try_from(props.int(CODE).unwrap_or(0)).unwrap_or(0);
-        let flags = sc::response_flags(props.int(FLAGS).unwrap_or(0) as u64);
-        let method_raw = req.get(req.seen.method).unwrap_or_default();
-        let (method, unknown_method) = sc::method(&method_raw);
         // Envoy's `response.grpc_status`: the trailers, else the headers of a
         // trailers-only answer, else what the HTTP status implies.
         let grpc_status = if span.grpc {
@@ -459,128 +491,18 @@ impl Tracer {
         } else {
             None
         };
-        let (status, error_type) = match grpc_status {
-            Some(g) => rpc::status(span.kind, g),
-            None => sc::status(span.kind, code, &flags),
-        };
-        let scheme = req.get(req.seen.scheme);
-        let scheme: &str = scheme.as_deref().unwrap_or("http");
-        let authority = req.get(req.seen.authority).unwrap_or_default();
-        let authority: &str = &authority;
-        let target = req.get(req.seen.target).unwrap_or_default();
-        let (path, query) = sc::split_target(&target);
-        let query = query.map(|q| self.tags.redactor.query(q));
-        let (server_address, server_port) = sc::host_port(authority, scheme);
 
         let mut a: Vec<Attribute> = Vec::with_capacity(28);
-        let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
-        put(sc::HTTP_REQUEST_METHOD, Value::Static(method));
-        if unknown_method {
-            put(sc::HTTP_REQUEST_METHOD_ORIGINAL, method_raw.into());
-        }
-        if let Some(route) = &span.route {
-            put(sc::HTTP_ROUTE, route.as_str().into());
-        }
-        if span.grpc {
-            if let Some((service, rpc_method)) = rpc::service_method(path) {
-                put(rpc::RPC_SYSTEM, Value::Static("grpc"));
-                put(rpc::RPC_SERVICE, service.into());
-                put(rpc::RPC_METHOD, rpc_method.into());
-            }
-            if let Some(g) = grpc_status {
-                put(rpc::RPC_GRPC_STATUS_CODE, g.into());
-            }
-        }
-        if !server_address.is_empty() {
-            put(sc::SERVER_ADDRESS, server_address.into());
-        }
-        if let Some(port) = server_port {
-            put(sc::SERVER_PORT, i64::from(port).into());
-        }
-        let upstream = props.string(UPSTREAM_ADDRESS);
-        let peer = match span.kind {
-            SpanKind::Server => {
-                put(sc::URL_PATH, path.into());
-                if let Some(q) = &query {
-                    put(sc::URL_QUERY, q.as_ref().into());
-                }
-                put(sc::URL_SCHEME, scheme.into());
-                if let Some(ua) = req.get(req.seen.user_agent) {
-                    put(sc::USER_AGENT_ORIGINAL, ua.into());
-                }
-                props.string(PEER_OR_ATTEMPTS)
-            }
-            SpanKind::Client => {
-                let mut full =
-                    String::with_capacity(scheme.len() + 3 + authority.len() + path.len() + 64);
-                full.push_str(scheme);
-                full.push_str("://");
-                full.push_str(authority);
-                full.push_str(path);
-                if let Some(q) = &query {
-                    full.push('?');
-                    full.push_str(q);
-                }
-                put(sc::URL_FULL, full.into());
-                // Envoy counts the first try: resends are the others.
-                let attempts = props.int(PEER_OR_ATTEMPTS);
-                if let Some(resends) = attempts.filter(|n| *n > 1).map(|n| n - 1) {
-                    put(sc::HTTP_REQUEST_RESEND_COUNT, resends.into());
-                }
-                upstream.clone()
-            }
-        };
-        if let Some(peer) = &peer {
-            let (ip, port) = sc::split_address(peer);
-            put(sc::NETWORK_PEER_ADDRESS, ip.into());
-            if let Some(p) = port {
-                put(sc::NETWORK_PEER_PORT, i64::from(p).into());
-            }
-            if span.kind == SpanKind::Server {
-                let forwarded_for = req.get(req.seen.forwarded_for);
-                let client = forwarded_for
-                    .as_deref()
-                    .and_then(|xff| xff.split(',').next())
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or(ip);
-                put(sc::CLIENT_ADDRESS, client.into());
-            }
-        }
-        if code > 0 {
-            put(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(code).into());
-        }
-        if let Some(v) = props.string(PROTOCOL) {
-            if let Some(version) = sc::protocol_version(&v) {
-                put(sc::NETWORK_PROTOCOL_VERSION, version.into());
-            }
-        }
-        if let Some(n) = props.int(REQUEST_SIZE) {
-            put(sc::HTTP_REQUEST_BODY_SIZE, n.into());
-        }
-        if let Some(n) = props.int(RESPONSE_SIZE) {
-            put(sc::HTTP_RESPONSE_BODY_SIZE, n.into());
-        }
-        if let Some(id) = req.get(req.seen.request_id) {
-            put(sc::REQUEST_ID, id.into());
-        }
-        if let Some(c) = props.string(CLUSTER) {
-            put(sc::UPSTREAM_CLUSTER, c.into());
-        }
-        if let Some(u) = upstream {
-            put(sc::UPSTREAM_ADDRESS, u.into());
-        }
-        if !flags.is_empty() {
-            put(sc::RESPONSE_FLAGS, flags.into());
-        }
-        if let Some(e) = error_type {
-            put(sc::ERROR_TYPE, e.into());
-        }
+        self.request_attributes(&mut a, &span, req, grpc_status);
+        let status = stream_attributes(&mut a, &span, req, &mut props, grpc_status);
         if let Some(k) = kept {
-            put(KEPT_REASON, Value::Static(k.reason()));
+            a.push((Cow::Borrowed(KEPT_REASON), Value::Static(k.reason())));
             host.count(Counter::SpansKept, 1);
         }
-        put(CONTEXT_SOURCE, Value::Static(span.source.name()));
+        a.push((
+            Cow::Borrowed(CONTEXT_SOURCE),
+            Value::Static(span.source.name()),
+        ));
         self.tags.append(&mut a, &req.tags, host);
         let dropped_attributes = self.tags.bound(&mut a);
 
@@ -604,6 +526,166 @@ impl Tracer {
             status,
         })
     }
+
+    /// A finished span's attributes of its request: the method, the route,
+    /// the gRPC call, the server and the URL (the query redacted), and the
+    /// user agent of a SERVER span.
+    ///
+    /// The attributes are pushed in the order the limits drop from (the
+    /// last first): these, then [`stream_attributes`], then the custom tags.
+    /// Each part is a function of its own (`#[inline(never)]`): V8 compiles
+    /// every function of the module when Envoy loads it, with memory that
+    /// grows with the function's size, and inlined into `finish` these made
+    /// one of the two largest functions of the module (bench/BUDGET.md,
+    /// "Resident memory").
+    #[inline(never)]
+    fn request_attributes(
+        &self,
+        a: &mut Vec<Attribute>,
+        span: &ActiveSpan,
+        req: &RequestFacts,
+        grpc_status: Option<i64>,
+    ) {
+        let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
+        let method_raw = req.get(req.seen.method).unwrap_or_default();
+        let (method, unknown_method) = sc::method(&method_raw);
+        put(sc::HTTP_REQUEST_METHOD, Value::Static(method));
+        if unknown_method {
+            put(sc::HTTP_REQUEST_METHOD_ORIGINAL, method_raw.into());
+        }
+        if let Some(route) = &span.route {
+            put(sc::HTTP_ROUTE, route.as_str().into());
+        }
+        let scheme = req.get(req.seen.scheme);
+        let scheme: &str = scheme.as_deref().unwrap_or("http");
+        let authority = req.get(req.seen.authority).unwrap_or_default();
+        let authority: &str = &authority;
+        let target = req.get(req.seen.target).unwrap_or_default();
+        let (path, query) = sc::split_target(&target);
+        let query = query.map(|q| self.tags.redactor.query(q));
+        let (server_address, server_port) = sc::host_port(authority, scheme);
+        if span.grpc {
+            if let Some((service, rpc_method)) = rpc::service_method(path) {
+                put(rpc::RPC_SYSTEM, Value::Static("grpc"));
+                put(rpc::RPC_SERVICE, service.into());
+                put(rpc::RPC_METHOD, rpc_method.into());
+            }
+            if let Some(g) = grpc_status {
+                put(rpc::RPC_GRPC_STATUS_CODE, g.into());
+            }
+        }
+        if !server_address.is_empty() {
+            put(sc::SERVER_ADDRESS, server_address.into());
+        }
+        if let Some(port) = server_port {
+            put(sc::SERVER_PORT, i64::from(port).into());
+        }
+        match span.kind {
+            SpanKind::Server => {
+                put(sc::URL_PATH, path.into());
+                if let Some(q) = &query {
+                    put(sc::URL_QUERY, q.as_ref().into());
+                }
+                put(sc::URL_SCHEME, scheme.into());
+                if let Some(ua) = req.get(req.seen.user_agent) {
+                    put(sc::USER_AGENT_ORIGINAL, ua.into());
+                }
+            }
+            SpanKind::Client => {
+                let mut full =
+                    String::with_capacity(scheme.len() + 3 + authority.len() + path.len() + 64);
+                full.push_str(scheme);
+                full.push_str("://");
+                full.push_str(authority);
+                full.push_str(path);
+                if let Some(q) = &query {
+                    full.push('?');
+                    full.push_str(q);
+                }
+                put(sc::URL_FULL, full.into());
+            }
+        }
+    }
+}
+
+/// A finished span's attributes of the stream, from the response properties
+/// (and the two request headers read with them): resends, the peer and the
+/// client, the status, the protocol, the sizes, the request id, the upstream,
+/// Envoy's response flags and the error type. Returns the span's status.
+#[inline(never)]
+fn stream_attributes(
+    a: &mut Vec<Attribute>,
+    span: &ActiveSpan,
+    req: &RequestFacts,
+    props: &mut Properties,
+    grpc_status: Option<i64>,
+) -> StatusCode {
+    let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
+    let code = u32::try_from(props.int(CODE).unwrap_or(0)).unwrap_or(0);
+    let flags = sc::response_flags(props.int(FLAGS).unwrap_or(0) as u64);
+    let (status, error_type) = match grpc_status {
+        Some(g) => rpc::status(span.kind, g),
+        None => sc::status(span.kind, code, &flags),
+    };
+    let upstream = props.string(UPSTREAM_ADDRESS);
+    let peer = match span.kind {
+        SpanKind::Server => props.string(PEER_OR_ATTEMPTS),
+        SpanKind::Client => {
+            // Envoy counts the first try: resends are the others.
+            let attempts = props.int(PEER_OR_ATTEMPTS);
+            if let Some(resends) = attempts.filter(|n| *n > 1).map(|n| n - 1) {
+                put(sc::HTTP_REQUEST_RESEND_COUNT, resends.into());
+            }
+            upstream.clone()
+        }
+    };
+    if let Some(peer) = &peer {
+        let (ip, port) = sc::split_address(peer);
+        put(sc::NETWORK_PEER_ADDRESS, ip.into());
+        if let Some(p) = port {
+            put(sc::NETWORK_PEER_PORT, i64::from(p).into());
+        }
+        if span.kind == SpanKind::Server {
+            let forwarded_for = req.get(req.seen.forwarded_for);
+            let client = forwarded_for
+                .as_deref()
+                .and_then(|xff| xff.split(',').next())
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .unwrap_or(ip);
+            put(sc::CLIENT_ADDRESS, client.into());
+        }
+    }
+    if code > 0 {
+        put(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(code).into());
+    }
+    if let Some(v) = props.string(PROTOCOL) {
+        if let Some(version) = sc::protocol_version(&v) {
+            put(sc::NETWORK_PROTOCOL_VERSION, version.into());
+        }
+    }
+    if let Some(n) = props.int(REQUEST_SIZE) {
+        put(sc::HTTP_REQUEST_BODY_SIZE, n.into());
+    }
+    if let Some(n) = props.int(RESPONSE_SIZE) {
+        put(sc::HTTP_RESPONSE_BODY_SIZE, n.into());
+    }
+    if let Some(id) = req.get(req.seen.request_id) {
+        put(sc::REQUEST_ID, id.into());
+    }
+    if let Some(c) = props.string(CLUSTER) {
+        put(sc::UPSTREAM_CLUSTER, c.into());
+    }
+    if let Some(u) = upstream {
+        put(sc::UPSTREAM_ADDRESS, u.into());
+    }
+    if !flags.is_empty() {
+        put(sc::RESPONSE_FLAGS, flags.into());
+    }
+    if let Some(e) = error_type {
+        put(sc::ERROR_TYPE, e.into());
+    }
+    status
 }
 
 const RESPONSE_CODE: &[&str] = &["response", "code"];

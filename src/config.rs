@@ -437,7 +437,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Not inlined into `parse`, for the module's largest function (see `read`).
+    /// Not inlined into `parse`, and its sections' checks not into it, for
+    /// the module's largest functions (see `read`).
     #[inline(never)]
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.service_name {
@@ -474,6 +475,7 @@ impl Config {
         Ok(())
     }
 
+    #[inline(never)]
     fn validate_tags(&self) -> Result<(), ConfigError> {
         for (name, tag) in &self.custom_tags {
             let field = format!("customTags.{name}");
@@ -550,6 +552,7 @@ fn percentage(field: &str, pct: f64) -> Result<(), ConfigError> {
 }
 
 impl SamplingConfig {
+    #[inline(never)]
     fn validate(&self) -> Result<(), ConfigError> {
         percentage(
             "sampling.randomSamplingPercentage",
@@ -629,6 +632,7 @@ pub fn is_header_name(name: &str) -> bool {
 }
 
 impl ExporterConfig {
+    #[inline(never)]
     fn validate(&self) -> Result<(), ConfigError> {
         if matches!(&self.cluster, Some(c) if c.trim().is_empty()) {
             return Err(invalid("exporter.cluster", "must not be empty"));

@@ -95,7 +95,11 @@ fn owner(owner: &str) -> Option<(&'static str, String)> {
 }
 
 /// A node metadata value: Istio's proxy has it as `node.metadata.*`,
-/// upstream Envoy as `xds.node.metadata.*`.
+/// upstream Envoy as `xds.node.metadata.*`. Its own function: inlined
+/// at each of its callers it made [`attributes`] one of the module's largest
+/// functions (V8 compiles every one when Envoy loads the module, with memory
+/// that grows with the function's size: bench/BUDGET.md, "Resident memory").
+#[inline(never)]
 fn node_metadata(host: &dyn Host, path: &[&str]) -> Option<String> {
     let mut full: Vec<&str> = Vec::with_capacity(path.len() + 3);
     full.extend(["xds", "node", "metadata"]);

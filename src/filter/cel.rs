@@ -142,7 +142,9 @@ fn pairs(bytes: &[u8], n: usize) -> Option<Vec<Option<Vec<u8>>>> {
     (data == bytes.len()).then_some(out)
 }
 
-/// `google.protobuf.ListValue`: integers as doubles, strings as strings.
+/// `google.protobuf.ListValue`: integers as doubles, strings as strings
+/// (older Envoys).
+#[inline(never)]
 fn list_value(bytes: &[u8], n: usize) -> Option<Vec<Option<Vec<u8>>>> {
     let list = <ListValue as prost::Message>::decode(bytes).ok()?;
     if list.values.len() != n {
@@ -184,6 +186,16 @@ impl Batches {
         if let Some((_, token)) = self.compiled.borrow().iter().find(|(k, _)| same(k)) {
             return *token;
         }
+        self.compile(paths)
+    }
+
+    /// A batch's first read: Envoy compiles its list once. Out of the read
+    /// path (its own function, as [`list_value`]): V8 compiles every function
+    /// when Envoy loads the module, with memory that grows with the
+    /// function's size (bench/BUDGET.md, "Resident memory").
+    #[cold]
+    #[inline(never)]
+    fn compile(&self, paths: Paths) -> Option<u32> {
         let expr = expression(paths);
         let token = hostcalls::call_foreign_function("expr_create", Some(expr.as_bytes()))
             .ok()

@@ -492,8 +492,7 @@ impl Tracer {
             None
         };
 
-        let mut a: Vec<Attribute> = Vec::with_capacity(28);
-        self.request_attributes(&mut a, &span, req, grpc_status);
+        let mut a = self.request_attributes(&span, req, grpc_status);
         let status = stream_attributes(&mut a, &span, req, &mut props, grpc_status);
         if let Some(k) = kept {
             a.push((Cow::Borrowed(KEPT_REASON), Value::Static(k.reason())));
@@ -541,11 +540,11 @@ impl Tracer {
     #[inline(never)]
     fn request_attributes(
         &self,
-        a: &mut Vec<Attribute>,
         span: &ActiveSpan,
         req: &RequestFacts,
         grpc_status: Option<i64>,
-    ) {
+    ) -> Vec<Attribute> {
+        let mut a: Vec<Attribute> = Vec::with_capacity(28);
         let mut put = |k: &'static str, v: Value| a.push((Cow::Borrowed(k), v));
         let method_raw = req.get(req.seen.method).unwrap_or_default();
         let (method, unknown_method) = sc::method(&method_raw);
@@ -605,6 +604,7 @@ impl Tracer {
                 put(sc::URL_FULL, full.into());
             }
         }
+        a
     }
 }
 

@@ -59,6 +59,9 @@ def goals(r) -> str:
             got = rows[mode]["floor_ratio"]
             lines.append(f"`{mode}` {got:.2f}x of the headers floor (goal {goal:.2f}x: "
                          f"{'met' if got >= goal else 'not met'})")
+        if f"{mode}-nolink" in rows:
+            lines.append(f"with the x-request-id link off (`linkByRequestId: false`, `{mode}-nolink`) "
+                         f"{rows[mode + '-nolink']['floor_ratio']:.2f}x")
     if "floor-null" in rows:
         null = rows["floor-null"]
         worst = max((rows[m] for m in FLOOR_GOALS if m in rows), key=lambda row: row["rss_mib"])
@@ -134,7 +137,8 @@ the headers floor in the same run.
   filter): the null floor returns Continue; the headers floor reads the request headers, writes one and
   reads the response code. What meshtrace costs over the headers floor is the tracer's own.
 - `meshtrace-N`: the filter at N% sampling (0: propagation only), propagators {", ".join(sidecar_bench.PROPAGATORS)},
-  exporting OTLP/HTTP via `dispatch_http_call`.
+  exporting OTLP/HTTP via `dispatch_http_call`; `-nolink`: the same with `linkByRequestId: false` (no
+  x-request-id link: one shared-data write per inbound request fewer).
 - `envoy-otel-100`: Envoy's own OpenTelemetry tracer, 100% sampling, exporting over `http_service`.
 
 {sidecar_table(r)}{two}"""

@@ -36,9 +36,12 @@ CPUS = os.cpu_count() or 1
 
 # Every mode, in table order. `meshtrace-cap` samples everything but takes a
 # token from the Envoy-wide cap (shared data, compare-and-swap) per trace.
-MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-1", "meshtrace-100",
-         "envoy-otel-100"]
-MODES_2 = [*MODES[:6], "meshtrace-cap", *MODES[6:]]
+# The `-nolink` modes turn the x-request-id link off: what it costs at 0%
+# and 1%, where it is most of what stands over the headers floor.
+MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-0-nolink", "meshtrace-1",
+         "meshtrace-1-nolink", "meshtrace-100", "envoy-otel-100"]
+MODES_2 = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-1", "meshtrace-100",
+           "meshtrace-cap", "envoy-otel-100"]
 CAP_PER_SECOND = 1000
 
 # The filter's configuration in every meshtrace mode.
@@ -77,8 +80,8 @@ def floor_filter(name):
 
 def meshtrace_config(mode):
     """`meshtrace-N` samples N%; `meshtrace-cap` everything under the cap. A
-    `-nolink` suffix (`meshtrace-0-nolink`, not in the default modes) turns
-    the x-request-id link off, to measure what it costs."""
+    `-nolink` suffix (`meshtrace-0-nolink`) turns the x-request-id link off,
+    to measure what it costs."""
     mode, nolink = (mode[:-len("-nolink")], True) if mode.endswith("-nolink") else (mode, False)
     sampling = {"randomSamplingPercentage": 100.0 if mode == "meshtrace-cap" else float(mode.split("-")[1])}
     if mode == "meshtrace-cap":

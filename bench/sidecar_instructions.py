@@ -37,7 +37,8 @@ PATCHED = ROOT / "target" / "bench" / "envoy-v8-perf-basic-prof"
 
 REQUESTS = 1000
 WARMUP = 200
-MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-1", "meshtrace-100"]
+MODES = ["no-tracing", "floor-null", "floor-headers", "meshtrace-0", "meshtrace-0-nolink", "meshtrace-1",
+         "meshtrace-100"]
 
 
 class Client:

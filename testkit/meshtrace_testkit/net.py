@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import collections
 import http.client
+import itertools
+import os
 import socket
 import subprocess
 import threading
@@ -24,20 +26,46 @@ class NotReady(AssertionError):
 # admin picked after it (Envoy exits: "Address already in use").
 _given = collections.deque(maxlen=4096)
 _given_lock = threading.Lock()
+_next = itertools.count()
+
+
+def _below_ephemeral() -> range:
+    """Ports from 10000 up to the kernel's ephemeral range (`ip_local_port_range`), empty when that range
+    starts too low. A port inside the ephemeral range can become the source port of any outgoing
+    connection while nothing listens on it yet (Envoy's upstream connections, a client retrying that very
+    port: TCP's self-connect), and whoever binds it later finds it in use."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10000, low) if low > 11000 else range(0)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+            return True
+        except OSError:
+            return False
 
 
 def free_port(preferred: int | None = None) -> int:
     """A loopback TCP port nobody listens on, and that this process was not given lately: `preferred`
-    if it is free, else one the kernel hands out."""
+    if it is free, else one below the kernel's ephemeral range (processes start at different places,
+    by pid), else one the kernel hands out."""
     with _given_lock:
-        if preferred and preferred not in _given:
-            with socket.socket() as s:
-                try:
-                    s.bind((LOOPBACK, preferred))
-                    _given.append(preferred)
-                    return preferred
-                except OSError:
-                    pass
+        if preferred and preferred not in _given and _bindable(preferred):
+            _given.append(preferred)
+            return preferred
+        ports = _below_ephemeral()
+        start = os.getpid() * 7919
+        for _ in range(len(ports)):
+            port = ports[(start + next(_next) * 13) % len(ports)]
+            if port not in _given and _bindable(port):
+                _given.append(port)
+                return port
         while True:
             with socket.socket() as s:
                 s.bind((LOOPBACK, 0))

@@ -50,6 +50,7 @@ struct SpanInfo {
     status: i32,
     scope: u32,
     bytes: Range,
+    /// Where its name is in `SpanBatch::names`.
     name: Range,
     /// The tag hashes of its attributes, in `SpanBatch::hashes`.
     tags: Range,
@@ -66,6 +67,10 @@ pub struct SpanBatch {
     hashes: Vec<u32>,
     /// While parsing: the previous span's attributes by position (see `span_attribute`); empty after.
     tag_memo: Vec<TagMemo>,
+    /// The spans' names, each validated once and copied here, so that `SpanRef::name` (read by the
+    /// store, span metrics and span history per span) is not checked again; a span named as the span
+    /// before it shares that span's copy.
+    names: String,
     rejected: usize,
     first_error: Option<&'static str>,
 }
@@ -222,6 +227,21 @@ impl SpanBatch {
         if let Some(hash) = value_hash(buf, tag_seed(key), value) {
             self.hashes.push(hash);
         }
+    }
+
+    /// Validates a span's name and returns where it is in `names`: where the previous span's is when
+    /// the two are the same bytes, else where it is copied to.
+    fn span_name(&mut self, buf: &[u8], (start, end): (usize, usize)) -> Result<Range, WireError> {
+        let bytes = buf.get(start..end).ok_or(WireError("message truncated"))?;
+        if let Some(last) = self.spans.last().map(|s| s.name) {
+            if self.names.as_bytes().get(last.0 as usize..last.1 as usize) == Some(bytes) {
+                return Ok(last);
+            }
+        }
+        let name = wire::utf8(buf, (start, end))?;
+        let at = self.names.len();
+        self.names.push_str(name);
+        Ok(narrow((at, self.names.len())))
     }
 
     /// Validates a span's attribute (the `KeyValue` at `kv`, the `position`th of its span) and adds its
@@ -495,11 +515,7 @@ impl SpanBatch {
                 1 => trace = Some(value.range()?),
                 2 => span = Some(value.range()?),
                 4 => parent = Some(value.range()?),
-                5 => {
-                    let name = value.range()?;
-                    wire::check_utf8(buf, name)?;
-                    info.name = narrow(name);
-                }
+                5 => info.name = self.span_name(buf, value.range()?)?,
                 6 => info.kind = value.varint()? as i32,
                 7 => info.start_ns = value.fixed64()?,
                 8 => info.end_ns = value.fixed64()?,
@@ -751,7 +767,8 @@ impl<'a> SpanRef<'a> {
     }
 
     pub fn name(&self) -> &'a str {
-        str_at(&self.batch.buf, usize_range(self.info.name))
+        let (start, end) = usize_range(self.info.name);
+        self.batch.names.get(start..end).unwrap_or_default()
     }
 
     pub fn kind(&self) -> i32 {
@@ -1027,6 +1044,7 @@ mod tests {
     /// the value's type; bytes that differ are validated afresh.
     #[test]
     fn attributes_repeated_by_position_hash_as_read_alone() {
+        const NAMES: [&str; 6] = ["op", "op", "other", "op", "", "é"];
         use any_value::Value as V;
         let s = |v: &str| V::StringValue(v.into());
         let lists = [
@@ -1061,13 +1079,16 @@ mod tests {
             .map(|(i, attributes)| Span {
                 trace_id: vec![1; 16],
                 span_id: vec![i as u8 + 1; 8],
-                name: "op".into(),
+                name: NAMES[i].into(),
                 attributes: attributes.clone(),
                 ..Default::default()
             })
             .collect();
         let batch = SpanBatch::parse(request_of(spans).into()).unwrap();
         assert_eq!(batch.len(), lists.len());
+        // Names are kept once per run of equal ones (`span_name`).
+        let names: Vec<&str> = batch.spans().map(|s| s.name()).collect();
+        assert_eq!(names, NAMES);
         for (span, attributes) in batch.spans().zip(&lists) {
             let expected: Vec<u32> = attributes
                 .iter()
@@ -1101,7 +1122,16 @@ mod tests {
         let at = bytes.windows(2).rposition(|w| w == [0x7f, 0x7e]).unwrap();
         bytes.splice(at..at + 2, [0xc3, 0x28]);
         assert!(SpanBatch::parse(bytes.into()).is_err());
-        assert!(SpanBatch::parse(request_of(vec![first, marked("vw")]).into()).is_ok());
+        assert!(SpanBatch::parse(request_of(vec![first.clone(), marked("vw")]).into()).is_ok());
+        // So does a name that is not UTF-8 after a span whose name is.
+        let named = |name: &str| Span {
+            name: name.into(),
+            ..marked("vv")
+        };
+        let mut bytes = request_of(vec![first, named("\u{7f}\u{7e}")]);
+        let at = bytes.windows(2).rposition(|w| w == [0x7f, 0x7e]).unwrap();
+        bytes.splice(at..at + 2, [0xc3, 0x28]);
+        assert!(SpanBatch::parse(bytes.into()).is_err());
     }
 
     fn span(trace: u8, id: u8, parent: Vec<u8>, kind: i32, code: i32) -> Span {

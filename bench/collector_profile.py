@@ -241,13 +241,15 @@ def threads(seconds=10, connections=8):
         wall = time.monotonic() - t0
         after, mafter, cafter = thread_times(pid), machine_ticks(), os.times()
         wafter = commit_metrics(ports["query"])
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = {k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
     shutil.rmtree(tmp, ignore_errors=True)
     rows = {}
     for tid, (name, run, wait) in after.items():
         _, run0, wait0 = before.get(tid, (name, 0.0, 0.0))
         rows.setdefault(name, []).append(((run - run0) / wall * 100, (wait - wait0) / wall * 100))
     print(f"{r['spans_per_s']:.0f} spans/s over {wall:.1f} s from {connections} connections, {r['refused']} refused; "
-          f"load {os.getloadavg()[0]:.1f}")
+          f"load {os.getloadavg()[0]:.1f}; collector RSS {rss['VmRSS']} MiB, at most {rss['VmHWM']} MiB")
     busy, total = mafter[0] - mbefore[0], mafter[1] - mbefore[1]
     wrk = (cafter.children_user + cafter.children_system - cbefore.children_user - cbefore.children_system) / wall * 100
     total_pct = sum(run for v in rows.values() for run, _ in v)

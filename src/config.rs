@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
-
 use crate::propagation::{Format, Propagators};
+
+mod json;
+mod read;
 
 /// A configuration error: the field's path and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +38,7 @@ pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigErr
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Direction {
     Inbound,
     Outbound,
@@ -47,8 +47,7 @@ pub enum Direction {
     Auto,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// `service.name`; else `OTEL_SERVICE_NAME`, else Istio node metadata.
     pub service_name: Option<String>,
@@ -68,8 +67,7 @@ pub struct Config {
 }
 
 /// Where a span's name comes from when no sampling rule gives a route.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SpanNameSource {
     /// `{METHOD}`.
     #[default]
@@ -78,8 +76,7 @@ pub enum SpanNameSource {
     EnvoyRoute,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TagConfig {
     pub literal: Option<LiteralTag>,
     pub environment: Option<NamedTag>,
@@ -89,21 +86,18 @@ pub struct TagConfig {
     pub property: Option<PropertyTag>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiteralTag {
     pub value: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamedTag {
     pub name: String,
     pub default_value: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PropertyTag {
     /// A dotted Envoy attribute path, e.g. `node.metadata.CLUSTER_ID`.
     pub path: String,
@@ -129,8 +123,7 @@ pub const DEFAULT_REDACTION_KEYS: [&str; 11] = [
     "set-cookie",
 ];
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedactionConfig {
     /// Regexes; they replace the defaults when given.
     pub keys: Vec<String>,
@@ -149,8 +142,7 @@ impl Default for RedactionConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitsConfig {
     pub max_attributes: usize,
     pub max_attribute_length: usize,
@@ -184,8 +176,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SamplingConfig {
     /// Share of new traces sampled, 0 to 100.
     pub random_sampling_percentage: f64,
@@ -220,10 +211,8 @@ impl Default for SamplingConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RuleConfig {
-    #[serde(rename = "match")]
     pub matches: MatchConfig,
     pub random_sampling_percentage: f64,
     /// A route template (`/api/users/{id}`) used as http.route and in the span name.
@@ -231,8 +220,7 @@ pub struct RuleConfig {
     pub parent_based: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MatchConfig {
     pub path_prefix: Option<String>,
     pub path_exact: Option<String>,
@@ -243,29 +231,25 @@ pub struct MatchConfig {
     pub headers: BTreeMap<String, HeaderMatchConfig>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderMatchConfig {
     Exact(String),
     Regex(RegexConfig),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegexConfig {
     pub regex: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeepErrorsConfig {
     /// Status classes, codes and ranges: `"5xx"`, `"5xx,429"`, `"500-504"`.
     pub status_codes: Option<String>,
     pub slower_than_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteConfig {
     /// Envoy cluster of the Jaeger remote sampling endpoint.
     pub cluster: Option<String>,
@@ -305,8 +289,7 @@ impl RemoteConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExporterConfig {
     /// The Envoy cluster of the OTLP/HTTP collector.
     pub cluster: Option<String>,
@@ -435,20 +418,10 @@ impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
         let text =
             std::str::from_utf8(bytes).map_err(|_| invalid("", "configuration is not UTF-8"))?;
-        let mut config: Config = if text.trim().is_empty() {
+        let mut config = if text.trim().is_empty() {
             Config::default()
         } else {
-            let de = &mut serde_json::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(|e| {
-                // The path is "." or "?" when the error is not inside a field.
-                let path = e.path().to_string();
-                let field = if path == "." || path == "?" {
-                    String::new()
-                } else {
-                    path
-                };
-                invalid(field, e.into_inner().to_string())
-            })?
+            read::config(&json::Json::parse(text)?)?
         };
         config.validate()?;
         let e = &mut config.exporter;
@@ -464,6 +437,8 @@ impl Config {
         Ok(config)
     }
 
+    /// Not inlined into `parse`, for the module's largest function (see `read`).
+    #[inline(never)]
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(name) = &self.service_name {
             if name.trim().is_empty() {
@@ -881,6 +856,345 @@ mod tests {
                 err.reason
             );
         }
+    }
+
+    #[test]
+    fn errors_carry_the_path_through_arrays_and_maps() {
+        // (document, field, reason, why)
+        let rows: &[(&str, &str, &str, &str)] = &[
+            (
+                r#"{"sampling": {"rules": [{"match": {}, "randomSamplingPercentage": 1},
+                                       {"match": {}, "randomSamplingPercentage": 2},
+                                       {"match": {}, "randomSamplingPercentage": "5"}]}}"#,
+                "sampling.rules[2].randomSamplingPercentage",
+                r#"invalid type: string "5", expected a number"#,
+                "an index into an array of objects",
+            ),
+            (
+                r#"{"sampling": {"forceHeaders": ["x-a", null]}}"#,
+                "sampling.forceHeaders[1]",
+                "invalid type: null, expected a string",
+                "an item of an array of strings",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"match": {"headers": {"x-a": {"regex": 5}}},
+                                        "randomSamplingPercentage": 1}]}}"#,
+                "sampling.rules[0].match.headers.x-a.regex",
+                "invalid type: integer `5`, expected a string",
+                "a map key chosen by the document is a path segment",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"match": {"headers": {"x-a": 5}}, "randomSamplingPercentage": 1}]}}"#,
+                "sampling.rules[0].match.headers.x-a",
+                r#"expected a string (the exact value) or {"regex": "..."}"#,
+                "a header match is one of two shapes",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"match": {"headers": {"x-a": {"regx": "a"}}},
+                                        "randomSamplingPercentage": 1}]}}"#,
+                "sampling.rules[0].match.headers.x-a.regx",
+                "unknown field `regx`, expected one of `regex`",
+                "the regex shape has one field",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"match": {"pathPrefx": "/a"}, "randomSamplingPercentage": 1}]}}"#,
+                "sampling.rules[0].match.pathPrefx",
+                "unknown field `pathPrefx`, expected one of `pathPrefix`, `pathExact`",
+                "an unknown field deep down names itself and what is known",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"match": {}, "randomSamplingPercentage": 1}, {"match": {}}]}}"#,
+                "sampling.rules[1]",
+                "missing field `randomSamplingPercentage`",
+                "a rule's percentage has no default",
+            ),
+            (
+                r#"{"sampling": {"rules": [{"randomSamplingPercentage": 1}]}}"#,
+                "sampling.rules[0]",
+                "missing field `match`",
+                "a rule's match has no default",
+            ),
+            (
+                r#"{"customTags": {"pod": {"environment": {"defaultValue": "x"}}}}"#,
+                "customTags.pod.environment",
+                "missing field `name`",
+                "a tag name is a path segment",
+            ),
+            (
+                r#"{"exporter": {"timeoutMs": 100, "timeoutMs": 200}}"#,
+                "exporter.timeoutMs",
+                "duplicate field `timeoutMs`",
+                "a field given twice is refused, not last-wins",
+            ),
+            (
+                r#"{"exporter": {"maxBatchSpans": -1}}"#,
+                "exporter.maxBatchSpans",
+                "invalid type: integer `-1`, expected a non-negative integer",
+                "a negative count",
+            ),
+            (
+                r#"{"exporter": {"timeoutMs": 1.5}}"#,
+                "exporter.timeoutMs",
+                "invalid type: floating point `1.5`, expected a non-negative integer",
+                "a fraction where an integer goes",
+            ),
+            (
+                r#"{"sampling": [50]}"#,
+                "sampling",
+                "invalid type: an array, expected an object",
+                "a section must be an object (serde also took a positional array)",
+            ),
+            (
+                r#"{"propagators": "b3"}"#,
+                "propagators",
+                r#"invalid type: string "b3", expected an array"#,
+                "a list must be an array",
+            ),
+            (
+                r#"{"exporter": {"path": null}}"#,
+                "exporter.path",
+                "invalid type: null, expected a string",
+                "null is no way to ask for a default",
+            ),
+            (
+                r#"{"spanName": "route"}"#,
+                "spanName",
+                "unknown variant `route`, expected one of `method`, `envoyRoute`",
+                "a name outside the set",
+            ),
+            (
+                r#"{"direction": 1}"#,
+                "direction",
+                "invalid type: integer `1`, expected one of `inbound`, `outbound`, `auto`",
+                "a name must be a string",
+            ),
+            (
+                r#"{"customTags": {"a": {"literal": {"value": "x", "name": "y"}}}}"#,
+                "customTags.a.literal.name",
+                "unknown field `name`, expected one of `value`",
+                "each tag kind has its own fields",
+            ),
+            (
+                r#"{} {"serviceName": "ignored"}"#,
+                "",
+                "trailing characters at line 1 column 4",
+                "a second document is refused, not ignored",
+            ),
+            (
+                "\u{feff}{}",
+                "",
+                "expected value",
+                "a byte-order mark is not JSON",
+            ),
+        ];
+        for (doc, field, reason, why) in rows {
+            let err = Config::parse(doc.as_bytes()).unwrap_err();
+            assert_eq!(err.field, *field, "{why}: {doc}");
+            assert!(
+                err.reason.contains(reason),
+                "{why}: reason {:?}",
+                err.reason
+            );
+        }
+        let err = Config::parse(b"{\"serviceName\": \"\xff\"}").unwrap_err();
+        assert_eq!(err.to_string(), "configuration is not UTF-8");
+    }
+
+    #[test]
+    fn null_is_absent_where_a_field_is_optional() {
+        let c = Config::parse(
+            br#"{"serviceName": null,
+                 "sampling": {"keepErrors": null, "remote": null,
+                              "rules": [{"match": {"method": null}, "randomSamplingPercentage": 1,
+                                         "route": null, "parentBased": null}]},
+                 "exporter": {"cluster": null, "bearerTokenEnv": null},
+                 "customTags": {"a": {"literal": {"value": "v"}, "header": null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.service_name, None);
+        assert_eq!(c.sampling.keep_errors, None);
+        assert_eq!(c.sampling.remote, None);
+        assert_eq!(c.sampling.rules[0].matches, MatchConfig::default());
+        assert_eq!(c.sampling.rules[0].route, None);
+        assert_eq!(c.exporter, ExporterConfig::default());
+        assert_eq!(c.custom_tags["a"].header, None);
+    }
+
+    #[test]
+    fn a_section_given_in_part_keeps_the_defaults_of_the_rest() {
+        let c = Config::parse(
+            br##"{"sampling": {"parentBased": false, "remote": {}}, "exporter": {},
+                 "limits": {"maxPathLength": 64}, "redaction": {"replacement": "#"}}"##,
+        )
+        .unwrap();
+        assert_eq!(
+            c.sampling,
+            SamplingConfig {
+                parent_based: false,
+                remote: Some(RemoteConfig::default()),
+                ..SamplingConfig::default()
+            }
+        );
+        assert_eq!(c.exporter, ExporterConfig::default());
+        assert_eq!(
+            c.limits,
+            LimitsConfig {
+                max_path_length: 64,
+                ..LimitsConfig::default()
+            }
+        );
+        assert_eq!(c.redaction.keys, RedactionConfig::default().keys);
+        assert_eq!(c.propagators, Config::default().propagators);
+        // A map given twice the same key keeps the last value, as before.
+        let c = Config::parse(br#"{"exporter": {"headers": {"x-a": "1", "x-a": "2"}}}"#).unwrap();
+        assert_eq!(c.exporter.headers["x-a"], "2");
+    }
+
+    #[test]
+    fn every_field_is_read_into_its_place() {
+        let c = Config::parse(
+            br##"{"serviceName": "shop", "direction": "outbound", "propagators": ["b3multi"],
+                 "spanName": "envoyRoute", "linkByRequestId": false,
+                 "sampling": {"randomSamplingPercentage": 5, "parentBased": false,
+                   "maxTracesPerSecond": 2.5, "forceHeaders": ["x-force"], "clientSamplingPercentage": 50,
+                   "rules": [{"match": {"pathPrefix": "/a", "pathExact": "/b", "pathRegex": "/c",
+                                        "method": "GET", "host": "h", "routeName": "r",
+                                        "headers": {"x-e": "v", "x-r": {"regex": "q+"}}},
+                              "randomSamplingPercentage": 1, "route": "/a/{id}", "parentBased": true}],
+                   "keepErrors": {"statusCodes": "5xx", "slowerThanMs": 100},
+                   "remote": {"cluster": "rc", "authority": "ra", "path": "/p",
+                              "refreshIntervalMs": 2000, "timeoutMs": 10}},
+                 "exporter": {"cluster": "c", "authority": "a", "path": "/v", "timeoutMs": 10,
+                              "flushIntervalMs": 20, "maxBatchSpans": 5, "maxQueueSpans": 10,
+                              "headers": {"x-k": "v"}, "bearerTokenEnv": "T"},
+                 "customTags": {"a": {"literal": {"value": "v"}},
+                                "b": {"environment": {"name": "E", "defaultValue": "d"}},
+                                "c": {"header": {"name": "h"}},
+                                "d": {"responseHeader": {"name": "r", "defaultValue": "-"}},
+                                "e": {"property": {"path": "node.id", "defaultValue": "x"}}},
+                 "redaction": {"keys": ["k"], "replacement": "#"},
+                 "limits": {"maxAttributes": 10, "maxAttributeLength": 20, "maxPathLength": 30}}"##,
+        )
+        .unwrap();
+        let named = |name: &str, default: Option<&str>| NamedTag {
+            name: name.into(),
+            default_value: default.map(String::from),
+        };
+        let tag = TagConfig {
+            literal: None,
+            environment: None,
+            header: None,
+            response_header: None,
+            property: None,
+        };
+        let want = Config {
+            service_name: Some("shop".into()),
+            direction: Direction::Outbound,
+            propagators: vec!["b3multi".into()],
+            span_name: SpanNameSource::EnvoyRoute,
+            link_by_request_id: false,
+            sampling: SamplingConfig {
+                random_sampling_percentage: 5.0,
+                parent_based: false,
+                max_traces_per_second: 2.5,
+                force_headers: vec!["x-force".into()],
+                client_sampling_percentage: 50.0,
+                rules: vec![RuleConfig {
+                    matches: MatchConfig {
+                        path_prefix: Some("/a".into()),
+                        path_exact: Some("/b".into()),
+                        path_regex: Some("/c".into()),
+                        method: Some("GET".into()),
+                        host: Some("h".into()),
+                        route_name: Some("r".into()),
+                        headers: BTreeMap::from([
+                            ("x-e".into(), HeaderMatchConfig::Exact("v".into())),
+                            (
+                                "x-r".into(),
+                                HeaderMatchConfig::Regex(RegexConfig { regex: "q+".into() }),
+                            ),
+                        ]),
+                    },
+                    random_sampling_percentage: 1.0,
+                    route: Some("/a/{id}".into()),
+                    parent_based: Some(true),
+                }],
+                keep_errors: Some(KeepErrorsConfig {
+                    status_codes: Some("5xx".into()),
+                    slower_than_ms: Some(100),
+                }),
+                remote: Some(RemoteConfig {
+                    cluster: Some("rc".into()),
+                    service: None,
+                    authority: Some("ra".into()),
+                    path: "/p".into(),
+                    refresh_interval_ms: 2000,
+                    timeout_ms: 10,
+                }),
+            },
+            exporter: ExporterConfig {
+                cluster: Some("c".into()),
+                service: None,
+                authority: Some("a".into()),
+                path: "/v".into(),
+                timeout_ms: 10,
+                flush_interval_ms: 20,
+                max_batch_spans: 5,
+                max_queue_spans: 10,
+                headers: BTreeMap::from([("x-k".into(), "v".into())]),
+                bearer_token_env: Some("T".into()),
+            },
+            custom_tags: BTreeMap::from([
+                (
+                    "a".into(),
+                    TagConfig {
+                        literal: Some(LiteralTag { value: "v".into() }),
+                        ..tag.clone()
+                    },
+                ),
+                (
+                    "b".into(),
+                    TagConfig {
+                        environment: Some(named("E", Some("d"))),
+                        ..tag.clone()
+                    },
+                ),
+                (
+                    "c".into(),
+                    TagConfig {
+                        header: Some(named("h", None)),
+                        ..tag.clone()
+                    },
+                ),
+                (
+                    "d".into(),
+                    TagConfig {
+                        response_header: Some(named("r", Some("-"))),
+                        ..tag.clone()
+                    },
+                ),
+                (
+                    "e".into(),
+                    TagConfig {
+                        property: Some(PropertyTag {
+                            path: "node.id".into(),
+                            default_value: Some("x".into()),
+                        }),
+                        ..tag
+                    },
+                ),
+            ]),
+            redaction: RedactionConfig {
+                keys: vec!["k".into()],
+                replacement: "#".into(),
+            },
+            limits: LimitsConfig {
+                max_attributes: 10,
+                max_attribute_length: 20,
+                max_path_length: 30,
+            },
+        };
+        assert_eq!(c, want);
     }
 
     #[test]

@@ -7,7 +7,8 @@ from meshtrace_testkit import ROOT, envoy_bin
 from meshtrace_testkit.sidecar import Sidecar
 
 BAD = [
-    ({"exporter": {"timeoutMs": "5s"}}, "exporter.timeoutMs: invalid type"),
+    ({"exporter": {"timeoutMs": "5s"}},
+     'exporter.timeoutMs: invalid type: string "5s", expected a non-negative integer'),
     ({"sampling": {"randomSamplingPercentage": 150}}, "sampling.randomSamplingPercentage: 150 is out of range"),
     ({"propagators": ["tracecontext", "xray"]}, "propagators[1]: unsupported propagator `xray`"),
     ({"samplin": {}}, "samplin: unknown field `samplin`"),

@@ -97,6 +97,9 @@ def rotel(tmp):
     return p, http
 
 
+# Connections of the second, many-senders measurement (the first uses wrk_ingest's 8).
+MANY = 64
+
 _SALTS = iter(range(random.randrange(1, 2**14), 2**15))
 
 
@@ -123,11 +126,11 @@ def sample_rss(pid, stop, out):
         time.sleep(0.5)
 
 
-def ingest(proc, port, batches, n, seconds):
+def ingest(proc, port, batches, n, seconds, connections=8):
     stop, rss = threading.Event(), []
     t = threading.Thread(target=sample_rss, args=(proc.proc.pid, stop, rss))
     t.start()
-    r = wrk_ingest(port, batches, n, seconds)
+    r = wrk_ingest(port, batches, n, seconds, connections)
     stop.set()
     t.join()
     r["rss_mib_max"] = max(rss) if rss else None
@@ -194,6 +197,12 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             for _ in range(rounds):
                 samples["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds))
                 samples["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds))
+            # Many senders at once (a fleet of sidecars): the durable store answers a group commit per
+            # fsync, so its rate follows the spans one fsync carries, which more connections raise.
+            many = {"meshtrace": [], "rotel": []}
+            for _ in range(rounds):
+                many["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds, MANY))
+                many["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds, MANY))
             # Ingest while queries run.
             stop, lat = threading.Event(), []
             qt = threading.Thread(target=queries, args=(query_port, stop, lat,
@@ -205,6 +214,7 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
         finally:
             rot.stop()
         med = {k: statistics.median(s["spans_per_s"] for s in v) for k, v in samples.items()}
+        med_many = {k: statistics.median(s["spans_per_s"] for s in v) for k, v in many.items()}
         results["ingest"] = {
             "meshtrace_spans_per_s": med["meshtrace"], "rotel_spans_per_s": med["rotel"],
             "ratio": med["meshtrace"] / med["rotel"],
@@ -212,6 +222,11 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             "rotel_rss_mib_max": max(s["rss_mib_max"] or 0 for s in samples["rotel"]),
             "meshtrace_refused_requests": sum(s["refused"] for s in samples["meshtrace"]),
             "rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in samples.items()},
+            "many_connections": MANY,
+            "many_meshtrace_spans_per_s": med_many["meshtrace"], "many_rotel_spans_per_s": med_many["rotel"],
+            "many_ratio": med_many["meshtrace"] / med_many["rotel"],
+            "many_meshtrace_refused_requests": sum(s["refused"] for s in many["meshtrace"]),
+            "many_rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in many.items()},
             "with_queries_spans_per_s": with_queries["spans_per_s"],
             "with_queries_ratio": with_queries["spans_per_s"] / med["meshtrace"],
             "queries_during_ingest": len(lat), "query_p50_ms": percentile(lat, 50), "query_p99_ms": percentile(lat, 99),

@@ -15,6 +15,15 @@ flushes and compactions, counted until they settle after the load) by the spans 
 per span moves far less than spans per second when other work shares the machine, so it compares
 settings (`COLLECTOR_ARGS`) and builds (`COLLECTOR_BIN`) on a busy machine.
 
+`python bench/collector_profile.py threads [seconds] [connections]` runs the collector under wrk (as bench/collector.py
+does) and prints each of the collector's threads' CPU time over the load as a share of one core (from
+/proc/<pid>/task/*/stat), with the machine's busy share of all cores and wrk's own: whether ingest is
+bound by all cores being busy or by one serial stage (a thread near 100% of a core: the writer, the
+analytics, fjall's flushes), and the share of the time the writer spent in group commits (from /metrics).
+With `NO_FSYNC=1` (`threads`, `cpu`, `perf`) the collector runs with libeatmydata preloaded, so fsync
+returns at once: the difference is what waiting for the journal's fsync costs (an experiment, not a
+mode: nothing acknowledged that way is durable).
+
 `python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
 does) for a while, samples it with `perf record -g` and prints the hottest functions.
 """
@@ -79,9 +88,19 @@ def post_all(port, bodies, start, count):
         t.join()
 
 
+EATMYDATA = Path("/usr/lib/x86_64-linux-gnu/libeatmydata.so")
+
+
 def start(data_dir, ports):
+    env = None
+    if os.environ.get("NO_FSYNC"):
+        # What ingest would be without the journal's fsync (an experiment only: acknowledged spans are then
+        # not durable): libeatmydata (Debian `eatmydata`) turns fsync into a no-op.
+        if not EATMYDATA.exists():
+            raise RuntimeError(f"NO_FSYNC needs {EATMYDATA} (apt-get install eatmydata)")
+        env = {**os.environ, "LD_PRELOAD": str(EATMYDATA)}
     return Process(args(data_dir, ports), ready=lambda: http_ok(ports["query"], "/readyz"),
-                   what="collector ready", timeout=30)
+                   what="collector ready", timeout=30, env=env)
 
 
 def callgrind_run(bodies, warm, measured, settle=3.0):
@@ -181,6 +200,73 @@ def cpu(seconds=20):
             "cpu_us_per_span": round(used / max(spans, 1) * 1e6, 2), "load": round(os.getloadavg()[0], 1)}
 
 
+def thread_times(pid):
+    """Per thread id: (name, seconds on a core, seconds runnable but waiting for a core), from
+    /proc/<pid>/task/*/schedstat."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            name = task.joinpath("comm").read_text().strip()
+            run_ns, wait_ns, _ = task.joinpath("schedstat").read_text().split()
+            out[task.name] = (name, int(run_ns) / 1e9, int(wait_ns) / 1e9)
+    return out
+
+
+def machine_ticks():
+    """(busy, total) ticks of all cores since boot, from /proc/stat."""
+    cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = cpu[3] + cpu[4]
+    return sum(cpu) - idle, sum(cpu)
+
+
+def commit_metrics(query_port):
+    """The writer's commit counters from /metrics: commits, seconds in commits, spans committed."""
+    text = request(query_port, "/metrics")[2]
+    text = text.decode() if isinstance(text, bytes) else text
+    out = {}
+    for name in ("store_commits_total", "store_commit_seconds_sum", "store_commit_spans_sum"):
+        m = re.search(rf"^\S*{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        out[name] = float(m.group(1)) if m else float("nan")
+    return out
+
+
+def threads(seconds=10, connections=8):
+    with warm_collector("meshtrace-threads-") as (tmp, batch_dir, ports, coll):
+        time.sleep(3)
+        pid = coll.proc.pid
+        before, mbefore, cbefore = thread_times(pid), machine_ticks(), os.times()
+        wbefore = commit_metrics(ports["query"])
+        t0 = time.monotonic()
+        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
+        wall = time.monotonic() - t0
+        after, mafter, cafter = thread_times(pid), machine_ticks(), os.times()
+        wafter = commit_metrics(ports["query"])
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss = {k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
+    shutil.rmtree(tmp, ignore_errors=True)
+    rows = {}
+    for tid, (name, run, wait) in after.items():
+        _, run0, wait0 = before.get(tid, (name, 0.0, 0.0))
+        rows.setdefault(name, []).append(((run - run0) / wall * 100, (wait - wait0) / wall * 100))
+    print(f"{r['spans_per_s']:.0f} spans/s over {wall:.1f} s from {connections} connections, {r['refused']} refused; "
+          f"load {os.getloadavg()[0]:.1f}; collector RSS {rss['VmRSS']} MiB, at most {rss['VmHWM']} MiB")
+    busy, total = mafter[0] - mbefore[0], mafter[1] - mbefore[1]
+    wrk = (cafter.children_user + cafter.children_system - cbefore.children_user - cbefore.children_system) / wall * 100
+    total_pct = sum(run for v in rows.values() for run, _ in v)
+    cores = os.cpu_count()
+    print(f"machine: {busy / total * cores * 100:.0f}% of a core busy of {cores * 100}% (collector {total_pct:.0f}%, wrk {wrk:.0f}%, "
+          f"other processes {busy / total * cores * 100 - total_pct - wrk:.0f}%)")
+    commits = wafter["store_commits_total"] - wbefore["store_commits_total"]
+    print(f"writer: in group commits (inserts, journal writes, fsync) "
+          f"{(wafter['store_commit_seconds_sum'] - wbefore['store_commit_seconds_sum']) / wall * 100:.0f}% of the time; "
+          f"{commits:.0f} commits, {(wafter['store_commit_spans_sum'] - wbefore['store_commit_spans_sum']) / max(commits, 1):.0f} spans each")
+    print(f"collector threads: per thread, % of the time on a core / runnable waiting for one:")
+    for name, pcts in sorted(rows.items(), key=lambda kv: -sum(run for run, _ in kv[1])):
+        shown = [f"{run:5.1f} / {wait:4.1f}" for run, wait in sorted(pcts, reverse=True) if run >= 0.5]
+        if shown:
+            print(f"  {name:18} x{len(pcts):<3} " + "   ".join(shown))
+
+
 def perf(seconds=20):
     with warm_collector("meshtrace-perf-") as (tmp, batch_dir, ports, coll):
         rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(tmp / "perf.data"),
@@ -203,6 +289,8 @@ if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "instructions"
     if mode == "perf":
         perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    elif mode == "threads":
+        threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10, int(sys.argv[3]) if len(sys.argv) > 3 else 8)
     elif mode == "cpu":
         print(cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 20))
     else:

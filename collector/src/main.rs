@@ -4,6 +4,12 @@ use std::process::ExitCode;
 
 use meshtrace_collector::{init, telemetry};
 
+/// mimalloc instead of glibc's malloc: ingest allocates a few small buffers per trace part on the
+/// receiving tasks and frees them on the writer thread, which glibc's arenas pay for dearly (see
+/// DESIGN.md, "Steps of issue 16").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match init::load_config() {
         Ok(config) => config,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
 use prost::Message as _;
 
-use super::hashes::tag_hash_bytes;
+use super::hashes::{tag_hash_seeded, tag_seed};
 use super::ids::{span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId};
 use super::record::{kind_name, records_of, SpanRecord, UNKNOWN_SERVICE};
 use super::wire::{self, str_at, Fields, Message, WireError};
@@ -50,6 +50,7 @@ struct SpanInfo {
     status: i32,
     scope: u32,
     bytes: Range,
+    /// Where its name is in `SpanBatch::names`.
     name: Range,
     /// The tag hashes of its attributes, in `SpanBatch::hashes`.
     tags: Range,
@@ -64,9 +65,28 @@ pub struct SpanBatch {
     spans: Vec<SpanInfo>,
     /// `tag_hash` of every scalar attribute of the resources and spans, computed while validating.
     hashes: Vec<u32>,
+    /// While parsing: the previous span's attributes by position (see `span_attribute`); empty after.
+    tag_memo: Vec<TagMemo>,
+    /// The spans' names, each validated once and copied here, so that `SpanRef::name` (read by the
+    /// store, span metrics and span history per span) is not checked again; a span named as the span
+    /// before it shares that span's copy.
+    names: String,
     rejected: usize,
     first_error: Option<&'static str>,
 }
+
+/// A span attribute already read: where its `KeyValue` and its key are, its key's `tag_seed` and its
+/// tag hash (`None` for a value that is not scalar).
+#[derive(Debug, Clone, Copy)]
+struct TagMemo {
+    kv: Range,
+    key: Range,
+    seed: u64,
+    hash: Option<u32>,
+}
+
+/// Attributes per span remembered by position for the next span (`SpanBatch::span_attribute`).
+const TAG_MEMO_POSITIONS: usize = 128;
 
 /// A scalar attribute value as read from the wire (arrays, maps and bytes are `Other`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +136,7 @@ impl SpanBatch {
                 batch.resource_spans(&buf, value.range()?)?;
             }
         }
+        batch.tag_memo = Vec::new();
         Ok(batch)
     }
 
@@ -203,16 +224,69 @@ impl SpanBatch {
     /// Adds `tag_hash(key, value)` of a scalar attribute to `hashes`.
     fn hash_tag(&mut self, buf: &[u8], key: (usize, usize), value: Option<ValueRange>) {
         let key = buf.get(key.0..key.1).unwrap_or_default();
-        let hash = match value {
-            Some(ValueRange::Str((a, b))) => tag_hash_bytes(key, buf.get(a..b).unwrap_or_default()),
-            Some(ValueRange::Bool(b)) => tag_hash_bytes(key, if b { b"true" } else { b"false" }),
-            Some(ValueRange::Int(i)) => {
-                tag_hash_bytes(key, itoa::Buffer::new().format(i).as_bytes())
+        if let Some(hash) = value_hash(buf, tag_seed(key), value) {
+            self.hashes.push(hash);
+        }
+    }
+
+    /// Validates a span's name and returns where it is in `names`: where the previous span's is when
+    /// the two are the same bytes, else where it is copied to.
+    fn span_name(&mut self, buf: &[u8], (start, end): (usize, usize)) -> Result<Range, WireError> {
+        let bytes = buf.get(start..end).ok_or(WireError("message truncated"))?;
+        if let Some(last) = self.spans.last().map(|s| s.name) {
+            if self.names.as_bytes().get(last.0 as usize..last.1 as usize) == Some(bytes) {
+                return Ok(last);
             }
-            Some(ValueRange::Double(d)) => tag_hash_bytes(key, d.to_string().as_bytes()),
-            Some(ValueRange::Other) | None => return,
+        }
+        let name = wire::utf8(buf, (start, end))?;
+        let at = self.names.len();
+        self.names.push_str(name);
+        Ok(narrow((at, self.names.len())))
+    }
+
+    /// Validates a span's attribute (the `KeyValue` at `kv`, the `position`th of its span) and adds its
+    /// tag hash to `hashes`. The spans of a request mostly repeat their predecessor's attributes in the
+    /// same order (a sidecar's server and client spans share 13 of 15), so each position remembers the
+    /// previous span's attribute there: the same bytes were validated and hashed already (reading
+    /// depends on nothing but the bytes) and give the same hash, and the same key gives the same seed.
+    fn span_attribute(
+        &mut self,
+        buf: &[u8],
+        kv: (usize, usize),
+        position: usize,
+    ) -> Result<(), WireError> {
+        let bytes = buf.get(kv.0..kv.1).unwrap_or_default();
+        let memo = self.tag_memo.get(position).copied();
+        if let Some(m) = memo {
+            if buf.get(m.kv.0 as usize..m.kv.1 as usize) == Some(bytes) {
+                if let Some(hash) = m.hash {
+                    self.hashes.push(hash);
+                }
+                return Ok(());
+            }
+        }
+        let (key, value) = read_key_value(buf, kv, 4)?;
+        let key_bytes = buf.get(key.0..key.1).unwrap_or_default();
+        let seed = match memo {
+            Some(m) if buf.get(m.key.0 as usize..m.key.1 as usize) == Some(key_bytes) => m.seed,
+            _ => tag_seed(key_bytes),
         };
-        self.hashes.push(hash);
+        let hash = value_hash(buf, seed, value);
+        if let Some(hash) = hash {
+            self.hashes.push(hash);
+        }
+        let memo = TagMemo {
+            kv: narrow(kv),
+            key: narrow(key),
+            seed,
+            hash,
+        };
+        match self.tag_memo.get_mut(position) {
+            Some(m) => *m = memo,
+            None if position < TAG_MEMO_POSITIONS => self.tag_memo.push(memo),
+            None => {}
+        }
+        Ok(())
     }
 
     fn scope_spans(
@@ -434,17 +508,14 @@ impl SpanBatch {
             name: (0, 0),
             tags: (0, 0),
         };
+        let mut attributes = 0;
         let mut fields = Fields::new(buf, range);
         while let Some((number, value)) = fields.next()? {
             match number {
                 1 => trace = Some(value.range()?),
                 2 => span = Some(value.range()?),
                 4 => parent = Some(value.range()?),
-                5 => {
-                    let name = value.range()?;
-                    wire::check_utf8(buf, name)?;
-                    info.name = narrow(name);
-                }
+                5 => info.name = self.span_name(buf, value.range()?)?,
                 6 => info.kind = value.varint()? as i32,
                 7 => info.start_ns = value.fixed64()?,
                 8 => info.end_ns = value.fixed64()?,
@@ -460,8 +531,8 @@ impl SpanBatch {
                 }
                 3 => wire::check_utf8(buf, value.range()?)?,
                 9 => {
-                    let (key, value) = read_key_value(buf, value.range()?, 4)?;
-                    self.hash_tag(buf, key, value);
+                    self.span_attribute(buf, value.range()?, attributes)?;
+                    attributes += 1;
                 }
                 11 => wire::validate(buf, value.range()?, Message::Event, 4)?,
                 13 => wire::validate(buf, value.range()?, Message::Link, 4)?,
@@ -501,6 +572,18 @@ impl SpanBatch {
         info.tags = (first_hash as u32, self.hashes.len() as u32);
         Ok(Ok(info))
     }
+}
+
+/// The tag hash of a scalar attribute value under its key's `tag_seed` (its string form as tag queries
+/// compare it), `None` for a value that is not scalar.
+fn value_hash(buf: &[u8], seed: u64, value: Option<ValueRange>) -> Option<u32> {
+    Some(match value? {
+        ValueRange::Str((a, b)) => tag_hash_seeded(seed, buf.get(a..b).unwrap_or_default()),
+        ValueRange::Bool(b) => tag_hash_seeded(seed, if b { b"true" } else { b"false" }),
+        ValueRange::Int(i) => tag_hash_seeded(seed, itoa::Buffer::new().format(i).as_bytes()),
+        ValueRange::Double(d) => tag_hash_seeded(seed, d.to_string().as_bytes()),
+        ValueRange::Other => return None,
+    })
 }
 
 /// Where an attribute's value is: a string's range, or a scalar.
@@ -684,7 +767,8 @@ impl<'a> SpanRef<'a> {
     }
 
     pub fn name(&self) -> &'a str {
-        str_at(&self.batch.buf, usize_range(self.info.name))
+        let (start, end) = usize_range(self.info.name);
+        self.batch.names.get(start..end).unwrap_or_default()
     }
 
     pub fn kind(&self) -> i32 {
@@ -937,6 +1021,117 @@ mod tests {
             }
             assert_eq!(read_key_value(bytes, range, 4), general, "case {i}");
         }
+    }
+
+    /// A request of one resource and scope holding `spans`.
+    fn request_of(spans: Vec<Span>) -> Vec<u8> {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(resource(Some("svc"))),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    /// A span's attributes read by position against the previous span's (`span_attribute`) hash as
+    /// each read alone: whether all of an attribute's bytes repeat, its key only, or nothing, whatever
+    /// the value's type; bytes that differ are validated afresh.
+    #[test]
+    fn attributes_repeated_by_position_hash_as_read_alone() {
+        const NAMES: [&str; 6] = ["op", "op", "other", "op", "", "é"];
+        use any_value::Value as V;
+        let s = |v: &str| V::StringValue(v.into());
+        let lists = [
+            vec![
+                kv("k", s("v")),
+                kv("n", V::IntValue(1)),
+                kv("b", V::BytesValue(vec![1])),
+            ],
+            vec![
+                kv("k", s("v")),
+                kv("n", V::IntValue(2)),
+                kv("b", V::BytesValue(vec![1])),
+                kv("x", V::BoolValue(true)),
+            ],
+            vec![
+                kv("n", V::IntValue(2)),
+                kv("k", s("v")),
+                kv("d", V::DoubleValue(0.5)),
+            ],
+            vec![
+                kv("n", V::IntValue(2)),
+                kv("k", s("w")),
+                kv("d", V::DoubleValue(0.5)),
+                kv("x", V::BoolValue(false)),
+            ],
+            vec![],
+            vec![kv("k", s("v"))],
+        ];
+        let spans = lists
+            .iter()
+            .enumerate()
+            .map(|(i, attributes)| Span {
+                trace_id: vec![1; 16],
+                span_id: vec![i as u8 + 1; 8],
+                name: NAMES[i].into(),
+                attributes: attributes.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let batch = SpanBatch::parse(request_of(spans).into()).unwrap();
+        assert_eq!(batch.len(), lists.len());
+        // Names are kept once per run of equal ones (`span_name`).
+        let names: Vec<&str> = batch.spans().map(|s| s.name()).collect();
+        assert_eq!(names, NAMES);
+        for (span, attributes) in batch.spans().zip(&lists) {
+            let expected: Vec<u32> = attributes
+                .iter()
+                .filter_map(|a| {
+                    let value = match a.value.as_ref()?.value.as_ref()? {
+                        V::StringValue(v) => v.clone(),
+                        V::IntValue(i) => i.to_string(),
+                        V::BoolValue(b) => b.to_string(),
+                        V::DoubleValue(d) => d.to_string(),
+                        _ => return None,
+                    };
+                    Some(crate::model::hashes::tag_hash(&a.key, &value))
+                })
+                .collect();
+            assert_eq!(span.attribute_hashes(), expected, "{attributes:?}");
+        }
+
+        // The second span's first attribute differs from the first span's only by a value that is not
+        // UTF-8: the request is refused, as it is without a first span.
+        let marked = |marker: &str| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            attributes: vec![kv("k", s(marker))],
+            ..Default::default()
+        };
+        let first = Span {
+            span_id: vec![1; 8],
+            ..marked("vv")
+        };
+        let mut bytes = request_of(vec![first.clone(), marked("\u{7f}\u{7e}")]);
+        let at = bytes.windows(2).rposition(|w| w == [0x7f, 0x7e]).unwrap();
+        bytes.splice(at..at + 2, [0xc3, 0x28]);
+        assert!(SpanBatch::parse(bytes.into()).is_err());
+        assert!(SpanBatch::parse(request_of(vec![first.clone(), marked("vw")]).into()).is_ok());
+        // So does a name that is not UTF-8 after a span whose name is.
+        let named = |name: &str| Span {
+            name: name.into(),
+            ..marked("vv")
+        };
+        let mut bytes = request_of(vec![first, named("\u{7f}\u{7e}")]);
+        let at = bytes.windows(2).rposition(|w| w == [0x7f, 0x7e]).unwrap();
+        bytes.splice(at..at + 2, [0xc3, 0x28]);
+        assert!(SpanBatch::parse(bytes.into()).is_err());
     }
 
     fn span(trace: u8, id: u8, parent: Vec<u8>, kind: i32, code: i32) -> Span {

@@ -23,5 +23,36 @@ pub fn tag_hash(key: &str, value: &str) -> u32 {
 
 /// `tag_hash` of bytes already known to be UTF-8.
 pub fn tag_hash_bytes(key: &[u8], value: &[u8]) -> u32 {
-    condition_hash(b't', key, value)
+    tag_hash_seeded(tag_seed(key), value)
+}
+
+/// The first half of `tag_hash_bytes`, which depends on the key only (reused for another value of the
+/// same key).
+pub fn tag_seed(key: &[u8]) -> u64 {
+    xxh3_64_with_seed(key, u64::from(b't'))
+}
+
+/// The second half of `tag_hash_bytes`: `condition_hash(b't', key, value)` given `tag_seed(key)`.
+pub fn tag_hash_seeded(seed: u64, value: &[u8]) -> u32 {
+    let h = xxh3_64_with_seed(value, seed);
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_hashes_in_halves_equal_the_stored_condition_hash() {
+        for (key, value) in [
+            ("", ""),
+            ("http.route", "/api/{id}"),
+            ("k".repeat(40).as_str(), "v"),
+        ] {
+            assert_eq!(
+                tag_hash(key, value),
+                condition_hash(b't', key.as_bytes(), value.as_bytes())
+            );
+        }
+    }
 }

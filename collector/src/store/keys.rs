@@ -121,6 +121,11 @@ struct Acc<'a> {
     /// have one: no allocation).
     resource: u32,
     more_resources: Vec<u32>,
+    /// The previous span's name and attribute hashes: a span's operation hash is computed only when its
+    /// name differs, and its attribute hashes equal to the previous span's at the same position are not
+    /// added (a sidecar's server and client spans share most of their tags), so fewer are sorted.
+    last_name: Option<&'a str>,
+    last_attributes: &'a [u32],
 }
 
 /// The hashes of the tags a span has by its kind and status (`SpanRef::for_each_tag`'s last ones),
@@ -178,6 +183,8 @@ pub fn part_search_entries(batch: &SpanBatch, indexes: &[u32], part: &PartRef) -
                     hashes: Vec::with_capacity(32 * indexes.len()),
                     resource,
                     more_resources: Vec::new(),
+                    last_name: None,
+                    last_attributes: &[],
                 });
                 let a = acc.last_mut();
                 if let Some(a) = a {
@@ -192,8 +199,21 @@ pub fn part_search_entries(batch: &SpanBatch, indexes: &[u32], part: &PartRef) -
         a.start = a.start.min(start);
         a.min_dur = a.min_dur.min(dur);
         a.max_dur = a.max_dur.max(dur);
-        a.hashes.push(operation_hash(rec.name()));
-        a.hashes.extend_from_slice(rec.attribute_hashes());
+        let name = rec.name();
+        if a.last_name != Some(name) {
+            a.hashes.push(operation_hash(name));
+            a.last_name = Some(name);
+        }
+        let attributes = rec.attribute_hashes();
+        let (paired, rest) = attributes.split_at(attributes.len().min(a.last_attributes.len()));
+        a.hashes.reserve(attributes.len());
+        for (h, last) in paired.iter().zip(a.last_attributes) {
+            if h != last {
+                a.hashes.push(*h);
+            }
+        }
+        a.hashes.extend_from_slice(rest);
+        a.last_attributes = attributes;
         if a.resource != resource && !a.more_resources.contains(&resource) {
             a.more_resources.push(resource);
             a.hashes.extend_from_slice(rec.resource_attribute_hashes());
@@ -364,7 +384,7 @@ mod tests {
                 Span {
                     trace_id: vec![1; 16],
                     span_id: vec![id; 8],
-                    name: format!("op{id}"),
+                    name: format!("op{}", id % 2),
                     kind,
                     start_time_unix_nano: 1_000,
                     end_time_unix_nano: 2_000 + u64::from(id) * 1_000,
@@ -374,6 +394,7 @@ mod tests {
                         kv("ratio", Value::DoubleValue(0.25)),
                         kv("big", Value::DoubleValue(1e21)),
                         kv("cached", Value::BoolValue(id.is_multiple_of(2))),
+                        kv("span.index", Value::IntValue(i64::from(id))),
                         kv("raw", Value::BytesValue(vec![1])),
                     ],
                     status: Some(Status {
@@ -385,9 +406,15 @@ mod tests {
             )
             .unwrap()
         };
-        let records = [rec("a", 1, 2, 2), rec("a", 2, 3, 1), rec("b", 3, 0, 0)];
+        // Service a: two spans of one name with tags partly equal at the same positions, then another name.
+        let records = [
+            rec("a", 1, 2, 2),
+            rec("a", 3, 3, 1),
+            rec("a", 2, 2, 0),
+            rec("b", 4, 0, 0),
+        ];
         let batch = SpanBatch::from_records(&records);
-        let entries = part_search_entries(&batch, &[0, 1, 2], &part_ref(&[1; 16], 7));
+        let entries = part_search_entries(&batch, &[0, 1, 2, 3], &part_ref(&[1; 16], 7));
         assert_eq!(entries.len(), 2, "one entry per service");
         for (entry, service) in entries.iter().zip(["a", "b"]) {
             let mut expected: Vec<u32> = Vec::new();

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use meshtrace_core::decimal::Decimal;
+
 use crate::propagation::{Format, Propagators};
 
 mod json;
@@ -421,7 +423,7 @@ impl Config {
         let mut config = if text.trim().is_empty() {
             Config::default()
         } else {
-            read::config(&json::Json::parse(text)?)?
+            read::config(&json::parse(text)?)?
         };
         config.validate()?;
         let e = &mut config.exporter;
@@ -547,7 +549,10 @@ fn percentage(field: &str, pct: f64) -> Result<(), ConfigError> {
     if (0.0..=100.0).contains(&pct) {
         Ok(())
     } else {
-        Err(invalid(field, format!("{pct} is out of range 0..100")))
+        Err(invalid(
+            field,
+            format!("{} is out of range 0..100", Decimal(pct)),
+        ))
     }
 }
 
@@ -565,7 +570,10 @@ impl SamplingConfig {
         if !(0.0..=1_000_000.0).contains(&self.max_traces_per_second) {
             return Err(invalid(
                 "sampling.maxTracesPerSecond",
-                format!("{} is out of range 0..1000000", self.max_traces_per_second),
+                format!(
+                    "{} is out of range 0..1000000",
+                    Decimal(self.max_traces_per_second)
+                ),
             ));
         }
         for (i, name) in self.force_headers.iter().enumerate() {
@@ -941,6 +949,24 @@ mod tests {
                 "exporter.timeoutMs",
                 "invalid type: floating point `1.5`, expected a non-negative integer",
                 "a fraction where an integer goes",
+            ),
+            (
+                r#"{"exporter": {"timeoutMs": 2.0}}"#,
+                "exporter.timeoutMs",
+                "invalid type: floating point `2.0`, expected a non-negative integer",
+                "a whole float keeps its point, as serde wrote it",
+            ),
+            (
+                r#"{"sampling": {"randomSamplingPercentage": 100.25}}"#,
+                "sampling.randomSamplingPercentage",
+                "100.25 is out of range 0..100",
+                "a fractional percentage prints as written",
+            ),
+            (
+                r#"{"sampling": {"maxTracesPerSecond": 1e300}}"#,
+                "sampling.maxTracesPerSecond",
+                "1e300 is out of range 0..1000000",
+                "a huge rate prints with an exponent",
             ),
             (
                 r#"{"sampling": [50]}"#,

@@ -2,7 +2,10 @@
 //! collector share, so that the two agree by construction rather than by
 //! keeping two copies in step.
 //!
+//! - [`decimal`]: numbers in messages without core's float formatting, which
+//!   would weigh on the filter's load (bench/BUDGET.md).
 //! - [`ids`]: trace and span ids and the hex they travel as.
+//! - [`json`]: a JSON document as a tree, without derived deserialisers.
 //! - [`ratio`]: the ratio sampling rule, a pure function of the trace id. The
 //!   filter's head sampling and the collector's tail-sampling `probabilistic`
 //!   policy both take their decision here, so a trace kept at 10% by one is
@@ -18,7 +21,9 @@
 //! No proxy-wasm, no tokio and no opentelemetry_sdk: this crate builds into
 //! the filter's module. Only what the filter or the collector uses is `pub`.
 
+pub mod decimal;
 pub mod ids;
+pub mod json;
 pub mod otlp;
 pub mod ratio;
 pub mod semconv;

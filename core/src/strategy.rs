@@ -2,19 +2,22 @@
 //! collector serves on `/api/sampling?service=` (and the agent's `/sampling`)
 //! and the filter polls, and the ratios a strategy sets.
 //!
-//! The wire types serialize the way Jaeger's endpoint answers and parse every
-//! form it has answered in: `strategyType` as its name or as the enum's number,
-//! `operationSampling` with or without its default probability. [`parse`]
-//! turns an answer into [`Strategies`], ratio samplers by operation, refusing
-//! anything that is not a probability or a rate.
+//! The wire types serialize the way Jaeger's endpoint answers. [`parse`] reads
+//! every form it has answered in (`strategyType` as its name or as the enum's
+//! number, `operationSampling` with or without its default probability) into
+//! [`Strategies`], ratio samplers by operation, refusing anything that is not
+//! a probability or a rate. It walks a [`Json`] tree rather than deserialising
+//! the wire types: the filter polls with it, and derived deserialisers would
+//! bring their code and core's float formatting into the module (`json`).
 
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 
+use crate::decimal::Decimal;
+use crate::json::Json;
 use crate::ratio::RatioSampler;
 
 /// `SamplingStrategyResponse`, in its JSON form.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StrategyResponse {
     #[serde(default)]
@@ -35,13 +38,13 @@ enum StrategyType {
     RateLimiting,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbabilisticSampling {
     pub sampling_rate: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitingSampling {
     #[serde(serialize_with = "whole_as_integer")]
@@ -59,14 +62,14 @@ fn whole_as_integer<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Err
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationStrategy {
     pub operation: String,
     pub probabilistic_sampling: ProbabilisticSampling,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationSampling {
     /// Replaces the service-wide probability when present.
@@ -120,25 +123,6 @@ impl Serialize for StrategyType {
     }
 }
 
-/// By name or by number, as protobuf's JSON mapping allows; anything else is
-/// taken as probabilistic, Jaeger's default.
-impl<'de> Deserialize<'de> for StrategyType {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Number(i64),
-            Other(IgnoredAny),
-        }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Name(n) if n == "RATE_LIMITING" => StrategyType::RateLimiting,
-            Raw::Number(1) => StrategyType::RateLimiting,
-            _ => StrategyType::Probabilistic,
-        })
-    }
-}
-
 /// Strategies in force, from the last good answer.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Strategies {
@@ -165,37 +149,63 @@ fn probability(p: f64, what: &str) -> Result<RatioSampler, String> {
     if (0.0..=1.0).contains(&p) {
         Ok(RatioSampler::from_percentage(p * 100.0))
     } else {
-        Err(format!("{what}: {p} is not a probability"))
+        Err(format!("{what}: {} is not a probability", Decimal(p)))
     }
 }
 
 /// Parses an answer of the Jaeger remote sampling endpoint.
 pub fn parse(body: &[u8]) -> Result<Strategies, String> {
-    let answer: StrategyResponse =
-        serde_json::from_slice(body).map_err(|e| format!("not a sampling strategy: {e}"))?;
+    let answer = Json::parse(body).map_err(|e| format!("not a sampling strategy: {e}"))?;
+    object(&answer, "the answer")?;
     let mut out = Strategies::default();
-    if answer.strategy_type == StrategyType::RateLimiting {
-        let r = answer
-            .rate_limiting_sampling
+    // By name or by number, as protobuf's JSON mapping allows; anything else
+    // is taken as probabilistic, Jaeger's default.
+    let rate_limiting = match answer.get("strategyType") {
+        Some(Json::String(name)) => name == "RATE_LIMITING",
+        Some(Json::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    };
+    if rate_limiting {
+        let r = member(&answer, "rateLimitingSampling")
             .ok_or("RATE_LIMITING without rateLimitingSampling")?;
-        if !(r.max_traces_per_second >= 0.0 && r.max_traces_per_second.is_finite()) {
+        let rate = number(object(r, "rateLimitingSampling")?, "maxTracesPerSecond")?;
+        if !(rate >= 0.0 && rate.is_finite()) {
             return Err(format!(
                 "maxTracesPerSecond: {} is not a rate",
-                r.max_traces_per_second
+                Decimal(rate)
             ));
         }
         out.default = Some(RatioSampler::from_percentage(100.0));
-        out.max_traces_per_second = Some(r.max_traces_per_second);
-    } else if let Some(p) = &answer.probabilistic_sampling {
-        out.default = Some(probability(p.sampling_rate, "samplingRate")?);
+        out.max_traces_per_second = Some(rate);
+    } else if let Some(p) = member(&answer, "probabilisticSampling") {
+        let rate = number(object(p, "probabilisticSampling")?, "samplingRate")?;
+        out.default = Some(probability(rate, "samplingRate")?);
     }
-    if let Some(ops) = answer.operation_sampling {
-        if let Some(p) = ops.default_sampling_probability {
+    if let Some(ops) = member(&answer, "operationSampling") {
+        let ops = object(ops, "operationSampling")?;
+        if member(ops, "defaultSamplingProbability").is_some() {
+            let p = number(ops, "defaultSamplingProbability")?;
             out.default = Some(probability(p, "defaultSamplingProbability")?);
         }
-        for s in ops.per_operation_strategies {
-            let r = probability(s.probabilistic_sampling.sampling_rate, &s.operation)?;
-            out.per_operation.push((s.operation, r));
+        let strategies = match member(ops, "perOperationStrategies") {
+            None => &[][..],
+            Some(Json::Array(items)) => items.as_slice(),
+            Some(other) => {
+                return Err(format!(
+                    "perOperationStrategies: expected an array, found {other}"
+                ))
+            }
+        };
+        for s in strategies {
+            let operation = match member(object(s, "perOperationStrategies")?, "operation") {
+                Some(Json::String(name)) => name,
+                _ => return Err("perOperationStrategies: an operation without its name".into()),
+            };
+            let p = member(s, "probabilisticSampling")
+                .ok_or_else(|| format!("{operation}: no probabilisticSampling"))?;
+            let rate = number(object(p, operation)?, "samplingRate")?;
+            out.per_operation
+                .push((operation.clone(), probability(rate, operation)?));
         }
     }
     if out.default.is_none() && out.per_operation.is_empty() && out.max_traces_per_second.is_none()
@@ -203,6 +213,30 @@ pub fn parse(body: &[u8]) -> Result<Strategies, String> {
         return Err("no strategy in the answer".into());
     }
     Ok(out)
+}
+
+/// `value` if it is an object.
+fn object<'a>(value: &'a Json, what: &str) -> Result<&'a Json, String> {
+    match value {
+        Json::Object(_) => Ok(value),
+        _ => Err(format!("{what}: expected an object, found {value}")),
+    }
+}
+
+/// An object's member called `name`, absent when null (as Jaeger's optional
+/// fields are).
+fn member<'a>(object: &'a Json, name: &str) -> Option<&'a Json> {
+    object.get(name).filter(|v| **v != Json::Null)
+}
+
+/// An object's member `name`, which must be a number.
+fn number(object: &Json, name: &str) -> Result<f64, String> {
+    match member(object, name) {
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| format!("{name}: expected a number, found {v}")),
+        None => Err(format!("{name}: missing")),
+    }
 }
 
 #[cfg(test)]
@@ -264,18 +298,52 @@ mod tests {
     }
 
     #[test]
-    fn malformed_answers_are_refused() {
-        let rows: &[&[u8]] = &[
-            b"",
-            b"not json",
-            b"{}",
-            br#"{"probabilisticSampling": {"samplingRate": 1.5}}"#,
-            br#"{"probabilisticSampling": {"samplingRate": "0.5"}}"#,
-            br#"{"strategyType": "RATE_LIMITING"}"#,
-            br#"{"operationSampling": {"perOperationStrategies": [{"operation": "x", "probabilisticSampling": {"samplingRate": -1}}]}}"#,
+    fn malformed_answers_are_refused_naming_the_field() {
+        let rows: &[(&[u8], &str)] = &[
+            (b"", "not a sampling strategy: EOF while parsing a value"),
+            (b"not json", "not a sampling strategy: expected ident"),
+            (b"[]", "the answer: expected an object, found an array"),
+            (b"{}", "no strategy in the answer"),
+            (
+                br#"{"probabilisticSampling": {"samplingRate": 1.5}}"#,
+                "samplingRate: 1.5 is not a probability",
+            ),
+            (
+                br#"{"probabilisticSampling": {"samplingRate": "0.5"}}"#,
+                r#"samplingRate: expected a number, found string "0.5""#,
+            ),
+            (
+                br#"{"probabilisticSampling": 5}"#,
+                "probabilisticSampling: expected an object, found integer `5`",
+            ),
+            (
+                br#"{"strategyType": "RATE_LIMITING"}"#,
+                "RATE_LIMITING without rateLimitingSampling",
+            ),
+            (
+                br#"{"strategyType": 1, "rateLimitingSampling": {"maxTracesPerSecond": -2.5}}"#,
+                "maxTracesPerSecond: -2.5 is not a rate",
+            ),
+            (
+                br#"{"operationSampling": {"perOperationStrategies": [{"operation": "x", "probabilisticSampling": {"samplingRate": -1}}]}}"#,
+                "x: -1 is not a probability",
+            ),
+            (
+                br#"{"operationSampling": {"perOperationStrategies": [{"probabilisticSampling": {"samplingRate": 1}}]}}"#,
+                "perOperationStrategies: an operation without its name",
+            ),
+            (
+                br#"{"operationSampling": {"defaultSamplingProbability": 2}}"#,
+                "defaultSamplingProbability: 2 is not a probability",
+            ),
         ];
-        for body in rows {
-            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+        for (body, want) in rows {
+            let got = parse(body).map(|_| ()).unwrap_err();
+            assert!(
+                got.starts_with(want),
+                "{}: {got}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -293,8 +361,6 @@ mod tests {
             }],
         });
         let json = serde_json::to_vec(&served).unwrap();
-        let back: StrategyResponse = serde_json::from_slice(&json).unwrap();
-        assert_eq!(back, served, "the wire types round-trip");
         let s = parse(&json).unwrap();
         assert_eq!(
             s.ratio_for("GET /cart"),

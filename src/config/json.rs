@@ -11,98 +11,15 @@
 //! winning (a map's keys, like `exporter.headers`, still take the last value).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
+pub use meshtrace_core::json::Json;
 
 use super::{invalid, ConfigError};
 
-/// A parsed JSON value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Number(Number),
-    String(String),
-    Array(Vec<Json>),
-    /// Members in document order, a repeated name kept twice.
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// Parses a document (serde_json's parser: its syntax errors, with line
-    /// and column, and its nesting limit).
-    pub fn parse(text: &str) -> Result<Json, ConfigError> {
-        serde_json::from_str(text).map_err(|e| invalid("", e.to_string()))
-    }
-}
-
-/// What a value is, for "invalid type: {found}, expected ...".
-impl fmt::Display for Json {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Json::Null => f.write_str("null"),
-            Json::Bool(b) => write!(f, "boolean `{b}`"),
-            Json::Number(n) if n.is_f64() => write!(f, "floating point `{n}`"),
-            Json::Number(n) => write!(f, "integer `{n}`"),
-            Json::String(s) => write!(f, "string {s:?}"),
-            Json::Array(_) => f.write_str("an array"),
-            Json::Object(_) => f.write_str("an object"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
-    }
-}
-
-struct JsonVisitor;
-
-impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
-        Ok(Json::Bool(b))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
-        Ok(Json::Number(n.into()))
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
-        Ok(Json::Number(n.into()))
-    }
-    fn visit_f64<E>(self, n: f64) -> Result<Json, E> {
-        // JSON has no NaN or infinity: serde_json refuses numbers that overflow.
-        Ok(Number::from_f64(n).map_or(Json::Null, Json::Number))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Json, E> {
-        Ok(Json::String(s.to_string()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Json, E> {
-        Ok(Json::String(s))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Json::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut members = Vec::new();
-        while let Some((name, value)) = map.next_entry()? {
-            members.push((name, value));
-        }
-        Ok(Json::Object(members))
-    }
+/// Parses a document (serde_json's parser: its syntax errors, with line and
+/// column, and its nesting limit).
+pub fn parse(text: &str) -> Result<Json, ConfigError> {
+    Json::parse(text.as_bytes()).map_err(|e| invalid("", e.to_string()))
 }
 
 /// A value in the document and its path there.

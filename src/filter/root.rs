@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use meshtrace_core::decimal::Decimal;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
@@ -61,7 +62,7 @@ impl Root {
         log::info!(
             "meshtrace: service `{service}`, propagators {:?}, sampling {}% with {} rules{}, x-request-id links {}, exporting to cluster `{}`",
             config.propagators,
-            config.sampling.random_sampling_percentage,
+            Decimal(config.sampling.random_sampling_percentage),
             config.sampling.rules.len(),
             if poller.is_some() { " and remote strategies" } else { "" },
             if config.link_by_request_id { "on" } else { "off" },

@@ -1,5 +1,6 @@
-//! The configuration document as a JSON tree, and a reader over it that knows
-//! where it is: every error names the field's path (`sampling.rules[2].route`).
+//! A reader over the configuration document's JSON tree (meshtrace-core's
+//! `Json`) that knows where it is: every error names the field's path
+//! (`sampling.rules[2].route`).
 //!
 //! Hand-written rather than derived: serde's derived deserialisers, tracked
 //! through serde_path_to_error, were about a quarter of the module's code, and

@@ -122,7 +122,7 @@ mod tests {
             read_body(Body::from(vec![1u8; 10]), Some("identity"), 10)
                 .await
                 .ok(),
-            Some(vec![1u8; 10])
+            Some(Bytes::from(vec![1u8; 10]))
         );
         assert!(matches!(
             read_body(Body::from("x"), Some("br"), 10).await,
@@ -132,7 +132,7 @@ mod tests {
             read_body(Body::from(gz(b"abc")), Some("gzip"), 100)
                 .await
                 .ok(),
-            Some(b"abc".to_vec())
+            Some(Bytes::from_static(b"abc"))
         );
     }
 }

@@ -3,6 +3,7 @@
 use std::io::Read;
 
 use axum::body::Body;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +29,13 @@ impl BodyError {
 }
 
 /// Reads the whole body, decompressing gzip; no more than `max` bytes before or after decompression.
+/// An uncompressed body that arrived in one frame (most do) is hyper's buffer itself, not a copy:
+/// `SpanBatch::parse` reads the request in place, so the receiver never copies an OTLP body.
 pub async fn read_body(
     body: Body,
     content_encoding: Option<&str>,
     max: usize,
-) -> Result<Vec<u8>, BodyError> {
+) -> Result<Bytes, BodyError> {
     let gzip = match content_encoding.map(|e| e.trim().to_ascii_lowercase()) {
         None => false,
         Some(e) if e.is_empty() || e == "identity" => false,
@@ -48,9 +51,9 @@ pub async fn read_body(
     })?;
     let raw = raw.to_bytes();
     if !gzip {
-        return Ok(raw.to_vec());
+        return Ok(raw);
     }
-    gunzip(&raw, max)
+    gunzip(&raw, max).map(Bytes::from)
 }
 
 /// Decompresses gzip, refusing output larger than `max` (a gzip bomb stops at `max + 1` bytes).
@@ -119,7 +122,7 @@ mod tests {
             read_body(Body::from(vec![1u8; 10]), Some("identity"), 10)
                 .await
                 .ok(),
-            Some(vec![1u8; 10])
+            Some(Bytes::from(vec![1u8; 10]))
         );
         assert!(matches!(
             read_body(Body::from("x"), Some("br"), 10).await,
@@ -129,7 +132,7 @@ mod tests {
             read_body(Body::from(gz(b"abc")), Some("gzip"), 100)
                 .await
                 .ok(),
-            Some(b"abc".to_vec())
+            Some(Bytes::from_static(b"abc"))
         );
     }
 }

@@ -118,7 +118,7 @@ async fn export(State(ctx): State<ReceiverContext>, headers: HeaderMap, body: Bo
         }
     };
     let decoded = match encoding {
-        Encoding::Protobuf => SpanBatch::parse(bytes.into()).map_err(|e| e.to_string()),
+        Encoding::Protobuf => SpanBatch::parse(bytes).map_err(|e| e.to_string()),
         Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&bytes)
             .map_err(|e| e.to_string())
             .and_then(|request| {

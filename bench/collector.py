@@ -193,16 +193,18 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
         try:
             ingest(coll, coll_port, batches, n_batches, 2)  # warm-up
             ingest(rot, rot_port, batches, n_batches, 2)
-            samples = {"meshtrace": [], "rotel": []}
-            for _ in range(rounds):
-                samples["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds))
-                samples["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds))
+            def side_by_side(connections):
+                """Rounds of the collector then rotel, each round one measurement of both."""
+                out = {"meshtrace": [], "rotel": []}
+                for _ in range(rounds):
+                    out["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds, connections))
+                    out["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds, connections))
+                return out
+
+            samples = side_by_side(8)
             # Many senders at once (a fleet of sidecars): the durable store answers a group commit per
             # fsync, so its rate follows the spans one fsync carries, which more connections raise.
-            many = {"meshtrace": [], "rotel": []}
-            for _ in range(rounds):
-                many["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds, MANY))
-                many["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds, MANY))
+            many = side_by_side(MANY)
             # Ingest while queries run.
             stop, lat = threading.Event(), []
             qt = threading.Thread(target=queries, args=(query_port, stop, lat,
@@ -213,8 +215,10 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             qt.join()
         finally:
             rot.stop()
-        med = {k: statistics.median(s["spans_per_s"] for s in v) for k, v in samples.items()}
-        med_many = {k: statistics.median(s["spans_per_s"] for s in v) for k, v in many.items()}
+        def medians(measured):
+            return {k: statistics.median(s["spans_per_s"] for s in v) for k, v in measured.items()}
+
+        med, med_many = medians(samples), medians(many)
         results["ingest"] = {
             "meshtrace_spans_per_s": med["meshtrace"], "rotel_spans_per_s": med["rotel"],
             "ratio": med["meshtrace"] / med["rotel"],

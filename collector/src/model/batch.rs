@@ -259,9 +259,7 @@ impl SpanBatch {
         let memo = self.tag_memo.get(position).copied();
         if let Some(m) = memo {
             if buf.get(m.kv.0 as usize..m.kv.1 as usize) == Some(bytes) {
-                if let Some(hash) = m.hash {
-                    self.hashes.push(hash);
-                }
+                self.hashes.extend(m.hash);
                 return Ok(());
             }
         }
@@ -272,9 +270,7 @@ impl SpanBatch {
             _ => tag_seed(key_bytes),
         };
         let hash = value_hash(buf, seed, value);
-        if let Some(hash) = hash {
-            self.hashes.push(hash);
-        }
+        self.hashes.extend(hash);
         let memo = TagMemo {
             kv: narrow(kv),
             key: narrow(key),

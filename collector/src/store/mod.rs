@@ -5,6 +5,7 @@
 //! parts, `write` adds spans, `read` answers queries, `scan` walks the search entries for them,
 //! `skeleton` reads the lean view of spans that summaries need, `retention` expires old traces.
 
+mod chunk;
 mod database;
 mod errors;
 mod keys;
@@ -36,6 +37,9 @@ pub use write::{Prepared, Written};
 
 /// The data block size of the `parts` partition (see `Store::open_in`).
 const PARTS_BLOCK_BYTES: u32 = 16 * 1024;
+/// Blocks of the `chunks` partition: a chunk larger than a block is a block of its own, so this only
+/// decides how many small chunks (a submission of a few spans) share one.
+const CHUNKS_BLOCK_BYTES: u32 = 64 * 1024;
 
 /// The trace store: its partitions of the keyspace (`Database`), an LSM tree each.
 pub struct Store {
@@ -43,6 +47,9 @@ pub struct Store {
     /// The keyspace of `db`, for consistent reads across partitions.
     keyspace: fjall::Keyspace,
     parts: PartitionHandle,
+    /// The parts' spans, a submission's at a time (`chunk`).
+    chunks: PartitionHandle,
+    chunk_keys: chunk::KeyMaker,
     search: PartitionHandle,
     services: PartitionHandle,
     operations: PartitionHandle,
@@ -67,13 +74,19 @@ impl Store {
         Self::open_in(Arc::new(db))
     }
 
+    /// A reader of the chunks as of `at` (decompressing each once).
+    fn chunk_cache(&self, at: fjall::Instant) -> chunk::ChunkCache {
+        chunk::ChunkCache::new(self.chunks.snapshot_at(at))
+    }
+
     /// Opens (or creates) the store's partitions in `db`.
     pub fn open_in(db: Arc<Database>) -> Result<Self, StoreError> {
         let open = |name: &str| db.partition(name, PartitionCreateOptions::default());
         // Trace parts are flushed in 16 KiB blocks instead of fjall's 4 KiB: LZ4 (whose table is
         // allocated and zeroed per block) ran once per two or three parts and was 11% of a span's
-        // instructions. A trace's parts are adjacent, so a read still decompresses one block. Set when
-        // the partition is created; a store created with 4 KiB blocks keeps them.
+        // instructions when parts held their spans (format 5); a part is now about 75 bytes (its spans
+        // are in its chunk), so a block holds about 200. A trace's parts are adjacent, so a read still
+        // decompresses one block.
         let parts = db.partition(
             schema::PARTS,
             PartitionCreateOptions::default().block_size(PARTS_BLOCK_BYTES),
@@ -83,8 +96,18 @@ impl Store {
             .get(schema::META_STORED_BYTES)?
             .and_then(|v| schema::u64_value(&v))
             .unwrap_or(0);
+        // Chunks are compressed when they are made (LZ4, as fjall would): stored as they are, fjall's
+        // flushes and compactions copy them instead of compressing them again. One or a few per block.
+        let chunks = db.partition(
+            schema::CHUNKS,
+            PartitionCreateOptions::default()
+                .compression(fjall::CompressionType::None)
+                .block_size(CHUNKS_BLOCK_BYTES),
+        )?;
         Ok(Self {
             parts,
+            chunks,
+            chunk_keys: chunk::KeyMaker::new(),
             search: open(schema::SEARCH)?,
             services: open(schema::SERVICES)?,
             operations: open(schema::OPERATIONS)?,

@@ -1,7 +1,8 @@
-//! The value of a trace part: a `TraceSummary` header, then the part's spans as one OTLP `TracesData`
-//! (spans that share a resource and scope share one `ResourceSpans`/`ScopeSpans`; written by
-//! `SpanBatch::encode_into`, which copies every span's bytes as received). The LSM compresses its blocks
-//! (LZ4), many parts at a time, which beats compressing each small part alone.
+//! The value of a trace part: a `TraceSummary` header, then where its spans are (`chunk::Location`).
+//! A part's spans are one OTLP `TracesData` (spans that share a resource and scope share one
+//! `ResourceSpans`/`ScopeSpans`; written by `SpanBatch::encode_into`, which copies every span's bytes as
+//! received), kept in the chunk of the submission that brought them, compressed with the other parts'
+//! spans of that submission.
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
@@ -13,21 +14,14 @@ pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
     TraceSummary::decode(value)
 }
 
-/// The encoded `TracesData` of a stored value.
-pub fn encoded_spans(value: &[u8]) -> Option<&[u8]> {
-    value.get(TraceSummary::LEN..)
+/// The spans of a part's encoded `TracesData`, indexed in place; `None` when they do not parse.
+pub fn spans_in(encoded: &[u8]) -> Option<SpanBatch> {
+    SpanBatch::parse(bytes::Bytes::copy_from_slice(encoded)).ok()
 }
 
-/// The spans of a stored value, indexed in place; `None` when they do not parse.
-pub fn spans_of(value: &[u8]) -> Option<SpanBatch> {
-    SpanBatch::parse(bytes::Bytes::copy_from_slice(encoded_spans(value)?)).ok()
-}
-
-/// The spans of a stored value; `None` when it does not decode.
-pub fn decode_value(value: &[u8]) -> Option<Vec<SpanRecord>> {
-    TracesData::decode(encoded_spans(value)?)
-        .ok()
-        .map(records_of)
+/// The spans of a part's encoded `TracesData`; `None` when they do not decode.
+pub fn records_in(encoded: &[u8]) -> Option<Vec<SpanRecord>> {
+    TracesData::decode(encoded).ok().map(records_of)
 }
 
 #[cfg(test)]
@@ -84,8 +78,9 @@ mod tests {
         let mut value = summary.encode().to_vec();
         batch.encode_into(&[0, 1, 2, 3, 4], &mut value);
         assert_eq!(summary_of(&value), Some(summary));
-        assert_eq!(decode_value(&value).unwrap(), records.to_vec());
-        let spans = spans_of(&value).unwrap();
+        let encoded = &value[TraceSummary::LEN..];
+        assert_eq!(records_in(encoded).unwrap(), records.to_vec());
+        let spans = spans_in(encoded).unwrap();
         let names: Vec<&str> = spans.spans().map(|s| s.name()).collect();
         assert_eq!(names, ["op1", "op2", "op3", "op4", "op5"]);
         let data = TracesData::decode(&value[TraceSummary::LEN..]).unwrap();

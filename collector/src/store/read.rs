@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use fjall::Snapshot;
 
+use super::chunk::ChunkCache;
+
 use super::keys::{self, TraceSummary};
 use super::scan::{Candidate, Condition, Flow, ScanFilter, ScanReport, TagMatch, TraceReader};
 use super::skeleton::{decode_skeletons, SpanSkeleton};
@@ -128,12 +130,14 @@ impl Store {
 
     /// All spans of a trace (each once).
     pub fn trace(&self, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
-        read_trace(&self.parts.snapshot(), trace)
+        let at = self.keyspace.instant();
+        read_trace(&self.parts.snapshot_at(at), &self.chunk_cache(at), trace)
     }
 
     /// The lean view of every span of a trace (each once).
     pub fn trace_skeletons(&self, trace: &TraceId) -> Result<Vec<SpanSkeleton>, StoreError> {
-        read_skeletons(&self.parts.snapshot(), trace)
+        let at = self.keyspace.instant();
+        read_skeletons(&self.parts.snapshot_at(at), &self.chunk_cache(at), trace)
     }
 
     /// Trace ids matching `q`, newest first, at most `q.limit`.
@@ -179,6 +183,7 @@ impl Store {
     pub fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>, StoreError> {
         let at = self.keyspace.instant();
         let parts = self.parts.snapshot_at(at);
+        let chunks = self.chunk_cache(at);
         let mut edges: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         let mut seen = HashSet::new();
         for item in self.oldest_first(at, start_us, end_us)? {
@@ -189,7 +194,7 @@ impl Store {
             if !seen.insert(trace) {
                 continue;
             }
-            let records = read_trace(&parts, &trace)?;
+            let records = read_trace(&parts, &chunks, &trace)?;
             let service_of: HashMap<[u8; 8], (&str, bool)> = records
                 .iter()
                 .map(|r| (r.span_id, (r.service_name(), r.is_error())))
@@ -242,12 +247,17 @@ pub(super) fn summarize(
     Ok(out)
 }
 
-pub(super) fn read_trace(parts: &Snapshot, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
+pub(super) fn read_trace(
+    parts: &Snapshot,
+    chunks: &ChunkCache,
+    trace: &TraceId,
+) -> Result<Vec<SpanRecord>, StoreError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for item in parts.prefix(trace) {
         let (_, v) = item?;
-        for rec in part::decode_value(&v).unwrap_or_default() {
+        let records = chunks.with_spans(&v, part::records_in)?.flatten();
+        for rec in records.unwrap_or_default() {
             if seen.insert((rec.span_id, rec.discriminator())) {
                 out.push(rec);
             }
@@ -258,14 +268,13 @@ pub(super) fn read_trace(parts: &Snapshot, trace: &TraceId) -> Result<Vec<SpanRe
 
 pub(super) fn read_skeletons(
     parts: &Snapshot,
+    chunks: &ChunkCache,
     trace: &TraceId,
 ) -> Result<Vec<SpanSkeleton>, StoreError> {
     let mut out = Vec::new();
     for item in parts.prefix(trace) {
         let (_, v) = item?;
-        if let Some(spans) = part::encoded_spans(&v) {
-            decode_skeletons(spans, &mut out);
-        }
+        chunks.with_spans(&v, |spans| decode_skeletons(spans, &mut out))?;
     }
     let mut seen = HashSet::new();
     out.retain(|s| seen.insert((s.span_id, s.discriminator())));

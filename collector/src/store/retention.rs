@@ -10,6 +10,8 @@ use crate::model::TraceId;
 
 /// Traces deleted per batch, so that one retention pass never holds the writer for long.
 const CHUNK: usize = 512;
+/// The oldest chunks a retention pass checks for parts left (`Store::sweep_chunks`).
+const SWEEP_CHUNKS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
@@ -88,7 +90,27 @@ impl Store {
                 }
             }
         }
+        self.sweep_chunks(SWEEP_CHUNKS)?;
         Ok(report)
+    }
+
+    /// Deletes the dead chunks among the `n` oldest. Deleting traces deletes the chunks they leave empty,
+    /// but a chunk none of whose parts point to it any more without having been deleted (each rewritten
+    /// by a retry the collector did not recognise, after a restart) is only found here, once the chunks
+    /// before it are gone or it is among the first `n`.
+    fn sweep_chunks(&self, n: usize) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut batch = self.db.batch(false);
+        for item in self.chunks.iter().take(n) {
+            let (key, value) = item?;
+            if !self.chunk_is_alive(&key, &value, &Default::default())? {
+                batch.remove(&self.chunks, key);
+            }
+        }
+        if !batch.is_empty() {
+            batch.commit()?;
+        }
+        Ok(())
     }
 
     /// Up to `n` traces, oldest first, that `pick` takes.

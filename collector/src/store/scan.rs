@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use fjall::{KvPair, Snapshot};
 
+use super::chunk::ChunkCache;
 use super::keys::{self, SearchValue};
 use super::read::{read_skeletons, read_trace};
 use super::{SpanSkeleton, Store, StoreError};
@@ -110,15 +111,16 @@ pub struct ScanReport {
 /// Reads traces from the scan's snapshot.
 pub struct TraceReader {
     parts: Snapshot,
+    chunks: ChunkCache,
 }
 
 impl TraceReader {
     pub fn records(&self, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
-        read_trace(&self.parts, trace)
+        read_trace(&self.parts, &self.chunks, trace)
     }
 
     pub fn skeletons(&self, trace: &TraceId) -> Result<Vec<SpanSkeleton>, StoreError> {
-        read_skeletons(&self.parts, trace)
+        read_skeletons(&self.parts, &self.chunks, trace)
     }
 }
 
@@ -232,6 +234,7 @@ impl Store {
         let at = self.keyspace.instant();
         let reader = TraceReader {
             parts: self.parts.snapshot_at(at),
+            chunks: self.chunk_cache(at),
         };
         let services = match &filter.service {
             Some(s) => vec![keys::service_prefix(s)],

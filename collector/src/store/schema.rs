@@ -1,4 +1,4 @@
-//! The store's partitions of the one fjall keyspace (format 5; the export queue and the pending set
+//! The store's partitions of the one fjall keyspace (format 6; the export queue and the pending set
 //! name their own). All keys are byte strings built in `keys`;
 //! integers inside keys are big-endian so that byte order is numeric order.
 
@@ -7,12 +7,17 @@
 /// `Database::open`. Format 4 keeps everything in one keyspace; its trace parts are keyed by an xxh3
 /// hash of their spans' bytes as received. Format 5 drops format 4's `trace_age` partition (`first
 /// start µs(8) trace(16)` -> (), one more insert per part): retention and the dependencies window walk
-/// the `search` entries of every service merged by start instead (`Store::oldest_first`).
-pub const FORMAT_VERSION: u64 = 5;
+/// the `search` entries of every service merged by start instead (`Store::oldest_first`). Format 6 keeps
+/// a part's spans in the chunk of the submission that brought them (`CHUNKS`), compressed once when
+/// received, instead of in the part's value, which LZ4 compressed again at every flush and compaction.
+pub const FORMAT_VERSION: u64 = 6;
 
-/// `trace(16) hash(8)` -> trace part: `TraceSummary` header + OTLP `TracesData` (the LSM compresses
-/// blocks with LZ4).
+/// `trace(16) hash(8)` -> trace part: `TraceSummary` header + `chunk::Location` of its spans (the LSM
+/// compresses blocks with LZ4).
 pub const PARTS: &str = "parts";
+/// `arrival µs(8) counter(8)` -> a submission's parts' spans: part count, their references, then one
+/// LZ4 block of their OTLP `TracesData`s one after the other (`chunk`); stored uncompressed by the LSM.
+pub const CHUNKS: &str = "chunks";
 /// `lp(service) start µs(8) part(24)` -> min duration µs(8), max duration µs(8), sorted u32 hashes of
 /// the operations and tags of that service's spans in the part (`keys::SearchValue`). Per service in
 /// time order; merged over services, the store in time order (retention, dependencies).
@@ -23,7 +28,7 @@ pub const SERVICES: &str = "services";
 pub const OPERATIONS: &str = "operations";
 /// Counters and settings, written in the same batches as the data.
 pub const META: &str = "meta";
-/// u64 big-endian: part bytes plus search entries.
+/// u64 big-endian: part bytes plus search entries plus chunks.
 pub const META_STORED_BYTES: &str = "stored_bytes";
 /// u64 big-endian.
 pub const META_FORMAT: &str = "format_version";

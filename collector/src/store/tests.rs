@@ -402,13 +402,75 @@ fn deleting_a_trace_leaves_nothing_behind() {
     store
         .write_spans(&[tagged(1, 3, 300, 5, &[("k", "w")])])
         .unwrap();
+    assert_eq!(store.chunks.len().unwrap(), 2, "a chunk per write");
     store.delete_traces(&[[1; 16]]).unwrap();
     assert!(store.parts.is_empty().unwrap());
     assert!(
         store.search.is_empty().unwrap(),
         "no search entry left behind"
     );
+    assert!(store.chunks.is_empty().unwrap(), "no chunk left behind");
     assert_eq!(store.stored_bytes().unwrap(), 0);
+}
+
+#[test]
+fn a_chunk_stays_while_one_of_its_parts_is_left() {
+    let (_dir, store) = open();
+    store
+        .write_spans(&[rec(1, 1, "a", 100, false), rec(2, 2, "a", 110, false)])
+        .unwrap();
+    assert_eq!(store.chunks.len().unwrap(), 1, "one write, one chunk");
+    store.delete_traces(&[[1; 16]]).unwrap();
+    assert_eq!(store.chunks.len().unwrap(), 1);
+    assert!(store.trace(&[1; 16]).unwrap().is_empty());
+    assert_eq!(
+        store.trace(&[2; 16]).unwrap(),
+        vec![rec(2, 2, "a", 110, false)]
+    );
+    store.delete_traces(&[[2; 16]]).unwrap();
+    assert!(store.chunks.is_empty().unwrap());
+    assert_eq!(store.stored_bytes().unwrap(), 0);
+}
+
+#[test]
+fn a_chunk_left_without_parts_by_a_retry_after_a_restart_is_swept() {
+    // After a restart the retry is not recognised: its part is written again, with its spans in a new
+    // chunk, and nothing points to the first chunk any more.
+    let dir = tempfile::tempdir().unwrap();
+    let r = rec(1, 1, "a", 100, false);
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.write_spans(std::slice::from_ref(&r)).unwrap();
+    }
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    store.write_spans(std::slice::from_ref(&r)).unwrap();
+    assert_eq!(store.chunks.len().unwrap(), 2);
+    let keep_all = RetentionPolicy {
+        max_age_us: 0,
+        error_max_age_us: None,
+        max_bytes: 0,
+    };
+    store.apply_retention(&keep_all, 1_000).unwrap();
+    assert_eq!(store.chunks.len().unwrap(), 1, "the orphan is swept");
+    assert_eq!(store.trace(&[1; 16]).unwrap(), vec![r]);
+}
+
+#[test]
+fn a_part_whose_chunk_is_missing_reads_as_empty_instead_of_failing() {
+    let (_dir, store) = open();
+    store
+        .write_spans(&[rec(1, 1, "a", 100, false), rec(2, 1, "a", 100, false)])
+        .unwrap();
+    let key = store.chunks.first_key_value().unwrap().unwrap().0;
+    store.chunks.remove(key).unwrap();
+    assert!(store.trace(&[1; 16]).unwrap().is_empty());
+    assert!(store.trace_skeletons(&[1; 16]).unwrap().is_empty());
+    assert!(
+        store.trace_summary(&[1; 16]).unwrap().is_some(),
+        "the summary is in the part"
+    );
+    store.delete_traces(&[[1; 16], [2; 16]]).unwrap();
+    assert!(store.parts.is_empty().unwrap());
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::sync::MutexGuard;
 use fjall::{Batch, Slice};
 use foldhash::fast::RandomState;
 
+use super::chunk::{self, ChunkCache};
 use super::keys::{self, TraceSummary};
 use super::recent::RecentParts;
 use super::schema::*;
@@ -37,6 +38,8 @@ struct PreparedPart {
 #[derive(Default)]
 pub struct Prepared {
     parts: Vec<PreparedPart>,
+    /// The chunk holding the parts' spans (`chunk`), key and value; none when no part is new.
+    chunk: Option<(Slice, Slice)>,
     /// `s:` + service name and `o:` + operation key, each once.
     names: Vec<Vec<u8>>,
 }
@@ -51,7 +54,7 @@ impl Prepared {
         self.parts.is_empty()
     }
 
-    /// The bytes of the parts and their index entries.
+    /// The bytes of the parts, their index entries and their chunk.
     pub fn bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.bytes).sum()
     }
@@ -125,7 +128,50 @@ impl Store {
                     || !self.parts.contains_key(part.part_ref).unwrap_or(false)
             });
         }
-        Prepared { parts, names }
+        let chunk = self.chunk_parts(&mut parts);
+        Prepared {
+            parts,
+            chunk,
+            names,
+        }
+    }
+
+    /// Moves the parts' spans into one chunk (see `chunk`): each part's value becomes its summary and
+    /// where its spans are in the chunk. A part's bytes (the stored-bytes counter, size retention) count
+    /// its share of the chunk, in proportion to its spans' length.
+    fn chunk_parts(&self, parts: &mut [PreparedPart]) -> Option<(Slice, Slice)> {
+        if parts.is_empty() {
+            return None;
+        }
+        let key = self.chunk_keys.next();
+        let mut body = Vec::with_capacity(parts.iter().map(|p| p.value.len()).sum());
+        let mut refs = Vec::with_capacity(parts.len());
+        for part in parts.iter() {
+            body.extend_from_slice(part.value.get(TraceSummary::LEN..).unwrap_or_default());
+            refs.push(part.part_ref);
+        }
+        let value = chunk::encode(&refs, &body);
+        let chunk_bytes = (key.len() + value.len()) as u64;
+        let body_len = (body.len() as u64).max(1);
+        let mut offset = 0u32;
+        for part in parts.iter_mut() {
+            let len = part.value.len().saturating_sub(TraceSummary::LEN) as u32;
+            let at = chunk::Location {
+                chunk: key,
+                offset,
+                len,
+            };
+            offset += len;
+            let share = chunk_bytes * u64::from(len) / body_len;
+            part.bytes = part.bytes - u64::from(len) + chunk::Location::LEN as u64 + share;
+            let mut summary = TraceSummary::decode(&part.value).unwrap_or_default();
+            summary.bytes = part.bytes;
+            let mut part_value = Vec::with_capacity(TraceSummary::LEN + chunk::Location::LEN);
+            part_value.extend_from_slice(&summary.encode());
+            at.encode_into(&mut part_value);
+            part.value = Slice::from(part_value);
+        }
+        Some((Slice::from(key.as_slice()), Slice::from(value)))
     }
 
     /// Stores `records` durably in a batch of their own (tests and tools; the collector's writer groups
@@ -153,6 +199,11 @@ impl Store {
         let mut added = 0u64;
         let mut in_batch: HashSet<&keys::PartRef, RandomState> = HashSet::default();
         let mut fingerprints = Vec::with_capacity(prepared.iter().map(Prepared::len).sum());
+        for p in prepared {
+            if let Some((key, value)) = &p.chunk {
+                batch.insert(&self.chunks, key.clone(), value.clone());
+            }
+        }
         for part in prepared.iter().flat_map(|p| p.parts.iter()) {
             if !in_batch.insert(&part.part_ref) {
                 continue;
@@ -199,9 +250,12 @@ impl Store {
         let mut state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = self.db.batch(false);
         let mut freed = 0u64;
+        let chunks = ChunkCache::new(self.chunks.snapshot());
+        let mut deleted = Deleted::default();
         for trace in traces {
-            freed += self.delete_trace(&mut batch, trace)?;
+            freed += self.delete_trace(&mut batch, &chunks, trace, &mut deleted)?;
         }
+        self.delete_dead_chunks(&mut batch, &deleted)?;
         let stored = state.stored_bytes.saturating_sub(freed);
         batch.insert(self.db.meta(), META_STORED_BYTES, stored.to_be_bytes());
         batch.commit()?;
@@ -209,8 +263,15 @@ impl Store {
         Ok(freed)
     }
 
-    /// Adds the deletion of one trace (all its parts) to `batch`; returns the bytes freed.
-    fn delete_trace(&self, batch: &mut Batch, trace: &TraceId) -> Result<u64, StoreError> {
+    /// Adds the deletion of one trace (all its parts) to `batch`, noting the parts and their chunks in
+    /// `deleted`; returns the bytes freed.
+    fn delete_trace(
+        &self,
+        batch: &mut Batch,
+        chunks: &ChunkCache,
+        trace: &TraceId,
+        deleted: &mut Deleted,
+    ) -> Result<u64, StoreError> {
         let mut freed = 0u64;
         for item in self.parts.prefix(trace) {
             let (key, value) = item?;
@@ -221,7 +282,14 @@ impl Store {
             if let Some(summary) = part::summary_of(&value) {
                 freed += summary.bytes;
             }
-            let spans = part::spans_of(&value).unwrap_or_default();
+            if let Some(at) = chunk::Location::of_part(&value) {
+                deleted.chunks.insert(at.chunk);
+            }
+            deleted.parts.insert(part_ref);
+            let spans = chunks
+                .with_spans(&value, part::spans_in)?
+                .flatten()
+                .unwrap_or_default();
             let all: Vec<u32> = (0..spans.len() as u32).collect();
             for e in keys::part_search_entries(&spans, &all, &part_ref) {
                 batch.remove(&self.search, e.key);
@@ -229,6 +297,55 @@ impl Store {
         }
         Ok(freed)
     }
+
+    /// Adds the deletion of every chunk in `deleted` none of whose parts is left to `batch`: a part is
+    /// left when it is stored, not deleted in this batch, and its spans are in that chunk (a part written
+    /// again later has its spans in the later chunk). The chunk's bytes were counted in its parts'.
+    fn delete_dead_chunks(&self, batch: &mut Batch, deleted: &Deleted) -> Result<(), StoreError> {
+        for key in &deleted.chunks {
+            let Some(value) = self.chunks.get(key)? else {
+                continue;
+            };
+            if !self.chunk_is_alive(key, &value, &deleted.parts)? {
+                batch.remove(&self.chunks, key.as_slice());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any part the chunk `key` was written for is stored, not in `deleted`, and still has its
+    /// spans there. A chunk that does not decode is kept (nothing of it can be read, nor known dead).
+    pub(super) fn chunk_is_alive(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        deleted: &HashSet<keys::PartRef, RandomState>,
+    ) -> Result<bool, StoreError> {
+        let Some(chunk) = chunk::Chunk::decode(value) else {
+            return Ok(true);
+        };
+        for part_ref in chunk.parts() {
+            if deleted.contains(&part_ref) {
+                continue;
+            }
+            let here = self
+                .parts
+                .get(part_ref)?
+                .and_then(|v| chunk::Location::of_part(&v))
+                .is_some_and(|at| at.chunk.as_slice() == key);
+            if here {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// What one retention batch deletes: parts, and the chunks their spans are in.
+#[derive(Default)]
+struct Deleted {
+    parts: HashSet<keys::PartRef, RandomState>,
+    chunks: HashSet<chunk::ChunkKey, RandomState>,
 }
 
 /// The spans of a group with duplicates (same span id and discriminator) removed, the last copy kept, so

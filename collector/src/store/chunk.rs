@@ -1,0 +1,258 @@
+//! Chunks: the spans of the trace parts that one submission added, compressed together.
+//!
+//! A part's value in `parts` holds its summary and where its spans are (`Location`): a chunk's key, and
+//! an offset and a length in the chunk's decompressed body. The receiving task compresses the body (LZ4,
+//! the same codec fjall uses for its blocks) once, and the LSM stores chunks as they are
+//! (`CompressionType::None`): fjall's flushes and its compactions, which rewrite everything at least
+//! twice, copy a request's spans as about a quarter of their bytes instead of compressing, decompressing
+//! and compressing them again (issue 16, "Chunks" in collector/DESIGN.md).
+//!
+//! A chunk's value: the number of parts (u32), the part references (`trace(16) hash(8)` each) of the
+//! parts it was written for, then the LZ4 block of the body with its decompressed size in front. The
+//! references let retention delete a chunk once none of its parts is left (`Chunk::is_dead`).
+//!
+//! A chunk's key: the microseconds since the epoch when it was prepared, then a counter (8 bytes each),
+//! so chunks are in arrival order and never share a key.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fjall::Snapshot;
+
+use super::keys::{PartRef, TraceSummary, PART_REF_LEN};
+use super::StoreError;
+
+pub const KEY_LEN: usize = 16;
+/// The largest body a chunk may claim (a submission's spans; receivers refuse far smaller requests).
+const MAX_BODY: u32 = 1 << 30;
+pub type ChunkKey = [u8; KEY_LEN];
+
+/// Where a part's spans are: a part value is `TraceSummary` + this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub chunk: ChunkKey,
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Location {
+    pub const LEN: usize = KEY_LEN + 8;
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.chunk);
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        out.extend_from_slice(&self.len.to_be_bytes());
+    }
+
+    /// The location in a part's value (after its summary).
+    pub fn of_part(value: &[u8]) -> Option<Self> {
+        let bytes = value.get(TraceSummary::LEN..TraceSummary::LEN + Self::LEN)?;
+        let (chunk, rest) = bytes.split_first_chunk::<KEY_LEN>()?;
+        let (offset, len) = rest.split_first_chunk::<4>()?;
+        Some(Self {
+            chunk: *chunk,
+            offset: u32::from_be_bytes(*offset),
+            len: u32::from_be_bytes(len.try_into().ok()?),
+        })
+    }
+}
+
+/// Makes chunk keys: arrival time, then a counter that starts at a random value, so that keys made in
+/// the same microsecond (or by a collector restarted with its clock set back) still differ.
+pub struct KeyMaker {
+    counter: AtomicU64,
+}
+
+impl KeyMaker {
+    pub fn new() -> Self {
+        use std::hash::BuildHasher;
+        let start = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        Self {
+            counter: AtomicU64::new(start),
+        }
+    }
+
+    pub fn next(&self) -> ChunkKey {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut key = [0u8; KEY_LEN];
+        key[..8].copy_from_slice(&now.to_be_bytes());
+        key[8..].copy_from_slice(&n.to_be_bytes());
+        key
+    }
+}
+
+/// Builds a chunk's value from its parts' references and its body.
+pub fn encode(parts: &[PartRef], body: &[u8]) -> Vec<u8> {
+    let compressed = lz4_flex::block::compress_prepend_size(body);
+    let mut out = Vec::with_capacity(4 + parts.len() * PART_REF_LEN + compressed.len());
+    out.extend_from_slice(&(parts.len() as u32).to_be_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&compressed);
+    out
+}
+
+/// A chunk's value, read in place.
+pub struct Chunk<'a> {
+    parts: &'a [u8],
+    compressed: &'a [u8],
+}
+
+impl<'a> Chunk<'a> {
+    pub fn decode(value: &'a [u8]) -> Option<Self> {
+        let (count, rest) = value.split_first_chunk::<4>()?;
+        let refs_len = (u32::from_be_bytes(*count) as usize).checked_mul(PART_REF_LEN)?;
+        Some(Self {
+            parts: rest.get(..refs_len)?,
+            compressed: rest.get(refs_len..)?,
+        })
+    }
+
+    /// The references of the parts the chunk was written for.
+    pub fn parts(&self) -> impl Iterator<Item = PartRef> + 'a {
+        self.parts
+            .chunks_exact(PART_REF_LEN)
+            .filter_map(|r| PartRef::try_from(r).ok())
+    }
+
+    /// The decompressed body; `None` when it does not decompress (or claims an impossible size: the
+    /// size in front is checked before anything is allocated for it).
+    pub fn body(&self) -> Option<Vec<u8>> {
+        let size = u32::from_le_bytes(*self.compressed.first_chunk::<4>()?);
+        if size > MAX_BODY {
+            return None;
+        }
+        lz4_flex::block::decompress_size_prepended(self.compressed).ok()
+    }
+}
+
+/// Chunks decompressed by one reader (a trace read, a search, a retention pass): the parts of one
+/// trace, and the traces a search checks, are often in the same few chunks.
+pub struct ChunkCache {
+    chunks: Snapshot,
+    bodies: RefCell<HashMap<ChunkKey, Option<std::rc::Rc<Vec<u8>>>>>,
+}
+
+/// Bodies kept by one reader at most (about 60 KB each for the benchmark's requests).
+const CACHED_BODIES: usize = 256;
+
+impl ChunkCache {
+    pub fn new(chunks: Snapshot) -> Self {
+        Self {
+            chunks,
+            bodies: RefCell::default(),
+        }
+    }
+
+    /// Calls `f` with the encoded spans of the part whose value is `part_value`; `None` when the part's
+    /// chunk is missing or damaged (the part is then read as empty, as an undecodable part always was).
+    pub fn with_spans<R>(
+        &self,
+        part_value: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        let Some(at) = Location::of_part(part_value) else {
+            return Ok(None);
+        };
+        let body = self.body(&at.chunk)?;
+        let start = at.offset as usize;
+        Ok(body
+            .as_deref()
+            .and_then(|b| b.get(start..start.checked_add(at.len as usize)?))
+            .map(f))
+    }
+
+    fn body(&self, key: &ChunkKey) -> Result<Option<std::rc::Rc<Vec<u8>>>, StoreError> {
+        if let Some(body) = self.bodies.borrow().get(key) {
+            return Ok(body.clone());
+        }
+        let body = self
+            .chunks
+            .get(key)?
+            .and_then(|v| Chunk::decode(&v)?.body())
+            .map(std::rc::Rc::new);
+        let mut bodies = self.bodies.borrow_mut();
+        if bodies.len() >= CACHED_BODIES {
+            bodies.clear();
+        }
+        bodies.insert(*key, body.clone());
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_round_trips_its_parts_and_body() {
+        let parts = [[1u8; PART_REF_LEN], [2u8; PART_REF_LEN]];
+        let body: Vec<u8> = (0..5000u32).flat_map(|i| (i % 7).to_be_bytes()).collect();
+        let value = encode(&parts, &body);
+        assert!(value.len() < body.len() / 2, "the body is compressed");
+        let chunk = Chunk::decode(&value).unwrap();
+        assert_eq!(chunk.parts().collect::<Vec<_>>(), parts);
+        assert_eq!(chunk.body().unwrap(), body);
+    }
+
+    #[test]
+    fn damaged_chunks_decode_to_none_instead_of_panicking() {
+        let value = encode(&[[1u8; PART_REF_LEN]], b"some spans");
+        for cut in 0..value.len() {
+            if let Some(chunk) = Chunk::decode(&value[..cut]) {
+                let _ = chunk.parts().count();
+                assert_ne!(
+                    chunk.body().as_deref(),
+                    Some(&b"some spans"[..]),
+                    "cut at {cut}"
+                );
+            }
+        }
+        assert!(Chunk::decode(&[0xff, 0xff, 0xff, 0xff, 1]).is_none());
+        let huge = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0];
+        assert!(
+            Chunk::decode(&huge).unwrap().body().is_none(),
+            "no 4 GiB allocation"
+        );
+    }
+
+    #[test]
+    fn locations_round_trip_after_the_summary() {
+        let at = Location {
+            chunk: [9; KEY_LEN],
+            offset: 70_000,
+            len: 1_234,
+        };
+        let mut value = TraceSummary::default().encode().to_vec();
+        at.encode_into(&mut value);
+        assert_eq!(Location::of_part(&value), Some(at));
+        assert_eq!(Location::of_part(&value[..value.len() - 1]), None);
+    }
+
+    #[test]
+    fn keys_are_in_arrival_order_and_distinct() {
+        let maker = KeyMaker::new();
+        let a = maker.next();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = maker.next();
+        let c = maker.next();
+        assert!(a < b, "a later chunk sorts later");
+        assert_ne!(b, c);
+        let micros = |k: &ChunkKey| u64::from_be_bytes(k[..8].try_into().unwrap());
+        assert!(
+            micros(&b) >= micros(&a) + 1_000,
+            "the arrival time leads the key"
+        );
+    }
+}

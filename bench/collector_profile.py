@@ -9,11 +9,14 @@ group commit, the LSM flushes started meanwhile), without start-up or shutdown. 
 instructions, not time, so other work on the machine does not change the figure. `KEEP_CALLGRIND=dir`
 keeps the dump for `callgrind_annotate`.
 
-`python bench/collector_profile.py cpu [seconds]` runs the collector under wrk (as bench/collector.py does)
-and divides the CPU time the collector's process used (every thread: receivers, writer, analytics, LSM
-flushes and compactions, counted until they settle after the load) by the spans it acknowledged: CPU time
+`python bench/collector_profile.py cpu [seconds] [connections]` runs the collector under wrk (as
+bench/collector.py does) and divides the CPU time the collector's process used (every thread: receivers,
+writer, analytics, LSM flushes and compactions, counted until they settle after the load, up to two
+minutes) by the spans it acknowledged, in all and per thread name, with the bytes each thread handed to
+`write` per span (the store writer's are the journal, the compactor's what compaction rewrote): CPU time
 per span moves far less than spans per second when other work shares the machine, so it compares
-settings (`COLLECTOR_ARGS`) and builds (`COLLECTOR_BIN`) on a busy machine.
+settings (`COLLECTOR_ARGS`) and builds (`COLLECTOR_BIN`) on a busy machine, and it counts the compactions
+that callgrind's 300-request window (`instructions`) mostly misses.
 
 `python bench/collector_profile.py threads [seconds] [connections]` runs the collector under wrk (as bench/collector.py
 does) and prints each of the collector's threads' CPU time over the load as a share of one core (from
@@ -180,24 +183,49 @@ def warm_collector(prefix):
         coll.stop()
 
 
-def cpu(seconds=20):
+def cpu(seconds=20, connections=CONNECTIONS):
     with warm_collector("meshtrace-cpu-") as (tmp, batch_dir, ports, coll):
         time.sleep(3)
-        before = cpu_seconds(coll.proc.pid)
-        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
+        pid = coll.proc.pid
+        before, threads_before = cpu_seconds(pid), thread_work(pid)
+        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
         # Let the flushes and compactions the load caused finish (the CPU stops moving).
-        last = cpu_seconds(coll.proc.pid)
-        for _ in range(30):
+        last = cpu_seconds(pid)
+        for _ in range(120):
             time.sleep(1)
-            now = cpu_seconds(coll.proc.pid)
+            now = cpu_seconds(pid)
             if now - last < 0.02:
                 break
             last = now
-        used = last - before
+        used, threads_after = last - before, thread_work(pid)
     shutil.rmtree(tmp, ignore_errors=True)
-    spans = (r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH
-    return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "cpu_s": round(used, 2),
-            "cpu_us_per_span": round(used / max(spans, 1) * 1e6, 2), "load": round(os.getloadavg()[0], 1)}
+    spans = max((r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH, 1)
+    per_thread = {}
+    for name, (cpu_s, written) in threads_after.items():
+        cpu0, written0 = threads_before.get(name, (0.0, 0))
+        per_thread[name] = {"cpu_us_per_span": round((cpu_s - cpu0) / spans * 1e6, 2),
+                            "bytes_written_per_span": round((written - written0) / spans)}
+    # Threads that ended before the count (fjall's flush workers live only while they flush).
+    ended = used - sum(cpu_s - threads_before.get(name, (0.0, 0))[0] for name, (cpu_s, _) in threads_after.items())
+    per_thread["threads that ended"] = {"cpu_us_per_span": round(ended / spans * 1e6, 2)}
+    return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "connections": connections, "cpu_s": round(used, 2),
+            "cpu_us_per_span": round(used / spans * 1e6, 2), "load": round(os.getloadavg()[0], 1),
+            "threads": dict(sorted(per_thread.items(), key=lambda kv: -kv[1]["cpu_us_per_span"]))}
+
+
+def thread_work(pid):
+    """Per thread name (threads of one name summed): (CPU seconds, bytes handed to write calls), from
+    /proc/<pid>/task/*/stat and io."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            name = task.joinpath("comm").read_text().strip()
+            stat = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+            io = dict(line.split(": ") for line in task.joinpath("io").read_text().splitlines())
+            cpu_s, written = out.get(name, (0.0, 0))
+            out[name] = (cpu_s + (int(stat[11]) + int(stat[12])) / tick, written + int(io["wchar"]))
+    return out
 
 
 def thread_times(pid):
@@ -292,6 +320,11 @@ if __name__ == "__main__":
     elif mode == "threads":
         threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10, int(sys.argv[3]) if len(sys.argv) > 3 else 8)
     elif mode == "cpu":
-        print(cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 20))
+        report = cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 20, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS)
+        threads_report = report.pop("threads")
+        print(report)
+        for name, row in threads_report.items():
+            print(f"  {name:18} {row['cpu_us_per_span']:5.2f} us of CPU per span"
+                  + (f", {row['bytes_written_per_span']} bytes written per span" if row.get("bytes_written_per_span") else ""))
     else:
         print(instructions())

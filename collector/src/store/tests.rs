@@ -54,17 +54,22 @@ fn a_retry_of_a_deleted_part_is_stored_again() {
     assert!(store.stored_bytes().unwrap() > 0);
 }
 
+/// A store that got `r`, was restarted, then got `r` again (a retry it no longer recognises).
+fn retried_after_a_restart(r: &SpanRecord) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.write_spans(std::slice::from_ref(r)).unwrap();
+    }
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    store.write_spans(std::slice::from_ref(r)).unwrap();
+    (dir, store)
+}
+
 #[test]
 fn a_retry_after_a_restart_reads_once() {
     // Not remembered after a restart: written again under the same key, read once.
-    let dir = tempfile::tempdir().unwrap();
-    let r = rec(1, 1, "a", 100, false);
-    {
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        store.write_spans(std::slice::from_ref(&r)).unwrap();
-    }
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
-    store.write_spans(std::slice::from_ref(&r)).unwrap();
+    let (_dir, store) = retried_after_a_restart(&rec(1, 1, "a", 100, false));
     assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
     assert_eq!(store.find_traces(&query("a")).unwrap(), vec![[1u8; 16]]);
 }
@@ -436,14 +441,8 @@ fn a_chunk_stays_while_one_of_its_parts_is_left() {
 fn a_chunk_left_without_parts_by_a_retry_after_a_restart_is_swept() {
     // After a restart the retry is not recognised: its part is written again, with its spans in a new
     // chunk, and nothing points to the first chunk any more.
-    let dir = tempfile::tempdir().unwrap();
     let r = rec(1, 1, "a", 100, false);
-    {
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
-        store.write_spans(std::slice::from_ref(&r)).unwrap();
-    }
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
-    store.write_spans(std::slice::from_ref(&r)).unwrap();
+    let (_dir, store) = retried_after_a_restart(&r);
     assert_eq!(store.chunks.len().unwrap(), 2);
     let keep_all = RetentionPolicy {
         max_age_us: 0,

@@ -18,6 +18,10 @@ per span moves far less than spans per second when other work shares the machine
 settings (`COLLECTOR_ARGS`) and builds (`COLLECTOR_BIN`) on a busy machine, and it counts the compactions
 that callgrind's 300-request window (`instructions`) mostly misses.
 
+`python bench/collector_profile.py peer [seconds] [connections]` runs rotel (receive only) under the same
+load and prints its CPU per span and wrk's: what the collector's CPU per span is up against on a machine
+that the load generator shares.
+
 `python bench/collector_profile.py threads [seconds] [connections]` runs the collector under wrk (as bench/collector.py
 does) and prints each of the collector's threads' CPU time over the load as a share of one core (from
 /proc/<pid>/task/*/stat), with the machine's busy share of all cores and wrk's own: whether ingest is
@@ -213,6 +217,32 @@ def cpu(seconds=20, connections=CONNECTIONS):
             "threads": dict(sorted(per_thread.items(), key=lambda kv: -kv[1]["cpu_us_per_span"]))}
 
 
+def peer(seconds=15, connections=CONNECTIONS):
+    """rotel (receive only, as bench/collector.py runs it) under the same load: its CPU per span and
+    wrk's, the budget the collector is measured against."""
+    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-peer-"))
+    batch_dir = tmp / "batches"
+    batch_dir.mkdir()
+    bench.write_batches(batch_dir, 300)
+    rot, port = bench.rotel(tmp)
+    try:
+        bench.wrk_ingest(port, batch_dir, 300, 2, connections=connections)
+        time.sleep(1)
+        before, wrk_before = cpu_seconds(rot.proc.pid), os.times()
+        r = bench.wrk_ingest(port, batch_dir, 300, seconds, connections=connections)
+        time.sleep(2)
+        used, wrk_after = cpu_seconds(rot.proc.pid) - before, os.times()
+    finally:
+        rot.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    spans = max((r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH, 1)
+    wrk = (wrk_after.children_user + wrk_after.children_system
+           - wrk_before.children_user - wrk_before.children_system)
+    return {"spans_per_s": round(r["spans_per_s"]), "connections": connections,
+            "rotel_cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(wrk / spans * 1e6, 2),
+            "load": round(os.getloadavg()[0], 1)}
+
+
 def thread_work(pid):
     """Per thread name (threads of one name summed): (CPU seconds, bytes handed to write calls), from
     /proc/<pid>/task/*/stat and io."""
@@ -319,6 +349,8 @@ if __name__ == "__main__":
         perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     elif mode == "threads":
         threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10, int(sys.argv[3]) if len(sys.argv) > 3 else 8)
+    elif mode == "peer":
+        print(peer(int(sys.argv[2]) if len(sys.argv) > 2 else 15, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS))
     elif mode == "cpu":
         report = cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 20, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS)
         threads_report = report.pop("threads")

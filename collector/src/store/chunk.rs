@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fjall::Snapshot;
@@ -135,7 +136,7 @@ impl<'a> Chunk<'a> {
 /// trace, and the traces a search checks, are often in the same few chunks.
 pub struct ChunkCache {
     chunks: Snapshot,
-    bodies: RefCell<HashMap<ChunkKey, Option<std::rc::Rc<Vec<u8>>>>>,
+    bodies: RefCell<HashMap<ChunkKey, Option<Rc<Vec<u8>>>>>,
 }
 
 /// Bodies kept by one reader at most (about 60 KB each for the benchmark's requests).
@@ -167,7 +168,7 @@ impl ChunkCache {
             .map(f))
     }
 
-    fn body(&self, key: &ChunkKey) -> Result<Option<std::rc::Rc<Vec<u8>>>, StoreError> {
+    fn body(&self, key: &ChunkKey) -> Result<Option<Rc<Vec<u8>>>, StoreError> {
         if let Some(body) = self.bodies.borrow().get(key) {
             return Ok(body.clone());
         }
@@ -175,7 +176,7 @@ impl ChunkCache {
             .chunks
             .get(key)?
             .and_then(|v| Chunk::decode(&v)?.body())
-            .map(std::rc::Rc::new);
+            .map(Rc::new);
         let mut bodies = self.bodies.borrow_mut();
         if bodies.len() >= CACHED_BODIES {
             bodies.clear();

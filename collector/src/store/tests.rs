@@ -419,6 +419,19 @@ fn deleting_a_trace_leaves_nothing_behind() {
 }
 
 #[test]
+fn a_stored_part_left_out_of_a_request_leaves_its_spans_out_of_the_chunk() {
+    let (_dir, store) = open();
+    let (one, two) = (rec(1, 1, "a", 100, false), rec(2, 2, "a", 110, false));
+    store.write_spans(std::slice::from_ref(&one)).unwrap();
+    // The first part is recognised as stored; the chunk holds only the second's spans, and the second
+    // part's place in it is where they are.
+    store.write_spans(&[one.clone(), two.clone()]).unwrap();
+    assert_eq!(store.trace(&[1; 16]).unwrap(), vec![one]);
+    assert_eq!(store.trace(&[2; 16]).unwrap(), vec![two]);
+    assert_eq!(store.chunks.len().unwrap(), 2);
+}
+
+#[test]
 fn a_chunk_stays_while_one_of_its_parts_is_left() {
     let (_dir, store) = open();
     store

@@ -34,6 +34,17 @@ struct PreparedPart {
     bytes: u64,
 }
 
+/// A trace part of a submission before its chunk is made: its spans are `body[spans]` of the chunk
+/// body being built (`Store::prepare`), its summary counts the bytes of its key, its value without its
+/// spans' place, and its search entries.
+struct NewPart {
+    part_ref: keys::PartRef,
+    fingerprint: u64,
+    summary: TraceSummary,
+    spans: std::ops::Range<usize>,
+    search: Vec<(Slice, Slice)>,
+}
+
 /// The trace parts of one submission (`Store::prepare`), and the names its spans add to the listings.
 #[derive(Default)]
 pub struct Prepared {
@@ -113,9 +124,12 @@ impl Store {
         }
         names.sort_unstable();
         names.dedup();
-        let mut parts: Vec<PreparedPart> = order
+        // The parts' spans are encoded one after the other into the chunk's body, sized once.
+        let mut body =
+            Vec::with_capacity(order.iter().map(|(_, g)| batch.encoded_len_bound(g)).sum());
+        let mut parts: Vec<NewPart> = order
             .iter()
-            .filter_map(|(trace, group)| prepare_part(batch, trace, &dedupe(batch, group)))
+            .filter_map(|(trace, group)| new_part(batch, trace, &dedupe(batch, group), &mut body))
             .collect();
         // Parts committed lately are asked about in fjall; any other part is taken as new (see
         // `recent`). A part taken as new though stored (its retry came after the part was forgotten, or
@@ -128,7 +142,7 @@ impl Store {
                     || !self.parts.contains_key(part.part_ref).unwrap_or(false)
             });
         }
-        let chunk = self.chunk_parts(&mut parts);
+        let (parts, chunk) = self.chunk_parts(body, parts);
         Prepared {
             parts,
             chunk,
@@ -136,42 +150,64 @@ impl Store {
         }
     }
 
-    /// Moves the parts' spans into one chunk (see `chunk`): each part's value becomes its summary and
-    /// where its spans are in the chunk. A part's bytes (the stored-bytes counter, size retention) count
-    /// its share of the chunk, in proportion to its spans' length.
-    fn chunk_parts(&self, parts: &mut [PreparedPart]) -> Option<(Slice, Slice)> {
+    /// Makes the chunk of `parts` (see `chunk`) and their values: each part's summary and where its
+    /// spans are in the chunk. A part's bytes (the stored-bytes counter, size retention) count its share
+    /// of the chunk, in proportion to its spans' length.
+    fn chunk_parts(
+        &self,
+        body: Vec<u8>,
+        parts: Vec<NewPart>,
+    ) -> (Vec<PreparedPart>, Option<(Slice, Slice)>) {
         if parts.is_empty() {
-            return None;
+            return (Vec::new(), None);
         }
+        // Parts left out as already stored left their spans in `body`: only then is it copied without.
+        let kept: usize = parts.iter().map(|p| p.spans.len()).sum();
+        let body = if kept == body.len() {
+            body
+        } else {
+            let mut kept_body = Vec::with_capacity(kept);
+            for part in &parts {
+                kept_body.extend_from_slice(body.get(part.spans.clone()).unwrap_or_default());
+            }
+            kept_body
+        };
         let key = self.chunk_keys.next();
-        let mut body = Vec::with_capacity(parts.iter().map(|p| p.value.len()).sum());
-        let mut refs = Vec::with_capacity(parts.len());
-        for part in parts.iter() {
-            body.extend_from_slice(part.value.get(TraceSummary::LEN..).unwrap_or_default());
-            refs.push(part.part_ref);
-        }
+        let refs: Vec<keys::PartRef> = parts.iter().map(|p| p.part_ref).collect();
         let value = chunk::encode(&refs, &body);
         let chunk_bytes = (key.len() + value.len()) as u64;
         let body_len = (body.len() as u64).max(1);
         let mut offset = 0u32;
-        for part in parts.iter_mut() {
-            let len = part.value.len().saturating_sub(TraceSummary::LEN) as u32;
-            let at = chunk::Location {
-                chunk: key,
-                offset,
-                len,
-            };
-            offset += len;
-            let share = chunk_bytes * u64::from(len) / body_len;
-            part.bytes = part.bytes - u64::from(len) + chunk::Location::LEN as u64 + share;
-            let mut summary = TraceSummary::decode(&part.value).unwrap_or_default();
-            summary.bytes = part.bytes;
-            let mut part_value = Vec::with_capacity(TraceSummary::LEN + chunk::Location::LEN);
-            part_value.extend_from_slice(&summary.encode());
-            at.encode_into(&mut part_value);
-            part.value = Slice::from(part_value);
-        }
-        Some((Slice::from(key.as_slice()), Slice::from(value)))
+        let prepared = parts
+            .into_iter()
+            .map(|part| {
+                let len = part.spans.len() as u32;
+                let at = chunk::Location {
+                    chunk: key,
+                    offset,
+                    len,
+                };
+                offset += len;
+                let mut summary = part.summary;
+                summary.bytes +=
+                    chunk::Location::LEN as u64 + chunk_bytes * u64::from(len) / body_len;
+                let mut value = Vec::with_capacity(TraceSummary::LEN + chunk::Location::LEN);
+                value.extend_from_slice(&summary.encode());
+                at.encode_into(&mut value);
+                PreparedPart {
+                    key: Slice::from(part.part_ref.as_slice()),
+                    part_ref: part.part_ref,
+                    fingerprint: part.fingerprint,
+                    value: Slice::from(value),
+                    search: part.search,
+                    bytes: summary.bytes,
+                }
+            })
+            .collect();
+        (
+            prepared,
+            Some((Slice::from(key.as_slice()), Slice::from(value))),
+        )
     }
 
     /// Stores `records` durably in a batch of their own (tests and tools; the collector's writer groups
@@ -375,14 +411,21 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
     out
 }
 
-fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<PreparedPart> {
+/// Encodes the spans `group` of one trace at the end of `body` and reads them as a trace part.
+fn new_part(
+    batch: &SpanBatch,
+    trace: &TraceId,
+    group: &[u32],
+    body: &mut Vec<u8>,
+) -> Option<NewPart> {
     let first = batch.span(*group.first()? as usize)?;
-    // Sized once: growing it from the header up cost a reallocation and a copy per part.
-    let mut value = Vec::with_capacity(TraceSummary::LEN + batch.encoded_len_bound(group));
-    value.resize(TraceSummary::LEN, 0);
-    batch.encode_into(group, &mut value);
-    let spans = value.get(TraceSummary::LEN..).unwrap_or_default();
-    let part_ref = keys::part_ref(trace, xxhash_rust::xxh3::xxh3_64(spans));
+    let start = body.len();
+    batch.encode_into(group, body);
+    let spans = start..body.len();
+    let part_ref = keys::part_ref(
+        trace,
+        xxhash_rust::xxh3::xxh3_64(body.get(spans.clone()).unwrap_or_default()),
+    );
     let search = keys::part_search_entries(batch, group, &part_ref);
     let mut summary = TraceSummary {
         start_us: first.start_us(),
@@ -396,23 +439,19 @@ fn prepare_part(batch: &SpanBatch, trace: &TraceId, group: &[u32]) -> Option<Pre
         summary.error |= span.is_error();
     }
     summary.bytes = (part_ref.len()
-        + value.len()
+        + TraceSummary::LEN
         + search
             .iter()
             .map(|e| e.key.len() + e.value.len())
             .sum::<usize>()) as u64;
-    if let Some(header) = value.get_mut(..TraceSummary::LEN) {
-        header.copy_from_slice(&summary.encode());
-    }
-    Some(PreparedPart {
+    Some(NewPart {
         fingerprint: RecentParts::fingerprint(&part_ref),
-        key: Slice::from(part_ref.as_slice()),
         part_ref,
-        value: Slice::from(value),
+        summary,
+        spans,
         search: search
             .into_iter()
             .map(|e| (Slice::from(e.key), Slice::from(e.value)))
             .collect(),
-        bytes: summary.bytes,
     })
 }

@@ -8,8 +8,10 @@
 //! and compressing them again (issue 16, "Chunks" in collector/DESIGN.md).
 //!
 //! A chunk's value: the number of parts (u32), the part references (`trace(16) hash(8)` each) of the
-//! parts it was written for, then the LZ4 block of the body with its decompressed size in front. The
-//! references let retention delete a chunk once none of its parts is left (`Chunk::is_dead`).
+//! parts it was written for, the number of search entries made with it (u32) and their keys (u16
+//! length, then the key, each), then the LZ4 block of the body with its decompressed size in front. The
+//! references let retention delete a chunk once none of its parts is left (`Store::chunk_is_alive`),
+//! and the entries' keys let it delete or trim the chunk's search entries with it.
 //!
 //! A chunk's key: the microseconds since the epoch when it was prepared, then a counter (8 bytes each),
 //! so chunks are in arrival order and never share a key.
@@ -86,13 +88,20 @@ impl KeyMaker {
     }
 }
 
-/// Builds a chunk's value from its parts' references and its body.
-pub fn encode(parts: &[PartRef], body: &[u8]) -> Vec<u8> {
+/// Builds a chunk's value from its parts' references, its search entries' keys and its body.
+pub fn encode(parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Vec<u8> {
     let compressed = lz4_flex::block::compress_prepend_size(body);
-    let mut out = Vec::with_capacity(4 + parts.len() * PART_REF_LEN + compressed.len());
+    let entry_bytes: usize = entries.iter().map(|k| 2 + k.len()).sum();
+    let mut out =
+        Vec::with_capacity(8 + parts.len() * PART_REF_LEN + entry_bytes + compressed.len());
     out.extend_from_slice(&(parts.len() as u32).to_be_bytes());
     for part in parts {
         out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for key in entries {
+        out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        out.extend_from_slice(key);
     }
     out.extend_from_slice(&compressed);
     out
@@ -101,6 +110,8 @@ pub fn encode(parts: &[PartRef], body: &[u8]) -> Vec<u8> {
 /// A chunk's value, read in place.
 pub struct Chunk<'a> {
     parts: &'a [u8],
+    entries: &'a [u8],
+    entry_count: u32,
     compressed: &'a [u8],
 }
 
@@ -108,9 +119,30 @@ impl<'a> Chunk<'a> {
     pub fn decode(value: &'a [u8]) -> Option<Self> {
         let (count, rest) = value.split_first_chunk::<4>()?;
         let refs_len = (u32::from_be_bytes(*count) as usize).checked_mul(PART_REF_LEN)?;
+        let (parts, rest) = rest.split_at_checked(refs_len)?;
+        let (entry_count, mut rest) = rest.split_first_chunk::<4>()?;
+        let entry_count = u32::from_be_bytes(*entry_count);
+        let entries = rest;
+        for _ in 0..entry_count {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            rest = tail.get(usize::from(u16::from_be_bytes(*len))..)?;
+        }
         Some(Self {
-            parts: rest.get(..refs_len)?,
-            compressed: rest.get(refs_len..)?,
+            parts,
+            entries: entries.get(..entries.len() - rest.len())?,
+            entry_count,
+            compressed: rest,
+        })
+    }
+
+    /// The keys of the search entries made with the chunk (`entry`).
+    pub fn entries(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut rest = self.entries;
+        (0..self.entry_count).map_while(move |_| {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let (key, tail) = tail.split_at_checked(usize::from(u16::from_be_bytes(*len)))?;
+            rest = tail;
+            Some(key)
         })
     }
 
@@ -200,19 +232,26 @@ mod tests {
     fn a_chunk_round_trips_its_parts_and_body() {
         let parts = [[1u8; PART_REF_LEN], [2u8; PART_REF_LEN]];
         let body: Vec<u8> = (0..5000u32).flat_map(|i| (i % 7).to_be_bytes()).collect();
-        let value = encode(&parts, &body);
+        let entries: [&[u8]; 2] = [b"entry one", b""];
+        let value = encode(&parts, &entries, &body);
         assert!(value.len() < body.len() / 2, "the body is compressed");
         let chunk = Chunk::decode(&value).unwrap();
         assert_eq!(chunk.parts().collect::<Vec<_>>(), parts);
+        assert_eq!(chunk.entries().collect::<Vec<_>>(), entries);
         assert_eq!(chunk.body().unwrap(), body);
     }
 
     #[test]
     fn damaged_chunks_decode_to_none_instead_of_panicking() {
-        let value = encode(&[[1u8; PART_REF_LEN]], b"some spans");
+        let value = encode(&[[1u8; PART_REF_LEN]], &[b"an entry"], b"some spans");
         for cut in 0..value.len() {
             if let Some(chunk) = Chunk::decode(&value[..cut]) {
                 let _ = chunk.parts().count();
+                assert_eq!(
+                    chunk.entries().collect::<Vec<_>>(),
+                    [b"an entry"],
+                    "cut at {cut}"
+                );
                 assert_ne!(
                     chunk.body().as_deref(),
                     Some(&b"some spans"[..]),
@@ -221,7 +260,11 @@ mod tests {
             }
         }
         assert!(Chunk::decode(&[0xff, 0xff, 0xff, 0xff, 1]).is_none());
-        let huge = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0];
+        assert!(
+            Chunk::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 9, 1]).is_none(),
+            "an entry key longer than the value"
+        );
+        let huge = [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0];
         assert!(
             Chunk::decode(&huge).unwrap().body().is_none(),
             "no 4 GiB allocation"

@@ -7,6 +7,7 @@
 
 mod chunk;
 mod database;
+mod entry;
 mod errors;
 mod keys;
 mod part;

@@ -8,15 +8,10 @@ use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 
 use super::keys::TraceSummary;
-use crate::model::{records_of, SpanBatch, SpanRecord};
+use crate::model::{records_of, SpanRecord};
 
 pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
     TraceSummary::decode(value)
-}
-
-/// The spans of a part's encoded `TracesData`, indexed in place; `None` when they do not parse.
-pub fn spans_in(encoded: &[u8]) -> Option<SpanBatch> {
-    SpanBatch::parse(bytes::Bytes::copy_from_slice(encoded)).ok()
 }
 
 /// The spans of a part's encoded `TracesData`; `None` when they do not decode.
@@ -33,7 +28,7 @@ pub fn records_in(encoded: &[u8]) -> Option<Vec<SpanRecord>> {
 )]
 mod tests {
     use super::*;
-    use crate::model::string_attribute;
+    use crate::model::{string_attribute, SpanBatch};
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::Span;
@@ -80,9 +75,6 @@ mod tests {
         assert_eq!(summary_of(&value), Some(summary));
         let encoded = &value[TraceSummary::LEN..];
         assert_eq!(records_in(encoded).unwrap(), records.to_vec());
-        let spans = spans_in(encoded).unwrap();
-        let names: Vec<&str> = spans.spans().map(|s| s.name()).collect();
-        assert_eq!(names, ["op1", "op2", "op3", "op4", "op5"]);
         let data = TracesData::decode(&value[TraceSummary::LEN..]).unwrap();
         let shape: Vec<Vec<usize>> = data
             .resource_spans

@@ -166,7 +166,9 @@ impl Store {
     ) -> Result<ScanReport, StoreError> {
         let mut verified = 0usize;
         let mut report = self.scan(&q.scan_filter(), deadline, |c, reader| {
-            let matched = q.entry_suffices(&c) || {
+            let matched = if q.entry_suffices(&c) {
+                reader.exists(&c.trace)?
+            } else {
                 verified += 1;
                 reader.records(&c.trace)?.iter().any(|r| q.matches(r))
             };
@@ -190,7 +192,7 @@ impl Store {
             if seen.len() >= MAX_DEPENDENCY_TRACES {
                 break;
             }
-            let (_, trace) = item?;
+            let trace = item?.trace;
             if !seen.insert(trace) {
                 continue;
             }

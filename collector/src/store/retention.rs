@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::keys::TraceSummary;
 use super::read::summarize;
+use super::scan::Oldest;
 use super::{Store, StoreError};
 use crate::model::TraceId;
 
@@ -44,12 +45,12 @@ impl Store {
                 .map(|a| now_us.saturating_sub(a))
                 .unwrap_or(cutoff);
             loop {
-                let batch = self.oldest(CHUNK, |start, s| {
-                    if start >= cutoff.max(error_cutoff) {
+                let batch = self.oldest(CHUNK, |item, s| {
+                    if item.floor_us >= cutoff.max(error_cutoff) {
                         return Pick::Stop;
                     }
                     let limit = if s.error { error_cutoff } else { cutoff };
-                    if start < limit {
+                    if item.start_us < limit {
                         Pick::Take
                     } else {
                         Pick::Skip
@@ -94,8 +95,8 @@ impl Store {
         Ok(report)
     }
 
-    /// Deletes the dead chunks among the `n` oldest. Deleting traces deletes the chunks they leave empty,
-    /// but a chunk none of whose parts point to it any more without having been deleted (each rewritten
+    /// Deletes the dead chunks among the `n` oldest, with their search entries. Deleting traces deletes
+    /// the chunks they leave empty, but a chunk none of whose parts point to it any more without having been deleted (each rewritten
     /// by a retry the collector did not recognise, after a restart) is only found here, once the chunks
     /// before it are gone or it is among the first `n`.
     fn sweep_chunks(&self, n: usize) -> Result<(), StoreError> {
@@ -104,7 +105,7 @@ impl Store {
         for item in self.chunks.iter().take(n) {
             let (key, value) = item?;
             if !self.chunk_is_alive(&key, &value, &Default::default())? {
-                batch.remove(&self.chunks, key);
+                self.delete_chunk(&mut batch, &key, &value);
             }
         }
         if !batch.is_empty() {
@@ -113,27 +114,33 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `n` traces, oldest first, that `pick` takes.
+    /// Up to `n` traces, oldest first (within `ENTRY_SPREAD_US`: see `Store::oldest_first`), that
+    /// `pick` takes. A trace is judged by the first of its items met, which starts at most
+    /// `ENTRY_SPREAD_US` after its oldest.
     fn oldest(
         &self,
         n: usize,
-        mut pick: impl FnMut(u64, &TraceSummary) -> Pick,
+        mut pick: impl FnMut(&Oldest, &TraceSummary) -> Pick,
     ) -> Result<Vec<TraceId>, StoreError> {
         let at = self.keyspace.instant();
         let parts = self.parts.snapshot_at(at);
         let mut out = Vec::new();
-        // A trace comes once per part and service; the first time is its oldest.
         let mut seen = HashSet::new();
         for item in self.oldest_first(at, 0, u64::MAX)? {
             if out.len() >= n {
                 break;
             }
-            let (start, trace) = item?;
+            let item = item?;
+            let trace = item.trace;
             if !seen.insert(trace) {
                 continue;
             }
-            let summary = summarize(&parts, &trace)?.unwrap_or_default();
-            match pick(start, &summary) {
+            // An item of a trace no part is left of (its part was written again into a later chunk
+            // before the trace was deleted) goes with its entry's chunk.
+            let Some(summary) = summarize(&parts, &trace)? else {
+                continue;
+            };
+            match pick(&item, &summary) {
                 Pick::Take => out.push(trace),
                 Pick::Skip => {}
                 Pick::Stop => break,

@@ -1,7 +1,8 @@
 //! Scanning the search entries newest first, for every search API (Jaeger, Jaeger v3, Tempo's TraceQL,
-//! Zipkin). A scan walks the `search` entries of one service, or of all services merged by start time,
-//! skips each entry whose durations or hashes rule the filter out without reading anything else, and
-//! hands every other trace once to a visitor, which reads what it needs from the same snapshot.
+//! Zipkin). A scan walks the `search` entries (`entry`) of one service, or of all services merged by
+//! start time, skips each item whose durations or hashes rule the filter out without reading anything
+//! else, and hands every other trace once, newest first, to a visitor, which reads what it needs from the
+//! same snapshot.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
@@ -9,15 +10,16 @@ use std::time::Instant;
 
 use fjall::{KvPair, Snapshot};
 
-use super::chunk::ChunkCache;
-use super::keys::{self, SearchValue};
+use super::chunk::{ChunkCache, ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
+use super::entry::{self, EntryView, ENTRY_SPREAD_US};
+use super::keys;
 use super::read::{read_skeletons, read_trace};
 use super::{SpanSkeleton, Store, StoreError};
 use crate::model::{SpanRecord, TraceId};
 
-/// Upper bound on search entries one scan looks at, so a broad query cannot run unbounded.
+/// Upper bound on search items one scan reads, so a broad query cannot run unbounded.
 pub const MAX_SCANNED: usize = 500_000;
-/// A search entry carries the earliest start of the spans behind it; a part whose spans start up to this
+/// A search item carries the earliest start of the spans behind it; a part whose spans start up to this
 /// long before the searched window may still hold a span inside it, so the scan reaches that far back
 /// (and the visitor checks such candidates against their spans).
 pub const PART_SPREAD_US: u64 = 3_600_000_000;
@@ -75,7 +77,7 @@ pub struct ScanFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
     pub trace: TraceId,
-    /// The earliest start of the spans behind the entry that led here (µs).
+    /// The earliest start of the spans behind the item that led here (µs).
     pub entry_start_us: u64,
 }
 
@@ -100,7 +102,7 @@ impl Flow {
 /// Why a scan ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanReport {
-    /// Search entries read.
+    /// Search items in the entries read.
     pub entries: usize,
     /// Distinct traces handed to the visitor.
     pub traces: usize,
@@ -119,6 +121,11 @@ impl TraceReader {
         read_trace(&self.parts, &self.chunks, trace)
     }
 
+    /// Whether any part of `trace` is stored (an item can outlive its trace: see `Store::oldest`).
+    pub fn exists(&self, trace: &TraceId) -> Result<bool, StoreError> {
+        Ok(self.parts.prefix(trace).next().transpose()?.is_some())
+    }
+
     pub fn skeletons(&self, trace: &TraceId) -> Result<Vec<SpanSkeleton>, StoreError> {
         read_skeletons(&self.parts, &self.chunks, trace)
     }
@@ -126,19 +133,25 @@ impl TraceReader {
 
 type Entries = Box<dyn Iterator<Item = Result<KvPair, StoreError>>>;
 
-/// The next entry of one service, ordered by (start, part) so that a max-heap yields newest first, or
+/// The next entry of one service, ordered by (start, chunk) so that a max-heap yields newest first, or
 /// the reverse when `oldest_first` (every head of one heap has the same).
 struct Head {
     start_us: u64,
-    part: keys::PartRef,
+    chunk: ChunkKey,
     source: usize,
     value: fjall::Slice,
     oldest_first: bool,
 }
 
+impl Head {
+    fn order(&self) -> (u64, ChunkKey, usize) {
+        (self.start_us, self.chunk, self.source)
+    }
+}
+
 impl PartialEq for Head {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        self.order() == other.order()
     }
 }
 impl Eq for Head {}
@@ -149,11 +162,7 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
-        let newest_first = (self.start_us, self.part, self.source).cmp(&(
-            other.start_us,
-            other.part,
-            other.source,
-        ));
+        let newest_first = self.order().cmp(&other.order());
         if self.oldest_first {
             newest_first.reverse()
         } else {
@@ -162,7 +171,7 @@ impl Ord for Head {
     }
 }
 
-/// The entries of several services merged newest first (or oldest first).
+/// The entries of several services merged newest first (or oldest first) by their keys' start.
 struct Merged {
     sources: Vec<Entries>,
     heap: BinaryHeap<Head>,
@@ -189,12 +198,11 @@ impl Merged {
         };
         for item in source.by_ref() {
             let (key, value) = item?;
-            let start = keys::u64_before_ref(&key);
-            let part = keys::part_ref_suffix(&key).and_then(|p| keys::PartRef::try_from(p).ok());
-            if let (Some(start_us), Some(part)) = (start, part) {
+            if let (Some(start_us), Some(chunk)) = (entry::key_start(&key), entry::key_chunk(&key))
+            {
                 self.heap.push(Head {
                     start_us,
-                    part,
+                    chunk,
                     source: i,
                     value,
                     oldest_first: self.oldest_first,
@@ -203,6 +211,11 @@ impl Merged {
             }
         }
         Ok(())
+    }
+
+    /// The start of the entry `next` returns.
+    fn peek_start(&self) -> Option<u64> {
+        self.heap.peek().map(|h| h.start_us)
     }
 
     fn next(&mut self) -> Result<Option<Head>, StoreError> {
@@ -214,6 +227,82 @@ impl Merged {
     }
 }
 
+/// An item read from an entry, waiting for its turn: ordered by (start, trace) for a max-heap.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Waiting {
+    start_us: u64,
+    trace: TraceId,
+}
+
+/// When a walk stops reading entries early.
+struct Budget {
+    items: usize,
+    deadline: Option<Instant>,
+}
+
+/// The items of merged entries newest first, in exact start order. Entries come by their latest start
+/// (`entry`); an item waits until the next entry's latest start is before it.
+struct Walk {
+    merged: Merged,
+    waiting: BinaryHeap<Waiting>,
+    budget: Budget,
+    /// Items in the entries read.
+    items_read: usize,
+    /// The budget ran out before the entries did: the items already read are handed out, newest
+    /// first, and the walk ends.
+    truncated: bool,
+    /// The items an entry lets through, reused.
+    taken: Vec<(u64, TraceId)>,
+}
+
+impl Walk {
+    fn new(sources: Vec<Entries>, budget: Budget) -> Result<Self, StoreError> {
+        Ok(Self {
+            merged: Merged::new(sources, false)?,
+            waiting: BinaryHeap::new(),
+            budget,
+            items_read: 0,
+            truncated: false,
+            taken: Vec::new(),
+        })
+    }
+
+    /// The next item `take` lets through, as (start, trace): `take` is handed each entry read and pushes
+    /// the items it wants.
+    fn next(
+        &mut self,
+        take: &mut impl FnMut(&EntryView<'_>, &mut Vec<(u64, TraceId)>),
+    ) -> Result<Option<(u64, TraceId)>, StoreError> {
+        loop {
+            let next_entry = self.merged.peek_start();
+            let top = self.waiting.peek().map(|w| w.start_us);
+            if self.truncated || top.is_some_and(|t| next_entry.is_none_or(|next| t >= next)) {
+                return Ok(self.waiting.pop().map(|w| (w.start_us, w.trace)));
+            }
+            if next_entry.is_some()
+                && (self.items_read >= self.budget.items
+                    || self.budget.deadline.is_some_and(|d| Instant::now() >= d))
+            {
+                self.truncated = true;
+                continue;
+            }
+            let Some(head) = self.merged.next()? else {
+                return Ok(None);
+            };
+            let Some(view) = EntryView::decode(head.start_us, &head.value) else {
+                continue;
+            };
+            self.items_read += usize::try_from(view.len()).unwrap_or(usize::MAX);
+            take(&view, &mut self.taken);
+            self.waiting.extend(
+                self.taken
+                    .drain(..)
+                    .map(|(start_us, trace)| Waiting { start_us, trace }),
+            );
+        }
+    }
+}
+
 fn hashes(condition: &Condition) -> Vec<u32> {
     match condition {
         Condition::Operation(op) => vec![keys::operation_hash(op)],
@@ -222,9 +311,9 @@ fn hashes(condition: &Condition) -> Vec<u32> {
 }
 
 impl Store {
-    /// Visits the traces of the entries `filter` allows, newest entry first, each trace once, until the
-    /// visitor says stop, `MAX_SCANNED` entries were read or `deadline` passed. The visitor reads traces
-    /// from the same snapshot the entries come from.
+    /// Visits the traces of the items `filter` allows, newest first, each trace once, until the visitor
+    /// says stop, the entries holding `MAX_SCANNED` items were read or `deadline` passed. The visitor
+    /// reads traces from the same snapshot the entries come from.
     pub fn scan(
         &self,
         filter: &ScanFilter,
@@ -240,50 +329,56 @@ impl Store {
             Some(s) => vec![keys::service_prefix(s)],
             None => self.service_prefixes(at)?,
         };
-        let sources = self.service_ranges(
-            at,
-            &services,
-            filter.start_us.saturating_sub(PART_SPREAD_US),
-            filter.end_us,
-            false,
-        );
+        let lo = filter.start_us.saturating_sub(PART_SPREAD_US);
+        let hi = filter.end_us;
+        let sources =
+            self.service_ranges(at, &services, lo, hi.saturating_add(ENTRY_SPREAD_US), false);
         let wanted: Vec<Vec<u32>> = filter.conditions.iter().map(hashes).collect();
-        let mut merged = Merged::new(sources, false)?;
+        let budget = Budget {
+            items: MAX_SCANNED,
+            deadline,
+        };
+        let mut walk = Walk::new(sources, budget)?;
+        // Per entry: each condition's hashes that the entry's dictionary has, as indexes.
+        let mut indexes: Vec<Vec<u32>> = Vec::new();
+        let mut take = |entry: &EntryView<'_>, out: &mut Vec<(u64, TraceId)>| {
+            indexes.clear();
+            for any in &wanted {
+                let found: Vec<u32> = any.iter().filter_map(|h| entry.index_of(*h)).collect();
+                if found.is_empty() {
+                    return;
+                }
+                indexes.push(found);
+            }
+            for item in entry.items() {
+                if item.start_us < lo
+                    || item.start_us > hi
+                    || filter.min_duration_us.is_some_and(|m| item.max_dur < m)
+                    || filter.max_duration_us.is_some_and(|m| item.min_dur > m)
+                    || !indexes.iter().all(|any| any.iter().any(|i| item.has(*i)))
+                {
+                    continue;
+                }
+                out.push((item.start_us, item.trace));
+            }
+        };
         let mut report = ScanReport::default();
         let mut decided = HashSet::new();
-        while let Some(head) = merged.next()? {
-            if report.entries >= MAX_SCANNED || deadline.is_some_and(|d| Instant::now() >= d) {
-                report.truncated = true;
-                break;
-            }
-            report.entries += 1;
-            let Some(trace) = keys::trace_of(&head.part) else {
-                continue;
-            };
-            if decided.contains(&trace) {
+        while let Some((start_us, trace)) = walk.next(&mut take)? {
+            if !decided.insert(trace) {
                 continue;
             }
-            let Some(v) = SearchValue::decode(&head.value) else {
-                continue;
-            };
-            if filter.min_duration_us.is_some_and(|m| v.max_dur < m)
-                || filter.max_duration_us.is_some_and(|m| v.min_dur > m)
-                || !wanted
-                    .iter()
-                    .all(|any| any.iter().any(|h| v.may_contain(*h)))
-            {
-                continue;
-            }
-            decided.insert(trace);
             report.traces += 1;
             let candidate = Candidate {
                 trace,
-                entry_start_us: head.start_us,
+                entry_start_us: start_us,
             };
             if visit(candidate, &reader)? == Flow::Stop {
                 break;
             }
         }
+        report.entries = walk.items_read;
+        report.truncated = walk.truncated;
         Ok(report)
     }
 }
@@ -301,8 +396,8 @@ impl Store {
         Ok(all)
     }
 
-    /// The search entries of each service in `prefixes` whose start is in `[lo_us, hi_us]`, newest first
-    /// or oldest first.
+    /// The search entries of each service in `prefixes` whose key's start is in `[lo_us, hi_us]`, newest
+    /// first or oldest first.
     fn service_ranges(
         &self,
         at: fjall::Instant,
@@ -319,7 +414,7 @@ impl Store {
                 let upper = [
                     prefix.as_slice(),
                     &hi_us.to_be_bytes(),
-                    &[0xff; keys::PART_REF_LEN],
+                    &[0xff; CHUNK_KEY_LEN],
                 ]
                 .concat();
                 let range = search
@@ -334,32 +429,63 @@ impl Store {
             .collect()
     }
 
-    /// The store in time order: every trace part's search entries that start in `[start_us, end_us]`,
-    /// all services merged oldest first, as (start, trace), from the snapshot at `at`. Retention and the
-    /// dependencies window walk it (no index of its own: a part has one search entry per service among
-    /// its spans, and its earliest entry starts with its earliest span). A trace comes once per part and
-    /// service; the first time is its oldest.
+    /// The store in time order: every item (a trace part's spans of one service) that starts in
+    /// `[start_us, end_us]`, all services merged, from the snapshot at `at`, oldest entry first (the
+    /// items of an entry in start order; entries by their latest start, so not in exact start order).
+    /// Each comes with a floor: no item after it starts before that. Retention and the dependencies
+    /// window walk it (no index of its own: a part has one item per service among its spans, and its
+    /// earliest item starts with its earliest span).
     pub(super) fn oldest_first(
         &self,
         at: fjall::Instant,
         start_us: u64,
         end_us: u64,
-    ) -> Result<impl Iterator<Item = Result<(u64, TraceId), StoreError>>, StoreError> {
+    ) -> Result<impl Iterator<Item = Result<Oldest, StoreError>>, StoreError> {
         let prefixes = self.service_prefixes(at)?;
-        let mut merged = Merged::new(
-            self.service_ranges(at, &prefixes, start_us, end_us, true),
+        let sources = self.service_ranges(
+            at,
+            &prefixes,
+            start_us,
+            end_us.saturating_add(ENTRY_SPREAD_US),
             true,
-        )?;
+        );
+        let mut merged = Merged::new(sources, true)?;
+        let mut items: std::vec::IntoIter<Oldest> = Vec::new().into_iter();
         Ok(std::iter::from_fn(move || loop {
-            match merged.next() {
-                Ok(Some(head)) => {
-                    if let Some(trace) = keys::trace_of(&head.part) {
-                        return Some(Ok((head.start_us, trace)));
-                    }
-                }
+            if let Some(item) = items.next() {
+                return Some(Ok(item));
+            }
+            let head = match merged.next() {
+                Ok(Some(head)) => head,
                 Ok(None) => return None,
                 Err(e) => return Some(Err(e)),
-            }
+            };
+            // Later entries' latest starts are at least this one's, and their items start at most
+            // `ENTRY_SPREAD_US` before that.
+            let floor_us = head.start_us.saturating_sub(ENTRY_SPREAD_US);
+            let Some(view) = EntryView::decode(head.start_us, &head.value) else {
+                continue;
+            };
+            // An entry's items are in start order.
+            items = view
+                .items()
+                .filter(|i| (start_us..=end_us).contains(&i.start_us))
+                .map(|i| Oldest {
+                    start_us: i.start_us,
+                    floor_us,
+                    trace: i.trace,
+                })
+                .collect::<Vec<_>>()
+                .into_iter();
         }))
     }
+}
+
+/// An item of `Store::oldest_first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Oldest {
+    pub start_us: u64,
+    /// No item after this one starts before this.
+    pub floor_us: u64,
+    pub trace: TraceId,
 }

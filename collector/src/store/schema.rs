@@ -10,17 +10,21 @@
 /// the `search` entries of every service merged by start instead (`Store::oldest_first`). Format 6 keeps
 /// a part's spans in the chunk of the submission that brought them (`CHUNKS`), compressed once when
 /// received, instead of in the part's value, which LZ4 compressed again at every flush and compaction.
-pub const FORMAT_VERSION: u64 = 6;
+/// Format 7 makes one search entry per submission and service (`entry`) instead of one per trace part
+/// and service.
+pub const FORMAT_VERSION: u64 = 7;
 
 /// `trace(16) hash(8)` -> trace part: `TraceSummary` header + `chunk::Location` of its spans (the LSM
 /// compresses blocks with LZ4).
 pub const PARTS: &str = "parts";
-/// `arrival µs(8) counter(8)` -> a submission's parts' spans: part count, their references, then one
-/// LZ4 block of their OTLP `TracesData`s one after the other (`chunk`); stored uncompressed by the LSM.
+/// `arrival µs(8) counter(8)` -> a submission's parts' spans: part count, their references, its search
+/// entries' keys, then one LZ4 block of their OTLP `TracesData`s one after the other (`chunk`); stored
+/// uncompressed by the LSM.
 pub const CHUNKS: &str = "chunks";
-/// `lp(service) start µs(8) part(24)` -> min duration µs(8), max duration µs(8), sorted u32 hashes of
-/// the operations and tags of that service's spans in the part (`keys::SearchValue`). Per service in
-/// time order; merged over services, the store in time order (retention, dependencies).
+/// `lp(service) start µs(8) chunk(16)` -> the items of one submission's trace parts for that service:
+/// per part its trace, start, shortest and longest duration and the hashes of its operations and tags,
+/// through a dictionary of the entry's hashes (`entry`). Per service in time order; merged over
+/// services, the store in time order (retention, dependencies).
 pub const SEARCH: &str = "search";
 /// service -> ().
 pub const SERVICES: &str = "services";

@@ -3,8 +3,8 @@
 //! journal fsynced: when the commit returns every span in it survives a crash, and after a crash the
 //! batch is either wholly there or not at all.
 //!
-//! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value,
-//! one search entry per service, instead of one value and ~20 index entries per span.
+//! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value
+//! each, their spans in one chunk (`chunk`), and one search entry per service for all of them (`entry`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
@@ -12,7 +12,8 @@ use std::sync::MutexGuard;
 use fjall::{Batch, Slice};
 use foldhash::fast::RandomState;
 
-use super::chunk::{self, ChunkCache};
+use super::chunk;
+use super::entry;
 use super::keys::{self, TraceSummary};
 use super::recent::RecentParts;
 use super::schema::*;
@@ -29,20 +30,19 @@ struct PreparedPart {
     fingerprint: u64,
     key: Slice,
     value: Slice,
-    /// The part's search entries' keys and values.
-    search: Vec<(Slice, Slice)>,
     bytes: u64,
 }
 
 /// A trace part of a submission before its chunk is made: its spans are `body[spans]` of the chunk
-/// body being built (`Store::prepare`), its summary counts the bytes of its key, its value without its
-/// spans' place, and its search entries.
-struct NewPart {
+/// body being built (`Store::prepare`), its summary counts the bytes of its key and its value without
+/// its spans' place.
+struct NewPart<'a> {
     part_ref: keys::PartRef,
     fingerprint: u64,
     summary: TraceSummary,
     spans: std::ops::Range<usize>,
-    search: Vec<(Slice, Slice)>,
+    /// Its search items, one per service.
+    items: Vec<entry::Item<'a>>,
 }
 
 /// The trace parts of one submission (`Store::prepare`), and the names its spans add to the listings.
@@ -51,6 +51,8 @@ pub struct Prepared {
     parts: Vec<PreparedPart>,
     /// The chunk holding the parts' spans (`chunk`), key and value; none when no part is new.
     chunk: Option<(Slice, Slice)>,
+    /// The parts' search entries (`entry`), keys and values.
+    search: Vec<(Slice, Slice)>,
     /// `s:` + service name and `o:` + operation key, each once.
     names: Vec<Vec<u8>>,
 }
@@ -142,24 +144,18 @@ impl Store {
                     || !self.parts.contains_key(part.part_ref).unwrap_or(false)
             });
         }
-        let (parts, chunk) = self.chunk_parts(body, parts);
-        Prepared {
-            parts,
-            chunk,
-            names,
-        }
+        self.chunk_parts(body, parts, names)
     }
 
-    /// Makes the chunk of `parts` (see `chunk`) and their values: each part's summary and where its
-    /// spans are in the chunk. A part's bytes (the stored-bytes counter, size retention) count its share
-    /// of the chunk, in proportion to its spans' length.
-    fn chunk_parts(
-        &self,
-        body: Vec<u8>,
-        parts: Vec<NewPart>,
-    ) -> (Vec<PreparedPart>, Option<(Slice, Slice)>) {
+    /// Makes the chunk of `parts` (see `chunk`), their search entries (`entry`) and their values: each
+    /// part's summary and where its spans are in the chunk. A part's bytes (the stored-bytes counter,
+    /// size retention) count its share of the chunk and the entries, in proportion to its spans' length.
+    fn chunk_parts(&self, body: Vec<u8>, mut parts: Vec<NewPart>, names: Vec<Vec<u8>>) -> Prepared {
         if parts.is_empty() {
-            return (Vec::new(), None);
+            return Prepared {
+                names,
+                ..Prepared::default()
+            };
         }
         // Parts left out as already stored left their spans in `body`: only then is it copied without.
         let kept: usize = parts.iter().map(|p| p.spans.len()).sum();
@@ -174,8 +170,19 @@ impl Store {
         };
         let key = self.chunk_keys.next();
         let refs: Vec<keys::PartRef> = parts.iter().map(|p| p.part_ref).collect();
-        let value = chunk::encode(&refs, &body);
-        let chunk_bytes = (key.len() + value.len()) as u64;
+        let items = parts
+            .iter_mut()
+            .flat_map(|p| std::mem::take(&mut p.items))
+            .collect();
+        let search = entry::entries(items, &key);
+        let entry_keys: Vec<&[u8]> = search.iter().map(|e| e.key.as_slice()).collect();
+        let value = chunk::encode(&refs, &entry_keys, &body);
+        let chunk_bytes = (key.len()
+            + value.len()
+            + search
+                .iter()
+                .map(|e| e.key.len() + e.value.len())
+                .sum::<usize>()) as u64;
         let body_len = (body.len() as u64).max(1);
         let mut offset = 0u32;
         let prepared = parts
@@ -199,15 +206,19 @@ impl Store {
                     part_ref: part.part_ref,
                     fingerprint: part.fingerprint,
                     value: Slice::from(value),
-                    search: part.search,
                     bytes: summary.bytes,
                 }
             })
             .collect();
-        (
-            prepared,
-            Some((Slice::from(key.as_slice()), Slice::from(value))),
-        )
+        Prepared {
+            parts: prepared,
+            chunk: Some((Slice::from(key.as_slice()), Slice::from(value))),
+            search: search
+                .into_iter()
+                .map(|e| (Slice::from(e.key), Slice::from(e.value)))
+                .collect(),
+            names,
+        }
     }
 
     /// Stores `records` durably in a batch of their own (tests and tools; the collector's writer groups
@@ -239,6 +250,9 @@ impl Store {
             if let Some((key, value)) = &p.chunk {
                 batch.insert(&self.chunks, key.clone(), value.clone());
             }
+            for (key, value) in &p.search {
+                batch.insert(&self.search, key.clone(), value.clone());
+            }
         }
         for part in prepared.iter().flat_map(|p| p.parts.iter()) {
             if !in_batch.insert(&part.part_ref) {
@@ -246,9 +260,6 @@ impl Store {
             }
             fingerprints.push(part.fingerprint);
             batch.insert(&self.parts, part.key.clone(), part.value.clone());
-            for (key, value) in &part.search {
-                batch.insert(&self.search, key.clone(), value.clone());
-            }
             added += part.bytes;
         }
         let mut new_names: Vec<Vec<u8>> = Vec::new();
@@ -286,12 +297,11 @@ impl Store {
         let mut state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut batch = self.db.batch(false);
         let mut freed = 0u64;
-        let chunks = ChunkCache::new(self.chunks.snapshot());
         let mut deleted = Deleted::default();
         for trace in traces {
-            freed += self.delete_trace(&mut batch, &chunks, trace, &mut deleted)?;
+            freed += self.delete_trace(&mut batch, trace, &mut deleted)?;
         }
-        self.delete_dead_chunks(&mut batch, &deleted)?;
+        self.delete_from_chunks(&mut batch, &deleted)?;
         let stored = state.stored_bytes.saturating_sub(freed);
         batch.insert(self.db.meta(), META_STORED_BYTES, stored.to_be_bytes());
         batch.commit()?;
@@ -299,51 +309,80 @@ impl Store {
         Ok(freed)
     }
 
-    /// Adds the deletion of one trace (all its parts) to `batch`, noting the parts and their chunks in
-    /// `deleted`; returns the bytes freed.
+    /// Adds the deletion of one trace's parts to `batch`, noting the trace, its parts and their chunks
+    /// in `deleted`; returns the bytes freed.
     fn delete_trace(
         &self,
         batch: &mut Batch,
-        chunks: &ChunkCache,
         trace: &TraceId,
         deleted: &mut Deleted,
     ) -> Result<u64, StoreError> {
         let mut freed = 0u64;
+        deleted.traces.insert(*trace);
         for item in self.parts.prefix(trace) {
             let (key, value) = item?;
             batch.remove(&self.parts, key.clone());
-            let Ok(part_ref) = keys::PartRef::try_from(&*key) else {
-                continue;
-            };
             if let Some(summary) = part::summary_of(&value) {
                 freed += summary.bytes;
             }
             if let Some(at) = chunk::Location::of_part(&value) {
                 deleted.chunks.insert(at.chunk);
             }
-            deleted.parts.insert(part_ref);
-            let spans = chunks
-                .with_spans(&value, part::spans_in)?
-                .flatten()
-                .unwrap_or_default();
-            let all: Vec<u32> = (0..spans.len() as u32).collect();
-            for e in keys::part_search_entries(&spans, &all, &part_ref) {
-                batch.remove(&self.search, e.key);
+            if let Ok(part_ref) = keys::PartRef::try_from(&*key) {
+                deleted.parts.insert(part_ref);
             }
         }
         Ok(freed)
     }
 
-    /// Adds the deletion of every chunk in `deleted` none of whose parts is left to `batch`: a part is
-    /// left when it is stored, not deleted in this batch, and its spans are in that chunk (a part written
-    /// again later has its spans in the later chunk). The chunk's bytes were counted in its parts'.
-    fn delete_dead_chunks(&self, batch: &mut Batch, deleted: &Deleted) -> Result<(), StoreError> {
+    /// Adds to `batch`, for every chunk in `deleted`: when none of its parts is left, the deletion of
+    /// the chunk and its search entries; otherwise its search entries without the deleted traces' items
+    /// (an entry left with none goes). A part is left when it is stored, not deleted in this batch, and
+    /// its spans are in that chunk (a part written again later has its spans in the later chunk). The
+    /// chunk's and the entries' bytes were counted in its parts'.
+    fn delete_from_chunks(&self, batch: &mut Batch, deleted: &Deleted) -> Result<(), StoreError> {
         for key in &deleted.chunks {
             let Some(value) = self.chunks.get(key)? else {
                 continue;
             };
-            if !self.chunk_is_alive(key, &value, &deleted.parts)? {
-                batch.remove(&self.chunks, key.as_slice());
+            if self.chunk_is_alive(key, &value, &deleted.parts)? {
+                self.trim_entries(batch, &value, &deleted.traces)?;
+            } else {
+                self.delete_chunk(batch, key, &value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the deletion of the chunk `key` (value `value`) and of its search entries to `batch`.
+    pub(super) fn delete_chunk(&self, batch: &mut Batch, key: &[u8], value: &[u8]) {
+        if let Some(chunk) = chunk::Chunk::decode(value) {
+            for entry_key in chunk.entries() {
+                batch.remove(&self.search, entry_key);
+            }
+        }
+        batch.remove(&self.chunks, key);
+    }
+
+    /// Adds to `batch` the search entries of the chunk whose value is `value` without the items of
+    /// `traces`.
+    fn trim_entries(
+        &self,
+        batch: &mut Batch,
+        value: &[u8],
+        traces: &HashSet<TraceId, RandomState>,
+    ) -> Result<(), StoreError> {
+        let Some(chunk) = chunk::Chunk::decode(value) else {
+            return Ok(());
+        };
+        for key in chunk.entries() {
+            let (Some(start), Some(value)) = (entry::key_start(key), self.search.get(key)?) else {
+                continue;
+            };
+            match entry::without(start, &value, |t| traces.contains(t)) {
+                Some(trimmed) if trimmed.len() == value.len() => {}
+                Some(trimmed) => batch.insert(&self.search, key, trimmed),
+                None => batch.remove(&self.search, key),
             }
         }
         Ok(())
@@ -377,9 +416,10 @@ impl Store {
     }
 }
 
-/// What one retention batch deletes: parts, and the chunks their spans are in.
+/// What one retention batch deletes: traces, their parts, and the chunks their spans are in.
 #[derive(Default)]
 struct Deleted {
+    traces: HashSet<TraceId, RandomState>,
     parts: HashSet<keys::PartRef, RandomState>,
     chunks: HashSet<chunk::ChunkKey, RandomState>,
 }
@@ -412,12 +452,12 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
 }
 
 /// Encodes the spans `group` of one trace at the end of `body` and reads them as a trace part.
-fn new_part(
-    batch: &SpanBatch,
+fn new_part<'a>(
+    batch: &'a SpanBatch,
     trace: &TraceId,
     group: &[u32],
     body: &mut Vec<u8>,
-) -> Option<NewPart> {
+) -> Option<NewPart<'a>> {
     let first = batch.span(*group.first()? as usize)?;
     let start = body.len();
     batch.encode_into(group, body);
@@ -426,32 +466,22 @@ fn new_part(
         trace,
         xxhash_rust::xxh3::xxh3_64(body.get(spans.clone()).unwrap_or_default()),
     );
-    let search = keys::part_search_entries(batch, group, &part_ref);
     let mut summary = TraceSummary {
         start_us: first.start_us(),
         end_us: first.end_ns() / 1_000,
         error: false,
-        bytes: 0,
+        bytes: (part_ref.len() + TraceSummary::LEN) as u64,
     };
     for span in group.iter().filter_map(|i| batch.span(*i as usize)) {
         summary.start_us = summary.start_us.min(span.start_us());
         summary.end_us = summary.end_us.max(span.end_ns() / 1_000);
         summary.error |= span.is_error();
     }
-    summary.bytes = (part_ref.len()
-        + TraceSummary::LEN
-        + search
-            .iter()
-            .map(|e| e.key.len() + e.value.len())
-            .sum::<usize>()) as u64;
     Some(NewPart {
         fingerprint: RecentParts::fingerprint(&part_ref),
         part_ref,
         summary,
         spans,
-        search: search
-            .into_iter()
-            .map(|e| (Slice::from(e.key), Slice::from(e.value)))
-            .collect(),
+        items: entry::part_items(batch, group, trace),
     })
 }

@@ -1,0 +1,606 @@
+//! Search entries: what a search needs to rule a trace out without reading it, one entry per
+//! submission and service.
+//!
+//! Every trace part is one *item* per service among its spans: the trace, the earliest start of that
+//! service's spans in the part, their shortest and longest duration (µs), and hashes of their
+//! operations and tags (`keys::operation_hash`, `keys::tag_hash`). A search skips an item whose
+//! durations or hashes rule it out; a hash match is checked against the spans.
+//!
+//! The items of one service in one submission make one entry, keyed `lp(service) start µs(8)
+//! chunk(16)`: the latest start among its items, then the key of the chunk that holds the submission's
+//! spans (which also lists the entry's key, so that deleting the chunk deletes it). A search reading
+//! entries newest first by that start hands out items in exact start order: an item's turn comes once
+//! the next entry's latest start is before it (`scan`). An entry's items start at most
+//! `ENTRY_SPREAD_US` before its key's start (a submission whose spans are spread wider makes several
+//! entries per service), so a walk oldest first knows how early the next entries can start.
+//!
+//! An entry's value: the number of items and the length of its dictionary (varints), the dictionary
+//! (the sorted distinct hashes of all its items, u32 big-endian each), then the items, each: trace(16),
+//! the key's start minus its start, its shortest and longest duration, its number of hashes (varints),
+//! and its hashes as indexes into the dictionary, ascending, each a varint difference from the previous
+//! one. The items of one service in one request share most of their tags (the service's resource, its
+//! routes, methods and status codes), so the dictionary holds those once and an item holds about a byte
+//! per tag.
+
+use prost::encoding::{decode_varint, encode_varint};
+
+use super::chunk::{ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
+use super::keys::{self, operation_hash, tag_hash};
+use crate::model::{SpanBatch, TraceId};
+
+/// The widest spread of item starts in one entry.
+pub const ENTRY_SPREAD_US: u64 = 1_000_000;
+
+/// One item, as `prepare` builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item<'a> {
+    pub service: &'a str,
+    pub trace: TraceId,
+    pub start_us: u64,
+    pub min_dur: u64,
+    pub max_dur: u64,
+    /// Sorted, distinct.
+    pub hashes: Vec<u32>,
+}
+
+/// A search entry's key and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+struct Acc<'a> {
+    item: Item<'a>,
+    /// The first resource whose attribute hashes are in `hashes` already, then any others (most parts
+    /// have one: no allocation).
+    resource: u32,
+    more_resources: Vec<u32>,
+    /// The previous span's name and attribute hashes: a span's operation hash is computed only when its
+    /// name differs, and its attribute hashes equal to the previous span's at the same position are not
+    /// added (a sidecar's server and client spans share most of their tags), so fewer are sorted.
+    last_name: Option<&'a str>,
+    last_attributes: &'a [u32],
+}
+
+/// The hashes of the tags a span has by its kind and status (`SpanRef::for_each_tag`'s last ones),
+/// computed once.
+struct DerivedTags {
+    /// `span.kind` by OTLP kind (1 to 5).
+    kinds: [u32; 5],
+    error: [u32; 2],
+    ok: u32,
+}
+
+static DERIVED: std::sync::LazyLock<DerivedTags> = std::sync::LazyLock::new(|| DerivedTags {
+    kinds: [1, 2, 3, 4, 5].map(|k| tag_hash("span.kind", crate::model::kind_name(k))),
+    error: [
+        tag_hash("error", "true"),
+        tag_hash("otel.status_code", "ERROR"),
+    ],
+    ok: tag_hash("otel.status_code", "OK"),
+});
+
+fn derived_tag_hashes(kind: i32, status: i32, out: &mut Vec<u32>) {
+    let derived = &*DERIVED;
+    if let Some(h) = usize::try_from(kind - 1)
+        .ok()
+        .and_then(|k| derived.kinds.get(k))
+    {
+        out.push(*h);
+    }
+    match status {
+        2 => out.extend_from_slice(&derived.error),
+        1 => out.push(derived.ok),
+        _ => {}
+    }
+}
+
+/// The items of a trace part (the spans of `batch` at `indexes`, all of `trace`): one per distinct
+/// service among its spans, in the order met.
+pub fn part_items<'a>(batch: &'a SpanBatch, indexes: &[u32], trace: &TraceId) -> Vec<Item<'a>> {
+    // Per service, in the order met: a part has one or a few (a list beats a map).
+    let mut acc: Vec<Acc> = Vec::with_capacity(1);
+    for rec in indexes.iter().filter_map(|i| batch.span(*i as usize)) {
+        let start = rec.start_us();
+        let dur = rec.duration_us();
+        let service = rec.service_name();
+        let resource = rec.resource_index();
+        let at = match acc.iter().position(|a| a.item.service == service) {
+            Some(at) => at,
+            None => {
+                let mut hashes = Vec::with_capacity(32 * indexes.len());
+                hashes.extend_from_slice(rec.resource_attribute_hashes());
+                acc.push(Acc {
+                    item: Item {
+                        service,
+                        trace: *trace,
+                        start_us: start,
+                        min_dur: dur,
+                        max_dur: dur,
+                        hashes,
+                    },
+                    resource,
+                    more_resources: Vec::new(),
+                    last_name: None,
+                    last_attributes: &[],
+                });
+                acc.len() - 1
+            }
+        };
+        let Some(a) = acc.get_mut(at) else { continue };
+        let item = &mut a.item;
+        item.start_us = item.start_us.min(start);
+        item.min_dur = item.min_dur.min(dur);
+        item.max_dur = item.max_dur.max(dur);
+        let name = rec.name();
+        if a.last_name != Some(name) {
+            item.hashes.push(operation_hash(name));
+            a.last_name = Some(name);
+        }
+        let attributes = rec.attribute_hashes();
+        let (paired, rest) = attributes.split_at(attributes.len().min(a.last_attributes.len()));
+        item.hashes.reserve(attributes.len());
+        for (h, last) in paired.iter().zip(a.last_attributes) {
+            if h != last {
+                item.hashes.push(*h);
+            }
+        }
+        item.hashes.extend_from_slice(rest);
+        a.last_attributes = attributes;
+        if a.resource != resource && !a.more_resources.contains(&resource) {
+            a.more_resources.push(resource);
+            item.hashes
+                .extend_from_slice(rec.resource_attribute_hashes());
+        }
+        derived_tag_hashes(rec.kind(), rec.status_code(), &mut item.hashes);
+    }
+    acc.into_iter()
+        .map(|mut a| {
+            a.item.hashes.sort_unstable();
+            a.item.hashes.dedup();
+            a.item
+        })
+        .collect()
+}
+
+/// The search entries of one submission whose spans are in `chunk`: its items grouped by service, each
+/// group split where its starts spread wider than `ENTRY_SPREAD_US`. Deterministic in the items.
+pub fn entries(mut items: Vec<Item>, chunk: &ChunkKey) -> Vec<Entry> {
+    items.sort_unstable_by(|a, b| {
+        (a.service, a.start_us, a.trace).cmp(&(b.service, b.start_us, b.trace))
+    });
+    let mut out = Vec::new();
+    let mut rest = items.as_slice();
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take_while(|i| {
+                i.service == first.service && i.start_us - first.start_us <= ENTRY_SPREAD_US
+            })
+            .count();
+        let (group, tail) = rest.split_at(n);
+        let last = group.last().map_or(first.start_us, |i| i.start_us);
+        out.push(encode(first.service, last, group, chunk));
+        rest = tail;
+    }
+    out
+}
+
+/// One entry of `group` (items of `service`, sorted by start, the last starting at `start_us`).
+fn encode(service: &str, start_us: u64, group: &[Item], chunk: &ChunkKey) -> Entry {
+    let mut key = Vec::with_capacity(2 + service.len() + 8 + CHUNK_KEY_LEN);
+    keys::lp(&mut key, service);
+    key.extend_from_slice(&start_us.to_be_bytes());
+    key.extend_from_slice(chunk);
+    let mut dict: Vec<u32> = group
+        .iter()
+        .flat_map(|i| i.hashes.iter().copied())
+        .collect();
+    dict.sort_unstable();
+    dict.dedup();
+    let per_item: usize = group.iter().map(|i| 24 + i.hashes.len()).sum();
+    let mut value = Vec::with_capacity(10 + 4 * dict.len() + per_item);
+    encode_varint(group.len() as u64, &mut value);
+    encode_varint(dict.len() as u64, &mut value);
+    for h in &dict {
+        value.extend_from_slice(&h.to_be_bytes());
+    }
+    for item in group {
+        value.extend_from_slice(&item.trace);
+        encode_varint(start_us.saturating_sub(item.start_us), &mut value);
+        encode_varint(item.min_dur, &mut value);
+        encode_varint(item.max_dur, &mut value);
+        encode_varint(item.hashes.len() as u64, &mut value);
+        // Both sorted: one walk through the dictionary finds every index.
+        let (mut at, mut previous) = (0usize, 0usize);
+        for h in &item.hashes {
+            while dict.get(at).is_some_and(|d| d < h) {
+                at += 1;
+            }
+            encode_varint((at - previous) as u64, &mut value);
+            previous = at;
+        }
+    }
+    Entry { key, value }
+}
+
+/// The start in an entry's key (the 8 bytes before the chunk key): its items' latest.
+pub fn key_start(key: &[u8]) -> Option<u64> {
+    let end = key.len().checked_sub(CHUNK_KEY_LEN)?;
+    let bytes: [u8; 8] = key.get(end.checked_sub(8)?..end)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// The chunk key at the end of an entry's key.
+pub fn key_chunk(key: &[u8]) -> Option<ChunkKey> {
+    key.get(key.len().checked_sub(CHUNK_KEY_LEN)?..)?
+        .try_into()
+        .ok()
+}
+
+/// An entry's value, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryView<'a> {
+    start_us: u64,
+    count: u64,
+    dict: &'a [u8],
+    items: &'a [u8],
+}
+
+impl<'a> EntryView<'a> {
+    /// The entry with key start `start_us` (`key_start`) and value `value`; `None` when its header does
+    /// not decode (a damaged item ends `items` early instead).
+    pub fn decode(start_us: u64, value: &'a [u8]) -> Option<Self> {
+        let mut buf = value;
+        let count = decode_varint(&mut buf).ok()?;
+        let dict_len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+        let dict_bytes = dict_len.checked_mul(4)?;
+        Some(Self {
+            start_us,
+            count,
+            dict: buf.get(..dict_bytes)?,
+            items: buf.get(dict_bytes..)?,
+        })
+    }
+
+    /// The dictionary index of `hash`, when any item has it.
+    pub fn index_of(&self, hash: u32) -> Option<u32> {
+        let at = |i: usize| {
+            self.dict
+                .get(i * 4..i * 4 + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_be_bytes)
+        };
+        let (mut lo, mut hi) = (0usize, self.dict.len() / 4);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match at(mid)?.cmp(&hash) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return u32::try_from(mid).ok(),
+            }
+        }
+        None
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// The items, in start order.
+    pub fn items(&self) -> Items<'a> {
+        Items {
+            start_us: self.start_us,
+            left: self.count,
+            buf: self.items,
+        }
+    }
+}
+
+/// The items of an entry; ends early at a damaged one.
+pub struct Items<'a> {
+    start_us: u64,
+    left: u64,
+    buf: &'a [u8],
+}
+
+/// One item of an entry, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemView<'a> {
+    pub trace: TraceId,
+    pub start_us: u64,
+    pub min_dur: u64,
+    pub max_dur: u64,
+    hashes: u64,
+    indexes: &'a [u8],
+    /// The item's whole encoding.
+    encoded: &'a [u8],
+}
+
+impl ItemView<'_> {
+    /// Whether the item has the hash at dictionary index `index`.
+    pub fn has(&self, index: u32) -> bool {
+        let mut buf = self.indexes;
+        let mut at = 0u64;
+        for _ in 0..self.hashes {
+            let Ok(delta) = decode_varint(&mut buf) else {
+                return false;
+            };
+            at += delta;
+            match at.cmp(&u64::from(index)) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Greater => return false,
+            }
+        }
+        false
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = ItemView<'a>;
+
+    fn next(&mut self) -> Option<ItemView<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let item = self.read();
+        if item.is_none() {
+            self.left = 0;
+        }
+        item
+    }
+}
+
+impl<'a> Items<'a> {
+    fn read(&mut self) -> Option<ItemView<'a>> {
+        let all = self.buf;
+        let (trace, mut buf) = all.split_first_chunk::<16>()?;
+        let start = decode_varint(&mut buf).ok()?;
+        let min_dur = decode_varint(&mut buf).ok()?;
+        let max_dur = decode_varint(&mut buf).ok()?;
+        let hashes = decode_varint(&mut buf).ok()?;
+        let indexes = buf;
+        for _ in 0..hashes {
+            decode_varint(&mut buf).ok()?;
+        }
+        let used = all.len() - buf.len();
+        self.left -= 1;
+        self.buf = buf;
+        Some(ItemView {
+            trace: *trace,
+            start_us: self.start_us.checked_sub(start)?,
+            min_dur,
+            max_dur,
+            hashes,
+            indexes: indexes.get(..indexes.len() - buf.len())?,
+            encoded: all.get(..used)?,
+        })
+    }
+}
+
+/// The entry's value without the items `drop` picks; `None` when no item is left (or the value does
+/// not decode: nothing could be found through it), and the entry goes.
+pub fn without(start_us: u64, value: &[u8], drop: impl Fn(&TraceId) -> bool) -> Option<Vec<u8>> {
+    let view = EntryView::decode(start_us, value)?;
+    let kept: Vec<ItemView> = view.items().filter(|i| !drop(&i.trace)).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len());
+    encode_varint(kept.len() as u64, &mut out);
+    encode_varint((view.dict.len() / 4) as u64, &mut out);
+    out.extend_from_slice(view.dict);
+    for item in kept {
+        out.extend_from_slice(item.encoded);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use crate::model::{string_attribute, SpanRecord};
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status};
+
+    fn item(service: &'static str, trace: u8, start_us: u64, hashes: &[u32]) -> Item<'static> {
+        Item {
+            service,
+            trace: [trace; 16],
+            start_us,
+            min_dur: u64::from(trace),
+            max_dur: 1000 * u64::from(trace),
+            hashes: hashes.to_vec(),
+        }
+    }
+
+    fn decoded(entry: &Entry) -> Vec<(TraceId, u64, u64, u64, Vec<u32>)> {
+        let start = key_start(&entry.key).unwrap();
+        let view = EntryView::decode(start, &entry.value).unwrap();
+        let dict: Vec<u32> = view
+            .dict
+            .chunks_exact(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        view.items()
+            .map(|i| {
+                let hashes = (0..dict.len() as u32)
+                    .filter(|x| i.has(*x))
+                    .map(|x| dict[x as usize])
+                    .collect();
+                (i.trace, i.start_us, i.min_dur, i.max_dur, hashes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn items_round_trip_through_one_entry_per_service() {
+        let chunk = [7u8; CHUNK_KEY_LEN];
+        let items = vec![
+            item("b", 3, 2_000, &[5, 900]),
+            item("a", 1, 1_500, &[1, 2, 300]),
+            item("a", 2, 1_000, &[2, 300, u32::MAX]),
+        ];
+        let entries = entries(items, &chunk);
+        assert_eq!(entries.len(), 2, "one entry per service");
+        let a = &entries[0];
+        assert_eq!(
+            a.key,
+            [
+                keys::service_prefix("a"),
+                1_500u64.to_be_bytes().to_vec(),
+                chunk.to_vec()
+            ]
+            .concat()
+        );
+        assert_eq!(
+            (key_start(&a.key), key_chunk(&a.key)),
+            (Some(1_500), Some(chunk))
+        );
+        assert_eq!(
+            decoded(a),
+            vec![
+                ([2; 16], 1_000, 2, 2_000, vec![2, 300, u32::MAX]),
+                ([1; 16], 1_500, 1, 1_000, vec![1, 2, 300]),
+            ],
+            "items in start order, each with exactly its own hashes"
+        );
+        assert_eq!(
+            decoded(&entries[1]),
+            vec![([3; 16], 2_000, 3, 3_000, vec![5, 900])]
+        );
+        let view = EntryView::decode(1_500, &a.value).unwrap();
+        assert_eq!(view.index_of(300), Some(2));
+        assert_eq!(view.index_of(4), None);
+    }
+
+    #[test]
+    fn a_wide_spread_of_starts_splits_an_entry() {
+        let items = vec![
+            item("a", 1, 0, &[1]),
+            item("a", 2, ENTRY_SPREAD_US, &[1]),
+            item("a", 3, ENTRY_SPREAD_US + 1, &[1]),
+        ];
+        let entries = entries(items, &[0; CHUNK_KEY_LEN]);
+        let starts: Vec<u64> = entries.iter().map(|e| key_start(&e.key).unwrap()).collect();
+        assert_eq!(starts, vec![ENTRY_SPREAD_US, ENTRY_SPREAD_US + 1]);
+        assert_eq!(decoded(&entries[0]).len(), 2);
+    }
+
+    #[test]
+    fn dropping_items_keeps_the_others_and_an_empty_entry_goes() {
+        let items = vec![
+            item("a", 1, 10, &[1, 2]),
+            item("a", 2, 20, &[2, 3]),
+            item("a", 3, 30, &[4]),
+        ];
+        let entry = entries(items, &[0; CHUNK_KEY_LEN]).remove(0);
+        let value = without(30, &entry.value, |t| *t == [2; 16]).unwrap();
+        let left = decoded(&Entry {
+            key: entry.key.clone(),
+            value,
+        });
+        assert_eq!(
+            left,
+            vec![
+                ([1; 16], 10, 1, 1000, vec![1, 2]),
+                ([3; 16], 30, 3, 3000, vec![4])
+            ]
+        );
+        assert_eq!(without(30, &entry.value, |_| true), None);
+    }
+
+    #[test]
+    fn damaged_values_end_early_instead_of_panicking() {
+        let items = vec![item("a", 1, 10, &[1, 2]), item("a", 2, 20, &[2, 3])];
+        let entry = entries(items, &[0; CHUNK_KEY_LEN]).remove(0);
+        for cut in 0..entry.value.len() {
+            if let Some(view) = EntryView::decode(20, &entry.value[..cut]) {
+                let items: Vec<_> = view.items().collect();
+                assert!(items.len() < 2, "cut at {cut}");
+                for i in items {
+                    let _ = i.has(1);
+                }
+            }
+        }
+        let huge_dict = [1, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(EntryView::decode(0, &huge_dict).is_none());
+    }
+
+    #[test]
+    fn items_hash_exactly_the_tags_a_search_compares() {
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let rec = |service: &str, id: u8, kind: i32, code: i32| {
+            SpanRecord::new(
+                Resource {
+                    attributes: vec![
+                        string_attribute("service.name", service),
+                        kv("pod.index", Value::IntValue(-3)),
+                    ],
+                    ..Default::default()
+                },
+                Default::default(),
+                Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![id; 8],
+                    name: format!("op{}", id % 2),
+                    kind,
+                    start_time_unix_nano: 1_000_000 * u64::from(id),
+                    end_time_unix_nano: 2_000_000 * u64::from(id) + 1_000,
+                    attributes: vec![
+                        string_attribute("http.route", "/x"),
+                        kv("status", Value::IntValue(503)),
+                        kv("ratio", Value::DoubleValue(0.25)),
+                        kv("big", Value::DoubleValue(1e21)),
+                        kv("cached", Value::BoolValue(id.is_multiple_of(2))),
+                        kv("span.index", Value::IntValue(i64::from(id))),
+                        kv("raw", Value::BytesValue(vec![1])),
+                    ],
+                    status: Some(Status {
+                        code,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        // Service a: two spans of one name with tags partly equal at the same positions, then another name.
+        let records = [
+            rec("a", 1, 2, 2),
+            rec("a", 3, 3, 1),
+            rec("a", 2, 2, 0),
+            rec("b", 4, 0, 0),
+        ];
+        let batch = SpanBatch::from_records(&records);
+        let items = part_items(&batch, &[0, 1, 2, 3], &[1; 16]);
+        assert_eq!(items.len(), 2, "one item per service");
+        for (item, service) in items.iter().zip(["a", "b"]) {
+            let mut expected: Vec<u32> = Vec::new();
+            for span in batch.spans().filter(|s| s.service_name() == service) {
+                expected.push(operation_hash(span.name()));
+                span.for_each_tag(|k, v| expected.push(tag_hash(k, v)));
+            }
+            expected.sort_unstable();
+            expected.dedup();
+            assert_eq!(item.hashes, expected, "service {service}");
+        }
+        let a = &items[0];
+        assert_eq!((a.start_us, a.min_dur, a.max_dur), (1_000, 1_001, 3_001));
+        assert_eq!(a.trace, [1; 16]);
+    }
+}

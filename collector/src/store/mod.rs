@@ -2,8 +2,9 @@
 //!
 //! `database` is the keyspace every durable thing shares (the store, the export queue, the tail-sampling
 //! pending set), `schema` names the store's partitions, `keys` builds their keys, `part` encodes trace
-//! parts, `write` adds spans, `read` answers queries, `scan` walks the search entries for them,
-//! `skeleton` reads the lean view of spans that summaries need, `retention` expires old traces.
+//! parts, `chunk` holds a submission's spans and `entry` its search entries, `write` adds spans, `read`
+//! answers queries, `scan` walks the search entries for them, `skeleton` reads the lean view of spans
+//! that summaries need, `retention` expires old traces.
 
 mod chunk;
 mod database;

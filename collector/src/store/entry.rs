@@ -16,13 +16,14 @@
 //!
 //! An entry's value: the number of items and the length of its dictionary (varints), the dictionary
 //! (the sorted distinct hashes of all its items, u32 big-endian each), then the items, each: trace(16),
-//! the key's start minus its start, its shortest and longest duration, its number of hashes (varints),
-//! and its hashes as indexes into the dictionary, ascending, each a varint difference from the previous
-//! one. The items of one service in one request share most of their tags (the service's resource, its
+//! the key's start minus its start, its shortest and longest duration, the byte length of its hashes
+//! (varints), and its hashes as indexes into the dictionary, ascending, each a varint difference from
+//! the previous one. The length lets a scan step over an item's hashes without reading them, which it
+//! does for every item the time window or the durations rule out. The items of one service in one request share most of their tags (the service's resource, its
 //! routes, methods and status codes), so the dictionary holds those once and an item holds about a byte
 //! per tag.
 
-use prost::encoding::{decode_varint, encode_varint};
+use prost::encoding::encode_varint;
 
 use super::chunk::{ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
 use super::keys::{self, operation_hash, tag_hash};
@@ -167,8 +168,13 @@ pub fn part_items<'a>(batch: &'a SpanBatch, indexes: &[u32], trace: &TraceId) ->
 /// The search entries of one submission whose spans are in `chunk`: its items grouped by service, each
 /// group split where its starts spread wider than `ENTRY_SPREAD_US`. Deterministic in the items.
 pub fn entries(mut items: Vec<Item>, chunk: &ChunkKey) -> Vec<Entry> {
+    // Services whose names share their first `MAX_KEY_STRING` bytes share a key prefix, so they share
+    // entries too (two entries of one key would overwrite each other).
+    fn name<'a>(i: &Item<'a>) -> &'a [u8] {
+        keys::key_bytes(i.service)
+    }
     items.sort_unstable_by(|a, b| {
-        (a.service, a.start_us, a.trace).cmp(&(b.service, b.start_us, b.trace))
+        (name(a), a.start_us, a.trace).cmp(&(name(b), b.start_us, b.trace))
     });
     let mut out = Vec::new();
     let mut rest = items.as_slice();
@@ -176,7 +182,7 @@ pub fn entries(mut items: Vec<Item>, chunk: &ChunkKey) -> Vec<Entry> {
         let n = rest
             .iter()
             .take_while(|i| {
-                i.service == first.service && i.start_us - first.start_us <= ENTRY_SPREAD_US
+                name(i) == name(first) && i.start_us - first.start_us <= ENTRY_SPREAD_US
             })
             .count();
         let (group, tail) = rest.split_at(n);
@@ -206,23 +212,42 @@ fn encode(service: &str, start_us: u64, group: &[Item], chunk: &ChunkKey) -> Ent
     for h in &dict {
         value.extend_from_slice(&h.to_be_bytes());
     }
+    let mut indexes = Vec::new();
     for item in group {
         value.extend_from_slice(&item.trace);
         encode_varint(start_us.saturating_sub(item.start_us), &mut value);
         encode_varint(item.min_dur, &mut value);
         encode_varint(item.max_dur, &mut value);
-        encode_varint(item.hashes.len() as u64, &mut value);
         // Both sorted: one walk through the dictionary finds every index.
+        indexes.clear();
         let (mut at, mut previous) = (0usize, 0usize);
         for h in &item.hashes {
             while dict.get(at).is_some_and(|d| d < h) {
                 at += 1;
             }
-            encode_varint((at - previous) as u64, &mut value);
+            encode_varint((at - previous) as u64, &mut indexes);
             previous = at;
         }
+        encode_varint(indexes.len() as u64, &mut value);
+        value.extend_from_slice(&indexes);
     }
     Entry { key, value }
+}
+
+/// A varint (LEB128) at the start of `buf`, which moves past it; `None` when `buf` ends first or the
+/// varint is longer than ten bytes. Inlined: one-byte varints (most of an entry's) cost a compare.
+#[inline]
+fn read_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first()?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// The start in an entry's key (the 8 bytes before the chunk key): its items' latest.
@@ -253,8 +278,8 @@ impl<'a> EntryView<'a> {
     /// not decode (a damaged item ends `items` early instead).
     pub fn decode(start_us: u64, value: &'a [u8]) -> Option<Self> {
         let mut buf = value;
-        let count = decode_varint(&mut buf).ok()?;
-        let dict_len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+        let count = read_varint(&mut buf)?;
+        let dict_len = usize::try_from(read_varint(&mut buf)?).ok()?;
         let dict_bytes = dict_len.checked_mul(4)?;
         Some(Self {
             start_us,
@@ -313,7 +338,6 @@ pub struct ItemView<'a> {
     pub start_us: u64,
     pub min_dur: u64,
     pub max_dur: u64,
-    hashes: u64,
     indexes: &'a [u8],
     /// The item's whole encoding.
     encoded: &'a [u8],
@@ -324,10 +348,7 @@ impl ItemView<'_> {
     pub fn has(&self, index: u32) -> bool {
         let mut buf = self.indexes;
         let mut at = 0u64;
-        for _ in 0..self.hashes {
-            let Ok(delta) = decode_varint(&mut buf) else {
-                return false;
-            };
+        while let Some(delta) = read_varint(&mut buf) {
             at += delta;
             match at.cmp(&u64::from(index)) {
                 std::cmp::Ordering::Less => {}
@@ -358,24 +379,20 @@ impl<'a> Items<'a> {
     fn read(&mut self) -> Option<ItemView<'a>> {
         let all = self.buf;
         let (trace, mut buf) = all.split_first_chunk::<16>()?;
-        let start = decode_varint(&mut buf).ok()?;
-        let min_dur = decode_varint(&mut buf).ok()?;
-        let max_dur = decode_varint(&mut buf).ok()?;
-        let hashes = decode_varint(&mut buf).ok()?;
-        let indexes = buf;
-        for _ in 0..hashes {
-            decode_varint(&mut buf).ok()?;
-        }
-        let used = all.len() - buf.len();
+        let start = read_varint(&mut buf)?;
+        let min_dur = read_varint(&mut buf)?;
+        let max_dur = read_varint(&mut buf)?;
+        let len = usize::try_from(read_varint(&mut buf)?).ok()?;
+        let (indexes, rest) = buf.split_at_checked(len)?;
+        let used = all.len() - rest.len();
         self.left -= 1;
-        self.buf = buf;
+        self.buf = rest;
         Some(ItemView {
             trace: *trace,
             start_us: self.start_us.checked_sub(start)?,
             min_dur,
             max_dur,
-            hashes,
-            indexes: indexes.get(..indexes.len() - buf.len())?,
+            indexes,
             encoded: all.get(..used)?,
         })
     }
@@ -413,7 +430,7 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
-    fn item(service: &'static str, trace: u8, start_us: u64, hashes: &[u32]) -> Item<'static> {
+    fn item<'a>(service: &'a str, trace: u8, start_us: u64, hashes: &[u32]) -> Item<'a> {
         Item {
             service,
             trace: [trace; 16],
@@ -482,6 +499,34 @@ mod tests {
         let view = EntryView::decode(1_500, &a.value).unwrap();
         assert_eq!(view.index_of(300), Some(2));
         assert_eq!(view.index_of(4), None);
+    }
+
+    #[test]
+    fn varints_read_what_prost_writes() {
+        for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut bytes = Vec::new();
+            encode_varint(v, &mut bytes);
+            bytes.push(9);
+            let mut buf = bytes.as_slice();
+            assert_eq!(read_varint(&mut buf), Some(v));
+            assert_eq!(buf, [9], "moves past the varint only");
+        }
+        assert_eq!(read_varint(&mut &[0x80, 0x80][..]), None, "ends early");
+        assert_eq!(
+            read_varint(&mut &[0xff; 11][..]),
+            None,
+            "longer than ten bytes"
+        );
+    }
+
+    #[test]
+    fn services_that_share_a_key_prefix_share_entries() {
+        let long_a = format!("{}a", "s".repeat(keys::MAX_KEY_STRING));
+        let long_b = format!("{}b", "s".repeat(keys::MAX_KEY_STRING));
+        let items = vec![item(&long_a, 1, 10, &[1]), item(&long_b, 2, 10, &[2])];
+        let entries = entries(items, &[0; CHUNK_KEY_LEN]);
+        assert_eq!(entries.len(), 1, "one key, one entry");
+        assert_eq!(decoded(&entries[0]).len(), 2);
     }
 
     #[test]

@@ -15,11 +15,16 @@ pub const MAX_KEY_STRING: usize = 256;
 pub const PART_REF_LEN: usize = 24;
 pub type PartRef = [u8; PART_REF_LEN];
 
-pub fn lp(out: &mut Vec<u8>, s: &str) {
+/// What of `s` goes into a key: its first `MAX_KEY_STRING` bytes.
+pub fn key_bytes(s: &str) -> &[u8] {
     let bytes = s.as_bytes();
-    let bytes = bytes
+    bytes
         .get(..MAX_KEY_STRING.min(bytes.len()))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+pub fn lp(out: &mut Vec<u8>, s: &str) {
+    let bytes = key_bytes(s);
     out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     out.extend_from_slice(bytes);
 }

@@ -22,6 +22,11 @@ that callgrind's 300-request window (`instructions`) mostly misses.
 load and prints its CPU per span and wrk's: what the collector's CPU per span is up against on a machine
 that the load generator shares.
 
+`python bench/collector_profile.py search [spans] [rounds]` fills a collector with the same load to `spans`
+spans (10M unless told) and times the benchmark's search (bench/collector.py's `SEARCH_PATH`) in rounds
+of 30 in a row, each query's latency listed: the first round meets a cold cache, the later ones show the
+steady cost. With `COLLECTOR_BIN` it compares builds.
+
 `python bench/collector_profile.py threads [seconds] [connections]` runs the collector under wrk (as bench/collector.py
 does) and prints each of the collector's threads' CPU time over the load as a share of one core (from
 /proc/<pid>/task/*/stat), with the machine's busy share of all cores and wrk's own: whether ingest is
@@ -217,6 +222,25 @@ def cpu(seconds=20, connections=CONNECTIONS):
             "threads": dict(sorted(per_thread.items(), key=lambda kv: -kv[1]["cpu_us_per_span"]))}
 
 
+def search(spans=10_000_000, rounds=3, per_round=30):
+    """Fills a fresh collector with the benchmark's load to `spans` spans, then times the benchmark's
+    search (`collector.SEARCH_PATH`) `rounds` times `per_round` in a row: each round's latencies in ms, in
+    the order taken (the first queries after the fill meet a cold block cache)."""
+    with warm_collector("meshtrace-search-") as (tmp, batch_dir, ports, coll):
+        stored = bench.fill(ports["http"], batch_dir, 300, spans)
+        time.sleep(3)
+        out = {"stored_spans": stored, "rounds": []}
+        for _ in range(rounds):
+            lat = []
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                request(ports["query"], bench.SEARCH_PATH)
+                lat.append(round((time.perf_counter() - t0) * 1000, 1))
+            out["rounds"].append({"median_ms": sorted(lat)[len(lat) // 2], "max_ms": max(lat), "ms": lat})
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def peer(seconds=15, connections=CONNECTIONS):
     """rotel (receive only, as bench/collector.py runs it) under the same load: its CPU per span and
     wrk's, the budget the collector is measured against."""
@@ -351,6 +375,11 @@ if __name__ == "__main__":
         threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10, int(sys.argv[3]) if len(sys.argv) > 3 else 8)
     elif mode == "peer":
         print(peer(int(sys.argv[2]) if len(sys.argv) > 2 else 15, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS))
+    elif mode == "search":
+        result = search(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000, int(sys.argv[3]) if len(sys.argv) > 3 else 3)
+        print("stored spans", result["stored_spans"])
+        for r in result["rounds"]:
+            print(f"  median {r['median_ms']} ms, max {r['max_ms']} ms: {r['ms']}")
     elif mode == "cpu":
         report = cpu(int(sys.argv[2]) if len(sys.argv) > 2 else 20, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS)
         threads_report = report.pop("threads")

@@ -18,10 +18,11 @@ MODES = {"inbound": "per_request", "inbound-nolink": "per_request_without_link",
 
 
 def instructions(mode: str) -> int:
-    out = Path(tempfile.mkdtemp(prefix="meshtrace-callgrind-")) / "callgrind.out"
-    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                           str(ROOT / "target" / "release" / "examples" / "per_request"), str(REQUESTS), mode],
-                          capture_output=True, text=True, check=True)
+    # Only the count on stderr is kept; the profile itself goes with its temporary directory.
+    with tempfile.TemporaryDirectory(prefix="meshtrace-callgrind-") as tmp:
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={Path(tmp) / 'callgrind.out'}",
+                               str(ROOT / "target" / "release" / "examples" / "per_request"), str(REQUESTS), mode],
+                              capture_output=True, text=True, check=True)
     return int(re.search(r"refs:\s+([\d,]+)", proc.stderr).group(1).replace(",", ""))
 
 

@@ -398,13 +398,29 @@ impl<'a> Items<'a> {
     }
 }
 
-/// The entry's value without the items `drop` picks; `None` when no item is left (or the value does
-/// not decode: nothing could be found through it), and the entry goes.
-pub fn without(start_us: u64, value: &[u8], drop: impl Fn(&TraceId) -> bool) -> Option<Vec<u8>> {
-    let view = EntryView::decode(start_us, value)?;
+/// What is left of an entry once some items are dropped (`without`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Trimmed {
+    /// No item was dropped: the entry stays as it is.
+    Unchanged,
+    /// The entry's new value.
+    Kept(Vec<u8>),
+    /// No item is left (or the value does not decode: nothing could be found through it); the entry
+    /// goes.
+    Empty,
+}
+
+/// The entry's value without the items `drop` picks.
+pub fn without(start_us: u64, value: &[u8], drop: impl Fn(&TraceId) -> bool) -> Trimmed {
+    let Some(view) = EntryView::decode(start_us, value) else {
+        return Trimmed::Empty;
+    };
     let kept: Vec<ItemView> = view.items().filter(|i| !drop(&i.trace)).collect();
     if kept.is_empty() {
-        return None;
+        return Trimmed::Empty;
+    }
+    if kept.len() as u64 == view.count {
+        return Trimmed::Unchanged;
     }
     let mut out = Vec::with_capacity(value.len());
     encode_varint(kept.len() as u64, &mut out);
@@ -413,7 +429,7 @@ pub fn without(start_us: u64, value: &[u8], drop: impl Fn(&TraceId) -> bool) -> 
     for item in kept {
         out.extend_from_slice(item.encoded);
     }
-    Some(out)
+    Trimmed::Kept(out)
 }
 
 #[cfg(test)]
@@ -550,7 +566,9 @@ mod tests {
             item("a", 3, 30, &[4]),
         ];
         let entry = entries(items, &[0; CHUNK_KEY_LEN]).remove(0);
-        let value = without(30, &entry.value, |t| *t == [2; 16]).unwrap();
+        let Trimmed::Kept(value) = without(30, &entry.value, |t| *t == [2; 16]) else {
+            panic!("one item dropped, two kept");
+        };
         let left = decoded(&Entry {
             key: entry.key.clone(),
             value,
@@ -562,7 +580,17 @@ mod tests {
                 ([3; 16], 30, 3, 3000, vec![4])
             ]
         );
-        assert_eq!(without(30, &entry.value, |_| true), None);
+        assert_eq!(without(30, &entry.value, |_| true), Trimmed::Empty);
+        assert_eq!(
+            without(30, &entry.value, |t| *t == [9; 16]),
+            Trimmed::Unchanged,
+            "no item of that trace"
+        );
+        assert_eq!(
+            without(30, &entry.value[..3], |_| false),
+            Trimmed::Empty,
+            "undecodable"
+        );
     }
 
     #[test]

@@ -380,9 +380,9 @@ impl Store {
                 continue;
             };
             match entry::without(start, &value, |t| traces.contains(t)) {
-                Some(trimmed) if trimmed.len() == value.len() => {}
-                Some(trimmed) => batch.insert(&self.search, key, trimmed),
-                None => batch.remove(&self.search, key),
+                entry::Trimmed::Unchanged => {}
+                entry::Trimmed::Kept(trimmed) => batch.insert(&self.search, key, trimmed),
+                entry::Trimmed::Empty => batch.remove(&self.search, key),
             }
         }
         Ok(())

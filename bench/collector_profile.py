@@ -122,7 +122,11 @@ def callgrind_run(bodies, warm, measured, settle=3.0):
     runs, so neither start-up nor shutdown (fjall freeing its memtables) is counted. The settling time
     lets the analytics thread finish the last batches; LSM flushes the measured requests started are
     counted as far as they got."""
-    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cg-"))
+    with tempfile.TemporaryDirectory(prefix="meshtrace-cg-") as tmp:
+        return callgrind_in(Path(tmp), bodies, warm, measured, settle)
+
+
+def callgrind_in(tmp, bodies, warm, measured, settle):
     out = tmp / "callgrind.out"
     ports = {k: free_port() for k in ("http", "grpc", "query")}
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
@@ -157,7 +161,6 @@ def callgrind_run(bodies, warm, measured, settle=3.0):
     keep = os.environ.get("KEEP_CALLGRIND")
     if keep:
         shutil.copy(dumps[0], Path(keep) / f"callgrind.{measured}.out")
-    shutil.rmtree(tmp, ignore_errors=True)
     return total
 
 
@@ -178,18 +181,19 @@ def batches(n=300):
 @contextlib.contextmanager
 def warm_collector(prefix):
     """A release collector on a fresh data directory, warmed by 2 s of the ingest load; yields the temporary
-    directory, the batches and the ports, and stops the collector afterwards (the caller removes `tmp`)."""
-    tmp = Path(tempfile.mkdtemp(prefix=prefix))
-    batch_dir = tmp / "batches"
-    batch_dir.mkdir()
-    bench.write_batches(batch_dir, 300)
-    ports = {k: free_port() for k in ("http", "grpc", "query")}
-    coll = start(tmp / "data", ports)
-    try:
-        bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
-        yield tmp, batch_dir, ports, coll
-    finally:
-        coll.stop()
+    directory, the batches and the ports, then stops the collector and removes the directory."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as t:
+        tmp = Path(t)
+        batch_dir = tmp / "batches"
+        batch_dir.mkdir()
+        bench.write_batches(batch_dir, 300)
+        ports = {k: free_port() for k in ("http", "grpc", "query")}
+        coll = start(tmp / "data", ports)
+        try:
+            bench.wrk_ingest(ports["http"], batch_dir, 300, 2)
+            yield tmp, batch_dir, ports, coll
+        finally:
+            coll.stop()
 
 
 def cpu(seconds=20, connections=CONNECTIONS):
@@ -207,7 +211,6 @@ def cpu(seconds=20, connections=CONNECTIONS):
                 break
             last = now
         used, threads_after = last - before, thread_work(pid)
-    shutil.rmtree(tmp, ignore_errors=True)
     spans = max((r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH, 1)
     per_thread = {}
     for name, (cpu_s, written) in threads_after.items():
@@ -237,7 +240,6 @@ def search(spans=10_000_000, rounds=3, per_round=30):
                 request(ports["query"], bench.SEARCH_PATH)
                 lat.append(round((time.perf_counter() - t0) * 1000, 1))
             out["rounds"].append({"median_ms": sorted(lat)[len(lat) // 2], "max_ms": max(lat), "ms": lat})
-    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -325,7 +327,6 @@ def threads(seconds=10, connections=8):
         wafter = commit_metrics(ports["query"])
         status = Path(f"/proc/{pid}/status").read_text()
         rss = {k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) // 1024 for k in ("VmRSS", "VmHWM")}
-    shutil.rmtree(tmp, ignore_errors=True)
     rows = {}
     for tid, (name, run, wait) in after.items():
         _, run0, wait0 = before.get(tid, (name, 0.0, 0.0))
@@ -356,16 +357,15 @@ def perf(seconds=20):
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
         rec.send_signal(2)
         rec.wait()
-    print(f"{r['spans_per_s']:.0f} spans/s, {r['refused']} refused (load {os.getloadavg()[0]:.1f})")
-    report = subprocess.run(["perf", "report", "-i", str(tmp / "perf.data"), "--no-children", "--stdio",
-                             "--percent-limit", "0.7", "-g", "none", "--sort", "comm,dso,symbol"],
-                            capture_output=True, text=True).stdout
-    print(report)
-    keep = os.environ.get("KEEP_PERF")
-    if keep:
-        shutil.copy(tmp / "perf.data", keep)
-    shutil.rmtree(tmp, ignore_errors=True)
-
+        coll.stop()
+        print(f"{r['spans_per_s']:.0f} spans/s, {r['refused']} refused (load {os.getloadavg()[0]:.1f})")
+        report = subprocess.run(["perf", "report", "-i", str(tmp / "perf.data"), "--no-children", "--stdio",
+                                 "--percent-limit", "0.7", "-g", "none", "--sort", "comm,dso,symbol"],
+                                capture_output=True, text=True).stdout
+        print(report)
+        keep = os.environ.get("KEEP_PERF")
+        if keep:
+            shutil.copy(tmp / "perf.data", keep)
 
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "instructions"

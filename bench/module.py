@@ -23,7 +23,11 @@ def bootstrap(with_filter: bool) -> dict:
 
 
 def run(runs=10):
-    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-module-"))
+    with tempfile.TemporaryDirectory(prefix="meshtrace-module-") as tmp:
+        return run_in(Path(tmp), runs)
+
+
+def run_in(tmp: Path, runs: int) -> dict:
     cmds = {}
     for name, with_filter in (("without", False), ("with", True)):
         cfg = tmp / f"{name}.json"

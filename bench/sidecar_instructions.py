@@ -180,7 +180,11 @@ def full_batches_only(bootstrap: dict) -> dict:
 def count(label: str, bootstrap: dict, port: int, requests=REQUESTS, names: Path | None = None) -> dict:
     """Instructions per request of a sidecar with `bootstrap` (listening on
     `port`); `names`: a module whose name section names the Wasm functions."""
-    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-cg-"))
+    with tempfile.TemporaryDirectory(prefix="meshtrace-cg-") as tmp:
+        return count_in(Path(tmp), label, bootstrap, port, requests, names)
+
+
+def count_in(tmp: Path, label: str, bootstrap: dict, port: int, requests: int, names: Path | None) -> dict:
     env = CallgrindEnvoy(bootstrap, tmp / "callgrind.out")
     env.start()
     pid = env.proc.pid

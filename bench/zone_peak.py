@@ -42,12 +42,12 @@ def peak(envoy: Path, wasm: Path, tmp: Path) -> tuple[int, list[dict]]:
 def main(args: list[str]) -> None:
     if not args:
         sys.exit(__doc__)
-    tmp = Path(tempfile.mkdtemp(prefix="meshtrace-zones-"))
     stock = v8perf.envoy_binary(Path(sys.executable))
     envoy = v8perf.patched_envoy(stock, ROOT / "target" / "bench" / "envoy-zone-stats", ("trace_zone_stats",))
     for arg in args:
         name, path = arg.split("=", 1)
-        allocated, zones = peak(envoy, Path(path), tmp)
+        with tempfile.TemporaryDirectory(prefix="meshtrace-zones-") as tmp:
+            allocated, zones = peak(envoy, Path(path), Path(tmp))
         by_name = collections.Counter()
         for z in zones:
             by_name[z["name"]] += z["allocated"]

@@ -96,7 +96,7 @@ impl Sinks {
             .filter_map(|s| s.work.store.take())
             .collect();
         let written = match &self.store {
-            Some(store) if !prepared.is_empty() => Some(store.add(&mut batch, &prepared)?),
+            Some(store) if !prepared.is_empty() => Some(store.add(&mut batch, prepared)?),
             _ => None,
         };
         let mut exports: Vec<Bytes> = Vec::new();

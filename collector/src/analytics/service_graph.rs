@@ -187,6 +187,7 @@ impl State {
         Some(waiting)
     }
 }
+
 pub struct ServiceGraph {
     limits: ServiceGraphLimits,
     state: Mutex<State>,

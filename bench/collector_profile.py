@@ -228,7 +228,8 @@ def cpu(seconds=20, connections=CONNECTIONS):
 def search(spans=10_000_000, rounds=3, per_round=30):
     """Fills a fresh collector with the benchmark's load to `spans` spans, then times the benchmark's
     search (`collector.SEARCH_PATH`) `rounds` times `per_round` in a row: each round's latencies in ms, in
-    the order taken (the first queries after the fill meet a cold block cache)."""
+    the order taken (the first queries after the fill meet a cold block cache), and the bytes on disk per
+    stored span of each partition."""
     with warm_collector("meshtrace-search-") as (tmp, batch_dir, ports, coll):
         stored = bench.fill(ports["http"], batch_dir, 300, spans)
         time.sleep(3)
@@ -240,6 +241,9 @@ def search(spans=10_000_000, rounds=3, per_round=30):
                 request(ports["query"], bench.SEARCH_PATH)
                 lat.append(round((time.perf_counter() - t0) * 1000, 1))
             out["rounds"].append({"median_ms": sorted(lat)[len(lat) // 2], "max_ms": max(lat), "ms": lat})
+        partitions = tmp / "data" / "db" / "partitions"
+        out["bytes_per_span"] = {p.name: round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / max(stored, 1), 1)
+                                 for p in sorted(partitions.iterdir())} if partitions.is_dir() else {}
     return out
 
 
@@ -377,7 +381,7 @@ if __name__ == "__main__":
         print(peer(int(sys.argv[2]) if len(sys.argv) > 2 else 15, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS))
     elif mode == "search":
         result = search(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000, int(sys.argv[3]) if len(sys.argv) > 3 else 3)
-        print("stored spans", result["stored_spans"])
+        print("stored spans", result["stored_spans"], "bytes per span by partition", result["bytes_per_span"])
         for r in result["rounds"]:
             print(f"  median {r['median_ms']} ms, max {r['max_ms']} ms: {r['ms']}")
     elif mode == "cpu":

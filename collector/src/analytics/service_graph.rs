@@ -454,6 +454,15 @@ mod tests {
         SpanRecord::new(resource, Default::default(), span).unwrap()
     }
 
+    fn edge(parent: &str, child: &str, calls: u64, errors: u64) -> Edge {
+        Edge {
+            parent: parent.into(),
+            child: child.into(),
+            calls,
+            errors,
+        }
+    }
+
     fn limits() -> ServiceGraphLimits {
         ServiceGraphLimits {
             wait: Duration::from_secs(10),
@@ -490,12 +499,7 @@ mod tests {
         );
         assert_eq!(
             g.edges(0, u64::MAX / 2),
-            vec![Edge {
-                parent: "front".into(),
-                child: "cart".into(),
-                calls: 1,
-                errors: 1,
-            }],
+            vec![edge("front", "cart", 1, 1)],
             "the server half was an error, so the call counts as failed"
         );
         let text = render(&registry);
@@ -557,15 +561,7 @@ mod tests {
             &SpanBatch::from_records(&[rec("cart", 201, Some(200), 2, false)]),
             t0 + Duration::from_secs(12),
         );
-        assert_eq!(
-            g.edges(0, u64::MAX / 2),
-            vec![Edge {
-                parent: "front".into(),
-                child: "cart".into(),
-                calls: 1,
-                errors: 0,
-            }]
-        );
+        assert_eq!(g.edges(0, u64::MAX / 2), vec![edge("front", "cart", 1, 0)]);
         // A parent id seen again after its entry left waits anew, and pairs.
         g.observe(&SpanBatch::from_records(&[]), t0 + Duration::from_secs(30));
         assert_eq!(g.waiting(), 0);

@@ -20,7 +20,7 @@
 //! span started) that `/api/dependencies` reads.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,27 +98,6 @@ struct Counts {
     errors: u64,
 }
 
-/// The hasher of the index, whose keys are hashes already (`State::fingerprint`).
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64`s are hashed here (`write_u64`); anything else is folded in, not lost.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// A span waiting for its partner (see the module's notes).
 struct Waiting {
     key: (TraceId, SpanId),
@@ -132,7 +111,7 @@ struct State {
     queue: VecDeque<Waiting>,
     first: u64,
     /// A waiting span's place (its number) by its key's fingerprint (`fingerprint`).
-    index: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
+    index: HashMap<u64, u64, RandomState>,
     /// The fingerprints' seed.
     seed: RandomState,
     /// minute -> (parent, child) -> calls and errors.

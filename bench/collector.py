@@ -175,6 +175,11 @@ def query_latencies(query_port, n=300):
             "search_p50_ms": percentile(search, 50), "search_p99_ms": percentile(search, 99)}
 
 
+def tree_bytes(directory: Path, pattern: str = "*") -> int:
+    """The bytes of the files under `directory` matching `pattern` (recursively)."""
+    return sum(f.stat().st_size for f in directory.rglob(pattern) if f.is_file())
+
+
 def fill(port, batches, n, target_spans):
     """Ingests until the store holds `target_spans` spans."""
     stored = 0
@@ -247,9 +252,9 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             time.sleep(2)
             q = query_latencies(query_port)
             q["stored_spans"] = stored
-            q["store_bytes"] = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+            q["store_bytes"] = tree_bytes(data)
             # The journal holds recent batches until the LSM flushes them (bounded, 512 MiB at most).
-            q["journal_bytes"] = sum(f.stat().st_size for f in data.rglob("journals/*") if f.is_file())
+            q["journal_bytes"] = tree_bytes(data, "journals/*")
             q["bytes_per_span"] = q["store_bytes"] / max(stored, 1)
             results["query"].append(q)
         coll.stop()

@@ -242,7 +242,7 @@ def search(spans=10_000_000, rounds=3, per_round=30):
                 lat.append(round((time.perf_counter() - t0) * 1000, 1))
             out["rounds"].append({"median_ms": sorted(lat)[len(lat) // 2], "max_ms": max(lat), "ms": lat})
         partitions = tmp / "data" / "db" / "partitions"
-        out["bytes_per_span"] = {p.name: round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / max(stored, 1), 1)
+        out["bytes_per_span"] = {p.name: round(bench.tree_bytes(p) / max(stored, 1), 1)
                                  for p in sorted(partitions.iterdir())} if partitions.is_dir() else {}
     return out
 

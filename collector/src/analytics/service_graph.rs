@@ -19,6 +19,7 @@
 //! call (and one error when either span is an error) to a per-minute edge table (by the minute the child
 //! span started) that `/api/dependencies` reads.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
@@ -119,34 +120,41 @@ struct State {
     edges: std::collections::HashSet<(String, String)>,
 }
 
+/// The place in `queue` (whose front is numbered `first`) of the entry numbered `seq`, if it holds `key`.
+fn place(queue: &VecDeque<Waiting>, first: u64, seq: u64, key: &(TraceId, SpanId)) -> Option<usize> {
+    let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+    (queue.get(at)?.key == *key).then_some(at)
+}
+
 impl State {
     fn fingerprint(&self, key: &(TraceId, SpanId)) -> u64 {
         self.seed.hash_one(key)
     }
 
-    /// The place in the queue of the waiting entry of `key`, if any.
-    fn find(&self, fingerprint: u64, key: &(TraceId, SpanId)) -> Option<usize> {
-        let at = self.index.get(&fingerprint)?.checked_sub(self.first)?;
-        let at = usize::try_from(at).ok()?;
-        (self.queue.get(at)?.key == *key).then_some(at)
-    }
-
-    /// The waiting entry of `key`, if any.
-    fn get(&mut self, key: &(TraceId, SpanId)) -> Option<&mut Node> {
-        let at = self.find(self.fingerprint(key), key)?;
-        self.queue.get_mut(at).map(|w| &mut w.node)
-    }
-
-    /// The waiting entry of `key`, added (waiting since `now`) when there is none.
+    /// The waiting entry of `key`, added (waiting since `now`) when there is none. One probe of the
+    /// index whichever way it goes: the index is large (every span waits) and a probe misses the cache.
     fn entry(&mut self, key: (TraceId, SpanId), now: Instant) -> Option<&mut Node> {
         let fingerprint = self.fingerprint(&key);
-        if let Some(at) = self.find(fingerprint, &key) {
+        let next = self.first + self.queue.len() as u64;
+        let found = match self.index.entry(fingerprint) {
+            Entry::Occupied(mut slot) => {
+                let seq = *slot.get();
+                let found = place(&self.queue, self.first, seq, &key);
+                if found.is_none() {
+                    // A fingerprint shared with another waiting key (about one in 2^64 per pair) points at
+                    // the newer one from now on; the older one waits unreachable until it leaves.
+                    slot.insert(next);
+                }
+                found
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(next);
+                None
+            }
+        };
+        if let Some(at) = found {
             return self.queue.get_mut(at).map(|w| &mut w.node);
         }
-        // A fingerprint shared with another waiting key (about one in 2^64 per pair) points at the newer
-        // one from now on; the older one waits unreachable until it leaves.
-        self.index
-            .insert(fingerprint, self.first + self.queue.len() as u64);
         self.queue.push_back(Waiting {
             key,
             since: now,
@@ -159,8 +167,10 @@ impl State {
     fn pop(&mut self) -> Option<Waiting> {
         let waiting = self.queue.pop_front()?;
         let fingerprint = self.fingerprint(&waiting.key);
-        if self.index.get(&fingerprint) == Some(&self.first) {
-            self.index.remove(&fingerprint);
+        if let Entry::Occupied(slot) = self.index.entry(fingerprint) {
+            if *slot.get() == self.first {
+                slot.remove();
+            }
         }
         self.first += 1;
         Some(waiting)
@@ -267,15 +277,12 @@ impl ServiceGraph {
             let Some(parent_id) = r.parent_span_id() else {
                 continue;
             };
-            let pkey = (r.trace_id(), parent_id);
-            let parent = state.get(&pkey).and_then(|n| n.parent.clone());
-            match parent {
+            let Some(node) = state.entry((r.trace_id(), parent_id), now) else {
+                continue;
+            };
+            match node.parent.clone() {
                 Some(parent) => self.pair(&mut state, &parent, &side, now_ms),
-                None => {
-                    if let Some(node) = state.entry(pkey, now) {
-                        node.children.push(side);
-                    }
-                }
+                None => node.children.push(side),
             }
         }
         self.evict(&mut state);

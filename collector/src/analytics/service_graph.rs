@@ -9,9 +9,11 @@
 //! Every span waits, so the waiting room is the analytics thread's largest cost: it is a queue in arrival
 //! order (entries leave only from its front, when their wait is over or room is needed) and an index from
 //! a 64-bit fingerprint of the key to the entry's place in the queue, verified against the entry's key.
-//! A map of the keys to their nodes cost a tenth of the collector's CPU at the benchmark's rate: its
-//! 88-byte slots, spread over a table of about 10 MiB, were each missed in the cache on insert, lookup
-//! and removal.
+//! The index is a set-associative table whose slots free themselves when their entry leaves the queue
+//! (`Index`): an insert or a lookup reads one cache line, a removal none. A map of the keys to their
+//! nodes cost a tenth of the collector's CPU at the benchmark's rate (its 88-byte slots, spread over a
+//! table of about 10 MiB, each missed in the cache on insert, lookup and removal); a map of
+//! fingerprints, probed on every removal as well, about a twentieth.
 //!
 //! Each matched pair counts one request on `traces_service_graph_request_total{client, server}` (and
 //! `..._failed_total` when either span is an error), observes the parent's duration on
@@ -19,7 +21,6 @@
 //! call (and one error when either span is an error) to a per-minute edge table (by the minute the child
 //! span started) that `/api/dependencies` reads.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
@@ -106,13 +107,76 @@ struct Waiting {
     node: Node,
 }
 
-#[derive(Default)]
+/// One slot of the `Index`: a fingerprint and the number of the entry it was last given to, plus one (a
+/// zeroed slot is free).
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    fingerprint: u64,
+    number: u64,
+}
+
+/// Slots per bucket: four 16-byte slots fill one 64-byte cache line.
+const WAYS: usize = 4;
+
+/// Where waiting entries are in the queue, by their key's fingerprint: a set-associative table, `WAYS`
+/// slots to a bucket, at least twice as many slots as entries may wait. A slot whose number is before
+/// the queue's front is free, so an entry leaves the queue without touching the table: a lookup or an
+/// insert reads one cache line, and removal reads none (a hash map cost a probe that missed the cache
+/// for each of the three).
+struct Index {
+    buckets: Vec<[Slot; WAYS]>,
+}
+
+impl Index {
+    fn new(max_entries: usize) -> Self {
+        let buckets = (max_entries.saturating_mul(2) / WAYS)
+            .max(1)
+            .next_power_of_two();
+        Index {
+            buckets: vec![[Slot::default(); WAYS]; buckets],
+        }
+    }
+
+    fn bucket(&mut self, fingerprint: u64) -> Option<&mut [Slot; WAYS]> {
+        let at = fingerprint as usize & (self.buckets.len() - 1);
+        self.buckets.get_mut(at)
+    }
+
+    /// The number of the live entry last given `fingerprint`, if any (`first` numbers the queue's front).
+    fn find(&mut self, fingerprint: u64, first: u64) -> Option<u64> {
+        self.bucket(fingerprint)?
+            .iter()
+            .find(|s| s.fingerprint == fingerprint && s.number > first)
+            .map(|s| s.number - 1)
+    }
+
+    /// Gives `fingerprint` to entry `number`: in its own slot if it has one, else a free one, else the
+    /// oldest live one's (that entry then waits unreachable until it leaves the queue: rare with twice the
+    /// slots needed, and counted as unpaired like any other).
+    fn insert(&mut self, fingerprint: u64, number: u64, first: u64) {
+        let Some(bucket) = self.bucket(fingerprint) else {
+            return;
+        };
+        let at = bucket
+            .iter()
+            .position(|s| s.fingerprint == fingerprint)
+            .or_else(|| bucket.iter().position(|s| s.number <= first))
+            .or_else(|| (0..WAYS).min_by_key(|&i| bucket.get(i).map_or(0, |s| s.number)));
+        if let Some(slot) = at.and_then(|i| bucket.get_mut(i)) {
+            *slot = Slot {
+                fingerprint,
+                number: number + 1,
+            };
+        }
+    }
+}
+
 struct State {
     /// Waiting spans in the order they came; `first` numbers the front one, the next ones follow.
     queue: VecDeque<Waiting>,
     first: u64,
     /// A waiting span's place (its number) by its key's fingerprint (`fingerprint`).
-    index: HashMap<u64, u64, RandomState>,
+    index: Index,
     /// The fingerprints' seed.
     seed: RandomState,
     /// minute -> (parent, child) -> calls and errors.
@@ -120,41 +184,37 @@ struct State {
     edges: std::collections::HashSet<(String, String)>,
 }
 
-/// The place in `queue` (whose front is numbered `first`) of the entry numbered `seq`, if it holds `key`.
-fn place(queue: &VecDeque<Waiting>, first: u64, seq: u64, key: &(TraceId, SpanId)) -> Option<usize> {
-    let at = usize::try_from(seq.checked_sub(first)?).ok()?;
-    (queue.get(at)?.key == *key).then_some(at)
-}
-
 impl State {
+    fn new(max_entries: usize) -> Self {
+        State {
+            queue: VecDeque::new(),
+            first: 0,
+            index: Index::new(max_entries),
+            seed: RandomState::default(),
+            minutes: BTreeMap::new(),
+            edges: Default::default(),
+        }
+    }
+
     fn fingerprint(&self, key: &(TraceId, SpanId)) -> u64 {
         self.seed.hash_one(key)
     }
 
-    /// The waiting entry of `key`, added (waiting since `now`) when there is none. One probe of the
-    /// index whichever way it goes: the index is large (every span waits) and a probe misses the cache.
+    /// The waiting entry of `key`, added (waiting since `now`) when there is none.
     fn entry(&mut self, key: (TraceId, SpanId), now: Instant) -> Option<&mut Node> {
         let fingerprint = self.fingerprint(&key);
-        let next = self.first + self.queue.len() as u64;
-        let found = match self.index.entry(fingerprint) {
-            Entry::Occupied(mut slot) => {
-                let seq = *slot.get();
-                let found = place(&self.queue, self.first, seq, &key);
-                if found.is_none() {
-                    // A fingerprint shared with another waiting key (about one in 2^64 per pair) points at
-                    // the newer one from now on; the older one waits unreachable until it leaves.
-                    slot.insert(next);
-                }
-                found
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(next);
-                None
-            }
-        };
+        let found = self
+            .index
+            .find(fingerprint, self.first)
+            .and_then(|number| usize::try_from(number.checked_sub(self.first)?).ok())
+            .filter(|&at| self.queue.get(at).is_some_and(|w| w.key == key));
         if let Some(at) = found {
             return self.queue.get_mut(at).map(|w| &mut w.node);
         }
+        // A fingerprint shared with another waiting key (about one in 2^64 per pair) points at the newer
+        // one from now on; the older one waits unreachable until it leaves.
+        let number = self.first + self.queue.len() as u64;
+        self.index.insert(fingerprint, number, self.first);
         self.queue.push_back(Waiting {
             key,
             since: now,
@@ -163,15 +223,9 @@ impl State {
         self.queue.back_mut().map(|w| &mut w.node)
     }
 
-    /// Takes the front entry out of the queue and the index.
+    /// Takes the front entry out of the queue (its slot in the index is free from then on).
     fn pop(&mut self) -> Option<Waiting> {
         let waiting = self.queue.pop_front()?;
-        let fingerprint = self.fingerprint(&waiting.key);
-        if let Entry::Occupied(slot) = self.index.entry(fingerprint) {
-            if *slot.get() == self.first {
-                slot.remove();
-            }
-        }
         self.first += 1;
         Some(waiting)
     }
@@ -203,7 +257,7 @@ impl ServiceGraph {
     pub fn new(registry: &mut Registry, limits: ServiceGraphLimits, started_ms: u64) -> Self {
         let g = Self {
             limits,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::new(limits.max_entries)),
             requests: Family::default(),
             failed: Family::default(),
             client_seconds: Family::new_with_constructor(histogram as fn() -> Histogram),
@@ -564,6 +618,37 @@ mod tests {
             render(&registry).contains("traces_service_graph_unpaired_spans_total 0"),
             "nothing that waited was unpaired"
         );
+    }
+
+    #[test]
+    fn the_index_frees_slots_behind_the_front_and_evicts_the_oldest_when_full() {
+        let mut index = Index::new(8); // 4 buckets of 4 slots
+        let buckets = index.buckets.len() as u64;
+        assert_eq!(buckets, 4);
+        // Six fingerprints of one bucket, entries 0 to 5, the front at 0: the fifth and sixth take the
+        // slots of entries 0 and 1, the oldest.
+        let fp = |i: u64| 1 + i * buckets;
+        for i in 0..6 {
+            index.insert(fp(i), i, 0);
+        }
+        assert_eq!(index.find(fp(0), 0), None);
+        assert_eq!(index.find(fp(1), 0), None);
+        for i in 2..6 {
+            assert_eq!(index.find(fp(i), 0), Some(i));
+        }
+        // Entries 2 and 3 have left the queue: their slots are free, and taken before any live one.
+        assert_eq!(index.find(fp(2), 4), None);
+        index.insert(fp(6), 6, 4);
+        index.insert(fp(7), 7, 4);
+        for i in 4..8 {
+            assert_eq!(index.find(fp(i), 4), Some(i));
+        }
+        // A fingerprint given again moves to the newer entry, in its own slot.
+        index.insert(fp(5), 8, 4);
+        assert_eq!(index.find(fp(5), 4), Some(8));
+        assert_eq!(index.find(fp(4), 4), Some(4));
+        // Other buckets are untouched.
+        assert_eq!(index.find(2, 0), None);
     }
 
     #[test]

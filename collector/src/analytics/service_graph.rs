@@ -118,13 +118,18 @@ struct Slot {
 /// Slots per bucket: four 16-byte slots fill one 64-byte cache line.
 const WAYS: usize = 4;
 
+/// A bucket of the `Index`, aligned so that it is one cache line.
+#[derive(Clone, Copy, Default)]
+#[repr(align(64))]
+struct Bucket([Slot; WAYS]);
+
 /// Where waiting entries are in the queue, by their key's fingerprint: a set-associative table, `WAYS`
 /// slots to a bucket, at least twice as many slots as entries may wait. A slot whose number is before
 /// the queue's front is free, so an entry leaves the queue without touching the table: a lookup or an
 /// insert reads one cache line, and removal reads none (a hash map cost a probe that missed the cache
 /// for each of the three).
 struct Index {
-    buckets: Vec<[Slot; WAYS]>,
+    buckets: Vec<Bucket>,
 }
 
 impl Index {
@@ -133,13 +138,13 @@ impl Index {
             .max(1)
             .next_power_of_two();
         Index {
-            buckets: vec![[Slot::default(); WAYS]; buckets],
+            buckets: vec![Bucket::default(); buckets],
         }
     }
 
     fn bucket(&mut self, fingerprint: u64) -> Option<&mut [Slot; WAYS]> {
         let at = fingerprint as usize & (self.buckets.len() - 1);
-        self.buckets.get_mut(at)
+        self.buckets.get_mut(at).map(|b| &mut b.0)
     }
 
     /// The number of the live entry last given `fingerprint`, if any (`first` numbers the queue's front).

@@ -16,7 +16,10 @@ minutes) by the spans it acknowledged, in all and per thread name, with the byte
 `write` per span (the store writer's are the journal, the compactor's what compaction rewrote): CPU time
 per span moves far less than spans per second when other work shares the machine, so it compares
 settings (`COLLECTOR_ARGS`) and builds (`COLLECTOR_BIN`) on a busy machine, and it counts the compactions
-that callgrind's 300-request window (`instructions`) mostly misses.
+that callgrind's 300-request window (`instructions`) mostly misses. It also counts, over the load only, the
+process's minor page faults and its live threads' context switches per request (of 100 spans): counts
+that other work on the machine moves far less than time, for changes too small for the CPU per span to
+show.
 
 `python bench/collector_profile.py peer [seconds] [connections]` runs rotel (receive only) under the same
 load and prints its CPU per span and wrk's: what the collector's CPU per span is up against on a machine
@@ -201,7 +204,9 @@ def cpu(seconds=20, connections=CONNECTIONS):
         time.sleep(3)
         pid = coll.proc.pid
         before, threads_before = cpu_seconds(pid), thread_work(pid)
+        counts_before = faults_and_switches(pid)
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
+        counts_after = faults_and_switches(pid)
         # Let the flushes and compactions the load caused finish (the CPU stops moving).
         last = cpu_seconds(pid)
         for _ in range(120):
@@ -222,6 +227,9 @@ def cpu(seconds=20, connections=CONNECTIONS):
     per_thread["threads that ended"] = {"cpu_us_per_span": round(ended / spans * 1e6, 2)}
     return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "connections": connections, "cpu_s": round(used, 2),
             "cpu_us_per_span": round(used / spans * 1e6, 2), "load": round(os.getloadavg()[0], 1),
+            # Counted over the load only: they move much less than time with other work on the machine.
+            "page_faults_per_request": round((counts_after[0] - counts_before[0]) / spans * bench.SPANS_PER_BATCH, 1),
+            "context_switches_per_request": round((counts_after[1] - counts_before[1]) / spans * bench.SPANS_PER_BATCH, 1),
             "threads": dict(sorted(per_thread.items(), key=lambda kv: -kv[1]["cpu_us_per_span"]))}
 
 
@@ -286,6 +294,19 @@ def thread_work(pid):
             cpu_s, written = out.get(name, (0.0, 0))
             out[name] = (cpu_s + (int(stat[11]) + int(stat[12])) / tick, written + int(io["wchar"]))
     return out
+
+
+def faults_and_switches(pid):
+    """(minor page faults of the whole process, threads that ended included; context switches of its live
+    threads, voluntary and not), from /proc/<pid>/stat and /proc/<pid>/task/*/status."""
+    faults = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for line in task.joinpath("status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    switches += int(line.split()[1])
+    return faults, switches
 
 
 def thread_times(pid):

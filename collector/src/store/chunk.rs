@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fjall::Snapshot;
+use fjall::{Slice, Snapshot};
 
 use super::keys::{PartRef, TraceSummary, PART_REF_LEN};
 use super::StoreError;
@@ -88,12 +88,33 @@ impl KeyMaker {
     }
 }
 
-/// Builds a chunk's value from its parts' references, its search entries' keys and its body.
-pub fn encode(parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Vec<u8> {
-    let compressed = lz4_flex::block::compress_prepend_size(body);
-    let entry_bytes: usize = entries.iter().map(|k| 2 + k.len()).sum();
-    let mut out =
-        Vec::with_capacity(8 + parts.len() * PART_REF_LEN + entry_bytes + compressed.len());
+thread_local! {
+    /// Where each receiving thread builds its chunks (`encode`): kept from one chunk to the next, so
+    /// that the LZ4 block's worst-case room (about the body's size) is not a fresh allocation per
+    /// submission, whose pages the kernel zeroes on first touch.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Builds a chunk's value from its parts' references, its search entries' keys and its body, in a
+/// `Slice` of its exact size (the one copy of the compressed body).
+pub fn encode(parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Slice {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let value = encode_in(&mut scratch, parts, entries, body);
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+            value
+        }
+        Err(_) => encode_in(&mut Vec::new(), parts, entries, body),
+    })
+}
+
+/// The most `SCRATCH` keeps between chunks: room for requests of a few MB is not held for good.
+const SCRATCH_KEPT: usize = 1 << 20;
+
+fn encode_in(out: &mut Vec<u8>, parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Slice {
+    out.clear();
     out.extend_from_slice(&(parts.len() as u32).to_be_bytes());
     for part in parts {
         out.extend_from_slice(part);
@@ -103,8 +124,25 @@ pub fn encode(parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&(key.len() as u16).to_be_bytes());
         out.extend_from_slice(key);
     }
-    out.extend_from_slice(&compressed);
-    out
+    // The block with its decompressed size in front, as `decompress_size_prepended` reads it.
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let start = out.len();
+    out.resize(
+        start + lz4_flex::block::get_maximum_output_size(body.len()),
+        0,
+    );
+    let written = out
+        .get_mut(start..)
+        .and_then(|room| lz4_flex::block::compress_into(body, room).ok());
+    match written {
+        Some(n) => Slice::from(out.get(..start + n).unwrap_or_default()),
+        // Not reached (the room is the codec's own bound); compressing into a buffer of its own is.
+        None => {
+            out.truncate(start);
+            out.extend_from_slice(&lz4_flex::block::compress(body));
+            Slice::from(out.as_slice())
+        }
+    }
 }
 
 /// A chunk's value, read in place.
@@ -239,6 +277,28 @@ mod tests {
         assert_eq!(chunk.parts().collect::<Vec<_>>(), parts);
         assert_eq!(chunk.entries().collect::<Vec<_>>(), entries);
         assert_eq!(chunk.body().unwrap(), body);
+    }
+
+    #[test]
+    fn a_chunk_made_after_a_larger_one_carries_nothing_of_it() {
+        let big: Vec<u8> = (0..40_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let large = encode(&[[7u8; PART_REF_LEN]; 3], &[b"a longer entry key"], &big);
+        let small = encode(&[[1u8; PART_REF_LEN]], &[b"key"], b"a few spans");
+        assert_eq!(
+            &*small,
+            &*encode_in(
+                &mut Vec::new(),
+                &[[1u8; PART_REF_LEN]],
+                &[b"key"],
+                b"a few spans"
+            ),
+            "the same bytes as a chunk built in a buffer of its own"
+        );
+        assert_eq!(
+            Chunk::decode(&small).unwrap().body().unwrap(),
+            b"a few spans"
+        );
+        assert_eq!(Chunk::decode(&large).unwrap().body().unwrap(), big);
     }
 
     #[test]

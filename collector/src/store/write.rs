@@ -212,7 +212,7 @@ impl Store {
             .collect();
         Prepared {
             parts: prepared,
-            chunk: Some((Slice::from(key.as_slice()), Slice::from(value))),
+            chunk: Some((Slice::from(key.as_slice()), value)),
             search: search
                 .into_iter()
                 .map(|e| (Slice::from(e.key), Slice::from(e.value)))

@@ -142,14 +142,16 @@ impl Index {
         }
     }
 
-    fn bucket(&mut self, fingerprint: u64) -> Option<&mut [Slot; WAYS]> {
-        let at = fingerprint as usize & (self.buckets.len() - 1);
-        self.buckets.get_mut(at).map(|b| &mut b.0)
+    /// The bucket of `fingerprint` (its low bits: the fingerprints are seeded hashes).
+    fn at(&self, fingerprint: u64) -> usize {
+        fingerprint as usize & (self.buckets.len() - 1)
     }
 
     /// The number of the live entry last given `fingerprint`, if any (`first` numbers the queue's front).
-    fn find(&mut self, fingerprint: u64, first: u64) -> Option<u64> {
-        self.bucket(fingerprint)?
+    fn find(&self, fingerprint: u64, first: u64) -> Option<u64> {
+        self.buckets
+            .get(self.at(fingerprint))?
+            .0
             .iter()
             .find(|s| s.fingerprint == fingerprint && s.number > first)
             .map(|s| s.number - 1)
@@ -159,7 +161,8 @@ impl Index {
     /// oldest live one's (that entry then waits unreachable until it leaves the queue: rare with twice the
     /// slots needed, and counted as unpaired like any other).
     fn insert(&mut self, fingerprint: u64, number: u64, first: u64) {
-        let Some(bucket) = self.bucket(fingerprint) else {
+        let which = self.at(fingerprint);
+        let Some(Bucket(bucket)) = self.buckets.get_mut(which) else {
             return;
         };
         let at = bucket

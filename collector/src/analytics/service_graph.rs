@@ -157,10 +157,11 @@ impl Index {
             .map(|s| s.number - 1)
     }
 
-    /// Gives `fingerprint` to entry `number`: in its own slot if it has one, else a free one, else the
-    /// oldest live one's (that entry then waits unreachable until it leaves the queue: rare with twice the
-    /// slots needed, and counted as unpaired like any other).
-    fn insert(&mut self, fingerprint: u64, number: u64, first: u64) {
+    /// Gives `fingerprint` to entry `number`: in its own slot if it has one, else in the slot of the
+    /// oldest entry. That is a free slot when there is one (a free slot's number is before the queue's
+    /// front, a live one's after it); else a live entry loses its slot and waits unreachable until it
+    /// leaves the queue (rare with twice the slots needed, and counted as unpaired like any other).
+    fn insert(&mut self, fingerprint: u64, number: u64) {
         let which = self.at(fingerprint);
         let Some(Bucket(bucket)) = self.buckets.get_mut(which) else {
             return;
@@ -168,8 +169,10 @@ impl Index {
         let at = bucket
             .iter()
             .position(|s| s.fingerprint == fingerprint)
-            .or_else(|| bucket.iter().position(|s| s.number <= first))
-            .or_else(|| (0..WAYS).min_by_key(|&i| bucket.get(i).map_or(0, |s| s.number)));
+            .or_else(|| {
+                let oldest = bucket.iter().enumerate().min_by_key(|(_, s)| s.number);
+                oldest.map(|(i, _)| i)
+            });
         if let Some(slot) = at.and_then(|i| bucket.get_mut(i)) {
             *slot = Slot {
                 fingerprint,
@@ -222,7 +225,7 @@ impl State {
         // A fingerprint shared with another waiting key (about one in 2^64 per pair) points at the newer
         // one from now on; the older one waits unreachable until it leaves.
         let number = self.first + self.queue.len() as u64;
-        self.index.insert(fingerprint, number, self.first);
+        self.index.insert(fingerprint, number);
         self.queue.push_back(Waiting {
             key,
             since: now,
@@ -637,7 +640,7 @@ mod tests {
         // slots of entries 0 and 1, the oldest.
         let fp = |i: u64| 1 + i * buckets;
         for i in 0..6 {
-            index.insert(fp(i), i, 0);
+            index.insert(fp(i), i);
         }
         assert_eq!(index.find(fp(0), 0), None);
         assert_eq!(index.find(fp(1), 0), None);
@@ -646,13 +649,13 @@ mod tests {
         }
         // Entries 2 and 3 have left the queue: their slots are free, and taken before any live one.
         assert_eq!(index.find(fp(2), 4), None);
-        index.insert(fp(6), 6, 4);
-        index.insert(fp(7), 7, 4);
+        index.insert(fp(6), 6);
+        index.insert(fp(7), 7);
         for i in 4..8 {
             assert_eq!(index.find(fp(i), 4), Some(i));
         }
         // A fingerprint given again moves to the newer entry, in its own slot.
-        index.insert(fp(5), 8, 4);
+        index.insert(fp(5), 8);
         assert_eq!(index.find(fp(5), 4), Some(8));
         assert_eq!(index.find(fp(4), 4), Some(4));
         // Other buckets are untouched.

@@ -1,6 +1,6 @@
 //! `Pipeline`: the handle receivers submit through.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -80,18 +80,8 @@ fn run(analytics: &Analytics, rx: Receiver<Arc<SpanBatch>>) {
         analytics.observe(&batch);
         loop {
             std::thread::sleep(ANALYTICS_POLL);
-            let mut came = false;
-            loop {
-                match rx.try_recv() {
-                    Ok(batch) => {
-                        analytics.observe(&batch);
-                        came = true;
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
-                }
-            }
-            if !came {
+            let came = rx.try_iter().map(|batch| analytics.observe(&batch)).count();
+            if came == 0 {
                 break;
             }
         }

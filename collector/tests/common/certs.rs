@@ -87,7 +87,9 @@ impl Issued {
 
 /// An HTTPS client trusting only `ca`, with `identity` as its client certificate when given.
 pub fn https_client(ca: &Ca, identity: Option<&Issued>) -> reqwest::Client {
+    // A hung exchange fails its test in 30 s with a timeout error instead of holding CI until its limit.
     let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
         .no_proxy()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap());

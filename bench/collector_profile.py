@@ -39,6 +39,11 @@ With `NO_FSYNC=1` (`threads`, `cpu`, `perf`) the collector runs with libeatmydat
 returns at once: the difference is what waiting for the journal's fsync costs (an experiment, not a
 mode: nothing acknowledged that way is durable).
 
+`python bench/collector_profile.py fsync [directory]` appends blocks of 20 to 160 KB to a sparse file in
+`directory` (the current one unless told), as fjall's journal does, each followed by an fsync, and prints
+the CPU time the thread spent in the `write` and in the `fsync` (the median latency of the fsync too): what
+one group commit's fsync costs on this machine's disk, whatever the group holds.
+
 `python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
 does) for a while, samples it with `perf record -g` and prints the hottest functions.
 """
@@ -329,11 +334,13 @@ def machine_ticks():
 
 
 def commit_metrics(query_port):
-    """The writer's commit counters from /metrics: commits, seconds in commits, spans committed."""
+    """The writer's commit counters from /metrics: commits, seconds in commits, spans committed, seconds
+    groups were held open for submissions due."""
     text = request(query_port, "/metrics")[2]
     text = text.decode() if isinstance(text, bytes) else text
     out = {}
-    for name in ("store_commits_total", "store_commit_seconds_sum", "store_commit_spans_sum"):
+    for name in ("store_commits_total", "store_commit_seconds_sum", "store_commit_spans_sum",
+                 "store_commit_wait_seconds_sum"):
         m = re.search(rf"^\S*{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
         out[name] = float(m.group(1)) if m else float("nan")
     return out
@@ -367,7 +374,8 @@ def threads(seconds=10, connections=8):
     commits = wafter["store_commits_total"] - wbefore["store_commits_total"]
     print(f"writer: in group commits (inserts, journal writes, fsync) "
           f"{(wafter['store_commit_seconds_sum'] - wbefore['store_commit_seconds_sum']) / wall * 100:.0f}% of the time; "
-          f"{commits:.0f} commits, {(wafter['store_commit_spans_sum'] - wbefore['store_commit_spans_sum']) / max(commits, 1):.0f} spans each")
+          f"{commits:.0f} commits, {(wafter['store_commit_spans_sum'] - wbefore['store_commit_spans_sum']) / max(commits, 1):.0f} spans each, "
+          f"held open {(wafter['store_commit_wait_seconds_sum'] - wbefore['store_commit_wait_seconds_sum']) / max(commits, 1) * 1e6:.0f} us each")
     print(f"collector threads: per thread, % of the time on a core / runnable waiting for one:")
     for name, pcts in sorted(rows.items(), key=lambda kv: -sum(run for run, _ in kv[1])):
         shown = [f"{run:5.1f} / {wait:4.1f}" for run, wait in sorted(pcts, reverse=True) if run >= 0.5]
@@ -392,9 +400,36 @@ def perf(seconds=20):
         if keep:
             shutil.copy(tmp / "perf.data", keep)
 
+def fsync_cost(directory=".", rounds=300):
+    rows = []
+    for size in (20_000, 40_000, 80_000, 160_000):
+        with tempfile.NamedTemporaryFile(dir=directory, prefix="meshtrace-fsync-") as f:
+            fd = f.fileno()
+            os.ftruncate(fd, 128 << 20)
+            block = os.urandom(size)
+            write_s = fsync_s = 0.0
+            latencies = []
+            for _ in range(rounds):
+                t0 = time.thread_time()
+                os.write(fd, block)
+                t1, w1 = time.thread_time(), time.perf_counter()
+                os.fsync(fd)
+                t2, w2 = time.thread_time(), time.perf_counter()
+                write_s, fsync_s = write_s + t1 - t0, fsync_s + t2 - t1
+                latencies.append(w2 - w1)
+            latencies.sort()
+        rows.append({"bytes": size, "write_cpu_us": round(write_s / rounds * 1e6, 1),
+                     "fsync_cpu_us": round(fsync_s / rounds * 1e6, 1),
+                     "fsync_p50_us": round(latencies[len(latencies) // 2] * 1e6)})
+    return rows
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "instructions"
-    if mode == "perf":
+    if mode == "fsync":
+        for row in fsync_cost(sys.argv[2] if len(sys.argv) > 2 else "."):
+            print(row)
+    elif mode == "perf":
         perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
     elif mode == "threads":
         threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10, int(sys.argv[3]) if len(sys.argv) > 3 else 8)

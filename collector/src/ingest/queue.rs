@@ -1,10 +1,18 @@
-//! `Ingest`: the handle receivers and tail sampling submit through. Memory is bounded twice: by the
-//! number of spans waiting (a semaphore) and by the number of submissions waiting (the channel).
+//! `Ingest`: the handle receivers and tail sampling submit through, and the queue the writer takes its
+//! groups from. Memory is bounded twice: by the number of spans waiting (a semaphore) and by the number
+//! of submissions waiting (the queue).
+//!
+//! The queue also keeps the pace of arrivals, so the writer can size its groups from the load
+//! (`Gatherer::next_group`): when submissions come often enough that more are due before the group's
+//! fsync would end, it holds the group open a while, and one fsync covers them too. An fsync costs about
+//! the same CPU whatever it writes.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::IngestError;
 use crate::model::SpanBatch;
@@ -58,9 +66,99 @@ pub(super) struct Submission {
     pub done: oneshot::Sender<Result<(), IngestError>>,
 }
 
+/// What the writer is doing, so that a sender wakes it only when it waits for that sender.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Committing or answering: it looks at the queue when it is done.
+    Busy,
+    /// Waiting for any submission.
+    Idle,
+    /// Holding a group open for submissions due soon: woken only when the group is full.
+    Gathering,
+}
+
+/// How often submissions arrive: the moving average of the time between two, measured by the writer each
+/// time it takes a group (each new measure weighs an eighth).
+#[derive(Default)]
+struct Pace {
+    arrivals: u64,
+    measured: Option<(Instant, u64)>,
+    between_ns: Option<u64>,
+}
+
+impl Pace {
+    /// Takes a measure now: the arrivals since the last one, over the time since.
+    fn measure(&mut self, now: Instant) {
+        if let Some((then, arrivals)) = self.measured {
+            let n = self.arrivals - arrivals;
+            if n > 0 {
+                let ns = u64::try_from(now.duration_since(then).as_nanos() / u128::from(n))
+                    .unwrap_or(u64::MAX);
+                self.between_ns = Some(match self.between_ns {
+                    Some(avg) => avg - avg / 8 + ns / 8,
+                    None => ns,
+                });
+            }
+        }
+        self.measured = Some((now, self.arrivals));
+    }
+
+    /// Whether another submission is due within `wait`.
+    fn another_due_within(&self, wait: Duration) -> bool {
+        self.between_ns
+            .is_some_and(|ns| Duration::from_nanos(ns) < wait)
+    }
+}
+
+struct State {
+    queue: VecDeque<Submission>,
+    queued_spans: usize,
+    max_batches: usize,
+    pace: Pace,
+    /// A group being gathered is full at this many spans (its sender wakes the writer).
+    full_at: usize,
+    /// Live `Ingest` handles; none left and nothing queued ends the writer.
+    handles: usize,
+    /// The writer went away: every submission is refused.
+    closed: bool,
+    writer: Writer,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; a poisoned lock still holds consistent counts.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sending side's share of the queue: counts the live handles.
+struct Handle(Arc<Shared>);
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        self.0.lock().handles += 1;
+        Self(self.0.clone())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.handles -= 1;
+        if st.handles == 0 {
+            self.0.wake.notify_one();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Ingest {
-    tx: mpsc::Sender<Submission>,
+    queue: Handle,
     budget: Arc<Semaphore>,
     max_spans: usize,
     /// The store spans go to, if any.
@@ -74,18 +172,30 @@ impl Ingest {
         limits: QueueLimits,
         store: Option<Arc<Store>>,
         export: bool,
-    ) -> (Self, mpsc::Receiver<Submission>) {
-        let (tx, rx) = mpsc::channel(limits.max_batches.max(1));
+    ) -> (Self, Gatherer) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                queued_spans: 0,
+                max_batches: limits.max_batches.max(1),
+                pace: Pace::default(),
+                full_at: usize::MAX,
+                handles: 1,
+                closed: false,
+                writer: Writer::Busy,
+            }),
+            wake: Condvar::new(),
+        });
         let max_spans = limits.max_spans.max(1);
         (
             Self {
-                tx,
+                queue: Handle(shared.clone()),
                 budget: Arc::new(Semaphore::new(max_spans)),
                 max_spans,
                 store,
                 export,
             },
-            rx,
+            Gatherer { shared },
         )
     }
 
@@ -144,18 +254,105 @@ impl Ingest {
         work: Work,
     ) -> Result<(), IngestError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .try_send(Submission {
+        {
+            let shared = &self.queue.0;
+            let mut st = shared.lock();
+            if st.closed {
+                return Err(IngestError::ShuttingDown);
+            }
+            if st.queue.len() >= st.max_batches {
+                return Err(IngestError::Overloaded);
+            }
+            st.queue.push_back(Submission {
                 work,
                 spans,
                 _permit: permit,
                 done,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => IngestError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => IngestError::ShuttingDown,
-            })?;
+            });
+            st.queued_spans += spans;
+            st.pace.arrivals += 1;
+            let wake = match st.writer {
+                Writer::Busy => false,
+                Writer::Idle => true,
+                Writer::Gathering => st.queued_spans >= st.full_at,
+            };
+            if wake {
+                shared.wake.notify_one();
+            }
+        }
         wait.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+}
+
+/// The writer's end of the queue. Dropping it refuses every later submission and answers the queued ones
+/// `ShuttingDown`.
+pub(super) struct Gatherer {
+    shared: Arc<Shared>,
+}
+
+impl Gatherer {
+    /// The next group to commit: waits until a submission is queued (`None` once every `Ingest` handle is
+    /// gone and nothing is queued). Then, when submissions come so often that another is due within
+    /// `wait`, holds the group open until `wait` has passed or `max_spans` are queued; takes the queued
+    /// submissions up to `max_spans` (at least one). Also returns how long it held the group open.
+    pub fn next_group(
+        &self,
+        wait: Duration,
+        max_spans: usize,
+    ) -> Option<(Vec<Submission>, Duration)> {
+        let mut st = self.shared.lock();
+        while st.queue.is_empty() {
+            if st.handles == 0 {
+                return None;
+            }
+            st.writer = Writer::Idle;
+            st = self.shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let opened = Instant::now();
+        st.pace.measure(opened);
+        if st.pace.another_due_within(wait) {
+            let deadline = opened + wait;
+            st.full_at = max_spans;
+            while st.handles > 0 && st.queued_spans < max_spans {
+                let Some(left) = deadline
+                    .checked_duration_since(Instant::now())
+                    .filter(|d| !d.is_zero())
+                else {
+                    break;
+                };
+                st.writer = Writer::Gathering;
+                st = self
+                    .shared
+                    .wake
+                    .wait_timeout(st, left)
+                    .map_or_else(|e| e.into_inner().0, |(st, _)| st);
+            }
+        }
+        st.writer = Writer::Busy;
+        let mut group = Vec::new();
+        let mut spans = 0;
+        while let Some(next) = st.queue.front() {
+            if !group.is_empty() && spans + next.spans > max_spans {
+                break;
+            }
+            spans += next.spans;
+            group.extend(st.queue.pop_front());
+        }
+        st.queued_spans -= spans;
+        Some((group, opened.elapsed()))
+    }
+}
+
+impl Drop for Gatherer {
+    fn drop(&mut self) {
+        let left = {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            st.queued_spans = 0;
+            std::mem::take(&mut st.queue)
+        };
+        // Their senders are answered `ShuttingDown` (never acknowledged when not stored).
+        drop(left);
     }
 }
 
@@ -199,9 +396,41 @@ mod tests {
         SpanBatch::from_records(&records)
     }
 
+    /// Takes the next group on a blocking thread, as the writer does.
+    async fn next_group(
+        queue: &Arc<Gatherer>,
+        wait: Duration,
+    ) -> Option<(Vec<Submission>, Duration)> {
+        group_of_at_most(queue, wait, usize::MAX).await
+    }
+
+    async fn group_of_at_most(
+        queue: &Arc<Gatherer>,
+        wait: Duration,
+        max_spans: usize,
+    ) -> Option<(Vec<Submission>, Duration)> {
+        let queue = queue.clone();
+        tokio::task::spawn_blocking(move || queue.next_group(wait, max_spans))
+            .await
+            .unwrap()
+    }
+
+    fn answer(group: Vec<Submission>) {
+        for s in group {
+            s.done.send(Ok(())).ok();
+        }
+    }
+
+    fn limits() -> QueueLimits {
+        QueueLimits {
+            max_spans: 100,
+            max_batches: 10,
+        }
+    }
+
     #[tokio::test]
     async fn refuses_when_the_span_budget_is_used_up() {
-        let (ingest, mut rx) = Ingest::new(
+        let (ingest, queue) = Ingest::new(
             QueueLimits {
                 max_spans: 3,
                 max_batches: 10,
@@ -209,12 +438,14 @@ mod tests {
             None,
             true,
         );
+        let queue = Arc::new(queue);
         let first = tokio::spawn({
             let ingest = ingest.clone();
             async move { ingest.submit(&batch(3)).await }
         });
         // The writer side: take the submission but do not answer yet.
-        let pending = rx.recv().await.unwrap();
+        let (mut group, _) = next_group(&queue, Duration::ZERO).await.unwrap();
+        let pending = group.pop().unwrap();
         assert_eq!(ingest.depth().queued_spans(), 3);
         assert!(pending.work.export.is_some() && pending.work.store.is_none());
         assert!(matches!(
@@ -240,7 +471,7 @@ mod tests {
     async fn refuses_when_the_request_queue_is_full_and_reports_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), 1 << 20).unwrap());
-        let (ingest, rx) = Ingest::new(
+        let (ingest, queue) = Ingest::new(
             QueueLimits {
                 max_spans: 100,
                 max_batches: 1,
@@ -259,7 +490,7 @@ mod tests {
             ingest.submit(&batch(1)).await,
             Err(IngestError::Overloaded)
         ));
-        drop(rx);
+        drop(queue);
         assert!(
             matches!(waiting.await.unwrap(), Err(IngestError::ShuttingDown)),
             "never acknowledged when not stored"
@@ -268,5 +499,116 @@ mod tests {
             ingest.submit(&batch(1)).await,
             Err(IngestError::ShuttingDown)
         ));
+    }
+
+    fn submit(ingest: &Ingest, spans: u8) -> tokio::task::JoinHandle<Result<(), IngestError>> {
+        let ingest = ingest.clone();
+        tokio::spawn(async move { ingest.submit(&batch(spans)).await })
+    }
+
+    async fn queued(ingest: &Ingest, spans: usize) {
+        while ingest.depth().queued_spans() < spans {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A queue whose pace says submissions come often: one group taken, then another submission.
+    async fn busy_queue(max_spans: usize) -> (Ingest, Arc<Gatherer>) {
+        let (ingest, queue) = Ingest::new(
+            QueueLimits {
+                max_spans,
+                max_batches: 10,
+            },
+            None,
+            true,
+        );
+        let queue = Arc::new(queue);
+        let first = submit(&ingest, 1);
+        let (group, waited) = next_group(&queue, Duration::from_secs(3600)).await.unwrap();
+        assert!(
+            waited < Duration::from_secs(3600),
+            "no pace yet: not held open"
+        );
+        answer(group);
+        assert!(first.await.unwrap().is_ok());
+        (ingest, queue)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_submission_alone_is_taken_at_once() {
+        let (ingest, queue) = Ingest::new(limits(), None, true);
+        let queue = Arc::new(queue);
+        let first = submit(&ingest, 1);
+        // Held open for an hour, the test would time out.
+        let (group, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            next_group(&queue, Duration::from_secs(3600)),
+        )
+        .await
+        .expect("not held open")
+        .unwrap();
+        assert_eq!(group.len(), 1);
+        answer(group);
+        assert!(first.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_submissions_come_often_a_group_is_held_open_until_it_is_full() {
+        let (ingest, queue) = busy_queue(5).await;
+        let second = submit(&ingest, 2);
+        queued(&ingest, 2).await;
+        let gathered = tokio::spawn({
+            let queue = queue.clone();
+            async move { group_of_at_most(&queue, Duration::from_secs(3600), 5).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !gathered.is_finished(),
+            "held open: another submission is due"
+        );
+        // Three more spans fill the group (five): their sender wakes the writer.
+        let third = submit(&ingest, 3);
+        let (group, _) = tokio::time::timeout(Duration::from_secs(10), gathered)
+            .await
+            .expect("a full group is taken at once")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            group.iter().map(|s| s.spans).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        answer(group);
+        assert!(second.await.unwrap().is_ok() && third.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_held_open_is_taken_when_its_time_is_up() {
+        let (ingest, queue) = busy_queue(100).await;
+        let second = submit(&ingest, 1);
+        queued(&ingest, 1).await;
+        let (group, waited) = next_group(&queue, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(group.len(), 1);
+        assert!(waited >= Duration::from_millis(50), "held open: {waited:?}");
+        answer(group);
+        assert!(second.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_when_every_handle_is_gone_and_nothing_is_queued() {
+        let (ingest, queue) = Ingest::new(limits(), None, true);
+        let queue = Arc::new(queue);
+        let other = ingest.clone();
+        drop(ingest);
+        let ended = tokio::spawn({
+            let queue = queue.clone();
+            async move { next_group(&queue, Duration::ZERO).await.is_none() }
+        });
+        tokio::task::yield_now().await;
+        assert!(!ended.is_finished(), "a handle is still alive");
+        drop(other);
+        assert!(tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .expect("the last handle's drop wakes the writer")
+            .unwrap());
     }
 }

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub store_commit_seconds: Histogram,
     /// Spans per group commit.
     pub store_commit_spans: Histogram,
+    /// How long the writer held a group open for submissions due before committing it.
+    pub store_commit_wait_seconds: Histogram,
     pub stored_bytes: Gauge,
     pub store_file_bytes: Gauge,
     pub queued_spans: Gauge,
@@ -96,6 +98,7 @@ impl Metrics {
             store_commits: Counter::default(),
             store_commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             store_commit_spans: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            store_commit_wait_seconds: Histogram::new(exponential_buckets(0.000025, 2.0, 8)),
             stored_bytes: Gauge::default(),
             store_file_bytes: Gauge::default(),
             queued_spans: Gauge::default(),
@@ -144,6 +147,11 @@ impl Metrics {
             "store_commit_spans",
             "Spans per group commit (every waiting submission joins the next commit)",
             m.store_commit_spans.clone(),
+        );
+        registry.register(
+            "store_commit_wait_seconds",
+            "How long the writer held a group commit open for the submissions due while it would run",
+            m.store_commit_wait_seconds.clone(),
         );
         registry.register(
             "store_stored_bytes",

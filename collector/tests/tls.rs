@@ -165,9 +165,15 @@ async fn client_certificates_are_required_with_a_client_ca() {
         vec![SpanSpec::new(trace_id(82, 1), span_id(1), "x").span()],
     ));
 
+    // A failure says which request it was and shows the collector's log (a hang was seen twice).
     let r = post_https(&https_client(&ca, Some(&good)), &url, body.clone())
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "a certificate from the client CA: {e:?}\ncollector log:\n{}",
+                c.drain_logs().join("\n")
+            )
+        });
     assert_eq!(r.status(), 200, "a certificate from the client CA");
     for (what, client) in [
         ("no client certificate", https_client(&ca, None)),
@@ -179,8 +185,9 @@ async fn client_certificates_are_required_with_a_client_ca() {
         let r = post_https(&client, &url, body.clone()).await;
         assert!(
             r.as_ref().is_err_and(|e| !e.is_timeout()),
-            "{what}: refused (not left waiting), got {:?}",
-            r.map(|r| r.status())
+            "{what}: refused (not left waiting), got {:?}\ncollector log:\n{}",
+            r.map(|r| r.status()),
+            c.drain_logs().join("\n")
         );
     }
 }

@@ -73,8 +73,9 @@ enum Writer {
     Busy,
     /// Waiting for any submission.
     Idle,
-    /// Holding a group open for submissions due soon: woken only when the group is full.
-    Gathering,
+    /// Holding a group open for submissions due soon: woken only when this many spans are queued (the
+    /// group is full).
+    Gathering { full_at: usize },
 }
 
 /// How often submissions arrive: the moving average of the time between two, measured by the writer each
@@ -95,7 +96,7 @@ impl Pace {
                 let ns = u64::try_from(now.duration_since(then).as_nanos() / u128::from(n))
                     .unwrap_or(u64::MAX);
                 self.between_ns = Some(match self.between_ns {
-                    Some(avg) => avg - avg / 8 + ns / 8,
+                    Some(avg) => super::moving_average(avg, ns),
                     None => ns,
                 });
             }
@@ -115,8 +116,6 @@ struct State {
     queued_spans: usize,
     max_batches: usize,
     pace: Pace,
-    /// A group being gathered is full at this many spans (its sender wakes the writer).
-    full_at: usize,
     /// Live `Ingest` handles; none left and nothing queued ends the writer.
     handles: usize,
     /// The writer went away: every submission is refused.
@@ -179,7 +178,6 @@ impl Ingest {
                 queued_spans: 0,
                 max_batches: limits.max_batches.max(1),
                 pace: Pace::default(),
-                full_at: usize::MAX,
                 handles: 1,
                 closed: false,
                 writer: Writer::Busy,
@@ -274,7 +272,7 @@ impl Ingest {
             let wake = match st.writer {
                 Writer::Busy => false,
                 Writer::Idle => true,
-                Writer::Gathering => st.queued_spans >= st.full_at,
+                Writer::Gathering { full_at } => st.queued_spans >= full_at,
             };
             if wake {
                 shared.wake.notify_one();
@@ -312,7 +310,6 @@ impl Gatherer {
         st.pace.measure(opened);
         if st.pace.another_due_within(wait) {
             let deadline = opened + wait;
-            st.full_at = max_spans;
             while st.handles > 0 && st.queued_spans < max_spans {
                 let Some(left) = deadline
                     .checked_duration_since(Instant::now())
@@ -320,7 +317,7 @@ impl Gatherer {
                 else {
                     break;
                 };
-                st.writer = Writer::Gathering;
+                st.writer = Writer::Gathering { full_at: max_spans };
                 st = self
                     .shared
                     .wake

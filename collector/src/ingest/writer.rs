@@ -43,7 +43,7 @@ struct GatherWait {
 impl GatherWait {
     fn observe(&mut self, commit: Duration) {
         let ns = u64::try_from(commit.as_nanos()).unwrap_or(u64::MAX);
-        self.average_ns = self.average_ns - self.average_ns / 8 + ns / 8;
+        self.average_ns = super::moving_average(self.average_ns, ns);
     }
 
     fn wait(&self) -> Duration {

@@ -114,35 +114,55 @@ pub fn encode(parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Slice {
 const SCRATCH_KEPT: usize = 1 << 20;
 
 fn encode_in(out: &mut Vec<u8>, parts: &[PartRef], entries: &[&[u8]], body: &[u8]) -> Slice {
-    out.clear();
-    out.extend_from_slice(&(parts.len() as u32).to_be_bytes());
-    for part in parts {
-        out.extend_from_slice(part);
+    let header = 4
+        + parts.len() * PART_REF_LEN
+        + 4
+        + entries.iter().map(|key| 2 + key.len()).sum::<usize>()
+        + 4;
+    // `out` keeps its length from one chunk to the next: only room it never had is zeroed (resizing
+    // from empty zeroed the LZ4 block's whole worst-case room, about the body's size, per submission).
+    let end = header + lz4_flex::block::get_maximum_output_size(body.len());
+    if out.len() < end {
+        out.resize(end, 0);
     }
-    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
-    for key in entries {
-        out.extend_from_slice(&(key.len() as u16).to_be_bytes());
-        out.extend_from_slice(key);
-    }
-    // The block with its decompressed size in front, as `decompress_size_prepended` reads it.
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    let start = out.len();
-    out.resize(
-        start + lz4_flex::block::get_maximum_output_size(body.len()),
-        0,
-    );
-    let written = out
-        .get_mut(start..)
-        .and_then(|room| lz4_flex::block::compress_into(body, room).ok());
+    let Some((head, room)) = out.get_mut(..end).map(|o| o.split_at_mut(header)) else {
+        return Slice::from(&[][..]);
+    };
+    let written = write_header(head, parts, entries, body.len())
+        .ok()
+        .and_then(|()| lz4_flex::block::compress_into(body, room).ok());
     match written {
-        Some(n) => Slice::from(out.get(..start + n).unwrap_or_default()),
-        // Not reached (the room is the codec's own bound); compressing into a buffer of its own is.
+        Some(n) => Slice::from(out.get(..header + n).unwrap_or_default()),
+        // Not reached (the header is sized above, the room is the codec's own bound).
         None => {
-            out.truncate(start);
-            out.extend_from_slice(&lz4_flex::block::compress(body));
-            Slice::from(out.as_slice())
+            let mut value = Vec::with_capacity(end);
+            value.resize(header, 0);
+            let _ = write_header(&mut value, parts, entries, body.len());
+            value.extend_from_slice(&lz4_flex::block::compress(body));
+            Slice::from(value)
         }
     }
+}
+
+/// Writes a chunk's header into `head`, sized for it: the part references, the search entries' keys,
+/// then the body's decompressed size (little-endian, as `decompress_size_prepended` reads it).
+fn write_header(
+    mut head: &mut [u8],
+    parts: &[PartRef],
+    entries: &[&[u8]],
+    body_len: usize,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    head.write_all(&(parts.len() as u32).to_be_bytes())?;
+    for part in parts {
+        head.write_all(part)?;
+    }
+    head.write_all(&(entries.len() as u32).to_be_bytes())?;
+    for key in entries {
+        head.write_all(&(key.len() as u16).to_be_bytes())?;
+        head.write_all(key)?;
+    }
+    head.write_all(&(body_len as u32).to_le_bytes())
 }
 
 /// A chunk's value, read in place.

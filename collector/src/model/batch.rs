@@ -12,6 +12,7 @@ use prost::Message as _;
 
 use super::hashes::{tag_hash_seeded, tag_seed};
 use super::ids::{span_id_from_bytes, trace_id_from_bytes, SpanId, TraceId};
+use super::layout::{self, LayoutWriter};
 use super::record::{kind_name, records_of, SpanRecord, UNKNOWN_SERVICE};
 use super::wire::{self, str_at, Fields, Message, WireError};
 
@@ -349,92 +350,56 @@ impl SpanBatch {
             .map(|info| SpanRef { batch: self, info })
     }
 
-    /// Appends the spans at `indexes` (in that order) to `out` as a `TracesData`: runs of spans sharing a
-    /// resource share one `ResourceSpans`, runs sharing a scope within it one `ScopeSpans`. Every span,
-    /// resource and scope is copied byte for byte.
-    pub fn encode_into(&self, indexes: &[u32], out: &mut Vec<u8>) {
+    /// Appends the layout of the spans at `indexes` (in that order) to `out` (see `layout`): runs of
+    /// spans sharing a resource share one `ResourceSpans`, runs sharing a scope within it one
+    /// `ScopeSpans`. Returns the hash of what it refers to and those bytes' length
+    /// (`LayoutWriter::finish`).
+    pub fn layout_into(&self, indexes: &[u32], out: &mut Vec<u8>) -> (u64, usize) {
         let span = |i: &u32| self.spans.get(*i as usize);
-        let scope_of = |i: &u32| span(i).map(|s| s.scope);
-        let resource_of = |i: &u32| {
-            scope_of(i)
-                .and_then(|s| self.scopes.get(s as usize))
-                .map(|s| s.resource)
-        };
-        let pieces_len = |pieces: &[Range], field: u32| -> usize {
-            pieces
-                .iter()
-                .map(|(a, b)| wire::delimited_len(field, (b - a) as usize))
-                .sum()
-        };
-        let scope_spans_len = |run: &[u32]| -> usize {
-            let scope = run
-                .first()
-                .and_then(scope_of)
-                .and_then(|s| self.scopes.get(s as usize));
-            scope.map_or(0, |s| pieces_len(&s.pieces, 1))
-                + run
-                    .iter()
-                    .filter_map(span)
-                    .map(|s| wire::delimited_len(2, (s.bytes.1 - s.bytes.0) as usize))
-                    .sum::<usize>()
-        };
-        for resource_run in indexes.chunk_by(|a, b| resource_of(a) == resource_of(b)) {
-            let Some(resource) = resource_run
+        let scope_of = |i: &u32| span(i).and_then(|s| self.scopes.get(s.scope as usize));
+        let resource_of =
+            |i: &u32| scope_of(i).and_then(|s| self.resources.get(s.resource as usize));
+        let same_scope = |a: &u32, b: &u32| span(a).map(|s| s.scope) == span(b).map(|s| s.scope);
+        let same_resource =
+            |a: &u32, b: &u32| scope_of(a).map(|s| s.resource) == scope_of(b).map(|s| s.resource);
+        // An index out of the batch makes a run of no pieces and no spans: the layout stays whole.
+        let mut w = LayoutWriter::new(&self.buf, out);
+        w.count(indexes.chunk_by(same_resource).count());
+        for resource_run in indexes.chunk_by(same_resource) {
+            let pieces = resource_run
                 .first()
                 .and_then(resource_of)
-                .and_then(|r| self.resources.get(r as usize))
-            else {
-                continue;
-            };
-            let scope_runs = || resource_run.chunk_by(|a, b| scope_of(a) == scope_of(b));
-            let body = pieces_len(&resource.pieces, 1)
-                + scope_runs()
-                    .map(|run| wire::delimited_len(2, scope_spans_len(run)))
-                    .sum::<usize>();
-            out.reserve(wire::delimited_len(1, body));
-            wire::put_key(out, 1, 2);
-            wire::put_varint(out, body as u64);
-            for piece in &resource.pieces {
-                wire::put_delimited(out, 1, self.slice(*piece));
-            }
-            for run in scope_runs() {
-                wire::put_key(out, 2, 2);
-                wire::put_varint(out, scope_spans_len(run) as u64);
-                if let Some(scope) = run
+                .map_or(&[][..], |r| &r.pieces);
+            w.count(pieces.len());
+            pieces.iter().for_each(|p| w.piece(*p));
+            w.count(resource_run.chunk_by(same_scope).count());
+            for run in resource_run.chunk_by(same_scope) {
+                let pieces = run
                     .first()
                     .and_then(scope_of)
-                    .and_then(|s| self.scopes.get(s as usize))
-                {
-                    for piece in &scope.pieces {
-                        wire::put_delimited(out, 1, self.slice(*piece));
-                    }
-                }
+                    .map_or(&[][..], |s| &s.pieces);
+                w.count(pieces.len());
+                pieces.iter().for_each(|p| w.piece(*p));
+                w.count(run.iter().filter_map(span).count());
                 for s in run.iter().filter_map(span) {
-                    wire::put_delimited(out, 2, self.slice(s.bytes));
+                    w.piece(s.bytes);
                 }
             }
         }
+        w.finish()
     }
 
-    /// At least the bytes `encode_into` appends for `indexes` (each span counted with its resource and
-    /// scope, every message with the longest framing), to size its buffer once.
-    pub fn encoded_len_bound(&self, indexes: &[u32]) -> usize {
-        const FRAMING: usize = 15; // a key (at most 5 bytes) and a length (at most 10)
-        let pieces = |pieces: &[Range]| -> usize {
-            pieces.iter().map(|(a, b)| (b - a) as usize + FRAMING).sum()
-        };
-        indexes
-            .iter()
-            .filter_map(|i| self.spans.get(*i as usize))
-            .map(|span| {
-                let scope = self.scopes.get(span.scope as usize);
-                let resource = scope.and_then(|s| self.resources.get(s.resource as usize));
-                (span.bytes.1 - span.bytes.0) as usize
-                    + 3 * FRAMING
-                    + scope.map_or(0, |s| pieces(&s.pieces))
-                    + resource.map_or(0, |r| pieces(&r.pieces))
-            })
-            .sum()
+    /// Appends the spans at `indexes` (in that order) to `out` as a `TracesData` (`layout::encode` of
+    /// their layout): every span, resource and scope is copied byte for byte.
+    pub fn encode_into(&self, indexes: &[u32], out: &mut Vec<u8>) {
+        let mut layout = Vec::new();
+        self.layout_into(indexes, &mut layout);
+        let _ = layout::encode(&self.buf, &layout, out);
+    }
+
+    /// The bytes the batch was read from: what its layouts point into.
+    pub fn bytes(&self) -> &Bytes {
+        &self.buf
     }
 
     /// The spans at `indexes` as an encoded `TracesData` (see `encode_into`).
@@ -464,12 +429,6 @@ impl SpanBatch {
         let all: Vec<u32> = (0..self.spans.len() as u32).collect();
         TracesData::decode(self.encode(&all).as_slice())
             .map(records_of)
-            .unwrap_or_default()
-    }
-
-    fn slice(&self, (start, end): Range) -> &[u8] {
-        self.buf
-            .get(start as usize..end as usize)
             .unwrap_or_default()
     }
 }
@@ -1352,13 +1311,38 @@ mod tests {
             "nothing rejected: the request's own bytes"
         );
         for indexes in [&all[..], &[0, 4, 1], &[2], &[]] {
-            let len = batch.encode(indexes).len();
-            let bound = batch.encoded_len_bound(indexes);
+            let (hash, content) = batch.layout_into(indexes, &mut Vec::new());
+            let encoded = batch.encode(indexes);
+            let framing = encoded.len() - content;
             assert!(
-                len <= bound && bound <= 2 * len + 200,
-                "{indexes:?}: {len} <= {bound}"
+                framing <= 12 * (indexes.len() + 1),
+                "{indexes:?}: {framing}"
+            );
+            // The same spans sent again in a request of their own: the same hash and length.
+            let again = SpanBatch::parse(encoded.into()).unwrap();
+            let again_all: Vec<u32> = (0..again.len() as u32).collect();
+            assert_eq!(
+                again.layout_into(&again_all, &mut Vec::new()),
+                (hash, content),
+                "{indexes:?}"
             );
         }
+        assert_ne!(
+            batch.layout_into(&[0, 1], &mut Vec::new()).0,
+            batch.layout_into(&[1, 0], &mut Vec::new()).0,
+            "the order of the spans is part of what is hashed"
+        );
+        let mut layout = Vec::new();
+        batch.layout_into(&[0, 999], &mut layout);
+        let mut out = Vec::new();
+        assert!(
+            layout::encode(batch.bytes(), &layout, &mut out).is_some(),
+            "an index out of the batch leaves the layout whole"
+        );
+        assert_eq!(
+            TracesData::decode(out.as_slice()).map(records_of).unwrap(),
+            vec![batch.to_records()[0].clone()]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod batch;
 mod hashes;
 mod ids;
+pub mod layout;
 mod record;
 pub mod wire;
 

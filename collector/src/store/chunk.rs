@@ -1,8 +1,11 @@
 //! Chunks: the spans of the trace parts that one submission added, compressed together.
 //!
 //! A part's value in `parts` holds its summary and where its spans are (`Location`): a chunk's key, and
-//! an offset and a length in the chunk's decompressed body. The receiving task compresses the body (LZ4,
-//! the same codec fjall uses for its blocks) once, and the LSM stores chunks as they are
+//! their layout in the chunk's decompressed body (`model::layout`), which is the submission's request as
+//! it arrived (an OTLP `ExportTraceServiceRequest`, or what another receiver's spans were encoded to):
+//! nothing is re-encoded on the way in, and a part's spans are written as a `TracesData` when it is
+//! read. The receiving task compresses the body (LZ4, the same codec fjall uses for its blocks) once,
+//! and the LSM stores chunks as they are
 //! (`CompressionType::None`): fjall's flushes and its compactions, which rewrite everything at least
 //! twice, copy a request's spans as about a quarter of their bytes instead of compressing, decompressing
 //! and compressing them again (issue 16, "Chunks" in collector/DESIGN.md).
@@ -31,32 +34,33 @@ pub const KEY_LEN: usize = 16;
 const MAX_BODY: u32 = 1 << 30;
 pub type ChunkKey = [u8; KEY_LEN];
 
-/// Where a part's spans are: a part value is `TraceSummary` + this.
+/// Where a part's spans are: a part value is `TraceSummary` + the chunk's key + their layout in the
+/// chunk's body (the rest of the value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
+pub struct Location<'a> {
     pub chunk: ChunkKey,
-    pub offset: u32,
-    pub len: u32,
+    pub layout: &'a [u8],
 }
 
-impl Location {
-    pub const LEN: usize = KEY_LEN + 8;
+impl<'a> Location<'a> {
+    /// Its length in a part's value.
+    pub fn len(&self) -> usize {
+        KEY_LEN + self.layout.len()
+    }
 
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.chunk);
-        out.extend_from_slice(&self.offset.to_be_bytes());
-        out.extend_from_slice(&self.len.to_be_bytes());
+        out.extend_from_slice(self.layout);
     }
 
     /// The location in a part's value (after its summary).
-    pub fn of_part(value: &[u8]) -> Option<Self> {
-        let bytes = value.get(TraceSummary::LEN..TraceSummary::LEN + Self::LEN)?;
-        let (chunk, rest) = bytes.split_first_chunk::<KEY_LEN>()?;
-        let (offset, len) = rest.split_first_chunk::<4>()?;
+    pub fn of_part(value: &'a [u8]) -> Option<Self> {
+        let (chunk, layout) = value
+            .get(TraceSummary::LEN..)?
+            .split_first_chunk::<KEY_LEN>()?;
         Some(Self {
             chunk: *chunk,
-            offset: u32::from_be_bytes(*offset),
-            len: u32::from_be_bytes(len.try_into().ok()?),
+            layout,
         })
     }
 }
@@ -251,11 +255,11 @@ impl ChunkCache {
             return Ok(None);
         };
         let body = self.body(&at.chunk)?;
-        let start = at.offset as usize;
+        let mut spans = Vec::new();
         Ok(body
             .as_deref()
-            .and_then(|b| b.get(start..start.checked_add(at.len as usize)?))
-            .map(f))
+            .and_then(|b| crate::model::layout::encode(b, at.layout, &mut spans))
+            .map(|()| f(&spans)))
     }
 
     fn body(&self, key: &ChunkKey) -> Result<Option<Rc<Vec<u8>>>, StoreError> {
@@ -355,13 +359,16 @@ mod tests {
     fn locations_round_trip_after_the_summary() {
         let at = Location {
             chunk: [9; KEY_LEN],
-            offset: 70_000,
-            len: 1_234,
+            layout: &[1, 0, 1, 0, 1, 0xd0, 0x86, 0x03, 20],
         };
         let mut value = TraceSummary::default().encode().to_vec();
         at.encode_into(&mut value);
+        assert_eq!(value.len(), TraceSummary::LEN + at.len());
         assert_eq!(Location::of_part(&value), Some(at));
-        assert_eq!(Location::of_part(&value[..value.len() - 1]), None);
+        assert_eq!(
+            Location::of_part(&value[..TraceSummary::LEN + KEY_LEN - 1]),
+            None
+        );
     }
 
     #[test]

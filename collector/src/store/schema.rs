@@ -1,4 +1,4 @@
-//! The store's partitions of the one fjall keyspace (format 6; the export queue and the pending set
+//! The store's partitions of the one fjall keyspace (format 8; the export queue and the pending set
 //! name their own). All keys are byte strings built in `keys`;
 //! integers inside keys are big-endian so that byte order is numeric order.
 
@@ -11,14 +11,16 @@
 /// a part's spans in the chunk of the submission that brought them (`CHUNKS`), compressed once when
 /// received, instead of in the part's value, which LZ4 compressed again at every flush and compaction.
 /// Format 7 makes one search entry per submission and service (`entry`) instead of one per trace part
-/// and service.
-pub const FORMAT_VERSION: u64 = 7;
+/// and service. Format 8 keeps the submission's request whole in its chunk, each part the layout of its
+/// spans in it (`model::layout`), instead of re-encoding every part's spans into the chunk; a part's key
+/// hashes what its layout refers to.
+pub const FORMAT_VERSION: u64 = 8;
 
-/// `trace(16) hash(8)` -> trace part: `TraceSummary` header + `chunk::Location` of its spans (the LSM
-/// compresses blocks with LZ4).
+/// `trace(16) hash(8)` -> trace part: `TraceSummary` header + `chunk::Location` of its spans: the chunk's
+/// key and their layout in its body (the LSM compresses blocks with LZ4).
 pub const PARTS: &str = "parts";
 /// `arrival µs(8) counter(8)` -> a submission's parts' spans: part count, their references, its search
-/// entries' keys, then one LZ4 block of their OTLP `TracesData`s one after the other (`chunk`); stored
+/// entries' keys, then one LZ4 block of the request's bytes as they arrived (`chunk`); stored
 /// uncompressed by the LSM.
 pub const CHUNKS: &str = "chunks";
 /// `lp(service) start µs(8) chunk(16)` -> the items of one submission's trace parts for that service:

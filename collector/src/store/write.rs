@@ -4,7 +4,8 @@
 //! batch is either wholly there or not at all.
 //!
 //! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value
-//! each, their spans in one chunk (`chunk`), and one search entry per service for all of them (`entry`).
+//! each holding its spans' layout (`model::layout`) in the submission's chunk (`chunk`: the request's
+//! own bytes, compressed once), and one search entry per service for all of them (`entry`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
@@ -33,14 +34,15 @@ struct PreparedPart {
     bytes: u64,
 }
 
-/// A trace part of a submission before its chunk is made: its spans are `body[spans]` of the chunk
-/// body being built (`Store::prepare`), its summary counts the bytes of its key and its value without
-/// its spans' place.
+/// A trace part of a submission before its chunk is made: its spans' layout in the request's bytes;
+/// its summary counts the bytes of its key and its value without its spans' place.
 struct NewPart<'a> {
     part_ref: keys::PartRef,
     fingerprint: u64,
     summary: TraceSummary,
-    spans: std::ops::Range<usize>,
+    layout: Vec<u8>,
+    /// The length of the spans, resources and scopes its layout refers to.
+    content: usize,
     /// Its search items, one per service.
     items: Vec<entry::Item<'a>>,
 }
@@ -126,12 +128,9 @@ impl Store {
         }
         names.sort_unstable();
         names.dedup();
-        // The parts' spans are encoded one after the other into the chunk's body, sized once.
-        let mut body =
-            Vec::with_capacity(order.iter().map(|(_, g)| batch.encoded_len_bound(g)).sum());
         let mut parts: Vec<NewPart> = order
             .iter()
-            .filter_map(|(trace, group)| new_part(batch, trace, &dedupe(batch, group), &mut body))
+            .filter_map(|(trace, group)| new_part(batch, trace, &dedupe(batch, group)))
             .collect();
         // Parts committed lately are asked about in fjall; any other part is taken as new (see
         // `recent`). A part taken as new though stored (its retry came after the part was forgotten, or
@@ -144,30 +143,21 @@ impl Store {
                     || !self.parts.contains_key(part.part_ref).unwrap_or(false)
             });
         }
-        self.chunk_parts(body, parts, names)
+        self.chunk_parts(batch.bytes(), parts, names)
     }
 
     /// Makes the chunk of `parts` (see `chunk`), their search entries (`entry`) and their values: each
     /// part's summary and where its spans are in the chunk. A part's bytes (the stored-bytes counter,
     /// size retention) count its share of the chunk and the entries, in proportion to its spans' length.
-    fn chunk_parts(&self, body: Vec<u8>, mut parts: Vec<NewPart>, names: Vec<Vec<u8>>) -> Prepared {
+    /// The chunk holds the request's bytes whole, including those of parts left out as already stored
+    /// (a retry regrouped with new spans: rare, and cheaper than encoding the new parts' spans anew).
+    fn chunk_parts(&self, body: &[u8], mut parts: Vec<NewPart>, names: Vec<Vec<u8>>) -> Prepared {
         if parts.is_empty() {
             return Prepared {
                 names,
                 ..Prepared::default()
             };
         }
-        // Parts left out as already stored left their spans in `body`: only then is it copied without.
-        let kept: usize = parts.iter().map(|p| p.spans.len()).sum();
-        let body = if kept == body.len() {
-            body
-        } else {
-            let mut kept_body = Vec::with_capacity(kept);
-            for part in &parts {
-                kept_body.extend_from_slice(body.get(part.spans.clone()).unwrap_or_default());
-            }
-            kept_body
-        };
         let key = self.chunk_keys.next();
         let refs: Vec<keys::PartRef> = parts.iter().map(|p| p.part_ref).collect();
         let items = parts
@@ -176,29 +166,24 @@ impl Store {
             .collect();
         let search = entry::entries(items, &key);
         let entry_keys: Vec<&[u8]> = search.iter().map(|e| e.key.as_slice()).collect();
-        let value = chunk::encode(&refs, &entry_keys, &body);
+        let value = chunk::encode(&refs, &entry_keys, body);
         let chunk_bytes = (key.len()
             + value.len()
             + search
                 .iter()
                 .map(|e| e.key.len() + e.value.len())
                 .sum::<usize>()) as u64;
-        let body_len = (body.len() as u64).max(1);
-        let mut offset = 0u32;
+        let content = (parts.iter().map(|p| p.content as u64).sum::<u64>()).max(1);
         let prepared = parts
             .into_iter()
             .map(|part| {
-                let len = part.spans.len() as u32;
                 let at = chunk::Location {
                     chunk: key,
-                    offset,
-                    len,
+                    layout: &part.layout,
                 };
-                offset += len;
                 let mut summary = part.summary;
-                summary.bytes +=
-                    chunk::Location::LEN as u64 + chunk_bytes * u64::from(len) / body_len;
-                let mut value = Vec::with_capacity(TraceSummary::LEN + chunk::Location::LEN);
+                summary.bytes += at.len() as u64 + chunk_bytes * part.content as u64 / content;
+                let mut value = Vec::with_capacity(TraceSummary::LEN + at.len());
                 value.extend_from_slice(&summary.encode());
                 at.encode_into(&mut value);
                 PreparedPart {
@@ -413,8 +398,7 @@ impl Store {
             let here = self
                 .parts
                 .get(part_ref)?
-                .and_then(|v| chunk::Location::of_part(&v))
-                .is_some_and(|at| at.chunk.as_slice() == key);
+                .is_some_and(|v| chunk::Location::of_part(&v).is_some_and(|at| at.chunk == key));
             if here {
                 return Ok(true);
             }
@@ -458,21 +442,14 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
     out
 }
 
-/// Encodes the spans `group` of one trace at the end of `body` and reads them as a trace part.
-fn new_part<'a>(
-    batch: &'a SpanBatch,
-    trace: &TraceId,
-    group: &[u32],
-    body: &mut Vec<u8>,
-) -> Option<NewPart<'a>> {
+/// The spans `group` of one trace as a trace part: their layout in the request's bytes, keyed by the
+/// hash of what it refers to.
+fn new_part<'a>(batch: &'a SpanBatch, trace: &TraceId, group: &[u32]) -> Option<NewPart<'a>> {
     let first = batch.span(*group.first()? as usize)?;
-    let start = body.len();
-    batch.encode_into(group, body);
-    let spans = start..body.len();
-    let part_ref = keys::part_ref(
-        trace,
-        xxhash_rust::xxh3::xxh3_64(body.get(spans.clone()).unwrap_or_default()),
-    );
+    // Counts and pieces are varints of one to three bytes: a run of two spans takes about 24.
+    let mut layout = Vec::with_capacity(16 + 8 * group.len());
+    let (hash, content) = batch.layout_into(group, &mut layout);
+    let part_ref = keys::part_ref(trace, hash);
     let mut summary = TraceSummary {
         start_us: first.start_us(),
         end_us: first.end_ns() / 1_000,
@@ -488,7 +465,8 @@ fn new_part<'a>(
         fingerprint: RecentParts::fingerprint(&part_ref),
         part_ref,
         summary,
-        spans,
+        layout,
+        content,
         items: entry::part_items(batch, group, trace),
     })
 }

@@ -7,6 +7,7 @@
 //! each holding its spans' layout (`model::layout`) in the submission's chunk (`chunk`: the request's
 //! own bytes, compressed once), and one search entry per service for all of them (`entry`).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
 
@@ -417,7 +418,7 @@ struct Deleted {
 
 /// The spans of a group with duplicates (same span id and discriminator) removed, the last copy kept, so
 /// that the same spans always make the same part.
-fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
+fn dedupe<'g>(batch: &SpanBatch, group: &'g [u32]) -> Cow<'g, [u32]> {
     let span_id = |i: &u32| batch.span(*i as usize).map(|s| s.span_id());
     // Most groups have no repeated span id at all: only then are discriminators worth computing.
     let repeated = group
@@ -425,7 +426,7 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
         .enumerate()
         .any(|(n, i)| group.iter().skip(n + 1).any(|j| span_id(i) == span_id(j)));
     if !repeated {
-        return group.to_vec();
+        return Cow::Borrowed(group);
     }
     let mut seen = HashSet::new();
     let mut out: Vec<u32> = group
@@ -439,7 +440,7 @@ fn dedupe(batch: &SpanBatch, group: &[u32]) -> Vec<u32> {
         .copied()
         .collect();
     out.reverse();
-    out
+    Cow::Owned(out)
 }
 
 /// The spans `group` of one trace as a trace part: their layout in the request's bytes, keyed by the

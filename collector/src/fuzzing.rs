@@ -97,6 +97,17 @@ pub fn span_record(bytes: &[u8]) -> Option<crate::model::SpanRecord> {
     crate::model::SpanRecord::decode(bytes)
 }
 
+/// A stored trace part's spans as the store reads them back: the first two bytes (little-endian) are the
+/// layout's length, the layout follows (`model::layout`), then the chunk's decompressed body. A damaged
+/// layout must read as `None`, never past the body. Returns the length of the `TracesData` written.
+pub fn stored_part(data: &[u8]) -> Option<usize> {
+    let (len, rest) = data.split_first_chunk::<2>()?;
+    let (layout, body) = rest.split_at_checked(usize::from(u16::from_le_bytes(*len)))?;
+    let mut out = Vec::new();
+    crate::model::layout::encode(body, layout, &mut out)?;
+    Some(out.len())
+}
+
 /// A TraceQL query: parsed, planned against the store's index, and run over one trace's spans. Returns
 /// whether it parsed.
 pub fn traceql(src: &str, trace: &[crate::model::SpanRecord]) -> bool {

@@ -148,6 +148,14 @@ pub fn store_record(data: &[u8]) {
     }
 }
 
+pub fn stored_part(data: &[u8]) {
+    if let Some(written) = fuzzing::stored_part(data) {
+        // Every byte written comes from the body, plus at most a few bytes of framing per piece, and a
+        // piece takes at least two bytes of the layout.
+        assert!(written <= data.len() * 8, "{written} bytes from {} of input", data.len());
+    }
+}
+
 pub fn gunzip(data: &[u8]) {
     if let Some(out) = fuzzing::gunzip(data, GUNZIP_MAX) {
         assert!(out.len() <= GUNZIP_MAX);

@@ -32,6 +32,7 @@ pub const TARGETS: &[&str] = &[
     "query_params",
     "traceql",
     "store_record",
+    "stored_part",
     "gunzip",
 ];
 
@@ -57,6 +58,7 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "query_params" => collector::query_params(data),
         "traceql" => collector::traceql(data),
         "store_record" => collector::store_record(data),
+        "stored_part" => collector::stored_part(data),
         "gunzip" => collector::gunzip(data),
         _ => return false,
     }

@@ -274,6 +274,15 @@ fn write_seeds() {
     );
     let record = meshtrace_collector::fuzzing::otlp_proto(&req.encode_to_vec()).unwrap();
     write("store_record", "one", record.records[0].encode());
+    // A stored part: the layout of the request's span (twice, as two spans), then the request.
+    let body = req.encode_to_vec();
+    let batch = meshtrace_collector::model::SpanBatch::parse(body.clone().into()).unwrap();
+    let mut layout = Vec::new();
+    batch.layout_into(&[0, 0], &mut layout);
+    let mut part = (layout.len() as u16).to_le_bytes().to_vec();
+    part.extend_from_slice(&layout);
+    part.extend_from_slice(&body);
+    write("stored_part", "two-spans", part);
     let mut gz = flate2_gzip(b"hello hello hello hello");
     write("gunzip", "hello", &gz);
     gz.extend_from_slice(&flate2_gzip(b"second member"));

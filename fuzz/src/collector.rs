@@ -150,9 +150,15 @@ pub fn store_record(data: &[u8]) {
 
 pub fn stored_part(data: &[u8]) {
     if let Some(written) = fuzzing::stored_part(data) {
-        // Every byte written comes from the body, plus at most a few bytes of framing per piece, and a
-        // piece takes at least two bytes of the layout.
-        assert!(written <= data.len() * 8, "{written} bytes from {} of input", data.len());
+        // Each piece takes at least two bytes of the layout (its start and length) and writes at most the
+        // whole body plus its field's key and length; each run's header a few bytes more.
+        let (len, rest) = data.split_first_chunk::<2>().expect("read as a part, so long enough");
+        let layout = usize::from(u16::from_le_bytes(*len));
+        let body = rest.len() - layout;
+        assert!(
+            written <= (layout / 2 + 1) * (body + 16),
+            "{written} bytes from a layout of {layout} and a body of {body}"
+        );
     }
 }
 

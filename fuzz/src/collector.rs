@@ -152,7 +152,9 @@ pub fn stored_part(data: &[u8]) {
     if let Some(written) = fuzzing::stored_part(data) {
         // Each piece takes at least two bytes of the layout (its start and length) and writes at most the
         // whole body plus its field's key and length; each run's header a few bytes more.
-        let (len, rest) = data.split_first_chunk::<2>().expect("read as a part, so long enough");
+        let (len, rest) = data
+            .split_first_chunk::<2>()
+            .expect("read as a part, so long enough");
         let layout = usize::from(u16::from_le_bytes(*len));
         let body = rest.len() - layout;
         assert!(

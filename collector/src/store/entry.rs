@@ -24,7 +24,9 @@
 //! per tag.
 
 use super::chunk::{ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
+// Our own `Vec` varint: prost's `encode_varint`, generic over `BufMut`, was a call per index here.
 use super::keys::{self, operation_hash, tag_hash};
+use crate::model::wire::put_varint;
 use crate::model::{SpanBatch, TraceId};
 
 /// The widest spread of item starts in one entry.
@@ -200,8 +202,8 @@ fn encode(service: &str, start_us: u64, group: &[Item], chunk: &ChunkKey) -> Ent
     let dict = dictionary(group);
     let per_item: usize = group.iter().map(|i| 24 + i.hashes.len()).sum();
     let mut value = Vec::with_capacity(10 + 4 * dict.len() + per_item);
-    encode_varint(group.len() as u64, &mut value);
-    encode_varint(dict.len() as u64, &mut value);
+    put_varint(&mut value, group.len() as u64);
+    put_varint(&mut value, dict.len() as u64);
     for h in &dict {
         value.extend_from_slice(&h.to_be_bytes());
     }
@@ -209,18 +211,18 @@ fn encode(service: &str, start_us: u64, group: &[Item], chunk: &ChunkKey) -> Ent
     let mut indexes = Vec::new();
     for item in group {
         value.extend_from_slice(&item.trace);
-        encode_varint(start_us.saturating_sub(item.start_us), &mut value);
-        encode_varint(item.min_dur, &mut value);
-        encode_varint(item.max_dur, &mut value);
+        put_varint(&mut value, start_us.saturating_sub(item.start_us));
+        put_varint(&mut value, item.min_dur);
+        put_varint(&mut value, item.max_dur);
         // Both sorted, so the indexes rise: each is written as the step from the one before.
         indexes.clear();
         let mut previous = 0usize;
         for h in &item.hashes {
             let at = places.find(*h).unwrap_or(previous);
-            encode_varint(at.saturating_sub(previous) as u64, &mut indexes);
+            put_varint(&mut indexes, at.saturating_sub(previous) as u64);
             previous = at;
         }
-        encode_varint(indexes.len() as u64, &mut value);
+        put_varint(&mut value, indexes.len() as u64);
         value.extend_from_slice(&indexes);
     }
     Entry { key, value }
@@ -250,13 +252,6 @@ fn dictionary(group: &[Item]) -> Vec<u32> {
     dict.sort_unstable();
     dict.dedup();
     dict
-}
-
-/// prost's `encode_varint`, generic over `BufMut`, was a call per index here; this one pushes to the
-/// `Vec` (most of an entry's varints are one byte).
-#[inline]
-fn encode_varint(value: u64, out: &mut Vec<u8>) {
-    crate::model::wire::put_varint(out, value);
 }
 
 /// Where each hash of a dictionary is in it: a table of (hash, index + 1) at most half full, found by
@@ -487,8 +482,8 @@ pub fn without(start_us: u64, value: &[u8], drop: impl Fn(&TraceId) -> bool) -> 
         return Trimmed::Unchanged;
     }
     let mut out = Vec::with_capacity(value.len());
-    encode_varint(kept.len() as u64, &mut out);
-    encode_varint((view.dict.len() / 4) as u64, &mut out);
+    put_varint(&mut out, kept.len() as u64);
+    put_varint(&mut out, (view.dict.len() / 4) as u64);
     out.extend_from_slice(view.dict);
     for item in kept {
         out.extend_from_slice(item.encoded);
@@ -634,7 +629,7 @@ mod tests {
     fn varints_read_what_prost_writes() {
         for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
             let mut bytes = Vec::new();
-            encode_varint(v, &mut bytes);
+            put_varint(&mut bytes, v);
             bytes.push(9);
             let mut buf = bytes.as_slice();
             assert_eq!(read_varint(&mut buf), Some(v));

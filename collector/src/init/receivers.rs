@@ -8,7 +8,7 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::serve::{serve, Bound, Listeners};
+use super::serve::{serve, Bound, Listeners, ReceiverThreads};
 use super::{Config, InitError};
 use crate::receivers::jaeger::{self, Protocol};
 use crate::receivers::{otlp_grpc, otlp_http, zipkin, ReceiverContext};
@@ -60,21 +60,23 @@ impl Receivers {
     }
 
     /// Serves every receiver until `stop`; the tasks hold the last handles on the pipeline. The Zipkin
-    /// port also answers Zipkin's query API (`zipkin_query`).
+    /// port also answers Zipkin's query API (`zipkin_query`). The HTTP receivers are served from
+    /// `threads`, gRPC and UDP from the shared runtime.
     pub fn serve(
         self,
         tasks: &mut JoinSet<Result<(), String>>,
+        threads: &ReceiverThreads,
         ctx: ReceiverContext,
         zipkin_query: Router,
         stop: &CancellationToken,
     ) {
-        serve(
+        threads.serve(
             tasks,
             self.otlp_http,
             otlp_http::router(ctx.clone()),
             stop.clone(),
         );
-        serve(
+        threads.serve(
             tasks,
             self.zipkin,
             zipkin::router(ctx.clone()).merge(zipkin_query),
@@ -83,7 +85,7 @@ impl Receivers {
         let grpc = tonic::service::Routes::new(otlp_grpc::service(ctx.clone())).into_axum_router();
         serve(tasks, self.otlp_grpc, grpc, stop.clone());
         if let Some(bound) = self.jaeger_http {
-            serve(
+            threads.serve(
                 tasks,
                 bound,
                 jaeger::http::router(ctx.clone()),

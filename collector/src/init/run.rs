@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::query::Query;
 use super::receivers::Receivers;
-use super::serve::Listeners;
+use super::serve::{Listeners, ReceiverThreads};
 use super::{exporters, pipeline, store, Config};
 use crate::auth::{AuthConfigError, BearerAuth};
 use crate::exporters::{ExporterMetrics, QueueError};
@@ -121,8 +121,10 @@ pub async fn run(config: Config) -> Result<(), InitError> {
         span_history: derived.span_history,
     };
     let mut receiver_tasks = Tasks::new();
+    let receiver_threads = ReceiverThreads::for_cores()?;
     receivers.serve(
         &mut receiver_tasks,
+        &receiver_threads,
         ReceiverContext {
             pipeline: built.pipeline,
             metrics: metrics.clone(),
@@ -179,6 +181,7 @@ pub async fn run(config: Config) -> Result<(), InitError> {
     receivers_stop.cancel();
     let deadline = config.shutdown_timeout;
     drain_receivers(receiver_tasks, deadline).await;
+    let _ = tokio::task::spawn_blocking(move || receiver_threads.end()).await;
     // Spans held for a tail-sampling decision stay in the pending file; the next start decides them.
     tail_stop.cancel();
     while tail_task.join_next().await.is_some() {}

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::InitError;
-use crate::tls::{Handed, Incoming, Live, ServerTls};
+use crate::tls::{after_failed_accept, Handed, Incoming, Live, ServerTls};
 
 /// Connections handed to a receiver thread and not yet taken by it, at most; past this the dispatcher
 /// waits, and new connections wait in the kernel's backlog.
@@ -214,9 +214,7 @@ async fn dispatch(
         let (stream, addr) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Out of file descriptors and the like: wait a little, as axum does.
-                tracing::warn!(listener = name, error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                after_failed_accept(name, &e).await;
                 continue;
             }
         };

@@ -137,9 +137,7 @@ impl axum::serve::Listener for Incoming {
                     let (stream, addr, live) = match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
-                            // Out of file descriptors and the like: wait a little, as axum does.
-                            tracing::warn!(listener = self.name, error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            after_failed_accept(self.name, &e).await;
                             continue;
                         }
                     };
@@ -170,6 +168,13 @@ impl axum::serve::Listener for Incoming {
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.source.local_addr()
     }
+}
+
+/// After a failed accept (out of file descriptors and the like): logs it and waits a little, as axum does,
+/// before the caller accepts again.
+pub async fn after_failed_accept(name: &'static str, e: &io::Error) {
+    tracing::warn!(listener = name, error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 async fn handshake(

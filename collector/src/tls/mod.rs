@@ -10,7 +10,7 @@ mod server;
 use std::sync::Arc;
 
 pub use client::{client_config, handshake_failure, trust_nothing, ClientFiles};
-pub use listener::{Conn, Handed, Incoming, Live};
+pub use listener::{after_failed_accept, Conn, Handed, Incoming, Live};
 pub use server::{ServerFiles, ServerTls};
 
 #[derive(Debug, thiserror::Error)]

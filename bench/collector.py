@@ -182,10 +182,11 @@ def tree_bytes(directory: Path, pattern: str = "*") -> int:
 
 
 def fill(port, batches, n, target_spans):
-    """Ingests until the store holds `target_spans` spans: rounds of 10 s, the last one only as long as
-    the rate so far needs for what is left (rounds of 10 s throughout overshot 10M by up to a round's
-    1.5M spans, and the figures were then taken at a larger store than their row says)."""
-    stored, seconds = 0, 10
+    """Ingests until the store holds `target_spans` spans: a first round of 2 s to learn the rate, then
+    rounds of up to 10 s, each only as long as the last rate needs for what is left (rounds of 10 s
+    throughout overshot 10M by up to a round's 1.5M spans, and the figures were then taken at a larger
+    store than their row says)."""
+    stored, seconds = 0, 2
     while stored < target_spans:
         r = wrk_ingest(port, batches, n, seconds)
         stored += r["requests"] * SPANS_PER_BATCH - r["refused"] * SPANS_PER_BATCH
@@ -207,12 +208,18 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
         try:
             ingest(coll, coll_port, batches, n_batches, 2)  # warm-up
             ingest(rot, rot_port, batches, n_batches, 2)
+            peers = {"meshtrace": (coll, coll_port), "rotel": (rot, rot_port)}
+
             def side_by_side(connections):
-                """Rounds of the collector then rotel, each round one measurement of both."""
+                """Rounds of one measurement of each, the order turned every round: the one measured second
+                meets what the first leaves running (the collector's flushes and compactions go on after
+                its round), and the machine's other work drifts between rounds, so a round's two figures
+                are taken as close together as they can be."""
                 out = {"meshtrace": [], "rotel": []}
-                for _ in range(rounds):
-                    out["meshtrace"].append(ingest(coll, coll_port, batches, n_batches, seconds, connections))
-                    out["rotel"].append(ingest(rot, rot_port, batches, n_batches, seconds, connections))
+                for r in range(rounds):
+                    for name in (("meshtrace", "rotel") if r % 2 == 0 else ("rotel", "meshtrace")):
+                        proc, port = peers[name]
+                        out[name].append(ingest(proc, port, batches, n_batches, seconds, connections))
                 return out
 
             samples = side_by_side(8)
@@ -229,6 +236,10 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             qt.join()
         finally:
             rot.stop()
+        def round_ratios(measured):
+            return [round(m["spans_per_s"] / max(r["spans_per_s"], 1), 3)
+                    for m, r in zip(measured["meshtrace"], measured["rotel"])]
+
         def medians(measured):
             return {k: statistics.median(s["spans_per_s"] for s in v) for k, v in measured.items()}
 
@@ -240,16 +251,23 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             "rotel_rss_mib_max": max(s["rss_mib_max"] or 0 for s in samples["rotel"]),
             "meshtrace_refused_requests": sum(s["refused"] for s in samples["meshtrace"]),
             "rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in samples.items()},
+            "round_ratios": round_ratios(samples),
             "many_connections": MANY,
             "many_meshtrace_spans_per_s": med_many["meshtrace"], "many_rotel_spans_per_s": med_many["rotel"],
             "many_ratio": med_many["meshtrace"] / med_many["rotel"],
             "many_meshtrace_refused_requests": sum(s["refused"] for s in many["meshtrace"]),
             "many_rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in many.items()},
+            "many_round_ratios": round_ratios(many),
             "with_queries_spans_per_s": with_queries["spans_per_s"],
             "with_queries_ratio": with_queries["spans_per_s"] / med["meshtrace"],
             "queries_during_ingest": len(lat), "query_p50_ms": percentile(lat, 50), "query_p99_ms": percentile(lat, 99),
         }
-        # Query latency at each store size.
+        # Query latency at each store size, in a store of its own: the ingest rounds above stored some
+        # millions of spans that a count of the fill alone left out (the "1M" row then held about 6M).
+        coll.stop()
+        shutil.rmtree(data, ignore_errors=True)
+        data = tmp / "query-store"
+        coll, coll_port, query_port = meshtrace_collector(data)
         results["query"] = []
         stored = 0
         for size in sizes:

@@ -76,14 +76,27 @@ pub fn serve(
         listener,
         tls,
     } = bound;
-    let incoming = Incoming::new(name, listener, tls);
-    tasks.spawn(async move {
-        axum::serve(incoming, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .into_future()
-            .await
-            .map_err(|e| format!("{name}: {e}"))
-    });
+    tasks.spawn(serve_loop(
+        name,
+        Incoming::new(name, listener, tls),
+        app,
+        stop,
+    ));
+}
+
+/// axum's serve loop over `incoming` until `stop`, after which requests in flight finish; its error named
+/// after the listener.
+async fn serve_loop(
+    name: &'static str,
+    incoming: Incoming,
+    app: Router,
+    stop: CancellationToken,
+) -> Result<(), String> {
+    axum::serve(incoming, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .into_future()
+        .await
+        .map_err(|e| format!("{name}: {e}"))
 }
 
 /// The receiver threads: each runs a single-threaded runtime until the collector stops. `serve` hands each
@@ -96,8 +109,8 @@ struct ReceiverThread {
     runtime: tokio::runtime::Handle,
     /// Live connections of this thread, all listeners together.
     live: Arc<AtomicUsize>,
-    end: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    end: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl ReceiverThreads {
@@ -123,8 +136,8 @@ impl ReceiverThreads {
             threads.push(ReceiverThread {
                 runtime: handle,
                 live: Arc::default(),
-                end: Some(end),
-                thread: Some(thread),
+                end,
+                thread,
             });
         }
         Ok(ReceiverThreads { threads })
@@ -163,18 +176,16 @@ impl ReceiverThreads {
         for thread in &self.threads {
             let (handover, conns) = mpsc::channel(HANDOVER_QUEUE);
             let incoming = Incoming::handed(name, conns, local, tls.clone());
-            let serving = AbortOnDropHandle::new(
-                thread.runtime.spawn(
-                    axum::serve(incoming, app.clone())
-                        .with_graceful_shutdown(stop.clone().cancelled_owned())
-                        .into_future(),
-                ),
-            );
+            let serving = AbortOnDropHandle::new(thread.runtime.spawn(serve_loop(
+                name,
+                incoming,
+                app.clone(),
+                stop.clone(),
+            )));
             tasks.spawn(async move {
-                match serving.await {
-                    Ok(served) => served.map_err(|e| format!("{name}: {e}")),
-                    Err(e) => Err(format!("{name}: {e}")),
-                }
+                serving
+                    .await
+                    .unwrap_or_else(|e| Err(format!("{name}: {e}")))
             });
             targets.push((handover, thread.live.clone()));
         }
@@ -183,16 +194,17 @@ impl ReceiverThreads {
 
     /// Ends the threads once what they serve has finished (after the receivers drained), waiting for
     /// them; blocking, so called off the async workers.
-    pub fn end(mut self) {
-        for thread in &mut self.threads {
-            if let Some(end) = thread.end.take() {
-                let _ = end.send(());
-            }
-        }
-        for thread in &mut self.threads {
-            if let Some(t) = thread.thread.take() {
-                let _ = t.join();
-            }
+    pub fn end(self) {
+        let running: Vec<_> = self
+            .threads
+            .into_iter()
+            .map(|t| {
+                let _ = t.end.send(());
+                t.thread
+            })
+            .collect();
+        for thread in running {
+            let _ = thread.join();
         }
     }
 }

@@ -24,8 +24,8 @@
 //! per tag.
 
 use super::chunk::{ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
-// Our own `Vec` varint: prost's `encode_varint`, generic over `BufMut`, was a call per index here.
 use super::keys::{self, operation_hash, tag_hash};
+// Our own `Vec` varint: prost's `encode_varint`, generic over `BufMut`, was a call per index here.
 use crate::model::wire::put_varint;
 use crate::model::{SpanBatch, TraceId};
 

@@ -6,10 +6,12 @@
 //! API, `telemetry/` holds logging and metrics, `init/` wires everything from the command line (`duration.rs`: Go durations for flags, files and queries).
 //! `analytics/` derives span metrics and the service graph from every span, `sampling/` serves remote and
 //! adaptive sampling strategies, `tail_sampling/` decides per trace before the store, `exporters/` forward
-//! to other OTLP backends through a persistent queue, and `topology/` connects them.
+//! to other OTLP backends through a persistent queue, `topology/` connects them, and `background.rs`
+//! lowers the priority of the threads no acknowledgement waits for.
 
 pub mod analytics;
 pub mod auth;
+pub mod background;
 pub mod duration;
 pub mod exporters;
 #[doc(hidden)]

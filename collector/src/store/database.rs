@@ -8,6 +8,7 @@ use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMo
 
 use super::schema;
 use super::StoreError;
+use crate::background;
 
 /// Settings of the keyspace.
 #[derive(Debug, Clone)]
@@ -96,11 +97,14 @@ impl Database {
                 path.display()
             ))
         };
-        let keyspace = Config::new(&path)
+        let config = Config::new(&path)
             .cache_size(options.cache_bytes as u64)
             .flush_workers(FLUSH_WORKERS)
-            .max_write_buffer_size(options.write_buffer_bytes.max(1 << 20)) // fjall panics below 1 MiB
-            .open()
+            .max_write_buffer_size(options.write_buffer_bytes.max(1 << 20)); // fjall panics below 1 MiB
+                                                                             // fjall starts its flusher, compactor and monitor while it opens the keyspace: opened from a
+                                                                             // thread of lowered priority, they run below the receivers and the writer (`background`).
+        let keyspace = background::lowered(|| config.open())
+            .map_err(|e| damaged(&e))?
             .map_err(|e| damaged(&e))?;
         // Data without a format version (not even a new keyspace's first batch, which writes it) is not
         // ours.

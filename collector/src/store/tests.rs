@@ -813,3 +813,38 @@ fn an_item_left_by_a_trace_rewritten_after_a_restart_finds_nothing_once_it_is_de
     assert!(store.chunks.is_empty().unwrap());
     assert!(store.search.is_empty().unwrap());
 }
+
+/// fjall's background threads are started while the keyspace opens, from a thread of lowered priority
+/// (`crate::background`): they run below the thread that opened the store.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_keyspace_background_threads_run_at_lowered_priority() {
+    use rustix::process::{getpriority_process, Pid};
+    let ours = getpriority_process(Some(rustix::thread::gettid())).unwrap();
+    let (_dir, _store) = open();
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap();
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let name = name.trim();
+        if !matches!(name, "flusher" | "compactor" | "monitor") {
+            continue;
+        }
+        let tid = task.file_name().to_str().unwrap().parse::<i32>().unwrap();
+        // A thread of another test's store may have ended since it was listed.
+        if let Ok(nice) = getpriority_process(Pid::from_raw(tid)) {
+            found.push((name.to_string(), nice));
+        }
+    }
+    for name in ["flusher", "compactor", "monitor"] {
+        assert!(
+            found.iter().any(|(n, _)| n == name),
+            "no {name} thread among {found:?}"
+        );
+    }
+    let lowered = (ours + crate::background::NICE_STEPS).min(19);
+    assert!(
+        found.iter().all(|(_, nice)| *nice == lowered),
+        "fjall's threads {found:?}, expected nice {lowered}"
+    );
+}

@@ -76,6 +76,8 @@ impl AnalyticsFeed {
 /// queue empty, not once per batch (a wake-up is a system call for the sender and two context switches,
 /// dear on a busy machine). The counts lag by at most `ANALYTICS_POLL`.
 fn run(analytics: &Analytics, rx: Receiver<Arc<SpanBatch>>) {
+    // No acknowledgement waits for the analytics (a full queue moves their work onto the submitters).
+    crate::background::lower_this_thread();
     while let Ok(batch) = rx.recv() {
         analytics.observe(&batch);
         loop {

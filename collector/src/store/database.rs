@@ -97,12 +97,13 @@ impl Database {
                 path.display()
             ))
         };
+        // fjall panics below a 1 MiB write buffer.
         let config = Config::new(&path)
             .cache_size(options.cache_bytes as u64)
             .flush_workers(FLUSH_WORKERS)
-            .max_write_buffer_size(options.write_buffer_bytes.max(1 << 20)); // fjall panics below 1 MiB
-                                                                             // fjall starts its flusher, compactor and monitor while it opens the keyspace: opened from a
-                                                                             // thread of lowered priority, they run below the receivers and the writer (`background`).
+            .max_write_buffer_size(options.write_buffer_bytes.max(1 << 20));
+        // fjall starts its flusher, compactor and monitor while it opens the keyspace: opened from a
+        // thread of lowered priority, they run below the receivers and the writer (`background`).
         let keyspace = background::lowered(|| config.open())
             .map_err(|e| damaged(&e))?
             .map_err(|e| damaged(&e))?;

@@ -21,7 +21,7 @@ import urllib.parse
 from pathlib import Path
 
 from meshtrace_testkit import LOOPBACK, RELEASE_COLLECTOR, ROOT, Collector, free_port, port_open, request
-from meshtrace_testkit.procs import Process, rss_mib
+from meshtrace_testkit.procs import Process, cpu_seconds, rss_mib
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -139,6 +139,18 @@ def ingest(proc, port, batches, n, seconds, connections=8):
     return r
 
 
+def settle(pid, cap=30.0, step=0.5, idle=0.05):
+    """Waits until the process uses less than `idle` of a core (its flushes and compactions after a load
+    done), at most `cap` seconds."""
+    end, last = time.monotonic() + cap, cpu_seconds(pid)
+    while time.monotonic() < end:
+        time.sleep(step)
+        now = cpu_seconds(pid)
+        if now - last < idle * step:
+            return
+        last = now
+
+
 def queries(query_port, stop, latencies, path_fn):
     while not stop.is_set():
         t0 = time.perf_counter()
@@ -216,16 +228,25 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
                 its round), and the machine's other work drifts between rounds, so a round's two figures
                 are taken as close together as they can be."""
                 out = {"meshtrace": [], "rotel": []}
+                settle(coll.proc.pid)  # what the rounds before left running is not this block's
+                cpu = {name: cpu_seconds(proc.proc.pid) for name, (proc, _) in peers.items()}
                 for r in range(rounds):
                     for name in (("meshtrace", "rotel") if r % 2 == 0 else ("rotel", "meshtrace")):
                         proc, port = peers[name]
                         out[name].append(ingest(proc, port, batches, n_batches, seconds, connections))
-                return out
+                # CPU per span, all threads, the work a load leaves behind included (the collector's flushes
+                # and compactions run on after its rounds; rotel leaves none): unlike spans/s, it does not
+                # depend on which process the scheduler runs first on a machine wrk shares.
+                settle(coll.proc.pid)
+                for name, (proc, _) in peers.items():
+                    spans = sum((s["requests"] - s["refused"]) * SPANS_PER_BATCH for s in out[name])
+                    cpu[name] = (cpu_seconds(proc.proc.pid) - cpu[name]) / max(spans, 1) * 1e6
+                return out, cpu
 
-            samples = side_by_side(8)
+            samples, cpu = side_by_side(8)
             # Many senders at once (a fleet of sidecars): the durable store answers a group commit per
             # fsync, so its rate follows the spans one fsync carries, which more connections raise.
-            many = side_by_side(MANY)
+            many, many_cpu = side_by_side(MANY)
             # Ingest while queries run.
             stop, lat = threading.Event(), []
             qt = threading.Thread(target=queries, args=(query_port, stop, lat,
@@ -252,7 +273,11 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             "meshtrace_refused_requests": sum(s["refused"] for s in samples["meshtrace"]),
             "rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in samples.items()},
             "round_ratios": round_ratios(samples),
+            "meshtrace_cpu_us_per_span": cpu["meshtrace"], "rotel_cpu_us_per_span": cpu["rotel"],
+            "cpu_ratio": cpu["meshtrace"] / cpu["rotel"],
             "many_connections": MANY,
+            "many_meshtrace_cpu_us_per_span": many_cpu["meshtrace"], "many_rotel_cpu_us_per_span": many_cpu["rotel"],
+            "many_cpu_ratio": many_cpu["meshtrace"] / many_cpu["rotel"],
             "many_meshtrace_spans_per_s": med_many["meshtrace"], "many_rotel_spans_per_s": med_many["rotel"],
             "many_ratio": med_many["meshtrace"] / med_many["rotel"],
             "many_meshtrace_refused_requests": sum(s["refused"] for s in many["meshtrace"]),

@@ -190,6 +190,19 @@ def many_rows(i) -> str:
             f"| **ratio at {n} connections** | **{i['many_ratio']:.2f}x** | |")
 
 
+def cpu_line(i) -> str:
+    """CPU per span of each side over the same rounds (older results have none)."""
+    if "cpu_ratio" not in i:
+        return ""
+    n = i.get("many_connections", 64)
+    return (f"- CPU time per span over the same rounds (every thread, the collector's flushes and compactions after its\n"
+            f"  rounds included): at 8 connections {i['meshtrace_cpu_us_per_span']:.2f} µs against rotel's "
+            f"{i['rotel_cpu_us_per_span']:.2f}, **{i['cpu_ratio']:.2f}x**;\n"
+            f"  at {n} {i['many_meshtrace_cpu_us_per_span']:.2f} µs against {i['many_rotel_cpu_us_per_span']:.2f}, "
+            f"**{i['many_cpu_ratio']:.2f}x**. Unlike spans/s, this does not depend on which process the scheduler\n"
+            f"  runs first on the cores wrk shares.\n")
+
+
 def collector_section(c) -> str:
     i = c["ingest"]
     queries = "\n".join(
@@ -216,7 +229,7 @@ blackhole exporter: receive and decode only).
   ({i['with_queries_ratio']:.2f}x of ingest alone); {i['queries_during_ingest']} queries answered, p50
   {fmt(i['query_p50_ms'])} ms, p99 {fmt(i['query_p99_ms'])} ms.
 - Requests refused with 429 (backpressure) during the ingest rounds: {i['meshtrace_refused_requests']}.
-- Per-round spans/s: {i['rounds']}; each round's ratio at 8 connections {i.get('round_ratios', [])}, at
+{cpu_line(i)}- Per-round spans/s: {i['rounds']}; each round's ratio at 8 connections {i.get('round_ratios', [])}, at
   {i.get('many_connections', 64)} {i.get('many_round_ratios', [])} (the order of the two turned every round).
 
 ## Query

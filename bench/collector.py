@@ -116,7 +116,8 @@ def wrk_ingest(port, batches_dir, n_batches, seconds, connections=8, salt=None):
     total = int(re.search(r"(\d+) requests in ([\d.]+)(s|m)", out).group(1))
     dur = float(re.search(r"requests in ([\d.]+)s", out).group(1)) if "s," in out else seconds
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    return {"requests": total, "refused": non2xx, "spans_per_s": (total - non2xx) * SPANS_PER_BATCH / dur}
+    spans = (total - non2xx) * SPANS_PER_BATCH  # acknowledged
+    return {"requests": total, "refused": non2xx, "spans": spans, "spans_per_s": spans / dur}
 
 
 def sample_rss(pid, stop, out):
@@ -141,14 +142,15 @@ def ingest(proc, port, batches, n, seconds, connections=8):
 
 def settle(pid, cap=30.0, step=0.5, idle=0.05):
     """Waits until the process uses less than `idle` of a core (its flushes and compactions after a load
-    done), at most `cap` seconds."""
+    done), at most `cap` seconds; returns the CPU seconds it has used by then."""
     end, last = time.monotonic() + cap, cpu_seconds(pid)
     while time.monotonic() < end:
         time.sleep(step)
         now = cpu_seconds(pid)
         if now - last < idle * step:
-            return
+            return now
         last = now
+    return last
 
 
 def queries(query_port, stop, latencies, path_fn):
@@ -201,7 +203,7 @@ def fill(port, batches, n, target_spans):
     stored, seconds = 0, 2
     while stored < target_spans:
         r = wrk_ingest(port, batches, n, seconds)
-        stored += r["requests"] * SPANS_PER_BATCH - r["refused"] * SPANS_PER_BATCH
+        stored += r["spans"]
         rate = max(r["spans_per_s"], 1.0)
         seconds = min(10, max(1, math.ceil((target_spans - stored) / rate)))
     return stored
@@ -239,7 +241,7 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
                 # depend on which process the scheduler runs first on a machine wrk shares.
                 settle(coll.proc.pid)
                 for name, (proc, _) in peers.items():
-                    spans = sum((s["requests"] - s["refused"]) * SPANS_PER_BATCH for s in out[name])
+                    spans = sum(s["spans"] for s in out[name])
                     cpu[name] = (cpu_seconds(proc.proc.pid) - cpu[name]) / max(spans, 1) * 1e6
                 return out, cpu
 

@@ -213,15 +213,9 @@ def cpu(seconds=20, connections=CONNECTIONS):
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
         counts_after = faults_and_switches(pid)
         # Let the flushes and compactions the load caused finish (the CPU stops moving).
-        last = cpu_seconds(pid)
-        for _ in range(120):
-            time.sleep(1)
-            now = cpu_seconds(pid)
-            if now - last < 0.02:
-                break
-            last = now
-        used, threads_after = last - before, thread_work(pid)
-    spans = max((r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH, 1)
+        used = bench.settle(pid, cap=120, step=1, idle=0.02) - before
+        threads_after = thread_work(pid)
+    spans = max(r["spans"], 1)
     per_thread = {}
     for name, (cpu_s, written) in threads_after.items():
         cpu0, written0 = threads_before.get(name, (0.0, 0))
@@ -278,7 +272,7 @@ def peer(seconds=15, connections=CONNECTIONS):
     finally:
         rot.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    spans = max((r["requests"] - r["refused"]) * bench.SPANS_PER_BATCH, 1)
+    spans = max(r["spans"], 1)
     wrk = (wrk_after.children_user + wrk_after.children_system
            - wrk_before.children_user - wrk_before.children_system)
     return {"spans_per_s": round(r["spans_per_s"]), "connections": connections,

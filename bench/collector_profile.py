@@ -46,6 +46,15 @@ one group commit's fsync costs on this machine's disk, whatever the group holds.
 
 `python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
 does) for a while, samples it with `perf record -g` and prints the hottest functions.
+
+`python bench/collector_profile.py pair [rounds] [seconds] [connections]` runs two collectors at the same
+time, each under a wrk of its own: the build `COLLECTOR_BIN` names (the release build unless told) as "a",
+and `PAIR_BIN` (the same unless told) with `PAIR_ENV` (`NAME=value ...`) added to its environment as "b".
+It prints each one's CPU time per span (every thread, settled as in `cpu`) and spans/s, round by round.
+Whatever else runs on the machine meanwhile weighs on both alike, so the two CPU figures of one round
+differ by what the builds or settings do, where `cpu` run one after the other also differs by what the
+machine did in between (10 s runs of one build spread ±15% on this shared machine; rounds of `pair` a few
+percent). Four processes share the cores, so the spans/s are not `make bench`'s.
 """
 from __future__ import annotations
 
@@ -394,6 +403,51 @@ def perf(seconds=20):
         if keep:
             shutil.copy(tmp / "perf.data", keep)
 
+def pair(rounds=4, seconds=10, connections=CONNECTIONS):
+    extra = dict(kv.split("=", 1) for kv in os.environ.get("PAIR_ENV", "").split())
+    sides = [("a", COLLECTOR, None), ("b", Path(os.environ.get("PAIR_BIN", COLLECTOR)), {**os.environ, **extra})]
+    totals = {name: [] for name, _, _ in sides}
+    for n in range(rounds):
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="meshtrace-pair-")))
+            batch_dir = tmp / "batches"
+            batch_dir.mkdir()
+            bench.write_batches(batch_dir, 300)
+            running = []
+            for name, binary, env in sides:
+                ports = {k: free_port() for k in ("http", "grpc", "query")}
+                argv = [str(binary), *args(tmp / name, ports)[1:], "--tempo-addr", f"{LOOPBACK}:0"]
+                proc = Process(argv, ready=lambda p=ports: http_ok(p["query"], "/readyz"),
+                               what=f"collector {name} ready", timeout=30, env=env)
+                stack.callback(proc.stop)
+                running.append((name, proc.proc.pid, ports["http"]))
+            results = {}
+
+            def load(name, port, secs):
+                results[name] = bench.wrk_ingest(port, batch_dir, 300, secs, connections=connections)
+
+            def both(secs):
+                threads = [threading.Thread(target=load, args=(name, port, secs)) for name, _, port in running]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+
+            both(2)  # warm-up, as `warm_collector`
+            time.sleep(3)
+            before = {name: cpu_seconds(pid) for name, pid, _ in running}
+            both(seconds)
+            line = []
+            for name, pid, _ in running:
+                used = bench.settle(pid, cap=60, step=1, idle=0.02) - before[name]
+                per_span = used / max(results[name]["spans"], 1) * 1e6
+                totals[name].append(per_span)
+                line.append(f"{name} {per_span:.2f} us/span {results[name]['spans_per_s'] / 1000:.1f}k spans/s")
+            print(f"round {n + 1}: " + "   ".join(line), flush=True)
+    for name, values in totals.items():
+        print(f"{name}: mean {sum(values) / len(values):.3f} us/span, rounds {[round(v, 2) for v in values]}")
+
+
 def fsync_cost(directory=".", rounds=300):
     rows = []
     for size in (20_000, 40_000, 80_000, 160_000):
@@ -425,6 +479,8 @@ if __name__ == "__main__":
             print(row)
     elif mode == "perf":
         perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    elif mode == "pair":
+        pair(*(int(a) for a in sys.argv[2:5]))
     elif mode == "threads":
         threads(int(sys.argv[2]) if len(sys.argv) > 2 else 10, int(sys.argv[3]) if len(sys.argv) > 3 else 8)
     elif mode == "peer":

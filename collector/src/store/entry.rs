@@ -40,7 +40,7 @@ pub struct Item<'a> {
     pub start_us: u64,
     pub min_dur: u64,
     pub max_dur: u64,
-    /// Sorted, distinct.
+    /// In any order, possibly repeated (`encode` makes them the entry's sorted, distinct indexes).
     pub hashes: Vec<u32>,
 }
 
@@ -59,7 +59,7 @@ struct Acc<'a> {
     more_resources: Vec<u32>,
     /// The previous span's name and attribute hashes: a span's operation hash is computed only when its
     /// name differs, and its attribute hashes equal to the previous span's at the same position are not
-    /// added (a sidecar's server and client spans share most of their tags), so fewer are sorted.
+    /// added (a sidecar's server and client spans share most of their tags), so fewer are looked up.
     last_name: Option<&'a str>,
     last_attributes: &'a [u32],
 }
@@ -156,13 +156,7 @@ pub fn part_items<'a>(batch: &'a SpanBatch, indexes: &[u32], trace: &TraceId) ->
         }
         derived_tag_hashes(rec.kind(), rec.status_code(), &mut item.hashes);
     }
-    acc.into_iter()
-        .map(|mut a| {
-            a.item.hashes.sort_unstable();
-            a.item.hashes.dedup();
-            a.item
-        })
-        .collect()
+    acc.into_iter().map(|a| a.item).collect()
 }
 
 /// The search entries of one submission whose spans are in `chunk`: its items grouped by service, each
@@ -208,24 +202,69 @@ fn encode(service: &str, start_us: u64, group: &[Item], chunk: &ChunkKey) -> Ent
         value.extend_from_slice(&h.to_be_bytes());
     }
     let places = Places::of(&dict);
+    let mut present = IndexSet::new(dict.len());
     let mut indexes = Vec::new();
     for item in group {
         value.extend_from_slice(&item.trace);
         put_varint(&mut value, start_us.saturating_sub(item.start_us));
         put_varint(&mut value, item.min_dur);
         put_varint(&mut value, item.max_dur);
-        // Both sorted, so the indexes rise: each is written as the step from the one before.
+        for h in &item.hashes {
+            if let Some(at) = places.find(*h) {
+                present.insert(at);
+            }
+        }
+        // The indexes come out rising and distinct: each is written as the step from the one before.
         indexes.clear();
         let mut previous = 0usize;
-        for h in &item.hashes {
-            let at = places.find(*h).unwrap_or(previous);
-            put_varint(&mut indexes, at.saturating_sub(previous) as u64);
+        present.drain(|at| {
+            put_varint(&mut indexes, (at - previous) as u64);
             previous = at;
-        }
+        });
         put_varint(&mut value, indexes.len() as u64);
         value.extend_from_slice(&indexes);
     }
     Entry { key, value }
+}
+
+/// The dictionary indexes of one item's hashes, a bit each: an item's hashes come in any order and
+/// may repeat, and setting their bits, then reading the bits in order, gives its indexes sorted and
+/// distinct without sorting them (a sort per trace part was 3.5% of ingest's instructions; the bits of a
+/// submission's dictionary are a few words). Only the words an item touched are read and cleared.
+struct IndexSet {
+    words: Vec<u64>,
+    /// The first and one past the last word set since the last `drain`.
+    touched: (usize, usize),
+}
+
+impl IndexSet {
+    fn new(len: usize) -> Self {
+        let words = len.div_ceil(64);
+        Self {
+            words: vec![0; words],
+            touched: (words, 0),
+        }
+    }
+
+    fn insert(&mut self, at: usize) {
+        let word = at / 64;
+        if let Some(w) = self.words.get_mut(word) {
+            *w |= 1 << (at % 64);
+            self.touched = (self.touched.0.min(word), self.touched.1.max(word + 1));
+        }
+    }
+
+    /// Calls `each` with every index set, rising, and clears them.
+    fn drain(&mut self, mut each: impl FnMut(usize)) {
+        let (first, end) = std::mem::replace(&mut self.touched, (self.words.len(), 0));
+        for (n, w) in self.words.iter_mut().enumerate().take(end).skip(first) {
+            let mut bits = std::mem::take(w);
+            while bits != 0 {
+                each(n * 64 + bits.trailing_zeros() as usize);
+                bits &= bits - 1;
+            }
+        }
+    }
 }
 
 /// Slots of `dictionary`'s table of hashes seen lately (a power of two; 4 KiB on the stack).
@@ -587,10 +626,11 @@ mod tests {
     #[test]
     fn items_round_trip_through_one_entry_per_service() {
         let chunk = [7u8; CHUNK_KEY_LEN];
+        // Hashes come in any order and may repeat; the entry holds each item's distinct ones.
         let items = vec![
-            item("b", 3, 2_000, &[5, 900]),
-            item("a", 1, 1_500, &[1, 2, 300]),
-            item("a", 2, 1_000, &[2, 300, u32::MAX]),
+            item("b", 3, 2_000, &[900, 5, 900]),
+            item("a", 1, 1_500, &[300, 1, 2, 1]),
+            item("a", 2, 1_000, &[u32::MAX, 2, 300, 2]),
         ];
         let entries = entries(items, &chunk);
         assert_eq!(entries.len(), 2, "one entry per service");
@@ -623,6 +663,53 @@ mod tests {
         let view = EntryView::decode(1_500, &a.value).unwrap();
         assert_eq!(view.index_of(300), Some(2));
         assert_eq!(view.index_of(4), None);
+    }
+
+    #[test]
+    fn an_items_indexes_come_out_rising_and_distinct_across_words() {
+        // Indexes in several words, the first and last of the set among them, some set twice, and
+        // a second item that touches other words: the first item's bits must not leak into it.
+        let mut set = IndexSet::new(300);
+        for at in [299, 0, 64, 63, 130, 64, 299, 1] {
+            set.insert(at);
+        }
+        let mut out = Vec::new();
+        set.drain(|at| out.push(at));
+        assert_eq!(out, vec![0, 1, 63, 64, 130, 299]);
+        set.insert(200);
+        set.insert(65);
+        let mut out = Vec::new();
+        set.drain(|at| out.push(at));
+        assert_eq!(out, vec![65, 200], "drained bits are cleared");
+        set.insert(320);
+        let mut out = Vec::new();
+        set.drain(|at| out.push(at));
+        assert!(
+            out.is_empty(),
+            "an index past the set's words is not stored"
+        );
+        // A whole entry: items of 100 random hashes each, in random order with repeats.
+        let mut next = 0x2545_f491u32;
+        let mut random = || {
+            next ^= next << 13;
+            next ^= next >> 17;
+            next ^= next << 5;
+            next
+        };
+        let group: Vec<Item> = (0..20u8)
+            .map(|t| {
+                let hashes: Vec<u32> = (0..100).map(|_| random() % 700).collect();
+                item("svc", t, 1_000 + u64::from(t), &hashes)
+            })
+            .collect();
+        let entries = entries(group.clone(), &[1; CHUNK_KEY_LEN]);
+        assert_eq!(entries.len(), 1);
+        for (decoded, item) in decoded(&entries[0]).into_iter().zip(&group) {
+            let mut expected = item.hashes.clone();
+            expected.sort_unstable();
+            expected.dedup();
+            assert_eq!(decoded.4, expected, "item {:?}", item.trace);
+        }
     }
 
     #[test]
@@ -778,7 +865,10 @@ mod tests {
             }
             expected.sort_unstable();
             expected.dedup();
-            assert_eq!(item.hashes, expected, "service {service}");
+            let mut hashes = item.hashes.clone();
+            hashes.sort_unstable();
+            hashes.dedup();
+            assert_eq!(hashes, expected, "service {service}");
         }
         let a = &items[0];
         assert_eq!((a.start_us, a.min_dur, a.max_dur), (1_000, 1_001, 3_001));

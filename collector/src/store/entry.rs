@@ -575,17 +575,21 @@ mod tests {
         assert_eq!(Places::of(&[]).find(0), None);
     }
 
-    #[test]
-    fn the_dictionary_is_every_items_hashes_sorted_and_distinct() {
-        // Repeats near and far apart, zeros, and hashes sharing a slot of the table of seen ones.
-        let slot_mates = [7, 7 + SEEN_SLOTS as u32, 7 + 2 * SEEN_SLOTS as u32];
-        let mut next = 0x9e37_79b9u32;
-        let mut random = || {
+    /// Pseudo-random hashes, the same every run (xorshift32 from `seed`, not 0).
+    fn xorshift(mut next: u32) -> impl FnMut() -> u32 {
+        move || {
             next ^= next << 13;
             next ^= next >> 17;
             next ^= next << 5;
             next
-        };
+        }
+    }
+
+    #[test]
+    fn the_dictionary_is_every_items_hashes_sorted_and_distinct() {
+        // Repeats near and far apart, zeros, and hashes sharing a slot of the table of seen ones.
+        let slot_mates = [7, 7 + SEEN_SLOTS as u32, 7 + 2 * SEEN_SLOTS as u32];
+        let mut random = xorshift(0x9e37_79b9);
         let mut group = Vec::new();
         for t in 0..60u8 {
             let mut hashes: Vec<u32> = (0..30).map(|_| random() % 5000).collect();
@@ -689,13 +693,7 @@ mod tests {
             "an index past the set's words is not stored"
         );
         // A whole entry: items of 100 random hashes each, in random order with repeats.
-        let mut next = 0x2545_f491u32;
-        let mut random = || {
-            next ^= next << 13;
-            next ^= next >> 17;
-            next ^= next << 5;
-            next
-        };
+        let mut random = xorshift(0x2545_f491);
         let group: Vec<Item> = (0..20u8)
             .map(|t| {
                 let hashes: Vec<u32> = (0..100).map(|_| random() % 700).collect();

@@ -42,7 +42,10 @@ mode: nothing acknowledged that way is durable).
 `python bench/collector_profile.py fsync [directory]` appends blocks of 20 to 160 KB to a sparse file in
 `directory` (the current one unless told), as fjall's journal does, each followed by an fsync, and prints
 the CPU time the thread spent in the `write` and in the `fsync` (the median latency of the fsync too): what
-one group commit's fsync costs on this machine's disk, whatever the group holds.
+one group commit's fsync costs on this machine's disk, whatever the group holds. Each size is measured
+twice more with `fdatasync`: on that sparse file (fjall sizes its journal files with `set_len`, so every
+append allocates blocks, metadata an `fdatasync` writes too) and on a file whose blocks were written
+before (as a journal that reused its files would be: only the data to write).
 
 `python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
 does) for a while, samples it with `perf record -g` and prints the hottest functions.
@@ -451,24 +454,33 @@ def pair(rounds=4, seconds=10, connections=CONNECTIONS):
 def fsync_cost(directory=".", rounds=300):
     rows = []
     for size in (20_000, 40_000, 80_000, 160_000):
-        with tempfile.NamedTemporaryFile(dir=directory, prefix="meshtrace-fsync-") as f:
-            fd = f.fileno()
-            os.ftruncate(fd, 128 << 20)
-            block = os.urandom(size)
-            write_s = fsync_s = 0.0
-            latencies = []
-            for _ in range(rounds):
-                t0 = time.thread_time()
-                os.write(fd, block)
-                t1, w1 = time.thread_time(), time.perf_counter()
-                os.fsync(fd)
-                t2, w2 = time.thread_time(), time.perf_counter()
-                write_s, fsync_s = write_s + t1 - t0, fsync_s + t2 - t1
-                latencies.append(w2 - w1)
-            latencies.sort()
-        rows.append({"bytes": size, "write_cpu_us": round(write_s / rounds * 1e6, 1),
-                     "fsync_cpu_us": round(fsync_s / rounds * 1e6, 1),
-                     "fsync_p50_us": round(latencies[len(latencies) // 2] * 1e6)})
+        for file, sync in (("sparse", os.fsync), ("sparse", os.fdatasync), ("written", os.fdatasync)):
+            with tempfile.NamedTemporaryFile(dir=directory, prefix="meshtrace-fsync-") as f:
+                fd = f.fileno()
+                if file == "sparse":
+                    os.ftruncate(fd, 128 << 20)
+                else:
+                    zeros = bytes(1 << 20)
+                    for _ in range(size * rounds // len(zeros) + 1):
+                        os.write(fd, zeros)
+                    os.fsync(fd)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                block = os.urandom(size)
+                write_s = sync_s = 0.0
+                latencies = []
+                for _ in range(rounds):
+                    t0 = time.thread_time()
+                    os.write(fd, block)
+                    t1, w1 = time.thread_time(), time.perf_counter()
+                    sync(fd)
+                    t2, w2 = time.thread_time(), time.perf_counter()
+                    write_s, sync_s = write_s + t1 - t0, sync_s + t2 - t1
+                    latencies.append(w2 - w1)
+                latencies.sort()
+            rows.append({"bytes": size, "file": file, "sync": sync.__name__,
+                         "write_cpu_us": round(write_s / rounds * 1e6, 1),
+                         "sync_cpu_us": round(sync_s / rounds * 1e6, 1),
+                         "sync_p50_us": round(latencies[len(latencies) // 2] * 1e6)})
     return rows
 
 

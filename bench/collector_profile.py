@@ -406,6 +406,7 @@ def perf(seconds=20):
         if keep:
             shutil.copy(tmp / "perf.data", keep)
 
+
 def pair(rounds=4, seconds=10, connections=CONNECTIONS):
     extra = dict(kv.split("=", 1) for kv in os.environ.get("PAIR_ENV", "").split())
     sides = [("a", COLLECTOR, None), ("b", Path(os.environ.get("PAIR_BIN", COLLECTOR)), {**os.environ, **extra})]

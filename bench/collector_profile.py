@@ -84,12 +84,12 @@ COLLECTOR = Path(os.environ.get("COLLECTOR_BIN", ROOT / "target" / "release" / "
 CONNECTIONS = 8
 
 
-def args(data_dir, ports):
-    return [str(COLLECTOR), *os.environ.get("COLLECTOR_ARGS", "").split(), "--data-dir", str(data_dir), "--log-level", "warn",
+def args(data_dir, ports, binary=COLLECTOR):
+    return [str(binary), *os.environ.get("COLLECTOR_ARGS", "").split(), "--data-dir", str(data_dir), "--log-level", "warn",
             "--otlp-http-addr", f"{LOOPBACK}:{ports['http']}",
             "--otlp-grpc-addr", f"{LOOPBACK}:{ports['grpc']}",
             "--zipkin-addr", f"{LOOPBACK}:0", "--http-addr", f"{LOOPBACK}:{ports['query']}",
-            "--sampling-addr", f"{LOOPBACK}:0",
+            "--sampling-addr", f"{LOOPBACK}:0", "--tempo-addr", f"{LOOPBACK}:0",
             "--retention-max-age", "0", "--retention-max-bytes", "0"]
 
 
@@ -123,16 +123,17 @@ def post_all(port, bodies, start, count):
 EATMYDATA = Path("/usr/lib/x86_64-linux-gnu/libeatmydata.so")
 
 
-def start(data_dir, ports):
-    env = None
+def start(data_dir, ports, binary=COLLECTOR, extra_env=None):
+    """The collector `binary` on `data_dir` and `ports`, with `extra_env` added to its environment."""
+    env = {**os.environ, **extra_env} if extra_env else None
     if os.environ.get("NO_FSYNC"):
         # What ingest would be without the journal's fsync (an experiment only: acknowledged spans are then
         # not durable): libeatmydata (Debian `eatmydata`) turns fsync into a no-op.
         if not EATMYDATA.exists():
             raise RuntimeError(f"NO_FSYNC needs {EATMYDATA} (apt-get install eatmydata)")
-        env = {**os.environ, "LD_PRELOAD": str(EATMYDATA)}
-    return Process(args(data_dir, ports), ready=lambda: http_ok(ports["query"], "/readyz"),
-                   what="collector ready", timeout=30, env=env)
+        env = {**(env or os.environ), "LD_PRELOAD": str(EATMYDATA)}
+    return Process(args(data_dir, ports, binary), ready=lambda: http_ok(ports["query"], "/readyz"),
+                   what=f"collector {Path(binary).name} ready", timeout=30, env=env)
 
 
 def callgrind_run(bodies, warm, measured, settle=3.0):
@@ -409,7 +410,7 @@ def perf(seconds=20):
 
 def pair(rounds=4, seconds=10, connections=CONNECTIONS):
     extra = dict(kv.split("=", 1) for kv in os.environ.get("PAIR_ENV", "").split())
-    sides = [("a", COLLECTOR, None), ("b", Path(os.environ.get("PAIR_BIN", COLLECTOR)), {**os.environ, **extra})]
+    sides = [("a", COLLECTOR, None), ("b", Path(os.environ.get("PAIR_BIN", COLLECTOR)), extra)]
     totals = {name: [] for name, _, _ in sides}
     for n in range(rounds):
         with contextlib.ExitStack() as stack:
@@ -418,11 +419,9 @@ def pair(rounds=4, seconds=10, connections=CONNECTIONS):
             batch_dir.mkdir()
             bench.write_batches(batch_dir, 300)
             running = []
-            for name, binary, env in sides:
+            for name, binary, extra_env in sides:
                 ports = {k: free_port() for k in ("http", "grpc", "query")}
-                argv = [str(binary), *args(tmp / name, ports)[1:], "--tempo-addr", f"{LOOPBACK}:0"]
-                proc = Process(argv, ready=lambda p=ports: http_ok(p["query"], "/readyz"),
-                               what=f"collector {name} ready", timeout=30, env=env)
+                proc = start(tmp / name, ports, binary, extra_env)
                 stack.callback(proc.stop)
                 running.append((name, proc.proc.pid, ports["http"]))
             results = {}

@@ -64,10 +64,7 @@ fn a_retry_of_a_part_in_a_flushed_table_is_recognised_though_parts_keep_no_bloom
     store.write_spans(std::slice::from_ref(&r)).unwrap();
     let bytes = store.stored_bytes().unwrap();
     store.parts.rotate_memtable_and_wait().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while store.parts.segment_count() == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_up_to_30s(|| store.parts.segment_count() > 0);
     assert_eq!(
         store.parts.segment_count(),
         1,
@@ -78,6 +75,14 @@ fn a_retry_of_a_part_in_a_flushed_table_is_recognised_though_parts_keep_no_bloom
     assert_eq!(store.stored_bytes().unwrap(), bytes, "recognised as stored");
     assert_eq!(store.parts.len().unwrap(), 1);
     assert_eq!(store.trace(&[1; 16]).unwrap(), vec![r]);
+}
+
+/// Waits until `done` holds (fjall's background flushes), for 30 s at most; the caller asserts.
+fn wait_up_to_30s(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// A store that got `r`, was restarted, then got `r` again (a retry it no longer recognises).
@@ -663,13 +668,10 @@ fn a_store_reopened_after_a_crash_flushes_every_sealed_memtable() {
         assert!(keyspace.write_buffer_size() >= 48 * (64 << 10));
     }
     let db = Database::open(dir.path(), &StoreOptions::new(1 << 20)).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     // What stays is the active memtables: the format marker `Database::open` writes, well under one
     // 64 KiB value.
     let unflushed = || db.keyspace().write_buffer_size();
-    while unflushed() >= 64 << 10 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_up_to_30s(|| unflushed() < 64 << 10);
     assert!(
         unflushed() < 64 << 10,
         "{} bytes of sealed memtables left unflushed after the restart",

@@ -63,7 +63,7 @@ fn a_retry_of_a_part_in_a_flushed_table_is_recognised_though_parts_keep_no_bloom
     let r = rec(1, 1, "a", 100, false);
     store.write_spans(std::slice::from_ref(&r)).unwrap();
     let bytes = store.stored_bytes().unwrap();
-    store.parts.rotate_memtable_and_wait().unwrap();
+    assert!(store.parts.rotate_memtable().unwrap());
     wait_up_to_30s(|| store.parts.segment_count() > 0);
     assert_eq!(
         store.parts.segment_count(),

@@ -40,6 +40,15 @@ pub fn part_ref(trace: &TraceId, hash: u64) -> PartRef {
     out
 }
 
+/// The trace of a part.
+pub fn trace_of(part: &PartRef) -> TraceId {
+    let mut trace = TraceId::default();
+    for (slot, byte) in trace.iter_mut().zip(part) {
+        *slot = *byte;
+    }
+    trace
+}
+
 pub fn service_prefix(service: &str) -> Vec<u8> {
     let mut k = Vec::new();
     lp(&mut k, service);

@@ -1,10 +1,11 @@
 //! The embedded trace store, on fjall (see DESIGN.md for the layout and the durability argument).
 //!
 //! `database` is the keyspace every durable thing shares (the store, the export queue, the tail-sampling
-//! pending set), `schema` names the store's partitions, `keys` builds their keys, `part` encodes trace
-//! parts, `chunk` holds a submission's spans and `entry` its search entries, `write` adds spans, `read`
-//! answers queries, `scan` walks the search entries for them, `skeleton` reads the lean view of spans
-//! that summaries need, `retention` expires old traces.
+//! pending set), `schema` names the store's partitions, `keys` builds their keys, `chunk` holds a
+//! submission's trace parts and spans, `trace_index` finds a trace's chunks and `entry` holds the
+//! search entries, `part` decodes a part's spans, `write` adds spans, `read` answers queries, `scan`
+//! walks the search entries for them, `skeleton` reads the lean view of spans that summaries need,
+//! `retention` expires old traces.
 
 mod chunk;
 mod database;
@@ -18,11 +19,15 @@ mod retention;
 mod scan;
 mod schema;
 mod skeleton;
+mod trace_index;
 mod write;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use fjall::{PartitionCreateOptions, PartitionHandle};
 
@@ -37,8 +42,6 @@ pub use scan::{
 pub use skeleton::{SpanSkeleton, CONTEXT_SOURCE, PEER_KEYS};
 pub use write::{Prepared, Written};
 
-/// The data block size of the `parts` partition (see `Store::open_in`).
-const PARTS_BLOCK_BYTES: u32 = 16 * 1024;
 /// Blocks of the `chunks` partition: a chunk larger than a block is a block of its own, so this only
 /// decides how many small chunks (a submission of a few spans) share one.
 const CHUNKS_BLOCK_BYTES: u32 = 64 * 1024;
@@ -50,9 +53,11 @@ pub struct Store {
     db: Arc<Database>,
     /// The keyspace of `db`, for consistent reads across partitions.
     keyspace: fjall::Keyspace,
-    parts: PartitionHandle,
-    /// The parts' spans, a submission's at a time (`chunk`).
+    /// A submission's trace parts and their spans (`chunk`).
     chunks: PartitionHandle,
+    /// Which chunks hold a trace's parts.
+    index: Arc<trace_index::TraceIndex>,
+    sealer: Sealer,
     chunk_keys: chunk::KeyMaker,
     search: PartitionHandle,
     services: PartitionHandle,
@@ -83,24 +88,10 @@ impl Store {
         chunk::ChunkCache::new(self.chunks.snapshot_at(at))
     }
 
-    /// Opens (or creates) the store's partitions in `db`.
+    /// Opens (or creates) the store's partitions in `db`, and starts the thread that seals the trace
+    /// index's windows.
     pub fn open_in(db: Arc<Database>) -> Result<Self, StoreError> {
         let open = |name: &str| db.partition(name, PartitionCreateOptions::default());
-        // Trace parts are flushed in 16 KiB blocks instead of fjall's 4 KiB: LZ4 (whose table is
-        // allocated and zeroed per block) ran once per two or three parts and was 11% of a span's
-        // instructions when parts held their spans (format 5); a part is now about 75 bytes (its spans
-        // are in its chunk), so a block holds about 200. A trace's parts are adjacent, so a read still
-        // decompresses one block.
-        // No Bloom filters: fjall consults them only for point reads, and parts are read by trace-id
-        // prefix; the one point read, `contains_key` for a part whose fingerprint `recent` remembers,
-        // is the rare retry. Building them cost each flush 16 bit sets per part (fjall builds L0 tables
-        // for a false-positive rate of 1e-5) and each compaction 6 to 16: about 2% of a span's CPU.
-        let parts = db.partition(
-            schema::PARTS,
-            PartitionCreateOptions::default()
-                .block_size(PARTS_BLOCK_BYTES)
-                .bloom_filter_bits(None),
-        )?;
         let stored_bytes = db
             .meta()
             .get(schema::META_STORED_BYTES)?
@@ -114,9 +105,12 @@ impl Store {
                 .compression(fjall::CompressionType::None)
                 .block_size(CHUNKS_BLOCK_BYTES),
         )?;
+        let index = Arc::new(trace_index::TraceIndex::open(&db, &chunks)?);
+        let sealer = Sealer::start(index.clone(), db.clone())?;
         Ok(Self {
-            parts,
             chunks,
+            index,
+            sealer,
             chunk_keys: chunk::KeyMaker::new(),
             // Search entries are read far more than they are written: a search decompressed every entry
             // it scanned (LZ4 was most of a search's time). Uncompressed, the benchmark's search at 10M
@@ -158,6 +152,67 @@ impl Store {
     /// Where the keyspace lives.
     pub fn path(&self) -> &Path {
         self.db.path()
+    }
+}
+
+/// The background thread that seals the trace index's open window into a run when it is due: nudged
+/// after each group commit that makes it due, and every `SEAL_CHECK` for the age bound.
+struct Sealer {
+    nudge: Mutex<Option<SyncSender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    index: Arc<trace_index::TraceIndex>,
+}
+
+/// How often the sealer looks at the open window's age.
+const SEAL_CHECK: Duration = Duration::from_secs(5);
+
+impl Sealer {
+    fn start(index: Arc<trace_index::TraceIndex>, db: Arc<Database>) -> Result<Self, StoreError> {
+        let (nudge, nudged) = mpsc::sync_channel::<()>(1);
+        let sealed = index.clone();
+        let thread = std::thread::Builder::new()
+            .name("index-sealer".into())
+            .spawn(move || {
+                crate::background::lower_this_thread();
+                loop {
+                    match nudged.recv_timeout(SEAL_CHECK) {
+                        Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if sealed.due() {
+                        if let Err(e) = sealed.seal(&db) {
+                            tracing::error!(error = %e, "sealing the trace index failed (the window stays in memory and is tried again)");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Unusable(format!("cannot start the index sealer thread: {e}")))?;
+        Ok(Self {
+            nudge: Mutex::new(Some(nudge)),
+            thread: Mutex::new(Some(thread)),
+            index,
+        })
+    }
+
+    /// Wakes the thread if the open window is due.
+    fn nudge(&self) {
+        if self.index.due() {
+            if let Ok(Some(nudge)) = self.nudge.lock().as_deref() {
+                let _ = nudge.try_send(());
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    /// Stops the sealer (a seal under way ends first), which holds the keyspace open.
+    fn drop(&mut self) {
+        if let Ok(mut nudge) = self.sealer.nudge.lock() {
+            nudge.take();
+        }
+        if let Some(thread) = self.sealer.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
     }
 }
 

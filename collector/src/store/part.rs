@@ -1,18 +1,11 @@
-//! The value of a trace part: a `TraceSummary` header, then where its spans are (`chunk::Location`).
-//! A part's spans are one OTLP `TracesData` (spans that share a resource and scope share one
-//! `ResourceSpans`/`ScopeSpans`; written by `SpanBatch::encode_into`, which copies every span's bytes as
-//! received), kept in the chunk of the submission that brought them, compressed with the other parts'
-//! spans of that submission.
+//! A trace part's spans, as read: one OTLP `TracesData` (spans that share a resource and scope share
+//! one `ResourceSpans`/`ScopeSpans`; written from the part's layout in its chunk's body by
+//! `model::layout::encode`, which copies every span's bytes as received).
 
 use opentelemetry_proto::tonic::trace::v1::TracesData;
 use prost::Message;
 
-use super::keys::TraceSummary;
 use crate::model::{records_of, SpanRecord};
-
-pub fn summary_of(value: &[u8]) -> Option<TraceSummary> {
-    TraceSummary::decode(value)
-}
 
 /// The spans of a part's encoded `TracesData`; `None` when they do not decode.
 pub fn records_in(encoded: &[u8]) -> Option<Vec<SpanRecord>> {
@@ -64,18 +57,11 @@ mod tests {
             rec("a", "s", 5),
         ];
         let batch = SpanBatch::from_records(&records);
-        let summary = TraceSummary {
-            start_us: 1,
-            end_us: 2,
-            error: true,
-            bytes: 3,
-        };
-        let mut value = summary.encode().to_vec();
-        batch.encode_into(&[0, 1, 2, 3, 4], &mut value);
-        assert_eq!(summary_of(&value), Some(summary));
-        let encoded = &value[TraceSummary::LEN..];
-        assert_eq!(records_in(encoded).unwrap(), records.to_vec());
-        let data = TracesData::decode(&value[TraceSummary::LEN..]).unwrap();
+        let mut encoded = Vec::new();
+        batch.encode_into(&[0, 1, 2, 3, 4], &mut encoded);
+        assert_eq!(records_in(&encoded).unwrap(), records.to_vec());
+        assert_eq!(records_in(&[0xff, 0xff]), None, "bytes that do not decode");
+        let data = TracesData::decode(&encoded[..]).unwrap();
         let shape: Vec<Vec<usize>> = data
             .resource_spans
             .iter()

@@ -3,13 +3,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use fjall::Snapshot;
-
 use super::chunk::ChunkCache;
-
 use super::keys::{self, TraceSummary};
 use super::scan::{Candidate, Condition, Flow, ScanFilter, ScanReport, TagMatch, TraceReader};
 use super::skeleton::{decode_skeletons, SpanSkeleton};
+use super::trace_index::View;
 use super::{part, Store, StoreError};
 use crate::model::{kind_name, SpanRecord, TraceId};
 
@@ -130,14 +128,12 @@ impl Store {
 
     /// All spans of a trace (each once).
     pub fn trace(&self, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
-        let at = self.keyspace.instant();
-        read_trace(&self.parts.snapshot_at(at), &self.chunk_cache(at), trace)
+        self.reader(self.keyspace.instant())?.records(trace)
     }
 
     /// The lean view of every span of a trace (each once).
     pub fn trace_skeletons(&self, trace: &TraceId) -> Result<Vec<SpanSkeleton>, StoreError> {
-        let at = self.keyspace.instant();
-        read_skeletons(&self.parts.snapshot_at(at), &self.chunk_cache(at), trace)
+        self.reader(self.keyspace.instant())?.skeletons(trace)
     }
 
     /// Trace ids matching `q`, newest first, at most `q.limit`.
@@ -184,8 +180,7 @@ impl Store {
     /// Service-to-service call counts from traces that started in `[start_us, end_us]`.
     pub fn dependencies(&self, start_us: u64, end_us: u64) -> Result<Vec<Dependency>, StoreError> {
         let at = self.keyspace.instant();
-        let parts = self.parts.snapshot_at(at);
-        let chunks = self.chunk_cache(at);
+        let reader = self.reader(at)?;
         let mut edges: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         let mut seen = HashSet::new();
         for item in self.oldest_first(at, start_us, end_us)? {
@@ -196,7 +191,7 @@ impl Store {
             if !seen.insert(trace) {
                 continue;
             }
-            let records = read_trace(&parts, &chunks, &trace)?;
+            let records = reader.records(&trace)?;
             let service_of: HashMap<[u8; 8], (&str, bool)> = records
                 .iter()
                 .map(|r| (r.span_id, (r.service_name(), r.is_error())))
@@ -230,19 +225,19 @@ impl Store {
 
     /// The summary of one trace (all its parts), if stored.
     pub fn trace_summary(&self, trace: &TraceId) -> Result<Option<TraceSummary>, StoreError> {
-        summarize(&self.parts.snapshot(), trace)
+        self.reader(self.keyspace.instant())?.summary(trace)
     }
 }
 
-/// The summary of one trace from its parts' headers.
+/// The summary of one trace from its parts' summaries.
 pub(super) fn summarize(
-    parts: &Snapshot,
+    index: &View,
+    chunks: &ChunkCache,
     trace: &TraceId,
 ) -> Result<Option<TraceSummary>, StoreError> {
     let mut out: Option<TraceSummary> = None;
-    for item in parts.prefix(trace) {
-        let (_, v) = item?;
-        if let Some(s) = part::summary_of(&v) {
+    for key in index.chunks_of(trace)? {
+        if let Some(s) = chunks.summary(&key, trace)? {
             out = Some(out.map_or(s, |o| o.merge(s)));
         }
     }
@@ -250,33 +245,36 @@ pub(super) fn summarize(
 }
 
 pub(super) fn read_trace(
-    parts: &Snapshot,
+    index: &View,
     chunks: &ChunkCache,
     trace: &TraceId,
 ) -> Result<Vec<SpanRecord>, StoreError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    for item in parts.prefix(trace) {
-        let (_, v) = item?;
-        let records = chunks.with_spans(&v, part::records_in)?.flatten();
-        for rec in records.unwrap_or_default() {
-            if seen.insert((rec.span_id, rec.discriminator())) {
-                out.push(rec);
+    for key in index.chunks_of(trace)? {
+        chunks.for_each_part(&key, trace, |_, spans| {
+            for rec in spans.and_then(part::records_in).unwrap_or_default() {
+                if seen.insert((rec.span_id, rec.discriminator())) {
+                    out.push(rec);
+                }
             }
-        }
+        })?;
     }
     Ok(out)
 }
 
 pub(super) fn read_skeletons(
-    parts: &Snapshot,
+    index: &View,
     chunks: &ChunkCache,
     trace: &TraceId,
 ) -> Result<Vec<SpanSkeleton>, StoreError> {
     let mut out = Vec::new();
-    for item in parts.prefix(trace) {
-        let (_, v) = item?;
-        chunks.with_spans(&v, |spans| decode_skeletons(spans, &mut out))?;
+    for key in index.chunks_of(trace)? {
+        chunks.for_each_part(&key, trace, |_, spans| {
+            if let Some(spans) = spans {
+                decode_skeletons(spans, &mut out);
+            }
+        })?;
     }
     let mut seen = HashSet::new();
     out.retain(|s| seen.insert((s.span_id, s.discriminator())));

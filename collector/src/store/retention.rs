@@ -3,16 +3,14 @@
 
 use std::collections::HashSet;
 
+use super::chunk::{ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
 use super::keys::TraceSummary;
-use super::read::summarize;
 use super::scan::Oldest;
 use super::{Store, StoreError};
 use crate::model::TraceId;
 
 /// Traces deleted per batch, so that one retention pass never holds the writer for long.
 const CHUNK: usize = 512;
-/// The oldest chunks a retention pass checks for parts left (`Store::sweep_chunks`).
-const SWEEP_CHUNKS: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
@@ -91,25 +89,22 @@ impl Store {
                 }
             }
         }
-        self.sweep_chunks(SWEEP_CHUNKS)?;
+        self.drop_dead_runs()?;
         Ok(report)
     }
 
-    /// Deletes the dead chunks among the `n` oldest, with their search entries. Deleting traces deletes
-    /// the chunks they leave empty, but a chunk none of whose parts point to it any more without having been deleted (each rewritten
-    /// by a retry the collector did not recognise, after a restart) is only found here, once the chunks
-    /// before it are gone or it is among the first `n`.
-    fn sweep_chunks(&self, n: usize) -> Result<(), StoreError> {
+    /// Deletes the trace index's runs that name only chunks older than every chunk left.
+    fn drop_dead_runs(&self) -> Result<(), StoreError> {
         let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let oldest = self
+            .chunks
+            .first_key_value()?
+            .map(|(key, _)| ChunkKey::try_from(&*key).unwrap_or([0; CHUNK_KEY_LEN]));
         let mut batch = self.db.batch(false);
-        for item in self.chunks.iter().take(n) {
-            let (key, value) = item?;
-            if !self.chunk_is_alive(&key, &value, &Default::default())? {
-                self.delete_chunk(&mut batch, &key, &value);
-            }
-        }
-        if !batch.is_empty() {
+        let dropped = self.index.drop_runs_before(&mut batch, oldest.as_ref())?;
+        if !dropped.is_empty() {
             batch.commit()?;
+            self.index.forget(&dropped)?;
         }
         Ok(())
     }
@@ -123,7 +118,7 @@ impl Store {
         mut pick: impl FnMut(&Oldest, &TraceSummary) -> Pick,
     ) -> Result<Vec<TraceId>, StoreError> {
         let at = self.keyspace.instant();
-        let parts = self.parts.snapshot_at(at);
+        let reader = self.reader(at)?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for item in self.oldest_first(at, 0, u64::MAX)? {
@@ -135,9 +130,9 @@ impl Store {
             if !seen.insert(trace) {
                 continue;
             }
-            // An item of a trace no part is left of (its part was written again into a later chunk
-            // before the trace was deleted) goes with its entry's chunk.
-            let Some(summary) = summarize(&parts, &trace)? else {
+            // An item of a trace no part is left of (a part of it was stored twice, the trace then
+            // deleted) goes with its entry's chunk.
+            let Some(summary) = reader.summary(&trace)? else {
                 continue;
             };
             match pick(&item, &summary) {

@@ -8,12 +8,14 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 use std::time::Instant;
 
-use fjall::{KvPair, Snapshot};
+use fjall::KvPair;
 
 use super::chunk::{ChunkCache, ChunkKey, KEY_LEN as CHUNK_KEY_LEN};
 use super::entry::{self, EntryView, ENTRY_SPREAD_US};
 use super::keys;
-use super::read::{read_skeletons, read_trace};
+use super::keys::TraceSummary;
+use super::read::{read_skeletons, read_trace, summarize};
+use super::trace_index::View;
 use super::{SpanSkeleton, Store, StoreError};
 use crate::model::{SpanRecord, TraceId};
 
@@ -110,24 +112,40 @@ pub struct ScanReport {
     pub truncated: bool,
 }
 
-/// Reads traces from the scan's snapshot.
+/// Reads traces from one snapshot of the chunks, found through the trace index.
 pub struct TraceReader {
-    parts: Snapshot,
+    index: View,
     chunks: ChunkCache,
 }
 
 impl TraceReader {
     pub fn records(&self, trace: &TraceId) -> Result<Vec<SpanRecord>, StoreError> {
-        read_trace(&self.parts, &self.chunks, trace)
+        read_trace(&self.index, &self.chunks, trace)
     }
 
     /// Whether any part of `trace` is stored (an item can outlive its trace: see `Store::oldest`).
     pub fn exists(&self, trace: &TraceId) -> Result<bool, StoreError> {
-        Ok(self.parts.prefix(trace).next().transpose()?.is_some())
+        Ok(self.summary(trace)?.is_some())
+    }
+
+    /// The summary of all the parts of `trace`, if any is stored.
+    pub fn summary(&self, trace: &TraceId) -> Result<Option<TraceSummary>, StoreError> {
+        summarize(&self.index, &self.chunks, trace)
     }
 
     pub fn skeletons(&self, trace: &TraceId) -> Result<Vec<SpanSkeleton>, StoreError> {
-        read_skeletons(&self.parts, &self.chunks, trace)
+        read_skeletons(&self.index, &self.chunks, trace)
+    }
+}
+
+impl Store {
+    /// A reader of the chunks as of `at`, through the trace index as of now (which holds every chunk
+    /// committed by `at`: the writer records chunks before it commits them).
+    pub(super) fn reader(&self, at: fjall::Instant) -> Result<TraceReader, StoreError> {
+        Ok(TraceReader {
+            index: self.index.view()?,
+            chunks: self.chunk_cache(at),
+        })
     }
 }
 
@@ -321,10 +339,7 @@ impl Store {
         mut visit: impl FnMut(Candidate, &TraceReader) -> Result<Flow, StoreError>,
     ) -> Result<ScanReport, StoreError> {
         let at = self.keyspace.instant();
-        let reader = TraceReader {
-            parts: self.parts.snapshot_at(at),
-            chunks: self.chunk_cache(at),
-        };
+        let reader = self.reader(at)?;
         let services = match &filter.service {
             Some(s) => vec![keys::service_prefix(s)],
             None => self.service_prefixes(at)?,

@@ -13,16 +13,22 @@
 /// Format 7 makes one search entry per submission and service (`entry`) instead of one per trace part
 /// and service. Format 8 keeps the submission's request whole in its chunk, each part the layout of its
 /// spans in it (`model::layout`), instead of re-encoding every part's spans into the chunk; a part's key
-/// hashes what its layout refers to.
-pub const FORMAT_VERSION: u64 = 8;
+/// hashes what its layout refers to. Format 9 keeps the parts in their chunk's table instead of a
+/// `parts` partition (`trace(16) hash(8)` -> summary and location, a key per trace and request), and
+/// finds a trace's chunks through `trace_index`'s runs.
+pub const FORMAT_VERSION: u64 = 9;
 
-/// `trace(16) hash(8)` -> trace part: `TraceSummary` header + `chunk::Location` of its spans: the chunk's
-/// key and their layout in its body (the LSM compresses blocks with LZ4).
-pub const PARTS: &str = "parts";
-/// `arrival µs(8) counter(8)` -> a submission's parts' spans: part count, their references, its search
-/// entries' keys, then one LZ4 block of the request's bytes as they arrived (`chunk`); stored
-/// uncompressed by the LSM.
+/// `arrival µs(8) counter(8)` -> a submission's trace parts and spans: its part table (per part its
+/// reference `trace(16) hash(8)`, summary and spans' layout), its search entries' keys, then one LZ4
+/// block of the request's bytes as they arrived (`chunk`); stored uncompressed by the LSM.
 pub const CHUNKS: &str = "chunks";
+/// The trace index's run pages: `run(8) last trace(16) page(4)` -> sorted `trace(16) chunk(16)`
+/// entries (`trace_index`).
+pub const INDEX_PAGES: &str = "index_pages";
+/// `run(8)` -> the run's first and last chunk, entry count and Bloom filter.
+pub const INDEX_RUNS: &str = "index_runs";
+/// `commit(8)` -> the chunk keys of a group commit not sealed into a run yet.
+pub const INDEX_PENDING: &str = "index_pending";
 /// `lp(service) start µs(8) chunk(16)` -> the items of one submission's trace parts for that service:
 /// per part its trace, start, shortest and longest duration and the hashes of its operations and tags,
 /// through a dictionary of the entry's hashes (`entry`). Per service in time order; merged over

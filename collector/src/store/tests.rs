@@ -55,26 +55,66 @@ fn a_retry_of_a_deleted_part_is_stored_again() {
 }
 
 #[test]
-fn a_retry_of_a_part_in_a_flushed_table_is_recognised_though_parts_keep_no_bloom_filter() {
-    // Parts are read by trace-id prefix, so their tables carry no Bloom filter; the one point read,
-    // `contains_key` for a part `recent` remembers, finds it in the table all the same.
-    use fjall::AbstractTree;
+fn a_retry_of_a_part_sealed_into_a_run_is_recognised() {
+    // The part's chunk is found through a run of the trace index (on disk, behind its filter), not the
+    // open window: the retry adds nothing, and the trace reads once.
     let (_dir, store) = open();
     let r = rec(1, 1, "a", 100, false);
     store.write_spans(std::slice::from_ref(&r)).unwrap();
     let bytes = store.stored_bytes().unwrap();
-    assert!(store.parts.rotate_memtable().unwrap());
-    wait_up_to_30s(|| store.parts.segment_count() > 0);
-    assert_eq!(
-        store.parts.segment_count(),
-        1,
-        "the part flushed to a table"
-    );
-    assert_eq!(store.parts.tree.bloom_filter_size(), 0, "no filter built");
+    assert!(store.index.seal(&store.db).unwrap(), "a run was written");
+    assert_eq!(store.index.counts(), (1, 0), "one run, nothing left open");
     store.write_spans(std::slice::from_ref(&r)).unwrap();
     assert_eq!(store.stored_bytes().unwrap(), bytes, "recognised as stored");
-    assert_eq!(store.parts.len().unwrap(), 1);
+    assert_eq!(store.chunks.len().unwrap(), 1);
     assert_eq!(store.trace(&[1; 16]).unwrap(), vec![r]);
+    assert!(store.trace(&[2; 16]).unwrap().is_empty());
+}
+
+#[test]
+fn traces_are_found_in_runs_in_the_open_window_and_after_a_restart_in_both() {
+    let dir = tempfile::tempdir().unwrap();
+    // 255 traces of 2 spans each write, 3 writes: runs of several pages, every trace in two runs and
+    // the open window.
+    let write = |store: &Store, round: u8| {
+        let records: Vec<SpanRecord> = (1..=255u8)
+            .flat_map(|t| {
+                [
+                    rec(t, round, "a", 100, false),
+                    rec(t, round + 100, "b", 110, false),
+                ]
+            })
+            .collect();
+        store.write_spans(&records).unwrap();
+    };
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        write(&store, 1);
+        assert!(store.index.seal(&store.db).unwrap());
+        write(&store, 2);
+        assert!(store.index.seal(&store.db).unwrap());
+        write(&store, 3);
+        assert_eq!(store.index.counts(), (2, 255), "the third write is open");
+    }
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(
+        store.index.counts(),
+        (2, 255),
+        "runs loaded, the open window read again from its pending key"
+    );
+    for t in [1u8, 127, 128, 255] {
+        let mut spans: Vec<u8> = store
+            .trace(&[t; 16])
+            .unwrap()
+            .iter()
+            .map(|r| r.span_id[0])
+            .collect();
+        spans.sort_unstable();
+        assert_eq!(spans, [1, 2, 3, 101, 102, 103], "trace {t}");
+    }
+    assert!(store.index.seal(&store.db).unwrap());
+    let keys = store.index.view().unwrap().chunks_of(&[9; 16]).unwrap();
+    assert_eq!(keys.len(), 3, "one chunk per write, each once");
 }
 
 /// Waits until `done` holds (fjall's background flushes), for 30 s at most; the caller asserts.
@@ -440,7 +480,7 @@ fn deleting_a_trace_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(store.chunks.len().unwrap(), 2, "a chunk per write");
     store.delete_traces(&[[1; 16]]).unwrap();
-    assert!(store.parts.is_empty().unwrap());
+    assert!(store.trace_summary(&[1; 16]).unwrap().is_none());
     assert!(
         store.search.is_empty().unwrap(),
         "no search entry left behind"
@@ -465,11 +505,10 @@ fn a_stored_part_left_out_of_a_request_is_not_written_again() {
         .map(|kv| {
             let (_, value) = kv.unwrap();
             let chunk = chunk::Chunk::decode(&value).unwrap();
-            chunk.parts().map(|p| p[..16].try_into().unwrap()).collect()
+            chunk.parts().map(|p| p.trace()).collect()
         })
         .collect();
     assert_eq!(parts_per_chunk, vec![vec![[1; 16]], vec![[2; 16]]]);
-    assert_eq!(store.parts.len().unwrap(), 2);
 }
 
 #[test]
@@ -492,24 +531,21 @@ fn a_chunk_stays_while_one_of_its_parts_is_left() {
 }
 
 #[test]
-fn a_chunk_left_without_parts_by_a_retry_after_a_restart_is_swept() {
-    // After a restart the retry is not recognised: its part is written again, with its spans in a new
-    // chunk, and nothing points to the first chunk any more.
+fn a_part_stored_twice_by_a_retry_after_a_restart_reads_once_and_goes_whole() {
+    // After a restart the retry is not recognised: its part is written again, into a new chunk. Both
+    // copies are found, the spans shown once; deleting the trace deletes both.
     let r = rec(1, 1, "a", 100, false);
     let (_dir, store) = retried_after_a_restart(&r);
     assert_eq!(store.chunks.len().unwrap(), 2);
-    let keep_all = RetentionPolicy {
-        max_age_us: 0,
-        error_max_age_us: None,
-        max_bytes: 0,
-    };
-    store.apply_retention(&keep_all, 1_000).unwrap();
-    assert_eq!(store.chunks.len().unwrap(), 1, "the orphan is swept");
     assert_eq!(store.trace(&[1; 16]).unwrap(), vec![r]);
+    store.delete_traces(&[[1; 16]]).unwrap();
+    assert!(store.chunks.is_empty().unwrap());
+    assert!(store.search.is_empty().unwrap());
+    assert_eq!(store.stored_bytes().unwrap(), 0);
 }
 
 #[test]
-fn a_part_whose_chunk_is_missing_reads_as_empty_instead_of_failing() {
+fn a_trace_whose_chunk_is_missing_reads_as_empty_instead_of_failing() {
     let (_dir, store) = open();
     store
         .write_spans(&[rec(1, 1, "a", 100, false), rec(2, 1, "a", 100, false)])
@@ -518,12 +554,41 @@ fn a_part_whose_chunk_is_missing_reads_as_empty_instead_of_failing() {
     store.chunks.remove(key).unwrap();
     assert!(store.trace(&[1; 16]).unwrap().is_empty());
     assert!(store.trace_skeletons(&[1; 16]).unwrap().is_empty());
-    assert!(
-        store.trace_summary(&[1; 16]).unwrap().is_some(),
-        "the summary is in the part"
-    );
+    assert!(store.trace_summary(&[1; 16]).unwrap().is_none());
     store.delete_traces(&[[1; 16], [2; 16]]).unwrap();
-    assert!(store.parts.is_empty().unwrap());
+    assert!(store.find_traces(&query("a")).unwrap().is_empty());
+}
+
+#[test]
+fn retention_drops_the_runs_of_deleted_chunks_and_keeps_the_others() {
+    let (_dir, store) = open();
+    store.write_spans(&[rec(1, 1, "a", 100, false)]).unwrap();
+    assert!(store.index.seal(&store.db).unwrap());
+    store.write_spans(&[rec(2, 1, "a", 5_000, false)]).unwrap();
+    assert!(store.index.seal(&store.db).unwrap());
+    assert_eq!(store.index.counts(), (2, 0));
+    let policy = RetentionPolicy {
+        max_age_us: 1_000,
+        error_max_age_us: None,
+        max_bytes: 0,
+    };
+    let report = store.apply_retention(&policy, 2_000).unwrap();
+    assert_eq!(report.expired_by_age, 1);
+    assert_eq!(
+        store.index.counts(),
+        (1, 0),
+        "the first run named only trace 1's chunk"
+    );
+    assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
+    store.apply_retention(&policy, 10_000).unwrap();
+    assert_eq!(store.index.counts(), (0, 0));
+    assert!(store
+        .index
+        .view()
+        .unwrap()
+        .chunks_of(&[2; 16])
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -816,8 +881,8 @@ fn items_come_in_exact_start_order_across_overlapping_entries() {
 #[test]
 fn an_item_left_by_a_trace_rewritten_after_a_restart_finds_nothing_once_it_is_deleted() {
     // After a restart the retry of trace 1 is not recognised: its part is written again, into a second
-    // chunk. Deleting the trace then trims the second chunk's entry only; the first chunk stays for
-    // trace 2, and its entry still has an item of trace 1.
+    // chunk. Deleting the trace deletes the second chunk and trims the first one's table and entry;
+    // the first chunk stays for trace 2.
     let dir = tempfile::tempdir().unwrap();
     let one = rec(1, 1, "a", 100, false);
     {
@@ -837,7 +902,6 @@ fn an_item_left_by_a_trace_rewritten_after_a_restart_finds_nothing_once_it_is_de
     };
     let report = store.apply_retention(&everything, 10_000).unwrap();
     assert_eq!(report.expired_by_age, 1, "trace 2 only, and the pass ends");
-    assert!(store.parts.is_empty().unwrap());
     assert!(store.chunks.is_empty().unwrap());
     assert!(store.search.is_empty().unwrap());
 }

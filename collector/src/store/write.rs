@@ -3,9 +3,10 @@
 //! journal fsynced: when the commit returns every span in it survives a crash, and after a crash the
 //! batch is either wholly there or not at all.
 //!
-//! The spans of a submission are grouped by trace; each group is one trace part (see `keys`): one value
-//! each holding its spans' layout (`model::layout`) in the submission's chunk (`chunk`: the request's
-//! own bytes, compressed once), and one search entry per service for all of them (`entry`).
+//! The spans of a submission are grouped by trace; each group is one trace part (see `keys`), an entry
+//! of the submission's chunk's part table (`chunk`: the request's own bytes, compressed once, and each
+//! part's summary and spans' layout), found by trace through `trace_index`; and one search entry per
+//! service for all of them (`entry`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -14,29 +15,16 @@ use std::sync::MutexGuard;
 use fjall::{Batch, Slice};
 use foldhash::fast::RandomState;
 
-use super::chunk;
+use super::chunk::{self, ChunkKey, PartEntry};
 use super::entry;
 use super::keys::{self, TraceSummary};
 use super::recent::RecentParts;
 use super::schema::*;
-use super::{part, Store, StoreError, WriterState};
+use super::trace_index;
+use super::{Store, StoreError, WriterState};
 use crate::model::{SpanBatch, SpanRecord, TraceId};
 
-/// One trace part, encoded and ready to insert: everything but the insert itself is done before the
-/// writer (single-threaded, holding the write lock) sees it. Keys and values are fjall's own `Slice`s,
-/// built here: fjall copies whatever it is given into one (an allocation and a copy per key and value),
-/// which done on the writer thread was about a tenth of its work; a `Slice` is reference-counted, so the
-/// writer's insert is a count increment.
-struct PreparedPart {
-    part_ref: keys::PartRef,
-    fingerprint: u64,
-    key: Slice,
-    value: Slice,
-    bytes: u64,
-}
-
-/// A trace part of a submission before its chunk is made: its spans' layout in the request's bytes;
-/// its summary counts the bytes of its key and its value without its spans' place.
+/// A trace part of a submission before its chunk is made: its spans' layout in the request's bytes.
 struct NewPart<'a> {
     part_ref: keys::PartRef,
     fingerprint: u64,
@@ -48,12 +36,21 @@ struct NewPart<'a> {
     items: Vec<entry::Item<'a>>,
 }
 
-/// The trace parts of one submission (`Store::prepare`), and the names its spans add to the listings.
+/// A submission's trace parts, in their chunk, ready to insert (`Store::prepare`), and the names its
+/// spans add to the listings: everything but the inserts is done before the writer (single-threaded,
+/// holding the write lock) sees it. Keys and values are fjall's own `Slice`s, built here: fjall copies
+/// whatever it is given into one (an allocation and a copy per key and value), which done on the writer
+/// thread was about a tenth of its work; a `Slice` is reference-counted, so the writer's insert is a
+/// count increment.
 #[derive(Default)]
 pub struct Prepared {
-    parts: Vec<PreparedPart>,
-    /// The chunk holding the parts' spans (`chunk`), key and value; none when no part is new.
-    chunk: Option<(Slice, Slice)>,
+    /// The chunk holding the parts (`chunk`), key and value; none when no part is new.
+    chunk: Option<(ChunkKey, Slice)>,
+    /// The traces of its parts, each once, for the trace index.
+    traces: Vec<TraceId>,
+    fingerprints: Vec<u64>,
+    /// The parts' bytes (their share of the chunk, the entries and the index).
+    bytes: u64,
     /// The parts' search entries (`entry`), keys and values.
     search: Vec<(Slice, Slice)>,
     /// `s:` + service name and `o:` + operation key, each once.
@@ -63,16 +60,16 @@ pub struct Prepared {
 impl Prepared {
     /// Trace parts.
     pub fn len(&self) -> usize {
-        self.parts.len()
+        self.fingerprints.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.fingerprints.is_empty()
     }
 
     /// The bytes of the parts, their index entries and their chunk.
     pub fn bytes(&self) -> u64 {
-        self.parts.iter().map(|p| p.bytes).sum()
+        self.bytes
     }
 }
 
@@ -84,6 +81,7 @@ pub struct Written<'a> {
     new_names: Vec<Vec<u8>>,
     recent: &'a std::sync::Mutex<RecentParts>,
     fingerprints: Vec<u64>,
+    sealer: &'a super::Sealer,
 }
 
 impl Written<'_> {
@@ -96,6 +94,7 @@ impl Written<'_> {
                 recent.insert(f);
             }
         }
+        self.sealer.nudge();
     }
 }
 
@@ -141,17 +140,17 @@ impl Store {
         if let Ok(recent) = self.recent.lock() {
             parts.retain(|part| {
                 !recent.may_contain(part.fingerprint)
-                    || !self.parts.contains_key(part.part_ref).unwrap_or(false)
+                    || !self.has_part(&part.part_ref).unwrap_or(false)
             });
         }
         self.chunk_parts(batch.bytes(), parts, names)
     }
 
-    /// Makes the chunk of `parts` (see `chunk`), their search entries (`entry`) and their values: each
-    /// part's summary and where its spans are in the chunk. A part's bytes (the stored-bytes counter,
-    /// size retention) count its share of the chunk and the entries, in proportion to its spans' length.
-    /// The chunk holds the request's bytes whole, including those of parts left out as already stored
-    /// (a retry regrouped with new spans: rare, and cheaper than encoding the new parts' spans anew).
+    /// Makes the chunk of `parts` (see `chunk`: their table and the request's bytes) and their search
+    /// entries (`entry`). A part's bytes (the stored-bytes counter, size retention) count its share of
+    /// the chunk and the entries, in proportion to its spans' length, and its index entry. The chunk
+    /// holds the request's bytes whole, including those of parts left out as already stored (a retry
+    /// regrouped with new spans: rare, and cheaper than encoding the new parts' spans anew).
     fn chunk_parts(&self, body: &[u8], mut parts: Vec<NewPart>, names: Vec<Vec<u8>>) -> Prepared {
         if parts.is_empty() {
             return Prepared {
@@ -160,45 +159,40 @@ impl Store {
             };
         }
         let key = self.chunk_keys.next();
-        let refs: Vec<keys::PartRef> = parts.iter().map(|p| p.part_ref).collect();
         let items = parts
             .iter_mut()
             .flat_map(|p| std::mem::take(&mut p.items))
             .collect();
         let search = entry::entries(items, &key);
         let entry_keys: Vec<&[u8]> = search.iter().map(|e| e.key.as_slice()).collect();
-        let value = chunk::encode(&refs, &entry_keys, body);
-        let chunk_bytes = (key.len()
-            + value.len()
-            + search
-                .iter()
-                .map(|e| e.key.len() + e.value.len())
-                .sum::<usize>()) as u64;
+        let entries_bytes = search
+            .iter()
+            .map(|e| e.key.len() + e.value.len())
+            .sum::<usize>() as u64;
         let content = (parts.iter().map(|p| p.content as u64).sum::<u64>()).max(1);
-        let prepared = parts
-            .into_iter()
-            .map(|part| {
-                let at = chunk::Location {
-                    chunk: key,
-                    layout: &part.layout,
-                };
-                let mut summary = part.summary;
-                summary.bytes += at.len() as u64 + chunk_bytes * part.content as u64 / content;
-                let mut value = Vec::with_capacity(TraceSummary::LEN + at.len());
-                value.extend_from_slice(&summary.encode());
-                at.encode_into(&mut value);
-                PreparedPart {
-                    key: Slice::from(part.part_ref.as_slice()),
-                    part_ref: part.part_ref,
-                    fingerprint: part.fingerprint,
-                    value: Slice::from(value),
-                    bytes: summary.bytes,
-                }
+        let share = |p: &NewPart, value_len: usize| {
+            let chunk_bytes = (key.len() + value_len) as u64 + entries_bytes;
+            trace_index::ENTRY_BYTES + chunk_bytes * p.content as u64 / content
+        };
+        let table: Vec<PartEntry> = parts
+            .iter()
+            .map(|p| PartEntry {
+                part_ref: p.part_ref,
+                summary: p.summary,
+                layout: &p.layout,
             })
             .collect();
+        let value = chunk::encode(&table, &entry_keys, body, |i, value_len| {
+            parts.get(i).map_or(0, |p| share(p, value_len))
+        });
+        let bytes = parts.iter().map(|p| share(p, value.len())).sum();
+        // One part per trace in a submission (`prepare` groups by trace).
+        let traces = parts.iter().map(|p| keys::trace_of(&p.part_ref)).collect();
         Prepared {
-            parts: prepared,
-            chunk: Some((Slice::from(key.as_slice()), value)),
+            chunk: Some((key, value)),
+            traces,
+            fingerprints: parts.iter().map(|p| p.fingerprint).collect(),
+            bytes,
             search: search
                 .into_iter()
                 .map(|e| (Slice::from(e.key), Slice::from(e.value)))
@@ -224,10 +218,11 @@ impl Store {
         Ok(())
     }
 
-    /// Adds prepared parts to `batch` (a part prepared twice in one group goes in once; `prepare` left out
-    /// those already stored; spans stored twice in different parts are shown once). Call
-    /// `Written::committed` once the batch is committed. The keys and values move into the batch, with no
-    /// clone of each `Slice` (an atomic count) and no drop of the clone after the commit.
+    /// Adds prepared parts to `batch` and records their chunks in the trace index (`prepare` left out
+    /// parts already stored; a part prepared twice in one group is stored twice, and spans stored twice
+    /// are shown once). Call `Written::committed` once the batch is committed. The keys and values move
+    /// into the batch, with no clone of each `Slice` (an atomic count) and no drop of the clone after the
+    /// commit.
     pub fn add(
         &self,
         batch: &mut Batch,
@@ -235,26 +230,19 @@ impl Store {
     ) -> Result<Written<'_>, StoreError> {
         let state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let mut added = 0u64;
-        let parts: usize = prepared.iter().map(Prepared::len).sum();
-        let mut in_batch: HashSet<keys::PartRef, RandomState> =
-            HashSet::with_capacity_and_hasher(parts, RandomState::default());
-        let mut fingerprints = Vec::with_capacity(parts);
+        let mut fingerprints = Vec::with_capacity(prepared.iter().map(Prepared::len).sum());
+        let mut chunks = Vec::with_capacity(prepared.len());
         let mut new_names: Vec<Vec<u8>> = Vec::new();
         for p in prepared {
             if let Some((key, value)) = p.chunk {
                 batch.insert(&self.chunks, key, value);
+                chunks.push((key, p.traces));
             }
             for (key, value) in p.search {
                 batch.insert(&self.search, key, value);
             }
-            for part in p.parts {
-                if !in_batch.insert(part.part_ref) {
-                    continue;
-                }
-                fingerprints.push(part.fingerprint);
-                batch.insert(&self.parts, part.key, part.value);
-                added += part.bytes;
-            }
+            fingerprints.extend(p.fingerprints);
+            added += p.bytes;
             for name in p.names {
                 if state.known.contains(&name) || new_names.contains(&name) {
                     continue;
@@ -267,6 +255,7 @@ impl Store {
                 new_names.push(name);
             }
         }
+        self.index.record(batch, &chunks)?;
         let stored_bytes = state.stored_bytes + added;
         if added > 0 {
             batch.insert(
@@ -281,20 +270,45 @@ impl Store {
             new_names,
             recent: &self.recent,
             fingerprints,
+            sealer: &self.sealer,
         })
     }
 
+    /// Whether the part `part_ref` is stored (its trace's chunks, as stored now).
+    fn has_part(&self, part_ref: &keys::PartRef) -> Result<bool, StoreError> {
+        let Some(trace) = part_ref.first_chunk::<16>() else {
+            return Ok(false);
+        };
+        for key in self.index.view()?.chunks_of(trace)? {
+            let Some(value) = self.chunks.get(key)? else {
+                continue;
+            };
+            if chunk::Chunk::decode(&value)
+                .is_some_and(|c| c.parts().any(|p| p.part_ref == *part_ref))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes whole traces and everything indexing them, in one atomic batch (not fsynced: a deletion
-    /// lost in a crash is simply done again by the next retention pass).
+    /// lost in a crash is simply done again by the next retention pass). Returns the bytes freed.
     pub fn delete_traces(&self, traces: &[TraceId]) -> Result<u64, StoreError> {
         let mut state = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let view = self.index.view()?;
+        let mut by_chunk: HashMap<ChunkKey, HashSet<TraceId, RandomState>, RandomState> =
+            HashMap::default();
+        for trace in traces {
+            for key in view.chunks_of(trace)? {
+                by_chunk.entry(key).or_default().insert(*trace);
+            }
+        }
         let mut batch = self.db.batch(false);
         let mut freed = 0u64;
-        let mut deleted = Deleted::default();
-        for trace in traces {
-            freed += self.delete_trace(&mut batch, trace, &mut deleted)?;
+        for (key, deleted) in &by_chunk {
+            freed += self.delete_from_chunk(&mut batch, key, deleted)?;
         }
-        self.delete_from_chunks(&mut batch, &deleted)?;
         let stored = state.stored_bytes.saturating_sub(freed);
         batch.insert(self.db.meta(), META_STORED_BYTES, stored.to_be_bytes());
         batch.commit()?;
@@ -302,118 +316,45 @@ impl Store {
         Ok(freed)
     }
 
-    /// Adds the deletion of one trace's parts to `batch`, noting the trace, its parts and their chunks
-    /// in `deleted`; returns the bytes freed.
-    fn delete_trace(
+    /// Adds to `batch` the deletion of the parts of `traces` from the chunk `key`: the chunk and its
+    /// search entries go with its last part; otherwise the chunk's table and its search entries are
+    /// written without them (an entry left with no item goes). Returns the bytes freed.
+    fn delete_from_chunk(
         &self,
         batch: &mut Batch,
-        trace: &TraceId,
-        deleted: &mut Deleted,
+        key: &ChunkKey,
+        traces: &HashSet<TraceId, RandomState>,
     ) -> Result<u64, StoreError> {
-        let mut freed = 0u64;
-        deleted.traces.insert(*trace);
-        for item in self.parts.prefix(trace) {
-            let (key, value) = item?;
-            batch.remove(&self.parts, key.clone());
-            if let Some(summary) = part::summary_of(&value) {
-                freed += summary.bytes;
-            }
-            if let Some(at) = chunk::Location::of_part(&value) {
-                deleted.chunks.insert(at.chunk);
-            }
-            if let Ok(part_ref) = keys::PartRef::try_from(&*key) {
-                deleted.parts.insert(part_ref);
-            }
-        }
-        Ok(freed)
-    }
-
-    /// Adds to `batch`, for every chunk in `deleted`: when none of its parts is left, the deletion of
-    /// the chunk and its search entries; otherwise its search entries without the deleted traces' items
-    /// (an entry left with none goes). A part is left when it is stored, not deleted in this batch, and
-    /// its spans are in that chunk (a part written again later has its spans in the later chunk). The
-    /// chunk's and the entries' bytes were counted in its parts'.
-    fn delete_from_chunks(&self, batch: &mut Batch, deleted: &Deleted) -> Result<(), StoreError> {
-        for key in &deleted.chunks {
-            let Some(value) = self.chunks.get(key)? else {
-                continue;
-            };
-            if self.chunk_is_alive(key, &value, &deleted.parts)? {
-                self.trim_entries(batch, &value, &deleted.traces)?;
-            } else {
-                self.delete_chunk(batch, key, &value);
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds the deletion of the chunk `key` (value `value`) and of its search entries to `batch`.
-    pub(super) fn delete_chunk(&self, batch: &mut Batch, key: &[u8], value: &[u8]) {
-        if let Some(chunk) = chunk::Chunk::decode(value) {
+        let Some(value) = self.chunks.get(key)? else {
+            return Ok(0);
+        };
+        let Some(chunk) = chunk::Chunk::decode(&value) else {
+            return Ok(0);
+        };
+        let deleted = |p: &PartEntry| traces.contains(&p.trace());
+        let freed = chunk.parts().filter(deleted).map(|p| p.summary.bytes).sum();
+        if chunk.parts().all(|p| deleted(&p)) {
             for entry_key in chunk.entries() {
                 batch.remove(&self.search, entry_key);
             }
-        }
-        batch.remove(&self.chunks, key);
-    }
-
-    /// Adds to `batch` the search entries of the chunk whose value is `value` without the items of
-    /// `traces`.
-    fn trim_entries(
-        &self,
-        batch: &mut Batch,
-        value: &[u8],
-        traces: &HashSet<TraceId, RandomState>,
-    ) -> Result<(), StoreError> {
-        let Some(chunk) = chunk::Chunk::decode(value) else {
-            return Ok(());
-        };
-        for key in chunk.entries() {
-            let (Some(start), Some(value)) = (entry::key_start(key), self.search.get(key)?) else {
-                continue;
-            };
-            match entry::without(start, &value, |t| traces.contains(t)) {
-                entry::Trimmed::Unchanged => {}
-                entry::Trimmed::Kept(trimmed) => batch.insert(&self.search, key, trimmed),
-                entry::Trimmed::Empty => batch.remove(&self.search, key),
+            batch.remove(&self.chunks, key);
+        } else if let Some(trimmed) = chunk.without(deleted) {
+            for entry_key in chunk.entries() {
+                let (Some(start), Some(value)) =
+                    (entry::key_start(entry_key), self.search.get(entry_key)?)
+                else {
+                    continue;
+                };
+                match entry::without(start, &value, |t| traces.contains(t)) {
+                    entry::Trimmed::Unchanged => {}
+                    entry::Trimmed::Kept(trimmed) => batch.insert(&self.search, entry_key, trimmed),
+                    entry::Trimmed::Empty => batch.remove(&self.search, entry_key),
+                }
             }
+            batch.insert(&self.chunks, key, trimmed);
         }
-        Ok(())
+        Ok(freed)
     }
-
-    /// Whether any part the chunk `key` was written for is stored, not in `deleted`, and still has its
-    /// spans there. A chunk that does not decode is kept (nothing of it can be read, nor known dead).
-    pub(super) fn chunk_is_alive(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        deleted: &HashSet<keys::PartRef, RandomState>,
-    ) -> Result<bool, StoreError> {
-        let Some(chunk) = chunk::Chunk::decode(value) else {
-            return Ok(true);
-        };
-        for part_ref in chunk.parts() {
-            if deleted.contains(&part_ref) {
-                continue;
-            }
-            let here = self
-                .parts
-                .get(part_ref)?
-                .is_some_and(|v| chunk::Location::of_part(&v).is_some_and(|at| at.chunk == key));
-            if here {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// What one retention batch deletes: traces, their parts, and the chunks their spans are in.
-#[derive(Default)]
-struct Deleted {
-    traces: HashSet<TraceId, RandomState>,
-    parts: HashSet<keys::PartRef, RandomState>,
-    chunks: HashSet<chunk::ChunkKey, RandomState>,
 }
 
 /// The spans of a group with duplicates (same span id and discriminator) removed, the last copy kept, so
@@ -455,7 +396,7 @@ fn new_part<'a>(batch: &'a SpanBatch, trace: &TraceId, group: &[u32]) -> Option<
         start_us: first.start_us(),
         end_us: first.end_ns() / 1_000,
         error: false,
-        bytes: (part_ref.len() + TraceSummary::LEN) as u64,
+        bytes: 0,
     };
     for span in group.iter().filter_map(|i| batch.span(*i as usize)) {
         summary.start_us = summary.start_us.min(span.start_us());

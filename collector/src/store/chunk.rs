@@ -367,6 +367,13 @@ impl ChunkCache {
         Ok(())
     }
 
+    /// Whether the chunk `key` holds a part of `trace`.
+    pub fn holds(&self, key: &ChunkKey, trace: &TraceId) -> Result<bool, StoreError> {
+        Ok(self
+            .value(key)?
+            .is_some_and(|v| Chunk::decode(&v).is_some_and(|c| c.parts_of(trace).next().is_some())))
+    }
+
     /// The summaries of the parts of `trace` in the chunk `key`, merged.
     pub fn summary(
         &self,

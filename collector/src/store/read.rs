@@ -163,7 +163,7 @@ impl Store {
         let mut verified = 0usize;
         let mut report = self.scan(&q.scan_filter(), deadline, |c, reader| {
             let matched = if q.entry_suffices(&c) {
-                reader.exists(&c.trace)?
+                reader.exists(&c)?
             } else {
                 verified += 1;
                 reader.records(&c.trace)?.iter().any(|r| q.matches(r))

@@ -81,6 +81,8 @@ pub struct Candidate {
     pub trace: TraceId,
     /// The earliest start of the spans behind the item that led here (µs).
     pub entry_start_us: u64,
+    /// The chunk whose search entry held that item.
+    pub chunk: ChunkKey,
 }
 
 /// What the visitor wants next.
@@ -123,9 +125,11 @@ impl TraceReader {
         read_trace(&self.index, &self.chunks, trace)
     }
 
-    /// Whether any part of `trace` is stored (an item can outlive its trace: see `Store::oldest`).
-    pub fn exists(&self, trace: &TraceId) -> Result<bool, StoreError> {
-        Ok(self.summary(trace)?.is_some())
+    /// Whether the candidate's chunk still holds a part of its trace (retention deletes a trace's parts
+    /// and trims its items in one batch, but an item can outlive its part: see `Store::oldest`): one
+    /// chunk read, most often cached, instead of a lookup of the trace.
+    pub fn exists(&self, c: &Candidate) -> Result<bool, StoreError> {
+        self.chunks.holds(&c.chunk, &c.trace)
     }
 
     /// The summary of all the parts of `trace`, if any is stored.
@@ -245,11 +249,13 @@ impl Merged {
     }
 }
 
-/// An item read from an entry, waiting for its turn: ordered by (start, trace) for a max-heap.
+/// An item read from an entry, waiting for its turn: ordered by (start, trace, chunk) for a max-heap.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Waiting {
     start_us: u64,
     trace: TraceId,
+    /// The chunk of the entry it came from.
+    chunk: ChunkKey,
 }
 
 /// When a walk stops reading entries early.
@@ -273,6 +279,9 @@ struct Walk {
     taken: Vec<(u64, TraceId)>,
 }
 
+/// An item a walk hands out: its start, its trace, and its entry's chunk.
+type Taken = (u64, TraceId, ChunkKey);
+
 impl Walk {
     fn new(sources: Vec<Entries>, budget: Budget) -> Result<Self, StoreError> {
         Ok(Self {
@@ -285,17 +294,17 @@ impl Walk {
         })
     }
 
-    /// The next item `take` lets through, as (start, trace): `take` is handed each entry read and pushes
-    /// the items it wants.
+    /// The next item `take` lets through: `take` is handed each entry read and pushes the items it
+    /// wants, as (start, trace).
     fn next(
         &mut self,
         take: &mut impl FnMut(&EntryView<'_>, &mut Vec<(u64, TraceId)>),
-    ) -> Result<Option<(u64, TraceId)>, StoreError> {
+    ) -> Result<Option<Taken>, StoreError> {
         loop {
             let next_entry = self.merged.peek_start();
             let top = self.waiting.peek().map(|w| w.start_us);
             if self.truncated || top.is_some_and(|t| next_entry.is_none_or(|next| t >= next)) {
-                return Ok(self.waiting.pop().map(|w| (w.start_us, w.trace)));
+                return Ok(self.waiting.pop().map(|w| (w.start_us, w.trace, w.chunk)));
             }
             if next_entry.is_some()
                 && (self.items_read >= self.budget.items
@@ -312,11 +321,13 @@ impl Walk {
             };
             self.items_read += usize::try_from(view.len()).unwrap_or(usize::MAX);
             take(&view, &mut self.taken);
-            self.waiting.extend(
-                self.taken
-                    .drain(..)
-                    .map(|(start_us, trace)| Waiting { start_us, trace }),
-            );
+            let chunk = head.chunk;
+            self.waiting
+                .extend(self.taken.drain(..).map(|(start_us, trace)| Waiting {
+                    start_us,
+                    trace,
+                    chunk,
+                }));
         }
     }
 }
@@ -379,7 +390,7 @@ impl Store {
         };
         let mut report = ScanReport::default();
         let mut decided = HashSet::new();
-        while let Some((start_us, trace)) = walk.next(&mut take)? {
+        while let Some((start_us, trace, chunk)) = walk.next(&mut take)? {
             if !decided.insert(trace) {
                 continue;
             }
@@ -387,6 +398,7 @@ impl Store {
             let candidate = Candidate {
                 trace,
                 entry_start_us: start_us,
+                chunk,
             };
             if visit(candidate, &reader)? == Flow::Stop {
                 break;

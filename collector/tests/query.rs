@@ -233,6 +233,8 @@ async fn jaeger_api_answers_like_jaeger() {
         "meshtrace_collector_query_duration_seconds_count{endpoint=\"traces\"}",
         "meshtrace_collector_store_stored_bytes ",
         "meshtrace_collector_store_file_bytes ",
+        // Nothing sealed yet: the parts' chunks are in the index's open window.
+        "meshtrace_collector_store_index_runs 0\n",
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
@@ -246,6 +248,16 @@ async fn jaeger_api_answers_like_jaeger() {
         .parse()
         .unwrap();
     assert!(stored > 0);
+    let open: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("meshtrace_collector_store_index_open_entries "))
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(open > 0, "the stored parts are in the open window");
 }
 
 /// Clients that accept gzip (browsers, Grafana) get query answers compressed; the body is the same JSON.

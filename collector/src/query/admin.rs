@@ -23,13 +23,23 @@ pub async fn readyz(State(ctx): State<QueryContext>) -> Response {
 pub async fn metrics(State(ctx): State<QueryContext>) -> Response {
     let sizes = match ctx.store.clone() {
         Some(store) => tokio::task::spawn_blocking(move || {
-            (store.stored_bytes().unwrap_or(0), store.file_bytes())
+            (
+                store.stored_bytes().unwrap_or(0),
+                store.file_bytes(),
+                store.index_counts(),
+            )
         })
         .await
         .ok(),
         None => None,
     };
-    if let Some((stored, file)) = sizes {
+    if let Some((stored, file, (runs, open))) = sizes {
+        ctx.metrics
+            .store_index_runs
+            .set(i64::try_from(runs).unwrap_or(i64::MAX));
+        ctx.metrics
+            .store_index_open_entries
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
         ctx.metrics
             .stored_bytes
             .set(i64::try_from(stored).unwrap_or(i64::MAX));

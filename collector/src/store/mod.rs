@@ -144,6 +144,11 @@ impl Store {
             .stored_bytes)
     }
 
+    /// The trace index's sealed runs, and its entries not sealed yet (`/metrics`).
+    pub fn index_counts(&self) -> (usize, usize) {
+        self.index.counts()
+    }
+
     /// The size of the keyspace on disk (tables and journal; the export queue and pending set included).
     pub fn file_bytes(&self) -> u64 {
         self.db.disk_space()

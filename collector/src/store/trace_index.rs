@@ -466,7 +466,6 @@ impl TraceIndex {
     }
 
     /// Runs, and entries in windows not sealed yet.
-    #[cfg(test)]
     pub fn counts(&self) -> (usize, usize) {
         let Ok(state) = self.state.read() else {
             return (0, 0);

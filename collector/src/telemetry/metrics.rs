@@ -74,6 +74,9 @@ pub struct Metrics {
     pub store_commit_wait_seconds: Histogram,
     pub stored_bytes: Gauge,
     pub store_file_bytes: Gauge,
+    /// The trace index's sealed runs, and its entries in memory not sealed yet.
+    pub store_index_runs: Gauge,
+    pub store_index_open_entries: Gauge,
     pub queued_spans: Gauge,
 }
 
@@ -101,6 +104,8 @@ impl Metrics {
             store_commit_wait_seconds: Histogram::new(exponential_buckets(0.000025, 2.0, 8)),
             stored_bytes: Gauge::default(),
             store_file_bytes: Gauge::default(),
+            store_index_runs: Gauge::default(),
+            store_index_open_entries: Gauge::default(),
             queued_spans: Gauge::default(),
         };
         registry.register(
@@ -162,6 +167,16 @@ impl Metrics {
             "store_file_bytes",
             "Size of the store file on disk",
             m.store_file_bytes.clone(),
+        );
+        registry.register(
+            "store_index_runs",
+            "Sealed runs of the trace index (each probed by its Bloom filter on a lookup by trace id)",
+            m.store_index_runs.clone(),
+        );
+        registry.register(
+            "store_index_open_entries",
+            "Trace index entries in memory, not sealed into a run yet (read again from the journal's pending keys after a restart)",
+            m.store_index_open_entries.clone(),
         );
         registry.register(
             "queue_spans",

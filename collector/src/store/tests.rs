@@ -117,6 +117,42 @@ fn traces_are_found_in_runs_in_the_open_window_and_after_a_restart_in_both() {
     assert_eq!(keys.len(), 3, "one chunk per write, each once");
 }
 
+#[test]
+fn a_trace_in_more_chunks_than_a_run_page_holds_is_read_whole_from_the_run() {
+    // 300 writes of one span each of trace 7 (and one of another trace each): trace 7's entries in the
+    // run span three pages.
+    let (_dir, store) = open();
+    let span = |trace: u8, n: u16| {
+        let resource = Resource {
+            attributes: vec![string_attribute("service.name", "a")],
+            ..Default::default()
+        };
+        let span = Span {
+            trace_id: vec![trace; 16],
+            span_id: [[1u8; 6].as_slice(), &n.to_be_bytes()].concat(),
+            name: "op".into(),
+            start_time_unix_nano: 100_000,
+            end_time_unix_nano: 110_000,
+            ..Default::default()
+        };
+        SpanRecord::new(resource, InstrumentationScope::default(), span).unwrap()
+    };
+    for n in 0..300u16 {
+        store.write_spans(&[span(7, n), span(8, n)]).unwrap();
+    }
+    assert!(store.index.seal(&store.db).unwrap());
+    assert_eq!(store.index.counts(), (1, 0));
+    assert_eq!(store.trace(&[7; 16]).unwrap().len(), 300);
+    assert_eq!(store.trace(&[8; 16]).unwrap().len(), 300);
+    store.delete_traces(&[[7; 16]]).unwrap();
+    assert!(store.trace(&[7; 16]).unwrap().is_empty());
+    assert_eq!(
+        store.trace(&[8; 16]).unwrap().len(),
+        300,
+        "the other trace stays whole"
+    );
+}
+
 /// Waits until `done` holds (fjall's background flushes), for 30 s at most; the caller asserts.
 fn wait_up_to_30s(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

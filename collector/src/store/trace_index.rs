@@ -10,8 +10,10 @@
 //!   seal. The writer adds a group commit's chunks to it before it commits (`TraceIndex::record`), and
 //!   writes in the same batch one `pending` key naming them (`seq(8)` -> their chunk keys), so that a
 //!   crash loses nothing: on open, the pending keys' chunks are read again into the window.
-//! - **Runs**: a sealed window, sorted by trace, in pages of `PAGE_ENTRIES` entries (`trace(16)
-//!   chunk(16)` each) keyed `run(8) last trace(16) page(4)`, with a Bloom filter per run kept in memory
+//! - **Runs**: a sealed window, sorted by a hash of the trace (`order`: trace ids are random, or 64-bit
+//!   ids widened with zeros, or built by a load generator from a counter; their hash spreads them all
+//!   alike, so sealing sorts by buckets), in pages of `PAGE_ENTRIES` entries (`trace(16) chunk(16)`
+//!   each) keyed `run(8) last hash(8) page(4)`, with a Bloom filter per run kept in memory
 //!   (and stored, `run(8)` -> chunk range, entry count, filter). Sealing writes the pages, the run's
 //!   filter and the deletion of the window's pending keys in one batch, on a background thread.
 //!
@@ -42,8 +44,8 @@ pub const SEAL_AGE: Duration = Duration::from_secs(60);
 /// Entries per run page (4 KiB).
 const PAGE_ENTRIES: usize = 128;
 const ENTRY_LEN: usize = 16 + CHUNK_KEY_LEN;
-/// `run(8) last trace(16) page(4)`.
-const PAGE_KEY_LEN: usize = 8 + 16 + 4;
+/// `run(8) last hash(8) page(4)`.
+const PAGE_KEY_LEN: usize = 8 + 8 + 4;
 /// Bloom filter bits per entry, and probes: about 1% false positives.
 const BLOOM_BITS_PER_ENTRY: usize = 10;
 const BLOOM_PROBES: u64 = 7;
@@ -94,16 +96,16 @@ impl Window {
         self.links.len()
     }
 
-    /// Every (trace, chunk), sorted, each once: as big-endian integers, whose order is the bytes'
-    /// (compared as two words each instead of by `memcmp`), first placed in buckets by the trace's
-    /// top 16 bits (trace ids are mostly random, so a bucket holds a few; ids that share their top
-    /// bits, such as 64-bit ids widened with zeros, only make a larger bucket to sort).
-    fn sorted(&self) -> Vec<(TraceId, ChunkKey)> {
+    /// Every (hash, trace, chunk), sorted (`order`), each once. Placed in buckets by the hash's top 16
+    /// bits first (a few entries each), then each bucket sorted, the trace and the chunk compared as
+    /// big-endian integers (two words each instead of a `memcmp`).
+    fn sorted(&self) -> Vec<(u64, TraceId, ChunkKey)> {
         const BUCKETS: usize = 1 << 16;
-        let bucket = |trace: &TraceId| usize::from(u16::from_be_bytes([trace[0], trace[1]]));
+        let hashes: Vec<u64> = self.links.iter().map(|l| order(&l.trace)).collect();
+        let bucket = |hash: u64| (hash >> 48) as usize;
         let mut counts = vec![0usize; BUCKETS];
-        for link in &self.links {
-            if let Some(n) = counts.get_mut(bucket(&link.trace)) {
+        for hash in &hashes {
+            if let Some(n) = counts.get_mut(bucket(*hash)) {
                 *n += 1;
             }
         }
@@ -114,13 +116,14 @@ impl Window {
             total += n;
         }
         let mut next = starts.clone();
-        let mut keyed = vec![(0u128, 0u128); self.links.len()];
-        for link in &self.links {
-            let Some(at) = next.get_mut(bucket(&link.trace)) else {
+        let mut keyed = vec![(0u64, 0u128, 0u128); self.links.len()];
+        for (link, hash) in self.links.iter().zip(hashes) {
+            let Some(at) = next.get_mut(bucket(hash)) else {
                 continue;
             };
             if let Some(slot) = keyed.get_mut(*at) {
                 *slot = (
+                    hash,
                     u128::from_be_bytes(link.trace),
                     u128::from_be_bytes(link.chunk),
                 );
@@ -135,9 +138,14 @@ impl Window {
         keyed.dedup();
         keyed
             .into_iter()
-            .map(|(t, c)| (t.to_be_bytes(), c.to_be_bytes()))
+            .map(|(h, t, c)| (h, t.to_be_bytes(), c.to_be_bytes()))
             .collect()
     }
+}
+
+/// The order of entries in a run: by this hash of the trace, then the trace.
+fn order(trace: &TraceId) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(trace)
 }
 
 /// A Bloom filter over trace ids (double hashing of the id's xxh3).
@@ -226,12 +234,12 @@ impl Run {
     }
 }
 
-fn page_key(run: u64, last: &TraceId, page: u32) -> [u8; PAGE_KEY_LEN] {
+fn page_key(run: u64, last: u64, page: u32) -> [u8; PAGE_KEY_LEN] {
     let mut key = [0u8; PAGE_KEY_LEN];
     for (slot, byte) in key.iter_mut().zip(
         run.to_be_bytes()
             .into_iter()
-            .chain(last.iter().copied())
+            .chain(last.to_be_bytes())
             .chain(page.to_be_bytes()),
     ) {
         *slot = byte;
@@ -274,9 +282,10 @@ impl View {
                 window.lookup(trace, &mut out);
             }
         }
+        let want = (order(trace), trace.as_slice());
         for run in self.runs.iter().filter(|r| r.bloom.may_contain(trace)) {
-            let from = page_key(run.id, trace, 0);
-            let to = page_key(run.id.saturating_add(1), &[0; 16], 0);
+            let from = page_key(run.id, want.0, 0);
+            let to = page_key(run.id.saturating_add(1), 0, 0);
             'pages: for item in self
                 .pages
                 .range::<&[u8], _>((Bound::Included(&from[..]), Bound::Excluded(&to[..])))
@@ -284,7 +293,8 @@ impl View {
                 let (_, page) = item?;
                 for entry in page.chunks_exact(ENTRY_LEN) {
                     let (entry_trace, chunk) = entry.split_at(16);
-                    match entry_trace.cmp(trace.as_slice()) {
+                    let hash = TraceId::try_from(entry_trace).map_or(0, |t| order(&t));
+                    match (hash, entry_trace).cmp(&want) {
                         std::cmp::Ordering::Less => {}
                         std::cmp::Ordering::Equal => {
                             if let Ok(chunk) = ChunkKey::try_from(chunk) {
@@ -435,15 +445,15 @@ impl TraceIndex {
         let mut batch = db.batch(false);
         for (n, page) in entries.chunks(PAGE_ENTRIES).enumerate() {
             let mut value = Vec::with_capacity(page.len() * ENTRY_LEN);
-            for (trace, chunk) in page {
+            for (_, trace, chunk) in page {
                 value.extend_from_slice(trace);
                 value.extend_from_slice(chunk);
                 bloom.insert(trace);
                 min_chunk = min_chunk.min(*chunk);
                 max_chunk = max_chunk.max(*chunk);
             }
-            let last = page.last().map(|(t, _)| *t).unwrap_or_default();
-            batch.insert(&self.pages, page_key(id, &last, n as u32), value);
+            let last = page.last().map_or(0, |(hash, _, _)| *hash);
+            batch.insert(&self.pages, page_key(id, last, n as u32), value);
         }
         let run = Run {
             id,
@@ -484,8 +494,8 @@ impl TraceIndex {
             .iter()
             .filter(|r| oldest.is_none_or(|o| r.max_chunk < *o))
         {
-            let from = page_key(run.id, &[0; 16], 0);
-            let to = page_key(run.id.saturating_add(1), &[0; 16], 0);
+            let from = page_key(run.id, 0, 0);
+            let to = page_key(run.id.saturating_add(1), 0, 0);
             for item in self
                 .pages
                 .range::<&[u8], _>((Bound::Included(&from[..]), Bound::Excluded(&to[..])))
@@ -550,14 +560,13 @@ mod tests {
         let mut out = Vec::new();
         w.lookup(&[1; 16], &mut out);
         assert_eq!(out, vec![[11; 16], [11; 16], [10; 16]]);
-        assert_eq!(
-            w.sorted(),
-            vec![
-                ([1; 16], [10; 16]),
-                ([1; 16], [11; 16]),
-                ([2; 16], [10; 16])
-            ]
-        );
+        let mut expected = vec![
+            (order(&[1; 16]), [1; 16], [10; 16]),
+            (order(&[1; 16]), [1; 16], [11; 16]),
+            (order(&[2; 16]), [2; 16], [10; 16]),
+        ];
+        expected.sort_unstable();
+        assert_eq!(w.sorted(), expected);
         out.clear();
         w.lookup(&[3; 16], &mut out);
         assert!(out.is_empty());
@@ -584,7 +593,7 @@ mod tests {
             }
             let chunk = [(next() % 4) as u8; 16];
             w.insert(trace, chunk);
-            expected.push((trace, chunk));
+            expected.push((order(&trace), trace, chunk));
         }
         expected.sort_unstable();
         expected.dedup();
@@ -631,9 +640,9 @@ mod tests {
     }
 
     #[test]
-    fn page_keys_sort_by_run_then_trace_then_page() {
-        assert!(page_key(1, &[9; 16], 5) < page_key(2, &[0; 16], 0));
-        assert!(page_key(1, &[1; 16], 5) < page_key(1, &[2; 16], 0));
-        assert!(page_key(1, &[1; 16], 0) < page_key(1, &[1; 16], 1));
+    fn page_keys_sort_by_run_then_hash_then_page() {
+        assert!(page_key(1, u64::MAX, 5) < page_key(2, 0, 0));
+        assert!(page_key(1, 1, 5) < page_key(1, 2, 0));
+        assert!(page_key(1, 1, 0) < page_key(1, 1, 1));
     }
 }

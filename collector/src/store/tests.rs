@@ -153,6 +153,33 @@ fn a_trace_in_more_chunks_than_a_run_page_holds_is_read_whole_from_the_run() {
     );
 }
 
+#[test]
+fn a_window_whose_seal_failed_stays_readable_and_is_sealed_before_the_next() {
+    // Sealing a window deletes the pending keys up to its last: had the newer window been sealed
+    // while the failed one waited, the failed one's pending key would have gone with it, and its
+    // trace been lost at the next restart.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.write_spans(&[rec(1, 1, "a", 100, false)]).unwrap();
+        store
+            .index
+            .fail_next_seal
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(store.index.seal(&store.db).is_err());
+        assert!(store.index.due(), "a failed window is due at once");
+        store.write_spans(&[rec(2, 1, "a", 100, false)]).unwrap();
+        assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1, "still readable");
+        // The background sealer, nudged by the write, may seal the failed window first.
+        while store.index.seal(&store.db).unwrap() {}
+        assert_eq!(store.index.counts(), (2, 0), "both windows sealed");
+    }
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(store.index.counts(), (2, 0));
+    assert_eq!(store.trace(&[1; 16]).unwrap().len(), 1);
+    assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
+}
+
 /// Waits until `done` holds (fjall's background flushes), for 30 s at most; the caller asserts.
 fn wait_up_to_30s(done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

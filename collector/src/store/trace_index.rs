@@ -264,6 +264,9 @@ pub struct TraceIndex {
     pages: PartitionHandle,
     runs: PartitionHandle,
     pending: PartitionHandle,
+    /// Makes the next seal fail before its batch is committed (tests).
+    #[cfg(test)]
+    pub(super) fail_next_seal: std::sync::atomic::AtomicBool,
 }
 
 /// What a reader consults: the index as it was when the view was taken, or later.
@@ -364,6 +367,8 @@ impl TraceIndex {
             next_seq: AtomicU64::new(last_seq.map_or(0, |s| s + 1)),
             next_run: AtomicU64::new(next_run),
             sealing: Mutex::new(()),
+            #[cfg(test)]
+            fail_next_seal: std::sync::atomic::AtomicBool::new(false),
             pages,
             runs: runs_partition,
             pending,
@@ -411,6 +416,7 @@ impl TraceIndex {
     }
 
     /// Whether the open window is due to be sealed.
+    /// (A window whose seal failed is due at once.)
     pub fn due(&self) -> bool {
         let Ok(state) = self.state.read() else {
             return false;
@@ -418,22 +424,32 @@ impl TraceIndex {
         let Ok(window) = state.open.lock() else {
             return false;
         };
-        window.len() >= SEAL_ENTRIES || window.started.is_some_and(|t| t.elapsed() >= SEAL_AGE)
+        !state.sealing.is_empty()
+            || window.len() >= SEAL_ENTRIES
+            || window.started.is_some_and(|t| t.elapsed() >= SEAL_AGE)
     }
 
-    /// Seals the open window into a run, if it holds anything: its pages, its filter and the deletion
-    /// of its pending keys in one batch (not fsynced: lost in a crash, the pending keys are still there
-    /// and the window is read again). Returns whether a run was written.
+    /// Seals a window into a run: the oldest one whose seal failed (it stayed readable, its pending keys
+    /// stayed), or else the open window if it holds anything. Its pages, its filter and the deletion of
+    /// its pending keys go in one batch (not fsynced: lost in a crash, the pending keys are still there
+    /// and the window is read again). Windows are sealed in order, so that deleting the pending keys up
+    /// to a window's last never deletes those of an older window not sealed. Returns whether a run was
+    /// written.
     pub fn seal(&self, db: &Database) -> Result<bool, StoreError> {
         let _one = self.sealing.lock().map_err(|_| StoreError::Poisoned)?;
         let window = {
             let mut state = self.state.write().map_err(|_| StoreError::Poisoned)?;
-            if state.open.lock().map_err(|_| StoreError::Poisoned)?.len() == 0 {
-                return Ok(false);
+            match state.sealing.first() {
+                Some(failed) => failed.clone(),
+                None => {
+                    if state.open.lock().map_err(|_| StoreError::Poisoned)?.len() == 0 {
+                        return Ok(false);
+                    }
+                    let window = std::mem::take(&mut state.open);
+                    state.sealing.push(window.clone());
+                    window
+                }
             }
-            let window = std::mem::take(&mut state.open);
-            state.sealing.push(window.clone());
-            window
         };
         let (entries, last_seq) = {
             let w = window.lock().map_err(|_| StoreError::Poisoned)?;
@@ -468,6 +484,10 @@ impl TraceIndex {
                 let (key, _) = item?;
                 batch.remove(&self.pending, key);
             }
+        }
+        #[cfg(test)]
+        if self.fail_next_seal.swap(false, Ordering::Relaxed) {
+            return Err(StoreError::Unusable("a failed seal (test)".into()));
         }
         batch.commit()?;
         let mut state = self.state.write().map_err(|_| StoreError::Poisoned)?;

@@ -238,25 +238,16 @@ async fn jaeger_api_answers_like_jaeger() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
-    let stored: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("meshtrace_collector_store_stored_bytes "))
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(stored > 0);
-    let open: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("meshtrace_collector_store_index_open_entries "))
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(gauge("meshtrace_collector_store_stored_bytes") > 0);
+    let open = gauge("meshtrace_collector_store_index_open_entries");
     assert!(open > 0, "the stored parts are in the open window");
 }
 

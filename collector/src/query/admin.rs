@@ -33,24 +33,17 @@ pub async fn metrics(State(ctx): State<QueryContext>) -> Response {
         .ok(),
         None => None,
     };
+    let set = |gauge: &prometheus_client::metrics::gauge::Gauge, value: u64| {
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    };
     if let Some((stored, file, (runs, open))) = sizes {
-        ctx.metrics
-            .store_index_runs
-            .set(i64::try_from(runs).unwrap_or(i64::MAX));
-        ctx.metrics
-            .store_index_open_entries
-            .set(i64::try_from(open).unwrap_or(i64::MAX));
-        ctx.metrics
-            .stored_bytes
-            .set(i64::try_from(stored).unwrap_or(i64::MAX));
-        ctx.metrics
-            .store_file_bytes
-            .set(i64::try_from(file).unwrap_or(i64::MAX));
+        set(&ctx.metrics.stored_bytes, stored);
+        set(&ctx.metrics.store_file_bytes, file);
+        set(&ctx.metrics.store_index_runs, runs as u64);
+        set(&ctx.metrics.store_index_open_entries, open as u64);
     }
     if let Some(queue) = &ctx.queue {
-        ctx.metrics
-            .queued_spans
-            .set(i64::try_from(queue.queued_spans()).unwrap_or(i64::MAX));
+        set(&ctx.metrics.queued_spans, queue.queued_spans() as u64);
     }
     (
         [(

@@ -44,8 +44,9 @@ struct NewPart<'a> {
 /// count increment.
 #[derive(Default)]
 pub struct Prepared {
-    /// The chunk holding the parts (`chunk`), key and value; none when no part is new.
-    chunk: Option<(ChunkKey, Slice)>,
+    /// The chunk holding the parts (`chunk`): its key, as the trace index takes it and as a `Slice`,
+    /// and its value; none when no part is new.
+    chunk: Option<(ChunkKey, Slice, Slice)>,
     /// The traces of its parts, each once, for the trace index.
     traces: Vec<TraceId>,
     fingerprints: Vec<u64>,
@@ -189,7 +190,7 @@ impl Store {
         // One part per trace in a submission (`prepare` groups by trace).
         let traces = parts.iter().map(|p| keys::trace_of(&p.part_ref)).collect();
         Prepared {
-            chunk: Some((key, value)),
+            chunk: Some((key, Slice::from(key.as_slice()), value)),
             traces,
             fingerprints: parts.iter().map(|p| p.fingerprint).collect(),
             bytes,
@@ -234,8 +235,8 @@ impl Store {
         let mut chunks = Vec::with_capacity(prepared.len());
         let mut new_names: Vec<Vec<u8>> = Vec::new();
         for p in prepared {
-            if let Some((key, value)) = p.chunk {
-                batch.insert(&self.chunks, key, value);
+            if let Some((key, key_slice, value)) = p.chunk {
+                batch.insert(&self.chunks, key_slice, value);
                 chunks.push((key, p.traces));
             }
             for (key, value) in p.search {

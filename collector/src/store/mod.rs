@@ -179,15 +179,26 @@ impl Sealer {
             .name("index-sealer".into())
             .spawn(move || {
                 crate::background::lower_this_thread();
+                // Logged when sealing starts failing and when it works again, not at every try.
+                let mut failing = false;
                 loop {
                     match nudged.recv_timeout(SEAL_CHECK) {
                         Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    if sealed.due() {
-                        if let Err(e) = sealed.seal(&db) {
-                            tracing::error!(error = %e, "sealing the trace index failed (the window stays in memory and is tried again)");
+                    if !sealed.due() {
+                        continue;
+                    }
+                    match sealed.seal(&db) {
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::error!(error = %e, "sealing the trace index failed: its window stays in memory, readable, and is tried again every 5 s (nothing stored is lost; a restart reads it again from the journal)");
                         }
+                        Ok(_) if failing => {
+                            failing = false;
+                            tracing::info!("the trace index seals again");
+                        }
+                        _ => {}
                     }
                 }
             })

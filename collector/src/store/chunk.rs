@@ -356,7 +356,7 @@ impl ChunkCache {
         };
         let mut spans = Vec::new();
         for part in chunk.parts_of(trace) {
-            let body = self.body(key, &chunk)?;
+            let body = self.body(key, &chunk);
             spans.clear();
             let encoded = body
                 .as_deref()
@@ -391,9 +391,10 @@ impl ChunkCache {
         }))
     }
 
-    fn body(&self, key: &ChunkKey, chunk: &Chunk) -> Result<Option<Rc<Vec<u8>>>, StoreError> {
+    /// The chunk's decompressed body (once per reader).
+    fn body(&self, key: &ChunkKey, chunk: &Chunk) -> Option<Rc<Vec<u8>>> {
         if let Some(body) = self.bodies.borrow().get(key) {
-            return Ok(body.clone());
+            return body.clone();
         }
         let body = chunk.body().map(Rc::new);
         let mut bodies = self.bodies.borrow_mut();
@@ -401,7 +402,7 @@ impl ChunkCache {
             bodies.clear();
         }
         bodies.insert(*key, body.clone());
-        Ok(body)
+        body
     }
 }
 

@@ -259,7 +259,7 @@ pub struct TraceIndex {
     state: RwLock<State>,
     next_seq: AtomicU64,
     next_run: AtomicU64,
-    /// Serializes seals (the background thread's, and `seal_now` in tests and tools).
+    /// Serializes seals (the background thread's, and tests').
     sealing: Mutex<()>,
     pages: PartitionHandle,
     runs: PartitionHandle,

@@ -25,7 +25,7 @@ pub const CHUNKS: &str = "chunks";
 /// The trace index's run pages: `run(8) last trace(16) page(4)` -> sorted `trace(16) chunk(16)`
 /// entries (`trace_index`).
 pub const INDEX_PAGES: &str = "index_pages";
-/// `run(8)` -> the run's first and last chunk, entry count and Bloom filter.
+/// `run(8)` -> the run's last chunk, entry count and Bloom filter.
 pub const INDEX_RUNS: &str = "index_runs";
 /// `commit(8)` -> the chunk keys of a group commit not sealed into a run yet.
 pub const INDEX_PENDING: &str = "index_pending";

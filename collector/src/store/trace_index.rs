@@ -14,7 +14,7 @@
 //!   ids widened with zeros, or built by a load generator from a counter; their hash spreads them all
 //!   alike, so sealing sorts by buckets), in pages of `PAGE_ENTRIES` entries (`trace(16) chunk(16)`
 //!   each) keyed `run(8) last hash(8) page(4)`, with a Bloom filter per run kept in memory
-//!   (and stored, `run(8)` -> chunk range, entry count, filter). Sealing writes the pages, the run's
+//!   (and stored, `run(8)` -> last chunk, entry count, filter). Sealing writes the pages, the run's
 //!   filter and the deletion of the window's pending keys in one batch, on a background thread.
 //!
 //! A lookup asks the open window, the windows being sealed, and every run whose filter may hold the
@@ -191,8 +191,7 @@ impl Bloom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     id: u64,
-    /// The first and last chunk it names.
-    min_chunk: ChunkKey,
+    /// The last chunk it names (the run goes once every chunk up to it is deleted).
     max_chunk: ChunkKey,
     entries: u32,
     bloom: Bloom,
@@ -200,8 +199,7 @@ pub struct Run {
 
 impl Run {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 * CHUNK_KEY_LEN + 4 + self.bloom.words.len() * 8);
-        out.extend_from_slice(&self.min_chunk);
+        let mut out = Vec::with_capacity(CHUNK_KEY_LEN + 4 + self.bloom.words.len() * 8);
         out.extend_from_slice(&self.max_chunk);
         out.extend_from_slice(&self.entries.to_be_bytes());
         for word in &self.bloom.words {
@@ -211,8 +209,7 @@ impl Run {
     }
 
     fn decode(id: u64, value: &[u8]) -> Option<Self> {
-        let (min_chunk, rest) = value.split_first_chunk::<CHUNK_KEY_LEN>()?;
-        let (max_chunk, rest) = rest.split_first_chunk::<CHUNK_KEY_LEN>()?;
+        let (max_chunk, rest) = value.split_first_chunk::<CHUNK_KEY_LEN>()?;
         let (entries, words) = rest.split_first_chunk::<4>()?;
         let entries = u32::from_be_bytes(*entries);
         // The filter's size follows from the entry count: a value cut short is refused.
@@ -221,7 +218,6 @@ impl Run {
         }
         Some(Self {
             id,
-            min_chunk: *min_chunk,
             max_chunk: *max_chunk,
             entries,
             bloom: Bloom {
@@ -457,7 +453,7 @@ impl TraceIndex {
         };
         let id = self.next_run.fetch_add(1, Ordering::Relaxed);
         let mut bloom = Bloom::new(entries.len());
-        let (mut min_chunk, mut max_chunk) = ([0xff; CHUNK_KEY_LEN], [0; CHUNK_KEY_LEN]);
+        let mut max_chunk = [0; CHUNK_KEY_LEN];
         let mut batch = db.batch(false);
         for (n, page) in entries.chunks(PAGE_ENTRIES).enumerate() {
             let mut value = Vec::with_capacity(page.len() * ENTRY_LEN);
@@ -465,7 +461,6 @@ impl TraceIndex {
                 value.extend_from_slice(trace);
                 value.extend_from_slice(chunk);
                 bloom.insert(trace);
-                min_chunk = min_chunk.min(*chunk);
                 max_chunk = max_chunk.max(*chunk);
             }
             let last = page.last().map_or(0, |(hash, _, _)| *hash);
@@ -473,7 +468,6 @@ impl TraceIndex {
         }
         let run = Run {
             id,
-            min_chunk,
             max_chunk,
             entries: u32::try_from(entries.len()).unwrap_or(u32::MAX),
             bloom,
@@ -647,7 +641,6 @@ mod tests {
         bloom.insert(&[7; 16]);
         let run = Run {
             id: 4,
-            min_chunk: [1; 16],
             max_chunk: [2; 16],
             entries: 3,
             bloom,

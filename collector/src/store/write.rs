@@ -277,10 +277,7 @@ impl Store {
 
     /// Whether the part `part_ref` is stored (its trace's chunks, as stored now).
     fn has_part(&self, part_ref: &keys::PartRef) -> Result<bool, StoreError> {
-        let Some(trace) = part_ref.first_chunk::<16>() else {
-            return Ok(false);
-        };
-        for key in self.index.view()?.chunks_of(trace)? {
+        for key in self.index.view()?.chunks_of(&keys::trace_of(part_ref))? {
             let Some(value) = self.chunks.get(key)? else {
                 continue;
             };

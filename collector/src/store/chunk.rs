@@ -314,8 +314,11 @@ pub struct ChunkCache {
     bodies: RefCell<HashMap<ChunkKey, Option<Rc<Vec<u8>>>>>,
 }
 
-/// Chunks kept by one reader at most (bodies are about 60 KB each for the benchmark's requests).
+/// Decompressed bodies kept by one reader at most (about 60 KB each for the benchmark's requests).
 const CACHED_BODIES: usize = 256;
+/// Chunk values (part table and compressed body, about 10 KB each) kept by one reader at most: a search
+/// checks up to 20,000 traces, mostly in chunks it read already.
+const CACHED_VALUES: usize = 4_096;
 
 impl ChunkCache {
     pub fn new(chunks: Snapshot) -> Self {
@@ -333,7 +336,7 @@ impl ChunkCache {
         }
         let value = self.chunks.get(key)?;
         let mut values = self.values.borrow_mut();
-        if values.len() >= CACHED_BODIES * 16 {
+        if values.len() >= CACHED_VALUES {
             values.clear();
         }
         values.insert(*key, value.clone());

@@ -2,7 +2,10 @@
 
 Load: wrk POSTs OTLP/HTTP protobuf batches of realistic sidecar spans (about
 15 attributes each, 100 spans a batch) over loopback. Every request carries
-new trace ids (bench/otlp_post.lua), so the store keeps every span.
+new trace ids (bench/otlp_post.lua), so the store keeps every span. wrk's own
+CPU is measured too: it shares the cores with the server it loads, and a rate
+means something only while wrk is far from a whole core. `WRK_SCRIPT=path` runs
+another script in its place (to compare generators).
 """
 from __future__ import annotations
 
@@ -109,15 +112,71 @@ def wrk_ingest(port, batches_dir, n_batches, seconds, connections=8, salt=None):
     # Distinct per run (a random salt per run repeated one in ~100-run fills, and the repeated run's
     # traces were duplicates the store rightly ignored while the fill counted them).
     salt = salt if salt is not None else next(_SALTS)
+    before = os.times()
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          "-s", str(ROOT / "bench" / "otlp_post.lua"), f"http://{LOOPBACK}:{port}/",
+                          "-s", os.environ.get("WRK_SCRIPT", str(ROOT / "bench" / "otlp_post.lua")), f"http://{LOOPBACK}:{port}/",
                           "--", str(batches_dir), str(n_batches), str(salt)],
                          capture_output=True, text=True, check=True).stdout
+    after = os.times()
     total = int(re.search(r"(\d+) requests in ([\d.]+)(s|m)", out).group(1))
     dur = float(re.search(r"requests in ([\d.]+)s", out).group(1)) if "s," in out else seconds
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     spans = (total - non2xx) * SPANS_PER_BATCH  # acknowledged
-    return {"requests": total, "refused": non2xx, "spans": spans, "spans_per_s": spans / dur}
+    # The load generator's own CPU: it shares the machine's cores with the server it loads.
+    wrk_cpu_s = after.children_user + after.children_system - before.children_user - before.children_system
+    return {"requests": total, "refused": non2xx, "spans": spans, "spans_per_s": spans / dur,
+            "seconds": dur, "wrk_cpu_s": wrk_cpu_s}
+
+
+def check_generator(batches_dir, n_batches, seconds=1):
+    """Runs the load (wrk and bench/otlp_post.lua) for `seconds` into a plain HTTP server on loopback that
+    keeps the bodies, and fails unless every span is new: a trace id of an earlier request, or a marker
+    left unreplaced, would be a retry the store skips, and inflate its figure (an earlier version of the
+    script repeated traces with some salts)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies = []
+
+    class Keep(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+        def handle(self):
+            try:
+                super().handle()
+            except ConnectionError:  # wrk closes its connections at the end
+                pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Keep)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        wrk_ingest(server.server_port, batches_dir, n_batches, seconds, connections=2)
+    finally:
+        server.shutdown()
+    seen, spans = set(), 0
+    for body in bodies:
+        if MARKER in body:
+            raise RuntimeError("bench/otlp_post.lua left a trace id marker in a request")
+        request_ids = set()
+        for rs in ExportTraceServiceRequest.FromString(body).resource_spans:
+            for ss in rs.scope_spans:
+                request_ids.update(s.trace_id for s in ss.spans)
+                spans += len(ss.spans)
+        if request_ids & seen:
+            raise RuntimeError("bench/otlp_post.lua repeated an earlier request's trace ids")
+        seen |= request_ids
+    if not bodies or spans != len(bodies) * SPANS_PER_BATCH:
+        raise RuntimeError(f"bench/otlp_post.lua: {len(bodies)} requests with {spans} spans")
+    return len(bodies)
 
 
 def sample_rss(pid, stop, out):
@@ -216,6 +275,7 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
     write_batches(batches, n_batches)
     results = {"batch_bytes": statistics.mean(p.stat().st_size for p in batches.iterdir())}
     try:
+        check_generator(batches, n_batches)
         data = tmp / "store"
         coll, coll_port, query_port = meshtrace_collector(data)
         rot, rot_port = rotel(tmp)
@@ -266,6 +326,12 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
         def medians(measured):
             return {k: statistics.median(s["spans_per_s"] for s in v) for k, v in measured.items()}
 
+        def generator(measured):
+            """wrk's CPU per span against each server, and its busiest share of a core in any round."""
+            return {k: {"cpu_us_per_span": sum(s["wrk_cpu_s"] for s in v) / max(sum(s["spans"] for s in v), 1) * 1e6,
+                        "max_core_share": max(s["wrk_cpu_s"] / s["seconds"] for s in v)}
+                    for k, v in measured.items()}
+
         med, med_many = medians(samples), medians(many)
         results["ingest"] = {
             "meshtrace_spans_per_s": med["meshtrace"], "rotel_spans_per_s": med["rotel"],
@@ -285,6 +351,7 @@ def run(seconds=10, rounds=3, sizes=(1_000_000,), n_batches=300):
             "many_meshtrace_refused_requests": sum(s["refused"] for s in many["meshtrace"]),
             "many_rounds": {k: [round(s["spans_per_s"]) for s in v] for k, v in many.items()},
             "many_round_ratios": round_ratios(many),
+            "wrk": generator(samples), "many_wrk": generator(many),
             "with_queries_spans_per_s": with_queries["spans_per_s"],
             "with_queries_ratio": with_queries["spans_per_s"] / med["meshtrace"],
             "queries_during_ingest": len(lat), "query_p50_ms": percentile(lat, 50), "query_p99_ms": percentile(lat, 99),

@@ -47,7 +47,7 @@ twice more with `fdatasync`: on that sparse file (fjall sizes its journal files 
 append allocates blocks, metadata an `fdatasync` writes too) and on a file whose blocks were written
 before (as a journal that reused its files would be: only the data to write).
 
-`python bench/collector_profile.py perf [seconds]` runs the collector under wrk (as bench/collector.py
+`python bench/collector_profile.py perf [seconds] [connections]` runs the collector under wrk (as bench/collector.py
 does) for a while, samples it with `perf record -g` and prints the hottest functions.
 
 `python bench/collector_profile.py pair [rounds] [seconds] [connections]` runs two collectors at the same
@@ -223,7 +223,9 @@ def cpu(seconds=20, connections=CONNECTIONS):
         pid = coll.proc.pid
         before, threads_before = cpu_seconds(pid), thread_work(pid)
         counts_before = faults_and_switches(pid)
+        wrk_before = os.times()
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
+        wrk_after = os.times()
         counts_after = faults_and_switches(pid)
         # Let the flushes and compactions the load caused finish (the CPU stops moving).
         used = bench.settle(pid, cap=120, step=1, idle=0.02) - before
@@ -238,7 +240,8 @@ def cpu(seconds=20, connections=CONNECTIONS):
     ended = used - sum(cpu_s - threads_before.get(name, (0.0, 0))[0] for name, (cpu_s, _) in threads_after.items())
     per_thread["threads that ended"] = {"cpu_us_per_span": round(ended / spans * 1e6, 2)}
     return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "connections": connections, "cpu_s": round(used, 2),
-            "cpu_us_per_span": round(used / spans * 1e6, 2), "load": round(os.getloadavg()[0], 1),
+            "cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(children_cpu(wrk_before, wrk_after) / spans * 1e6, 2),
+            "load": round(os.getloadavg()[0], 1),
             # Counted over the load only: they move much less than time with other work on the machine.
             "page_faults_per_request": round((counts_after[0] - counts_before[0]) / spans * bench.SPANS_PER_BATCH, 1),
             "context_switches_per_request": round((counts_after[1] - counts_before[1]) / spans * bench.SPANS_PER_BATCH, 1),
@@ -286,11 +289,15 @@ def peer(seconds=15, connections=CONNECTIONS):
         rot.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     spans = max(r["spans"], 1)
-    wrk = (wrk_after.children_user + wrk_after.children_system
-           - wrk_before.children_user - wrk_before.children_system)
+    wrk = children_cpu(wrk_before, wrk_after)
     return {"spans_per_s": round(r["spans_per_s"]), "connections": connections,
             "rotel_cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(wrk / spans * 1e6, 2),
             "load": round(os.getloadavg()[0], 1)}
+
+
+def children_cpu(before, after):
+    """CPU seconds the waited-for child processes (wrk) used between two `os.times()`."""
+    return after.children_user + after.children_system - before.children_user - before.children_system
 
 
 def thread_work(pid):
@@ -390,11 +397,11 @@ def threads(seconds=10, connections=8):
             print(f"  {name:18} x{len(pcts):<3} " + "   ".join(shown))
 
 
-def perf(seconds=20):
+def perf(seconds=20, connections=CONNECTIONS):
     with warm_collector("meshtrace-perf-") as (tmp, batch_dir, ports, coll):
         rec = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", str(tmp / "perf.data"),
                                 "-p", str(coll.proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds)
+        r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
         rec.send_signal(2)
         rec.wait()
         coll.stop()
@@ -490,7 +497,7 @@ if __name__ == "__main__":
         for row in fsync_cost(sys.argv[2] if len(sys.argv) > 2 else "."):
             print(row)
     elif mode == "perf":
-        perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+        perf(int(sys.argv[2]) if len(sys.argv) > 2 else 20, int(sys.argv[3]) if len(sys.argv) > 3 else CONNECTIONS)
     elif mode == "pair":
         pair(*(int(a) for a in sys.argv[2:5]))
     elif mode == "threads":

@@ -96,10 +96,20 @@ impl Window {
         self.links.len()
     }
 
-    /// Every (hash, trace, chunk), sorted (`order`), each once. Placed in buckets by the hash's top 16
-    /// bits first (a few entries each), then each bucket sorted, the trace and the chunk compared as
-    /// big-endian integers (two words each instead of a `memcmp`).
-    fn sorted(&self) -> Vec<(u64, TraceId, ChunkKey)> {
+    /// Empties the window and keeps its allocations, for the next open window: one grown to
+    /// `SEAL_ENTRIES` from nothing reallocates its table and its list some seventeen times each, mostly
+    /// into fresh memory the kernel zeroes first.
+    fn clear(&mut self) {
+        self.heads.clear();
+        self.links.clear();
+        self.last_seq = None;
+        self.started = None;
+    }
+
+    /// Every (hash, trace, chunk), sorted (`order`), each once, the trace and the chunk as big-endian
+    /// integers (their order is their bytes'; two words each to compare instead of a `memcmp`). Placed
+    /// in buckets by the hash's top 16 bits first (a few entries each), then each bucket sorted.
+    fn sorted(&self) -> Vec<(u64, u128, u128)> {
         const BUCKETS: usize = 1 << 16;
         let hashes: Vec<u64> = self.links.iter().map(|l| order(&l.trace)).collect();
         let bucket = |hash: u64| (hash >> 48) as usize;
@@ -137,9 +147,6 @@ impl Window {
         }
         keyed.dedup();
         keyed
-            .into_iter()
-            .map(|(h, t, c)| (h, t.to_be_bytes(), c.to_be_bytes()))
-            .collect()
     }
 }
 
@@ -255,8 +262,9 @@ pub struct TraceIndex {
     state: RwLock<State>,
     next_seq: AtomicU64,
     next_run: AtomicU64,
-    /// Serializes seals (the background thread's, and tests').
-    sealing: Mutex<()>,
+    /// Serializes seals (the background thread's, and tests'), and holds the last sealed window, emptied,
+    /// for the next open one (`Window::clear`).
+    sealing: Mutex<Window>,
     pages: PartitionHandle,
     runs: PartitionHandle,
     pending: PartitionHandle,
@@ -362,7 +370,7 @@ impl TraceIndex {
             }),
             next_seq: AtomicU64::new(last_seq.map_or(0, |s| s + 1)),
             next_run: AtomicU64::new(next_run),
-            sealing: Mutex::new(()),
+            sealing: Mutex::new(Window::default()),
             #[cfg(test)]
             fail_next_seal: std::sync::atomic::AtomicBool::new(false),
             pages,
@@ -432,7 +440,7 @@ impl TraceIndex {
     /// to a window's last never deletes those of an older window not sealed. Returns whether a run was
     /// written.
     pub fn seal(&self, db: &Database) -> Result<bool, StoreError> {
-        let _one = self.sealing.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut spare = self.sealing.lock().map_err(|_| StoreError::Poisoned)?;
         let window = {
             let mut state = self.state.write().map_err(|_| StoreError::Poisoned)?;
             match state.sealing.first() {
@@ -441,7 +449,8 @@ impl TraceIndex {
                     if state.open.lock().map_err(|_| StoreError::Poisoned)?.len() == 0 {
                         return Ok(false);
                     }
-                    let window = std::mem::take(&mut state.open);
+                    let fresh = Arc::new(Mutex::new(std::mem::take(&mut *spare)));
+                    let window = std::mem::replace(&mut state.open, fresh);
                     state.sealing.push(window.clone());
                     window
                 }
@@ -458,10 +467,11 @@ impl TraceIndex {
         for (n, page) in entries.chunks(PAGE_ENTRIES).enumerate() {
             let mut value = Vec::with_capacity(page.len() * ENTRY_LEN);
             for (_, trace, chunk) in page {
-                value.extend_from_slice(trace);
-                value.extend_from_slice(chunk);
-                bloom.insert(trace);
-                max_chunk = max_chunk.max(*chunk);
+                let (trace, chunk) = (trace.to_be_bytes(), chunk.to_be_bytes());
+                value.extend_from_slice(&trace);
+                value.extend_from_slice(&chunk);
+                bloom.insert(&trace);
+                max_chunk = max_chunk.max(chunk);
             }
             let last = page.last().map_or(0, |(hash, _, _)| *hash);
             batch.insert(&self.pages, page_key(id, last, n as u32), value);
@@ -484,9 +494,16 @@ impl TraceIndex {
             return Err(StoreError::Unusable("a failed seal (test)".into()));
         }
         batch.commit()?;
-        let mut state = self.state.write().map_err(|_| StoreError::Poisoned)?;
-        state.runs.push(Arc::new(run));
-        state.sealing.retain(|w| !Arc::ptr_eq(w, &window));
+        {
+            let mut state = self.state.write().map_err(|_| StoreError::Poisoned)?;
+            state.runs.push(Arc::new(run));
+            state.sealing.retain(|w| !Arc::ptr_eq(w, &window));
+        }
+        // Reused unless a reader's view still holds it (then it goes with the view).
+        if let Some(mut sealed) = Arc::into_inner(window).and_then(|w| w.into_inner().ok()) {
+            sealed.clear();
+            *spare = sealed;
+        }
         Ok(true)
     }
 
@@ -580,10 +597,40 @@ mod tests {
             (order(&[2; 16]), [2; 16], [10; 16]),
         ];
         expected.sort_unstable();
-        assert_eq!(w.sorted(), expected);
+        assert_eq!(sorted_bytes(&w), expected);
         out.clear();
         w.lookup(&[3; 16], &mut out);
         assert!(out.is_empty());
+    }
+
+    /// `Window::sorted` as byte arrays.
+    fn sorted_bytes(w: &Window) -> Vec<(u64, TraceId, ChunkKey)> {
+        w.sorted()
+            .into_iter()
+            .map(|(h, t, c)| (h, t.to_be_bytes(), c.to_be_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn a_cleared_window_is_empty_and_keeps_its_room() {
+        let mut w = Window::default();
+        for i in 0..1_000u32 {
+            let mut trace = [0u8; 16];
+            trace[..4].copy_from_slice(&i.to_be_bytes());
+            w.insert(trace, [1; 16]);
+        }
+        w.last_seq = Some(7);
+        let room = (w.heads.capacity(), w.links.capacity());
+        w.clear();
+        assert_eq!((w.len(), w.last_seq, w.started), (0, None, None));
+        assert!(w.sorted().is_empty());
+        let mut out = Vec::new();
+        w.lookup(&[0; 16], &mut out);
+        assert!(out.is_empty());
+        assert_eq!((w.heads.capacity(), w.links.capacity()), room);
+        w.insert([9; 16], [2; 16]);
+        w.lookup(&[9; 16], &mut out);
+        assert_eq!(out, vec![[2; 16]]);
     }
 
     #[test]
@@ -611,7 +658,7 @@ mod tests {
         }
         expected.sort_unstable();
         expected.dedup();
-        assert_eq!(w.sorted(), expected);
+        assert_eq!(sorted_bytes(&w), expected);
     }
 
     #[test]

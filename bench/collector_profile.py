@@ -223,9 +223,7 @@ def cpu(seconds=20, connections=CONNECTIONS):
         pid = coll.proc.pid
         before, threads_before = cpu_seconds(pid), thread_work(pid)
         counts_before = faults_and_switches(pid)
-        wrk_before = os.times()
         r = bench.wrk_ingest(ports["http"], batch_dir, 300, seconds, connections=connections)
-        wrk_after = os.times()
         counts_after = faults_and_switches(pid)
         # Let the flushes and compactions the load caused finish (the CPU stops moving).
         used = bench.settle(pid, cap=120, step=1, idle=0.02) - before
@@ -240,7 +238,7 @@ def cpu(seconds=20, connections=CONNECTIONS):
     ended = used - sum(cpu_s - threads_before.get(name, (0.0, 0))[0] for name, (cpu_s, _) in threads_after.items())
     per_thread["threads that ended"] = {"cpu_us_per_span": round(ended / spans * 1e6, 2)}
     return {"spans": spans, "spans_per_s": round(r["spans_per_s"]), "connections": connections, "cpu_s": round(used, 2),
-            "cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(children_cpu(wrk_before, wrk_after) / spans * 1e6, 2),
+            "cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(r["wrk_cpu_s"] / spans * 1e6, 2),
             "load": round(os.getloadavg()[0], 1),
             # Counted over the load only: they move much less than time with other work on the machine.
             "page_faults_per_request": round((counts_after[0] - counts_before[0]) / spans * bench.SPANS_PER_BATCH, 1),
@@ -281,23 +279,17 @@ def peer(seconds=15, connections=CONNECTIONS):
     try:
         bench.wrk_ingest(port, batch_dir, 300, 2, connections=connections)
         time.sleep(1)
-        before, wrk_before = cpu_seconds(rot.proc.pid), os.times()
+        before = cpu_seconds(rot.proc.pid)
         r = bench.wrk_ingest(port, batch_dir, 300, seconds, connections=connections)
         time.sleep(2)
-        used, wrk_after = cpu_seconds(rot.proc.pid) - before, os.times()
+        used = cpu_seconds(rot.proc.pid) - before
     finally:
         rot.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     spans = max(r["spans"], 1)
-    wrk = children_cpu(wrk_before, wrk_after)
     return {"spans_per_s": round(r["spans_per_s"]), "connections": connections,
-            "rotel_cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(wrk / spans * 1e6, 2),
+            "rotel_cpu_us_per_span": round(used / spans * 1e6, 2), "wrk_cpu_us_per_span": round(r["wrk_cpu_s"] / spans * 1e6, 2),
             "load": round(os.getloadavg()[0], 1)}
-
-
-def children_cpu(before, after):
-    """CPU seconds the waited-for child processes (wrk) used between two `os.times()`."""
-    return after.children_user + after.children_system - before.children_user - before.children_system
 
 
 def thread_work(pid):

@@ -22,7 +22,7 @@ pub const FORMAT_VERSION: u64 = 9;
 /// reference `trace(16) hash(8)`, summary and spans' layout), its search entries' keys, then one LZ4
 /// block of the request's bytes as they arrived (`chunk`); stored uncompressed by the LSM.
 pub const CHUNKS: &str = "chunks";
-/// The trace index's run pages: `run(8) last trace(16) page(4)` -> sorted `trace(16) chunk(16)`
+/// The trace index's run pages: `run(8) last hash(8) page(4)` -> sorted `trace(16) chunk(16)`
 /// entries (`trace_index`).
 pub const INDEX_PAGES: &str = "index_pages";
 /// `run(8)` -> the run's last chunk, entry count and Bloom filter.
